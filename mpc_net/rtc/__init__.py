@@ -1,0 +1,1 @@
+"""Peer connection backends (aiortc natively, RTCPeerConnection in browsers)."""

@@ -1,0 +1,1 @@
+"""Room server and clients: signaling only, never MPC data."""
