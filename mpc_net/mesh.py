@@ -1,0 +1,251 @@
+"""Connect this party to every other party of a room, and take the connections down again.
+
+Roles are fixed by party index: the lower index offers, so offers never cross. The room server
+only relays the session descriptions; once every data channel is open this party leaves it.
+Backend-neutral: the peer connections come from a factory (aiortc natively, the browser's
+RTCPeerConnection under Pyodide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .sdp import max_message_size
+from .signaling.client import SignalingClient, SignalingError
+from .transport import PEER_TIMEOUT, DataChannel, DataChannelTransport, PeerLost
+
+logger = logging.getLogger("mpc_net.mesh")
+
+
+class PeerConnection(Protocol):
+    """What the mesh needs of a backend's peer connection."""
+
+    channel: DataChannel
+    opened: asyncio.Future[None]
+
+    @property
+    def connection_state(self) -> str: ...
+
+    @property
+    def remote_sdp(self) -> str: ...
+
+    async def create_offer(self) -> dict[str, str]: ...
+
+    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]: ...
+
+    async def accept_answer(self, answer: dict[str, str]) -> None: ...
+
+    def bind(self, transport: DataChannelTransport) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MeshError(Exception):
+    """The mesh could not be built; the message says which party and why."""
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    signaling_url: str
+    room: str
+    pid: int
+    parties: int
+    ice_servers: list[dict] = dataclasses.field(default_factory=list)
+    join_timeout: float = 300.0  # for every party to show up in the room
+    connect_timeout: float = 20.0  # for one channel, once both parties are in the room
+    peer_timeout: float = PEER_TIMEOUT
+    close_timeout: float = 5.0
+
+
+def _description(sender: int, data: object, kind: str) -> dict[str, str]:
+    description = data.get("description") if isinstance(data, dict) else None
+    if (
+        not isinstance(description, dict)
+        or description.get("type") != kind
+        or not isinstance(description.get("sdp"), str)
+    ):
+        raise MeshError(f"party {sender} sent a signal that is not an SDP {kind}")
+    return {"type": kind, "sdp": description["sdp"]}
+
+
+class Mesh:
+    def __init__(
+        self,
+        config: MeshConfig,
+        new_peer_connection: Callable[[list[dict]], PeerConnection],
+        on_lost: Callable[[PeerLost], None],
+    ) -> None:
+        self.config = config
+        self._new_peer_connection = new_peer_connection
+        self._on_lost = on_lost
+        self._peers: dict[int, PeerConnection] = {}
+        self._since: dict[int, float] = {}  # when the attempt to reach each peer began
+        self.transports: dict[int, DataChannelTransport] = {}
+        self._ice_servers: list[dict] = []
+        self._failure: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def others(self) -> list[int]:
+        return [j for j in range(self.config.parties) if j != self.config.pid]
+
+    async def connect(self) -> dict[int, DataChannelTransport]:
+        """Open a data channel to every other party; returns the transports by party index."""
+        cfg = self.config
+        self._failure = asyncio.get_running_loop().create_future()
+        started = time.monotonic()
+        client = SignalingClient()
+        try:
+            await client.connect(cfg.signaling_url)
+            joined = await client.join(cfg.room, cfg.pid, cfg.parties)
+            self._ice_servers = cfg.ice_servers + joined["ice_servers"]
+            logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
+                        joined["peers"] or "nobody yet")
+            for j in joined["peers"]:
+                self._peer_present(client, j)
+            await self._run_signaling(client, started)
+            await client.leave()
+        except SignalingError as exc:
+            raise MeshError(str(exc)) from None
+        finally:
+            await client.close()
+            for task in self._tasks:
+                task.cancel()
+        logger.info("party %d connected to all %d peers in %.2f s", cfg.pid, len(self.others),
+                    time.monotonic() - started)
+        return self.transports
+
+    async def close(self) -> None:
+        """Close every peer connection once the peer has confirmed the end of the stream."""
+        await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
+
+    # -- building -----------------------------------------------------------------------------
+
+    async def _run_signaling(self, client: SignalingClient, started: float) -> None:
+        receive = asyncio.ensure_future(client.recv())
+        try:
+            while len(self.transports) < len(self.others):
+                done, _ = await asyncio.wait({receive, self._failure}, timeout=0.5,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if self._failure in done:
+                    self._failure.result()
+                if receive in done:
+                    self._handle(client, receive.result())
+                    receive = asyncio.ensure_future(client.recv())
+                self._check_deadlines(started)
+        finally:
+            receive.cancel()
+
+    def _handle(self, client: SignalingClient, message: dict) -> None:
+        kind = message["type"]
+        if kind == "peer-joined":
+            self._peer_present(client, message["party"])
+        elif kind == "peer-left":
+            self._peer_gone(message["party"])
+        elif kind == "signal":
+            self._spawn(self._signal_received(client, message["from"], message["data"]))
+        elif kind == "error":
+            raise MeshError(f"room server: {message['message']} ({message['code']})")
+
+    def _peer_present(self, client: SignalingClient, j: int) -> None:
+        if j in self.transports or j < self.config.pid:
+            return  # the lower index offers; wait for its offer
+        self._spawn(self._offer(client, j))
+
+    def _peer_gone(self, j: int) -> None:
+        if j in self.transports:
+            return  # the channel stands on its own; the room server is no longer needed
+        logger.info("party %d left the room before connecting; waiting for it to return", j)
+        self._forget(j)
+
+    async def _offer(self, client: SignalingClient, j: int) -> None:
+        pc = self._replace_peer(j)
+        offer = await pc.create_offer()
+        await client.send_signal(j, {"description": offer})
+
+    async def _signal_received(self, client: SignalingClient, j: int, data: object) -> None:
+        if j < self.config.pid:
+            offer = _description(j, data, "offer")
+            pc = self._replace_peer(j)
+            answer = await pc.accept_offer(offer)
+            await client.send_signal(j, {"description": answer})
+        else:
+            answer = _description(j, data, "answer")
+            pc = self._peers.get(j)
+            if pc is None:
+                return  # an answer to an offer we have since given up on
+            await pc.accept_answer(answer)
+
+    def _replace_peer(self, j: int) -> PeerConnection:
+        self._forget(j)
+        pc = self._new_peer_connection(self._ice_servers)
+        self._peers[j] = pc
+        self._since[j] = time.monotonic()
+        pc.opened.add_done_callback(lambda f: self._channel_opened(j, pc, f))
+        return pc
+
+    def _forget(self, j: int) -> None:
+        pc = self._peers.pop(j, None)
+        self._since.pop(j, None)
+        if pc is not None:
+            self._spawn(pc.close())
+
+    def _channel_opened(self, j: int, pc: PeerConnection, opened: asyncio.Future[None]) -> None:
+        if self._peers.get(j) is not pc or opened.cancelled() or opened.exception():
+            return  # a superseded attempt, or a failure the deadline check reports
+        transport = DataChannelTransport(
+            pc.channel, j, max_message_size=max_message_size(pc.remote_sdp),
+            on_lost=self._lost, peer_timeout=self.config.peer_timeout)
+        pc.bind(transport)
+        self.transports[j] = transport
+        logger.info("party %d: data channel to party %d open", self.config.pid, j)
+
+    def _lost(self, error: PeerLost) -> None:
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_exception(MeshError(str(error)))
+        else:
+            self._on_lost(error)
+
+    def _check_deadlines(self, started: float) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        for j, since in self._since.items():
+            if j not in self.transports and now - since > cfg.connect_timeout:
+                state = self._peers[j].connection_state
+                raise MeshError(f"could not connect to party {j} within {cfg.connect_timeout:g} s "
+                                f"(peer connection state: {state})")
+        if now - started > cfg.join_timeout:
+            missing = [j for j in self.others if j not in self._peers]
+            raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
+                            f"within {cfg.join_timeout:g} s")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._failure is not None and not self._failure.done():
+            exc = task.exception()
+            self._failure.set_exception(exc if isinstance(exc, MeshError) else MeshError(
+                f"connecting failed: {exc}"))
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def _close_peer(self, j: int) -> None:
+        pc = self._peers.pop(j)
+        transport = self.transports.get(j)
+        if transport is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(transport.ended), self.config.close_timeout)
+            except TimeoutError:
+                logger.warning("party %d did not confirm the end of the stream", j)
+        await pc.close()

@@ -1,0 +1,66 @@
+"""Records carried in data channel messages, and the outbound buffer that batches them.
+
+Every data channel message is one record: a one-byte type, then the body. DATA bodies are
+slices of the MPyC byte stream (MPyC reassembles its own frames, so slices may fall anywhere);
+the other types let each side tell a quiet peer from a dead one and a clean close from a lost
+channel. Pure code, no I/O: native and browser backends share it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class RecordType(enum.IntEnum):
+    DATA = 0
+    KEEPALIVE = 1
+    GOODBYE = 2  # the sender has written its last DATA record
+
+
+class RecordError(ValueError):
+    """A data channel message that is not a record of ours."""
+
+
+def encode(kind: RecordType, body: bytes | bytearray | memoryview = b"") -> bytes:
+    return bytes((kind,)) + body
+
+
+def decode(message: bytes) -> tuple[RecordType, memoryview]:
+    if not message:
+        raise RecordError("empty data channel message")
+    try:
+        kind = RecordType(message[0])
+    except ValueError:
+        raise RecordError(f"unknown record type {message[0]}") from None
+    return kind, memoryview(message)[1:]
+
+
+class SendBuffer:
+    """Bytes written by MPyC and not yet handed to the data channel.
+
+    Writes made in one event-loop tick are merged, so a burst of small MPyC messages costs a few
+    large data channel messages instead of one SCTP packet (and one SACK) each.
+    """
+
+    def __init__(self, max_message_size: int) -> None:
+        if max_message_size < 2:
+            raise ValueError("max_message_size must leave room for a record body")
+        self._body_size = max_message_size - 1
+        self._pending = bytearray()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending += data
+
+    def take(self, budget: int) -> list[bytes]:
+        """DATA records for at most about `budget` pending bytes (at least one if any pending)."""
+        records = []
+        taken = 0
+        while self._pending and (taken < budget or not records):
+            body = self._pending[: self._body_size]
+            records.append(encode(RecordType.DATA, body))
+            taken += len(body)
+            del self._pending[: len(body)]
+        return records

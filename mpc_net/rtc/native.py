@@ -1,0 +1,116 @@
+"""Peer connections on aiortc: the native backend."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+
+import aioice.ice
+import aioice.turn
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from ..transport import DataChannelTransport
+
+# Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
+# 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+_aioice_host_addresses = aioice.ice.get_host_addresses
+_chosen_host_addresses: list[str] | None = None
+
+
+def use_host_addresses(addresses: list[str] | None) -> None:
+    """Offer host candidates on exactly these local addresses (None: aioice's choice).
+
+    aioice leaves 127.0.0.1 out of its host candidates, so a machine whose only interface is
+    `lo` would offer none at all; then 127.0.0.1 is used.
+    """
+    global _chosen_host_addresses
+    _chosen_host_addresses = list(addresses) if addresses is not None else None
+
+
+def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    if _chosen_host_addresses is None:
+        return _aioice_host_addresses(use_ipv4, use_ipv6) or ["127.0.0.1"]
+    wanted = {4: use_ipv4, 6: use_ipv6}
+    return [a for a in _chosen_host_addresses if wanted[ipaddress.ip_address(a).version]]
+
+
+aioice.ice.get_host_addresses = _host_addresses
+aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
+
+
+def _ice_server(server: dict) -> RTCIceServer:
+    return RTCIceServer(
+        urls=server["urls"], username=server.get("username"), credential=server.get("credential")
+    )
+
+
+class NativePeerConnection:
+    """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
+
+    def __init__(self, ice_servers: list[dict]) -> None:
+        # An explicit list, even an empty one: given None, aiortc silently uses a public STUN.
+        config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers])
+        self._pc = RTCPeerConnection(config)
+        self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport: DataChannelTransport | None = None
+        self._backlog: list[Callable[[DataChannelTransport], None]] = []
+        self.channel.on("open", self._on_open)
+        self.channel.on("message", lambda m: self._forward(lambda t: t.on_message(m)))
+        self.channel.on("close", lambda: self._forward(lambda t: t.on_channel_close()))
+        self.channel.on("bufferedamountlow",
+                        lambda: self._forward(lambda t: t.on_buffered_amount_low()))
+        self._pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def connection_state(self) -> str:
+        return self._pc.connectionState
+
+    @property
+    def remote_sdp(self) -> str:
+        return self._pc.remoteDescription.sdp
+
+    async def create_offer(self) -> dict[str, str]:
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return self._local_description()
+
+    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return self._local_description()
+
+    async def accept_answer(self, answer: dict[str, str]) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(**answer))
+
+    def bind(self, transport: DataChannelTransport) -> None:
+        """Send the channel's events, including any that came before, to `transport`."""
+        self._transport = transport
+        backlog, self._backlog = self._backlog, []
+        for event in backlog:
+            event(transport)
+
+    async def close(self) -> None:
+        await self._pc.close()
+
+    def _local_description(self) -> dict[str, str]:
+        description = self._pc.localDescription
+        return {"type": description.type, "sdp": description.sdp}
+
+    def _on_open(self) -> None:
+        if not self.opened.done():
+            self.opened.set_result(None)
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        if state in ("failed", "closed") and not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"the peer connection {state}"))
+        self._forward(lambda t: t.on_connection_state(state))
+
+    def _forward(self, event: Callable[[DataChannelTransport], None]) -> None:
+        if self._transport is None:
+            self._backlog.append(event)
+        else:
+            event(self._transport)

@@ -1,0 +1,234 @@
+"""DataChannelTransport: an asyncio write transport over one data channel.
+
+MPyC's `asyncoro.MessageExchanger` runs unchanged on top of it, exactly as it runs on a TCP
+transport: it calls `write`/`writelines`/`close`, and gets `connection_made`, `data_received`
+and `connection_lost` back. The channel is anything shaped like the W3C RTCDataChannel
+(aiortc's, or the browser's through Pyodide); the backend forwards its events to the
+`on_*` methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from .liveness import Liveness
+from .records import RecordError, RecordType, SendBuffer, decode, encode
+
+logger = logging.getLogger("mpc_net.transport")
+
+# Browsers close a data channel whose send buffer overflows (Chromium: 16 MiB); past the high
+# water mark the surplus waits here until the channel reports `bufferedamountlow`.
+HIGH_WATER = 1024 * 1024
+LOW_WATER = 256 * 1024
+
+KEEPALIVE_INTERVAL = 1.0
+PEER_TIMEOUT = 10.0
+
+
+class DataChannel(Protocol):
+    """The part of the W3C RTCDataChannel interface the transport uses."""
+
+    @property
+    def readyState(self) -> str: ...  # noqa: N802 (W3C name)
+
+    @property
+    def bufferedAmount(self) -> int: ...  # noqa: N802 (W3C name)
+
+    bufferedAmountLowThreshold: int  # noqa: N815 (W3C name)
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PeerLost(Exception):
+    """The channel to a party failed while MPyC still needed it."""
+
+    def __init__(self, peer_pid: int, reason: str) -> None:
+        super().__init__(f"lost the connection to party {peer_pid}: {reason}")
+        self.peer_pid = peer_pid
+        self.reason = reason
+
+
+class DataChannelTransport(asyncio.WriteTransport):
+    def __init__(
+        self,
+        channel: DataChannel,
+        peer_pid: int,
+        *,
+        max_message_size: int,
+        on_lost: Callable[[PeerLost], None],
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        peer_timeout: float = PEER_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._channel = channel
+        self.peer_pid = peer_pid
+        self._on_lost = on_lost
+        self._buffer = SendBuffer(max_message_size)
+        self._protocol: asyncio.Protocol | None = None
+        self._early: list[tuple[RecordType, bytes]] = []  # received before attach()
+        self._flush_scheduled = False
+        self._closing = False  # MPyC closed its side; GOODBYE follows the pending data
+        self._goodbye_sent = False
+        self._protocol_done = False  # connection_lost(None) delivered to MPyC
+        self._lost = False
+        # Done once nothing more can come from the peer: its GOODBYE arrived, or the channel died.
+        self.ended: asyncio.Future[None] = self._loop.create_future()
+        # Figures for the end-of-run summary.
+        self.mpyc_writes = 0
+        self.bytes_written = 0
+        self.messages_sent = 0
+        now = self._loop.time()
+        self._liveness = Liveness.starting(now, keepalive_interval, peer_timeout)
+        self._last_tick = now
+        channel.bufferedAmountLowThreshold = LOW_WATER
+        self._timer = self._loop.call_later(keepalive_interval, self._tick)
+
+    # -- MPyC side --------------------------------------------------------------------------
+
+    def attach(self, protocol: asyncio.Protocol) -> None:
+        """Hand the channel to MPyC: `connection_made` strictly before any received bytes."""
+        self._protocol = protocol
+        protocol.connection_made(self)
+        early, self._early = self._early, []
+        for kind, body in early:
+            self._deliver(kind, body)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            raise RuntimeError(f"write to party {self.peer_pid} after close")
+        self._buffer.write(data)
+        self.mpyc_writes += 1
+        self.bytes_written += len(data)
+        self._schedule_flush()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._schedule_flush()
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def abort(self) -> None:
+        self._closing = True
+        self._finish_protocol()
+        self._shut()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer) + self._channel.bufferedAmount
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peer_pid": self.peer_pid}.get(name, default)
+
+    # -- channel side -----------------------------------------------------------------------
+
+    def on_message(self, message: bytes | str) -> None:
+        self._liveness.received(self._loop.time())
+        if isinstance(message, str):
+            self._lose("sent a text message, which mpc-net never sends")
+            return
+        try:
+            kind, body = decode(message)
+        except RecordError as exc:
+            self._lose(str(exc))
+            return
+        if kind is RecordType.KEEPALIVE:
+            return
+        if self._protocol is None:
+            self._early.append((kind, bytes(body)))
+        else:
+            self._deliver(kind, body)
+
+    def on_buffered_amount_low(self) -> None:
+        self._schedule_flush()
+
+    def on_channel_close(self) -> None:
+        self._lose("the data channel closed")
+
+    def on_connection_state(self, state: str) -> None:
+        if state in ("failed", "closed"):
+            self._lose(f"the peer connection is {state}")
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _deliver(self, kind: RecordType, body: bytes | memoryview) -> None:
+        if kind is RecordType.GOODBYE:
+            self._end()
+            self._finish_protocol()
+            self.close()  # answer with our own GOODBYE, so the peer knows we got everything
+        elif not self._protocol_done:
+            self._protocol.data_received(body)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._lost or self._channel.readyState != "open":
+            return
+        room = HIGH_WATER - self._channel.bufferedAmount
+        if self._buffer and room > 0:
+            for record in self._buffer.take(room):
+                self._send(record)
+        if self._closing and not self._buffer and not self._goodbye_sent:
+            self._goodbye_sent = True
+            self._send(encode(RecordType.GOODBYE))
+            self._finish_protocol()
+
+    def _send(self, record: bytes) -> None:
+        self._channel.send(record)
+        self.messages_sent += 1
+        self._liveness.sent(self._loop.time())
+
+    def _finish_protocol(self) -> None:
+        if self._protocol is not None and not self._protocol_done:
+            self._protocol_done = True
+            self._protocol.connection_lost(None)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        if now - self._last_tick > 3 * self._liveness.interval:
+            # Our own loop was blocked (a long local computation): whatever the peer sent is
+            # still unread, so its silence proves nothing.
+            self._liveness.received(now)
+        self._last_tick = now
+        if self._liveness.is_dead(now):
+            self._lose(f"nothing received for {self._liveness.silent_for(now):.1f} s")
+            return
+        if self._liveness.keepalive_due(now) and self._channel.readyState == "open":
+            self._send(encode(RecordType.KEEPALIVE))
+        self._timer = self._loop.call_later(self._liveness.interval, self._tick)
+
+    def _lose(self, reason: str) -> None:
+        if self._lost:
+            return
+        needed = not self._protocol_done
+        self._shut()
+        if needed:
+            logger.debug("party %d lost: %s", self.peer_pid, reason)
+            self._on_lost(PeerLost(self.peer_pid, reason))
+
+    def _shut(self) -> None:
+        self._lost = True
+        self._timer.cancel()
+        self._end()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
