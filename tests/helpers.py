@@ -1,0 +1,67 @@
+"""Running MPyC programs over MPyC's own TCP and over mpc-net, and comparing what they print."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMOS = ROOT / "demos"
+
+# MPyC logs to stdout with a timestamp; elapsed times and byte counts differ between runs.
+_MPYC_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def program_lines(stdout: str) -> list[str]:
+    """What the program itself printed: stdout without MPyC's log lines."""
+    return [line for line in stdout.splitlines() if not _MPYC_LOG_LINE.match(line)]
+
+
+def mpc_net(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mpc_net", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, **kwargs)
+
+
+def mpyc_tcp(script: Path, *args: str, timeout: float = 120) -> list[str]:
+    """Party 0's program output of an MPyC run over TCP (`python SCRIPT -M m ...`)."""
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return program_lines(done.stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RoomServerProcess:
+    """`mpc-net signal --port 0` in its own process; `url` is where it listens."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mpc_net", "signal", "--port", "0"], cwd=ROOT,
+            stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()  # the server logs its address first
+        match = re.search(r"listening on (ws://\S+)", line)
+        assert match, f"room server did not start: {line!r}"
+        self.url = match.group(1)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
+
+
+def start_parties(script: Path, parties: int, url: str, room: str, *args: str,
+                  ) -> list[subprocess.Popen]:
+    """One `mpc-net run ... -I i` process per party, as on m different machines."""
+    return [subprocess.Popen(
+        [sys.executable, "-m", "mpc_net", "run", str(script), *args, f"-M{parties}", "-I", str(i),
+         "--room", room, "--signal", url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(parties)]
