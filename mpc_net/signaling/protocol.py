@@ -1,0 +1,337 @@
+"""Signaling message schema: validation, error codes and builders.
+
+Pure Python without I/O: the room server, the native client and the browser client (Pyodide)
+share this module, so every side applies exactly the same rules.
+
+Parsers return fresh dicts holding only the known fields of a message, so the code behind them
+never sees unvalidated input. Builders run the same validation on what they build, so a message
+that one side builds is one that the other side accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from enum import StrEnum
+from typing import Any
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_PARTIES = 256
+MAX_CREDENTIAL_CHARS = 1024
+# Far deeper than any SDP or ICE payload; the bound keeps re-encoding clear of recursion limits.
+MAX_DATA_DEPTH = 32
+
+_ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class ErrorCode(StrEnum):
+    BAD_JSON = "bad-json"
+    BAD_MESSAGE = "bad-message"
+    TOO_LARGE = "too-large"
+    UNSUPPORTED_VERSION = "unsupported-version"
+    BAD_ROOM = "bad-room"
+    PARTY_OUT_OF_RANGE = "party-out-of-range"
+    PARTY_COUNT_MISMATCH = "party-count-mismatch"
+    PARTY_TAKEN = "party-taken"
+    ALREADY_JOINED = "already-joined"
+    NOT_JOINED = "not-joined"
+    UNKNOWN_PEER = "unknown-peer"
+
+
+class ProtocolError(Exception):
+    """A message broke the protocol; `message` is one readable line for people."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def parse_client_message(raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """Validate a client -> server message; raise ProtocolError."""
+    return _validate_client(_load(raw, max_bytes), max_bytes)
+
+
+def parse_server_message(raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """Validate a server -> client message; raise ProtocolError."""
+    return _validate_server(_load(raw, max_bytes))
+
+
+def encode(msg: dict) -> str:
+    """Compact JSON; ASCII only, so a lone surrogate in a string cannot break UTF-8 framing."""
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False)
+
+
+def _load(raw: str | bytes, max_bytes: int) -> dict:
+    # Each character takes at least one byte, so the cheap length test comes first.
+    if len(raw) > max_bytes or (
+        isinstance(raw, str) and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
+    ):
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers beyond Python's digit limit.
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {_first_line(exc)}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "a message must be a JSON object")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are Python extensions that browsers' JSON.parse rejects.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} out of range")
+    return value
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# -- field checks --------------------------------------------------------------------------------
+
+
+def _bad(message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_MESSAGE, message)
+
+
+def _field(msg: dict, name: str, kind: type, what: str) -> Any:
+    if name not in msg:
+        raise _bad(f"{msg['type']} message lacks field {name!r}")
+    value = msg[name]
+    # bool is a subclass of int, yet true is no party index.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _bad(f"field {name!r} of {msg['type']} must be {what}")
+    return value
+
+
+def _int(msg: dict, name: str) -> int:
+    return _field(msg, name, int, "an integer")
+
+
+def _party(msg: dict, name: str) -> int:
+    value = _int(msg, name)
+    if not 0 <= value < MAX_PARTIES:
+        raise ProtocolError(
+            ErrorCode.PARTY_OUT_OF_RANGE, f"{name} {value} is not in 0..{MAX_PARTIES - 1}"
+        )
+    return value
+
+
+def _party_count(msg: dict) -> int:
+    value = _int(msg, "parties")
+    if not 1 <= value <= MAX_PARTIES:
+        raise ProtocolError(
+            ErrorCode.PARTY_OUT_OF_RANGE, f"parties {value} is not in 1..{MAX_PARTIES}"
+        )
+    return value
+
+
+def _party_in_room(msg: dict, parties: int) -> int:
+    value = _int(msg, "party")
+    if not 0 <= value < parties:
+        raise ProtocolError(
+            ErrorCode.PARTY_OUT_OF_RANGE,
+            f"party {value} is not in 0..{parties - 1} for a room of {parties}",
+        )
+    return value
+
+
+def validate_room(name: object) -> str:
+    """Return a valid room name or raise ProtocolError(bad-room)."""
+    if not isinstance(name, str) or not _ROOM_NAME.fullmatch(name):
+        raise ProtocolError(
+            ErrorCode.BAD_ROOM, f"room name {str(name)[:80]!r} is not 1..64 of [A-Za-z0-9._-]"
+        )
+    return name
+
+
+def _room(msg: dict) -> str:
+    return validate_room(_field(msg, "room", str, "a string"))
+
+
+def _data(msg: dict) -> dict:
+    data = _field(msg, "data", dict, "an object")
+    # Walk iteratively: the depth is what we are bounding, so no recursion here.
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DATA_DEPTH:
+            raise _bad(f"signal data nested deeper than {MAX_DATA_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, dict | list))
+    return data
+
+
+def _optional_credential(msg: dict, name: str, out: dict) -> None:
+    if name in msg:
+        value = _field(msg, name, str, "a string")
+        if len(value) > MAX_CREDENTIAL_CHARS:
+            raise _bad(f"{name} longer than {MAX_CREDENTIAL_CHARS} characters")
+        out[name] = value
+
+
+def validate_ice_servers(servers: object) -> list[dict]:
+    """Normalize W3C RTCIceServer dicts: `urls` always a non-empty list of strings."""
+    if not isinstance(servers, list):
+        raise _bad("ice_servers must be a list")
+    result = []
+    for i, server in enumerate(servers):
+        where = f"ice_servers[{i}]"
+        if not isinstance(server, dict):
+            raise _bad(f"{where} must be an object")
+        urls = server.get("urls")
+        # The W3C dictionary allows one URL as a plain string; lists are easier to consume.
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise _bad(f"{where}.urls must be a string or a non-empty list of strings")
+        entry: dict = {"urls": list(urls)}
+        for key in ("username", "credential"):
+            if key in server:
+                if not isinstance(server[key], str):
+                    raise _bad(f"{where}.{key} must be a string")
+                entry[key] = server[key]
+        result.append(entry)
+    return result
+
+
+def _type(msg: dict) -> str:
+    kind = msg.get("type")
+    if not isinstance(kind, str):
+        raise _bad("message lacks a string field 'type'")
+    return kind
+
+
+# -- client -> server ----------------------------------------------------------------------------
+
+
+def _validate_client(msg: dict, max_bytes: int) -> dict:
+    kind = _type(msg)
+    if kind == "join":
+        version = _int(msg, "version")
+        if version != VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version} is not {VERSION}"
+            )
+        room = _room(msg)
+        parties = _party_count(msg)
+        out = {
+            "type": "join",
+            "version": VERSION,
+            "room": room,
+            "party": _party_in_room(msg, parties),
+            "parties": parties,
+        }
+        _optional_credential(msg, "key", out)
+        _optional_credential(msg, "token", out)
+        return out
+    if kind == "signal":
+        out = {"type": "signal", "to": _party(msg, "to"), "data": _data(msg)}
+        # The relayed copy names the sender instead and re-encodes the data; checking its size
+        # here means every accepted signal reaches its receiver within the same bound.
+        if len(encode(relayed_signal(MAX_PARTIES - 1, out["data"]))) > max_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"relayed signal would exceed {max_bytes} bytes"
+            )
+        return out
+    if kind == "leave":
+        return {"type": "leave"}
+    raise _bad(f"unknown client message type {kind[:40]!r}")
+
+
+def join(
+    room: str, party: int, parties: int, *, key: str | None = None, token: str | None = None
+) -> dict:
+    msg = {"type": "join", "version": VERSION, "room": room, "party": party, "parties": parties}
+    credentials = {"key": key, "token": token}
+    msg.update((name, value) for name, value in credentials.items() if value is not None)
+    return _validate_client(msg, MAX_MESSAGE_BYTES)
+
+
+def signal(to: int, data: dict) -> dict:
+    return _validate_client({"type": "signal", "to": to, "data": data}, MAX_MESSAGE_BYTES)
+
+
+def leave() -> dict:
+    return {"type": "leave"}
+
+
+# -- server -> client ----------------------------------------------------------------------------
+
+
+def _validate_server(msg: dict) -> dict:
+    kind = _type(msg)
+    if kind == "joined":
+        parties = _party_count(msg)
+        party = _party_in_room(msg, parties)
+        peers = _field(msg, "peers", list, "a list")
+        if any(not isinstance(p, int) or isinstance(p, bool) for p in peers):
+            raise _bad("peers must be party indexes")
+        if (
+            peers != sorted(set(peers))
+            or party in peers
+            or any(not 0 <= p < parties for p in peers)
+        ):
+            raise _bad("peers must be sorted distinct other parties of the room")
+        return {
+            "type": "joined",
+            "room": _room(msg),
+            "party": party,
+            "parties": parties,
+            "peers": list(peers),
+            "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list")),
+        }
+    if kind in ("peer-joined", "peer-left"):
+        return {"type": kind, "party": _party(msg, "party")}
+    if kind == "signal":
+        return {"type": "signal", "from": _party(msg, "from"), "data": _data(msg)}
+    if kind == "error":
+        # Codes stay plain strings: a newer server may send codes this version does not know.
+        return {
+            "type": "error",
+            "code": _field(msg, "code", str, "a string"),
+            "message": _field(msg, "message", str, "a string"),
+        }
+    raise _bad(f"unknown server message type {kind[:40]!r}")
+
+
+def joined(room: str, party: int, parties: int, peers: list[int], ice_servers: list[dict]) -> dict:
+    return _validate_server(
+        {
+            "type": "joined",
+            "room": room,
+            "party": party,
+            "parties": parties,
+            "peers": peers,
+            "ice_servers": ice_servers,
+        }
+    )
+
+
+def peer_joined(party: int) -> dict:
+    return _validate_server({"type": "peer-joined", "party": party})
+
+
+def peer_left(party: int) -> dict:
+    return _validate_server({"type": "peer-left", "party": party})
+
+
+def relayed_signal(sender: int, data: dict) -> dict:
+    return _validate_server({"type": "signal", "from": sender, "data": data})
+
+
+def error(code: ErrorCode | str, message: str) -> dict:
+    return _validate_server({"type": "error", "code": str(code), "message": message})
