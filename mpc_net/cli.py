@@ -223,6 +223,7 @@ def _signal(options: argparse.Namespace) -> int:
 
     level = logging.DEBUG if options.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         asyncio.run(serve_until_signal(options.host, options.port))
     except OSError as exc:

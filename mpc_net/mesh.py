@@ -113,6 +113,7 @@ class Mesh:
         except SignalingError as exc:
             raise MeshError(str(exc)) from None
         finally:
+            self._failure = None  # from now on a lost peer is the runtime's business
             await client.close()
             for task in self._tasks:
                 task.cancel()
@@ -123,6 +124,10 @@ class Mesh:
     async def close(self) -> None:
         """Close every peer connection once the peer has confirmed the end of the stream."""
         await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
+        for j, t in sorted(self.transports.items()):
+            logger.info("party %d -> party %d: %d MPyC messages, %d bytes, in %d data channel "
+                        "messages", self.config.pid, j, t.mpyc_writes, t.bytes_written,
+                        t.messages_sent)
 
     # -- building -----------------------------------------------------------------------------
 

@@ -36,7 +36,10 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
     except SystemExit as exc:
         if failure.error is not None:
             return 1
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # as Python does for sys.exit("message")
+        return 1
     except BaseException:
         if failure.error is not None:
             return 1  # the loop was stopped on purpose; the reason is already logged

@@ -1,0 +1,48 @@
+"""Parties as separate `mpc-net run -I i` processes meeting through `mpc-net signal`."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from helpers import DEMOS, RoomServerProcess, mpyc_tcp, program_lines, start_parties
+
+
+@pytest.fixture
+def room_server():
+    server = RoomServerProcess()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("parties", [3, 5])
+def test_separate_processes_match_tcp(room_server, parties: int) -> None:
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, f"-M{parties}")
+    procs = start_parties(script, parties, room_server.url, f"auction-{parties}")
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"party {i}: {err}"
+        assert program_lines(out) == expected, f"party {i}"
+
+
+def test_killed_party_is_reported_by_everyone_else(room_server) -> None:
+    script = DEMOS / "comparisons.py"
+    procs = start_parties(script, 3, room_server.url, "doomed")
+    # Kill party 2 once the computation is under way (all channels open, comparisons running).
+    deadline = time.monotonic() + 60
+    while "connected to all" not in procs[2].stderr.readline():
+        assert time.monotonic() < deadline and procs[2].poll() is None
+    time.sleep(1.5)
+    procs[2].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    for i in (0, 1):
+        _, err = procs[i].communicate(timeout=30)
+        elapsed = time.monotonic() - killed
+        assert procs[i].returncode not in (0, None), f"party {i} succeeded without party 2"
+        assert elapsed < 15, f"party {i} took {elapsed:.1f} s to give up"
+        assert "party 2" in err.strip().splitlines()[-1], err
+        assert "Traceback" not in err
+    procs[2].communicate()

@@ -1,0 +1,55 @@
+"""Local mode: the embedded room server and m processes on one machine."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+from helpers import DEMOS, ROOT, mpc_net, mpyc_tcp, program_lines
+
+SUMMARY = re.compile(r"party \d+ -> party \d+: (\d+) MPyC messages")
+
+
+def test_burst_of_100000_small_messages(tmp_path) -> None:
+    """Thousands of secure comparisons at once: >= 100,000 MPyC messages, right result."""
+    done = mpc_net("run", str(DEMOS / "comparisons.py"), "-M3", "--log-dir", str(tmp_path),
+                   timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Matches the plaintext computation: True" in program_lines(done.stdout)
+    reports = done.stderr + "".join(p.read_text() for p in tmp_path.glob("party*.log"))
+    sent = [int(n) for n in SUMMARY.findall(reports)]
+    assert len(sent) == 6, reports  # every party reports on each of its two peers
+    assert sum(sent) >= 100_000
+
+
+def test_machine_whose_only_interface_is_loopback() -> None:
+    """aioice offers no 127.0.0.1 candidate by itself; local mode must work with only `lo`."""
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux's unshare is needed for this test"
+    # A new network namespace holding nothing but `lo` (root is mapped: no privileges needed).
+    done = subprocess.run(
+        [unshare, "--net", "--map-root-user", "sh", "-c",
+         'ip link set lo up && [ "$(ip -o link show | wc -l)" = 1 ] && '
+         f'exec "{sys.executable}" -m mpc_net run "{script}" -M3'],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert program_lines(done.stdout) == expected
+
+
+def test_failing_party_fails_the_run(tmp_path) -> None:
+    """A program that raises on one party: non-zero exit, and the report names that party."""
+    script = tmp_path / "fails_on_party_1.py"
+    script.write_text(
+        "from mpyc.runtime import mpc\n"
+        "mpc.run(mpc.start())\n"
+        "if mpc.pid == 1:\n"
+        "    raise SystemExit('party 1 gives up')\n"
+        "mpc.run(mpc.shutdown())\n")
+    done = mpc_net("run", str(script), "-M3", "--log-dir", str(tmp_path), "--peer-timeout", "3")
+    assert done.returncode == 1
+    assert re.search(r"party 1 failed .*party1\.log", done.stderr), done.stderr
+    assert "party 1 gives up" in (tmp_path / "party1.log").read_text()

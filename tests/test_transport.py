@@ -1,0 +1,229 @@
+"""The transport core (records, batching, liveness, SDP facts) and DataChannelTransport, first
+against a scripted channel, then over a real aiortc connection in this process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mpc_net.liveness import Liveness
+from mpc_net.records import RecordError, RecordType, SendBuffer, decode, encode
+from mpc_net.sdp import DEFAULT_MAX_MESSAGE_SIZE, MESSAGE_SIZE_CAP, max_message_size
+from mpc_net.transport import HIGH_WATER, DataChannelTransport, PeerLost
+
+
+def test_records_round_trip() -> None:
+    kind, body = decode(encode(RecordType.DATA, b"abc"))
+    assert kind is RecordType.DATA and bytes(body) == b"abc"
+    assert decode(encode(RecordType.GOODBYE))[0] is RecordType.GOODBYE
+
+
+@pytest.mark.parametrize("message", [b"", b"\x7fxyz"])
+def test_foreign_messages_are_rejected(message: bytes) -> None:
+    with pytest.raises(RecordError):
+        decode(message)
+
+
+def test_send_buffer_merges_writes_and_splits_at_the_message_size() -> None:
+    buffer = SendBuffer(max_message_size=11)
+    for i in range(25):
+        buffer.write(bytes([i]))
+    records = buffer.take(budget=1 << 20)
+    assert [len(r) for r in records] == [11, 11, 6]
+    assert b"".join(bytes(decode(r)[1]) for r in records) == bytes(range(25))
+    assert len(buffer) == 0
+
+
+def test_send_buffer_takes_at_least_one_record_and_respects_the_budget() -> None:
+    buffer = SendBuffer(max_message_size=101)
+    buffer.write(bytes(1000))
+    assert len(buffer.take(budget=1)) == 1
+    assert len(buffer.take(budget=250)) == 3
+    assert len(buffer) == 600
+
+
+def test_liveness() -> None:
+    live = Liveness.starting(now=0.0, interval=1.0, timeout=10.0)
+    assert not live.keepalive_due(0.5) and live.keepalive_due(1.0)
+    live.sent(1.0)
+    assert not live.keepalive_due(1.5)
+    live.received(5.0)
+    assert not live.is_dead(14.9) and live.is_dead(15.0)
+    with pytest.raises(ValueError):
+        Liveness.starting(now=0.0, interval=10.0, timeout=10.0)
+
+
+@pytest.mark.parametrize("sdp, size", [
+    ("v=0\r\n", DEFAULT_MAX_MESSAGE_SIZE),
+    ("v=0\r\na=max-message-size:1000\r\n", 1000),
+    ("v=0\r\na=max-message-size:0\r\n", MESSAGE_SIZE_CAP),
+    ("v=0\r\na=max-message-size:1073741823\r\n", MESSAGE_SIZE_CAP),
+])
+def test_max_message_size_from_sdp(sdp: str, size: int) -> None:
+    assert max_message_size(sdp) == size
+
+
+class ScriptedChannel:
+    """A W3C-shaped data channel that records what is sent; the test plays the network."""
+
+    def __init__(self) -> None:
+        self.readyState = "open"
+        self.bufferedAmount = 0
+        self.bufferedAmountLowThreshold = 0
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.readyState = "closed"
+
+    def records(self) -> list[tuple[RecordType, bytes]]:
+        return [(kind, bytes(body)) for kind, body in map(decode, self.sent)]
+
+
+class RecordingProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def connection_made(self, transport) -> None:
+        self.events.append("made")
+
+    def data_received(self, data) -> None:
+        self.events.append(bytes(data))
+
+    def connection_lost(self, exc) -> None:
+        self.events.append(("lost", exc))
+
+
+def make_transport(**kwargs) -> tuple[DataChannelTransport, ScriptedChannel, list[PeerLost]]:
+    channel = ScriptedChannel()
+    lost: list[PeerLost] = []
+    transport = DataChannelTransport(channel, 7, max_message_size=1024, on_lost=lost.append,
+                                     **kwargs)
+    return transport, channel, lost
+
+
+async def next_tick() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_writes_in_one_tick_become_one_message() -> None:
+    transport, channel, _ = make_transport()
+    for _ in range(100):
+        transport.write(b"x" * 5)
+    transport.writelines([b"y", b"z"])
+    assert channel.sent == []  # nothing leaves before the tick ends
+    await next_tick()
+    assert channel.records() == [(RecordType.DATA, b"x" * 500 + b"yz")]
+    assert transport.mpyc_writes == 102
+
+
+async def test_bytes_received_before_attach_follow_connection_made() -> None:
+    transport, _, _ = make_transport()
+    transport.on_message(encode(RecordType.DATA, b"early"))
+    protocol = RecordingProtocol()
+    transport.attach(protocol)
+    transport.on_message(encode(RecordType.DATA, b"late"))
+    assert protocol.events == ["made", b"early", b"late"]
+
+
+async def test_flow_control_keeps_the_surplus_until_the_buffer_drains() -> None:
+    transport, channel, _ = make_transport()
+    channel.bufferedAmount = HIGH_WATER
+    transport.write(b"a" * 3000)
+    await next_tick()
+    assert channel.sent == [] and transport.get_write_buffer_size() == HIGH_WATER + 3000
+    channel.bufferedAmount = 0
+    transport.on_buffered_amount_low()
+    await next_tick()
+    assert b"".join(body for _, body in channel.records()) == b"a" * 3000
+    assert all(len(message) <= 1024 for message in channel.sent)
+
+
+async def test_close_sends_goodbye_after_the_data_and_ends_the_protocol_once() -> None:
+    transport, channel, lost = make_transport()
+    protocol = RecordingProtocol()
+    transport.attach(protocol)
+    transport.write(b"last words")
+    transport.close()
+    await next_tick()
+    assert channel.records() == [(RecordType.DATA, b"last words"), (RecordType.GOODBYE, b"")]
+    assert protocol.events == ["made", ("lost", None)]
+    # The peer's reply and the channel going away afterwards are the normal end, not a loss.
+    transport.on_message(encode(RecordType.GOODBYE))
+    transport.on_channel_close()
+    assert transport.ended.done() and lost == []
+    assert protocol.events == ["made", ("lost", None)]
+
+
+async def test_peer_goodbye_ends_the_protocol_and_is_answered() -> None:
+    transport, channel, lost = make_transport()
+    protocol = RecordingProtocol()
+    transport.attach(protocol)
+    transport.on_message(encode(RecordType.DATA, b"bye"))
+    transport.on_message(encode(RecordType.GOODBYE))
+    await next_tick()
+    assert protocol.events == ["made", b"bye", ("lost", None)]
+    assert channel.records() == [(RecordType.GOODBYE, b"")]
+    assert lost == []
+
+
+@pytest.mark.parametrize("event", ["channel-close", "failed", "text", "garbage"])
+async def test_a_broken_channel_is_a_lost_party(event: str) -> None:
+    transport, _, lost = make_transport()
+    transport.attach(RecordingProtocol())
+    {"channel-close": transport.on_channel_close,
+     "failed": lambda: transport.on_connection_state("failed"),
+     "text": lambda: transport.on_message("hello"),
+     "garbage": lambda: transport.on_message(b"\xff")}[event]()
+    assert [error.peer_pid for error in lost] == [7]
+    assert "party 7" in str(lost[0])
+
+
+async def test_silence_is_a_lost_party_and_keepalives_prevent_it() -> None:
+    quiet, _, lost = make_transport(keepalive_interval=0.05, peer_timeout=0.3)
+    chatty, channel, _ = make_transport(keepalive_interval=0.05, peer_timeout=0.3)
+    for _ in range(10):  # the chatty transport hears keepalives; the quiet one hears nothing
+        await asyncio.sleep(0.05)
+        chatty.on_message(encode(RecordType.KEEPALIVE))
+    assert len(lost) == 1 and "nothing received" in lost[0].reason
+    assert (RecordType.KEEPALIVE, b"") in channel.records()
+    assert not chatty.is_closing()
+    chatty.abort()
+
+
+async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cleanly() -> None:
+    from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+
+    use_host_addresses(["127.0.0.1"])
+    try:
+        offerer, answerer = NativePeerConnection([]), NativePeerConnection([])
+        answer = await answerer.accept_offer(await offerer.create_offer())
+        await offerer.accept_answer(answer)
+        await asyncio.wait_for(asyncio.gather(offerer.opened, answerer.opened), 20)
+        lost: list[PeerLost] = []
+        ends = {}
+        for name, pc in (("offerer", offerer), ("answerer", answerer)):
+            transport = DataChannelTransport(pc.channel, 1, on_lost=lost.append,
+                                             max_message_size=max_message_size(pc.remote_sdp))
+            pc.bind(transport)
+            protocol = RecordingProtocol()
+            transport.attach(protocol)
+            ends[name] = (transport, protocol)
+        stream = bytes(range(256)) * 8192  # 2 MiB: several maximal messages, flow control
+        sender, _ = ends["offerer"]
+        receiver, received = ends["answerer"]
+        for i in range(0, len(stream), 1000):
+            sender.write(stream[i:i + 1000])
+        sender.close()
+        await asyncio.wait_for(asyncio.gather(sender.ended, receiver.ended), 30)
+        assert b"".join(e for e in received.events if isinstance(e, bytes)) == stream
+        assert received.events[-1] == ("lost", None)
+        assert sender.messages_sent < 20  # 2000 writes went out as a few large messages
+        await asyncio.gather(offerer.close(), answerer.close())
+        assert lost == []
+    finally:
+        use_host_addresses(None)
