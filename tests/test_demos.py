@@ -11,6 +11,7 @@ DEMO_RUNS = {
     "auction": [],
     "stats": [],
     "sort": [],
+    "comparisons": ["200"],  # the full burst (N = 2000) has its own test in test_local.py
 }
 
 
@@ -30,3 +31,13 @@ def test_demo_matches_tcp(demo: str, parties: int, tmp_path) -> None:
         log = (tmp_path / f"party{i}.log").read_text()
         lines = [ln for ln in program_lines(log) if not ln.startswith("mpc-net: ")]
         assert lines == expected, f"party {i}"
+
+
+def test_mpyc_flags_pass_through(tmp_path) -> None:
+    script = DEMOS / "stats.py"
+    args = ["-M3", "--no-prss", "-T0", "-L", "40"]
+    expected = mpyc_tcp(script, *args)
+    done = mpc_net("run", str(script), *args)
+    assert done.returncode == 0, done.stderr
+    assert program_lines(done.stdout) == expected
+    assert "Use of PRSS (pseudorandom secret sharing) disabled." in done.stdout
