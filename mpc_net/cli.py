@@ -23,7 +23,10 @@ separate processes on this machine. Party 0 writes to this terminal, the others 
 whose paths are printed. The exit code is non-zero if any party fails.
 
 Distributed mode (-M m -I i): this process is party i of m; every party names the same room
-and room server (start one with `mpc-net signal`).
+and room server (start one with `mpc-net signal`), its own key (`mpc-net keygen`) and the same
+roster of all parties' public keys (`mpc-net roster`). Every channel is authenticated against
+the roster before MPyC sends anything, so neither the room server nor anything on the network
+can pose as a party. Local mode makes throwaway keys and a roster by itself.
 
 The options below may also follow SCRIPT. Every other argument after SCRIPT goes to the program
 and to MPyC, so MPyC's own flags (-T, -L, -K, --no-prss, --no-barrier, --log-level, ...) work
@@ -32,8 +35,11 @@ as usual. Standard output is exactly the program's; mpc-net reports on standard 
 RUN_EPILOG = """\
 examples:
   mpc-net run demos/secretsanta.py -M3
-  mpc-net signal --port 8765                                   # on a reachable host
-  mpc-net run demos/auction.py -M3 -I 0 --room lab --signal ws://HOST:8765   # one per party"""
+  mpc-net signal --host 0.0.0.0 --port 8765                    # on a reachable host
+  mpc-net keygen --out me.key                                  # each party, once
+  mpc-net roster ed25519:AAA... ed25519:BBB... ed25519:CCC... --out roster.json
+  mpc-net run demos/auction.py -M3 -I 0 --room lab --signal ws://HOST:8765 \
+      --key me.key --roster roster.json                        # one per party"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +78,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "letters, digits, '.', '_' and '-', at most 64")
     parser.add_argument("--signal", metavar="URL",
                         help="room server, ws://HOST:PORT or wss://HOST:PORT (distributed mode)")
+    parser.add_argument("--key", metavar="FILE",
+                        help="this party's private identity key (from `mpc-net keygen`)")
+    parser.add_argument("--roster", metavar="FILE",
+                        help="all parties' public keys in party order (from `mpc-net roster`)")
+    parser.add_argument("--trust-room-server", action="store_true",
+                        help="weaker: no roster, trust the public keys the room server relays "
+                             "(it could pose as any party); prints a code to compare by voice")
     parser.add_argument("--local-address", action="append", type=_address, metavar="ADDR",
                         help="offer host candidates only on this local address (repeatable); "
                              "default: every non-loopback address, or only 127.0.0.1 when the "
@@ -111,6 +124,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("script", metavar="SCRIPT", help="the MPyC program (a .py file)")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                      help="arguments for the program and for MPyC")
+
+    keygen = commands.add_parser(
+        "keygen", help="make an identity key",
+        description="Write a new Ed25519 private key (readable by you only) and print its "
+                    "public key as one line, for the roster.")
+    keygen.add_argument("--out", default="mpc-net.key", metavar="FILE",
+                        help="where to write the private key (default %(default)s)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing file")
+
+    roster = commands.add_parser(
+        "roster", help="make or show a roster of the parties' public keys",
+        description="Write a roster: the public keys of all parties in party order (party 0 "
+                    "first), each optionally named NAME=KEY. A key is the line `mpc-net keygen` "
+                    "printed, or a file holding it, or a private key file. Every party must use "
+                    "the same roster; its session id identifies it.")
+    roster.add_argument("keys", nargs="*", metavar="[NAME=]KEY",
+                        help="public key, or file with one, per party in party order")
+    roster.add_argument("--out", metavar="FILE", help="where to write the roster")
+    roster.add_argument("--force", action="store_true", help="replace an existing file")
+    roster.add_argument("--show", metavar="FILE",
+                        help="print the parties and the session id of a roster file")
 
     signal = commands.add_parser(
         "signal", help="run a room server (signaling only, never MPC data)",
@@ -175,6 +209,9 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     if options.index is None:
         if options.room or options.signal:
             run.error("--room and --signal need -I (distributed mode)")
+        if options.key or options.roster or options.trust_room_server:
+            run.error("--key, --roster and --trust-room-server are for distributed mode (-I); "
+                      "local mode makes its own keys")
         if parties == 1:
             from .party import run_party
             return run_party(options.script, rest, None)
@@ -189,6 +226,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
 
 def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, rest: list[str],
                      parties: int) -> int:
+    from .keys import verify
     from .mesh import MeshConfig
     from .party import run_party
     from .rtc.native import use_host_addresses
@@ -207,15 +245,97 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
     url = urlsplit(options.signal)
     if url.scheme not in ("ws", "wss") or not url.hostname:
         run.error(f"--signal must be ws://HOST:PORT or wss://HOST:PORT, not {options.signal!r}")
+    identity, roster = _credentials(run, options, parties)
     if options.local_address:
         use_host_addresses(options.local_address)
     elif _is_loopback(url.hostname):
         use_host_addresses(["127.0.0.1"])
     config = MeshConfig(signaling_url=options.signal, room=options.room, pid=options.index,
-                        parties=parties, join_timeout=options.join_timeout,
+                        parties=parties, identity=identity, verify=verify, roster=roster,
+                        join_timeout=options.join_timeout,
                         connect_timeout=options.connect_timeout,
                         peer_timeout=options.peer_timeout)
     return run_party(options.script, rest, config)
+
+
+def _credentials(run: argparse.ArgumentParser, options: argparse.Namespace, parties: int):
+    """This party's identity and the roster, checked against -M and -I before anything runs."""
+    from .auth import encode_public_key
+    from .keys import FileIdentity, KeyFileError, load_roster
+
+    if options.trust_room_server:
+        if options.roster:
+            run.error("--roster and --trust-room-server exclude each other")
+        try:
+            return (FileIdentity.load(options.key) if options.key
+                    else FileIdentity.generate()), None
+        except KeyFileError as exc:
+            run.error(str(exc))
+    if not options.key or not options.roster:
+        run.error("distributed mode needs --key and --roster: each party makes a key with "
+                  "`mpc-net keygen --out me.key`, then all agree on `mpc-net roster KEY0 KEY1 "
+                  "... --out roster.json` (or, weaker, --trust-room-server)")
+    try:
+        identity = FileIdentity.load(options.key)
+        roster = load_roster(options.roster)
+    except KeyFileError as exc:
+        run.error(str(exc))
+    if len(roster) != parties:
+        run.error(f"the roster {options.roster} lists {len(roster)} parties, not -M {parties}")
+    holder = roster.index_of(identity.public_key)
+    if holder != options.index:
+        where = "is not in the roster" if holder is None else f"is party {holder}'s"
+        run.error(f"your key {encode_public_key(identity.public_key)} {where}, "
+                  f"not party {options.index}'s")
+    return identity, roster
+
+
+def _keygen(options: argparse.Namespace) -> int:
+    from .keys import FileIdentity, KeyFileError
+
+    identity = FileIdentity.generate()
+    try:
+        identity.save(options.out, force=options.force)
+    except KeyFileError as exc:
+        print(f"mpc-net keygen: error: {exc}", file=sys.stderr)
+        return 2
+    print(identity.public_text)
+    print(f"mpc-net: private key written to {options.out} (keep it secret); the line above is "
+          "the public key to share", file=sys.stderr)
+    return 0
+
+
+def _roster(options: argparse.Namespace) -> int:
+    from .auth import Roster, RosterError, encode_public_key, short_authentication_string
+    from .keys import KeyFileError, load_roster, public_key_of, write_roster
+
+    def fail(message: str) -> int:
+        print(f"mpc-net roster: error: {message} (see 'mpc-net roster --help')", file=sys.stderr)
+        return 2
+
+    try:
+        if options.show:
+            if options.keys or options.out:
+                return fail("--show takes no keys and no --out")
+            roster = load_roster(options.show)
+        else:
+            if not options.keys or not options.out:
+                return fail("give the parties' public keys in party order and --out FILE")
+            names, keys = [], []
+            for item in options.keys:
+                has_name = "=" in item and not item.startswith("ed25519:")
+                name, _, source = item.partition("=") if has_name else ("", "", item)
+                names.append(name)
+                keys.append(public_key_of(source))
+            roster = Roster.of(keys, names)
+            write_roster(roster, options.out, force=options.force)
+    except (KeyFileError, RosterError) as exc:
+        return fail(str(exc))
+    for i in range(len(roster)):
+        print(f"party {i}: {encode_public_key(roster.keys[i])} {roster.names[i]}".rstrip())
+    print(f"session id: {roster.session_id.hex()}")
+    print(f"check code: {short_authentication_string(roster.session_id)}")
+    return 0
 
 
 def _signal(options: argparse.Namespace) -> int:
@@ -237,10 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     options = parser.parse_args(argv)
     try:
-        if options.command == "run":
-            code = _run(parser, options)
-        else:
-            code = _signal(options)
+        commands = {"run": lambda: _run(parser, options), "signal": lambda: _signal(options),
+                    "keygen": lambda: _keygen(options), "roster": lambda: _roster(options)}
+        code = commands[options.command]()
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

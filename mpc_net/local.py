@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .auth import Roster
+from .keys import FileIdentity, write_roster
 from .signaling.server import RoomServer
 
 logger = logging.getLogger("mpc_net.local")
@@ -24,6 +26,7 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
     """
     logs = Path(log_dir or tempfile.mkdtemp(prefix="mpc-net-"))
     logs.mkdir(parents=True, exist_ok=True)
+    credentials = _throwaway_credentials(logs, parties)
     room = f"local-{secrets.token_hex(4)}"
     async with RoomServer("127.0.0.1", 0) as server:
         procs: dict[int, asyncio.subprocess.Process] = {}
@@ -31,6 +34,7 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
             for i in range(parties):
                 command = [sys.executable, "-m", "mpc_net", "run", "-M", str(parties), "-I", str(i),
                            "--room", room, "--signal", server.url, *party_options,
+                           *credentials[i],
                            "--", script, *script_args]
                 if i == 0:
                     procs[i] = await asyncio.create_subprocess_exec(*command)
@@ -49,6 +53,19 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
+
+
+def _throwaway_credentials(directory: Path, parties: int) -> list[list[str]]:
+    """Fresh keys and a roster for this run only: authenticated channels with no setup."""
+    identities = [FileIdentity.generate() for _ in range(parties)]
+    roster_file = directory / "roster.json"
+    write_roster(Roster.of([i.public_key for i in identities]), roster_file, force=True)
+    options = []
+    for i, identity in enumerate(identities):
+        key_file = directory / f"party{i}.key"
+        identity.save(key_file, force=True)
+        options.append(["--key", os.fspath(key_file), "--roster", os.fspath(roster_file)])
+    return options
 
 
 async def _supervise(procs: dict[int, asyncio.subprocess.Process], logs: Path,

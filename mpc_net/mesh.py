@@ -15,7 +15,17 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .sdp import max_message_size
+from .auth import (
+    AuthError,
+    ChannelView,
+    Roster,
+    RosterError,
+    decode_public_key,
+    encode_public_key,
+)
+from .auth import short_authentication_string as sas
+from .handshake import Identity, Verify, authenticate
+from .sdp import fingerprints, max_message_size
 from .signaling.client import SignalingClient, SignalingError
 from .transport import PEER_TIMEOUT, DataChannel, DataChannelTransport, PeerLost
 
@@ -30,6 +40,9 @@ class PeerConnection(Protocol):
 
     @property
     def connection_state(self) -> str: ...
+
+    @property
+    def local_sdp(self) -> str: ...
 
     @property
     def remote_sdp(self) -> str: ...
@@ -55,6 +68,10 @@ class MeshConfig:
     room: str
     pid: int
     parties: int
+    identity: Identity
+    verify: Verify
+    # None: the weaker mode that trusts the keys the room server relays (`--trust-room-server`).
+    roster: Roster | None
     ice_servers: list[dict] = dataclasses.field(default_factory=list)
     join_timeout: float = 300.0  # for every party to show up in the room
     connect_timeout: float = 20.0  # for one channel, once both parties are in the room
@@ -89,32 +106,43 @@ class Mesh:
         self._ice_servers: list[dict] = []
         self._failure: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._announced: dict[int, bytes] = {}  # keys relayed by the room server
+        self._present: set[int] = set()
+        self._roster: asyncio.Future[Roster] | None = None
+        self._client: SignalingClient | None = None
 
     @property
     def others(self) -> list[int]:
         return [j for j in range(self.config.parties) if j != self.config.pid]
 
     async def connect(self) -> dict[int, DataChannelTransport]:
-        """Open a data channel to every other party; returns the transports by party index."""
+        """Open an authenticated data channel to every other party; returns the transports by
+        party index."""
         cfg = self.config
-        self._failure = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._failure = loop.create_future()
+        self._roster = loop.create_future()
+        if cfg.roster is not None:
+            self._roster.set_result(cfg.roster)
+        self._announced[cfg.pid] = cfg.identity.public_key
         started = time.monotonic()
-        client = SignalingClient()
+        self._client = SignalingClient()
         try:
-            await client.connect(cfg.signaling_url)
-            joined = await client.join(cfg.room, cfg.pid, cfg.parties)
+            await self._client.connect(cfg.signaling_url)
+            joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
+                                             key=encode_public_key(cfg.identity.public_key))
             self._ice_servers = cfg.ice_servers + joined["ice_servers"]
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined["peers"] or "nobody yet")
             for j in joined["peers"]:
-                self._peer_present(client, j)
-            await self._run_signaling(client, started)
-            await client.leave()
+                self._peer_present(j, joined["keys"].get(j))
+            await self._run_signaling(started)
+            await self._client.leave()
         except SignalingError as exc:
             raise MeshError(str(exc)) from None
         finally:
             self._failure = None  # from now on a lost peer is the runtime's business
-            await client.close()
+            await self._client.close()
             for task in self._tasks:
                 task.cancel()
         logger.info("party %d connected to all %d peers in %.2f s", cfg.pid, len(self.others),
@@ -131,8 +159,8 @@ class Mesh:
 
     # -- building -----------------------------------------------------------------------------
 
-    async def _run_signaling(self, client: SignalingClient, started: float) -> None:
-        receive = asyncio.ensure_future(client.recv())
+    async def _run_signaling(self, started: float) -> None:
+        receive = asyncio.ensure_future(self._client.recv())
         try:
             while len(self.transports) < len(self.others):
                 done, _ = await asyncio.wait({receive, self._failure}, timeout=0.5,
@@ -140,45 +168,71 @@ class Mesh:
                 if self._failure in done:
                     self._failure.result()
                 if receive in done:
-                    self._handle(client, receive.result())
-                    receive = asyncio.ensure_future(client.recv())
+                    self._handle(receive.result())
+                    receive = asyncio.ensure_future(self._client.recv())
                 self._check_deadlines(started)
         finally:
             receive.cancel()
 
-    def _handle(self, client: SignalingClient, message: dict) -> None:
+    def _handle(self, message: dict) -> None:
         kind = message["type"]
         if kind == "peer-joined":
-            self._peer_present(client, message["party"])
+            self._peer_present(message["party"], message.get("key"))
         elif kind == "peer-left":
             self._peer_gone(message["party"])
         elif kind == "signal":
-            self._spawn(self._signal_received(client, message["from"], message["data"]))
+            self._spawn(self._signal_received(message["from"], message["data"]))
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
 
-    def _peer_present(self, client: SignalingClient, j: int) -> None:
-        if j in self.transports or j < self.config.pid:
-            return  # the lower index offers; wait for its offer
-        self._spawn(self._offer(client, j))
+    def _peer_present(self, j: int, key: str | None) -> None:
+        self._present.add(j)
+        if self.config.roster is None and not self._roster.done():
+            self._learn_key(j, key)
+            if not self._roster.done():
+                return  # offers wait until every key is known
+            targets = sorted(self._present)  # the roster is complete: offer to all present
+        else:
+            targets = [j]
+        for i in targets:
+            if i > self.config.pid and i not in self.transports:  # the lower index offers
+                self._spawn(self._offer(i))
+
+    def _learn_key(self, j: int, key: str | None) -> None:
+        """Trust-room-server mode: build the roster from the keys the room server relays."""
+        if key is None:
+            raise MeshError(f"party {j} announced no key, so it cannot be authenticated")
+        try:
+            self._announced[j] = decode_public_key(key)
+            if len(self._announced) < self.config.parties:
+                return
+            roster = Roster.of([self._announced[i] for i in range(self.config.parties)])
+        except RosterError as exc:
+            raise MeshError(f"the keys announced in the room are unusable: {exc}") from None
+        logger.warning("WARNING: trusting the keys relayed by the room server "
+                       "(--trust-room-server): whoever runs it could pose as any party.")
+        logger.warning("Compare this code with every other party, by voice, not through the "
+                       "room server: %s", sas(roster.session_id))
+        self._roster.set_result(roster)
 
     def _peer_gone(self, j: int) -> None:
+        self._present.discard(j)
         if j in self.transports:
             return  # the channel stands on its own; the room server is no longer needed
         logger.info("party %d left the room before connecting; waiting for it to return", j)
         self._forget(j)
 
-    async def _offer(self, client: SignalingClient, j: int) -> None:
+    async def _offer(self, j: int) -> None:
         pc = self._replace_peer(j)
         offer = await pc.create_offer()
-        await client.send_signal(j, {"description": offer})
+        await self._client.send_signal(j, {"description": offer})
 
-    async def _signal_received(self, client: SignalingClient, j: int, data: object) -> None:
+    async def _signal_received(self, j: int, data: object) -> None:
         if j < self.config.pid:
             offer = _description(j, data, "offer")
             pc = self._replace_peer(j)
             answer = await pc.accept_offer(offer)
-            await client.send_signal(j, {"description": answer})
+            await self._client.send_signal(j, {"description": answer})
         else:
             answer = _description(j, data, "answer")
             pc = self._peers.get(j)
@@ -207,8 +261,23 @@ class Mesh:
             pc.channel, j, max_message_size=max_message_size(pc.remote_sdp),
             on_lost=self._lost, peer_timeout=self.config.peer_timeout)
         pc.bind(transport)
-        self.transports[j] = transport
-        logger.info("party %d: data channel to party %d open", self.config.pid, j)
+        self._spawn(self._authenticate(j, pc, transport))
+
+    async def _authenticate(self, j: int, pc: PeerConnection,
+                            transport: DataChannelTransport) -> None:
+        """Only an authenticated channel counts as connected, and only then gets MPyC."""
+        cfg = self.config
+        roster = await self._roster
+        view = ChannelView(roster, cfg.room, cfg.pid, j, fingerprints(pc.local_sdp),
+                           fingerprints(pc.remote_sdp))
+        try:
+            await authenticate(transport, view, cfg.identity, cfg.verify)
+        except AuthError as exc:
+            raise MeshError(f"authentication of {roster.label(j)} failed: {exc}") from None
+        if self._peers.get(j) is pc:
+            self.transports[j] = transport
+            logger.info("party %d: data channel to %s open and authenticated", cfg.pid,
+                        roster.label(j))
 
     def _lost(self, error: PeerLost) -> None:
         if self._failure is not None and not self._failure.done():
@@ -225,7 +294,7 @@ class Mesh:
                 raise MeshError(f"could not connect to party {j} within {cfg.connect_timeout:g} s "
                                 f"(peer connection state: {state})")
         if now - started > cfg.join_timeout:
-            missing = [j for j in self.others if j not in self._peers]
+            missing = [j for j in self.others if j not in self._present]
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
                             f"within {cfg.join_timeout:g} s")
 

@@ -2,8 +2,9 @@
 
 Every data channel message is one record: a one-byte type, then the body. DATA bodies are
 slices of the MPyC byte stream (MPyC reassembles its own frames, so slices may fall anywhere);
-the other types let each side tell a quiet peer from a dead one and a clean close from a lost
-channel. Pure code, no I/O: native and browser backends share it.
+the other types authenticate the channel before MPyC gets it, and let each side tell a quiet
+peer from a dead one and a clean close from a lost channel. Pure code, no I/O: native and
+browser backends share it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ class RecordType(enum.IntEnum):
     DATA = 0
     KEEPALIVE = 1
     GOODBYE = 2  # the sender has written its last DATA record
+    # The channel-binding handshake (auth.py), before any DATA.
+    HELLO = 3
+    AUTH = 4
+    REFUSED = 5  # the handshake failed on the sender's side; the body says why (UTF-8)
+
+
+HANDSHAKE_RECORDS = frozenset({RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED})
 
 
 class RecordError(ValueError):

@@ -21,3 +21,19 @@ def max_message_size(sdp: str) -> int:
     size = int(match.group(1))
     # RFC 8841: 0 means "any size".
     return MESSAGE_SIZE_CAP if size == 0 else min(size, MESSAGE_SIZE_CAP)
+
+
+_FINGERPRINT = re.compile(r"^a=fingerprint:(\S+) ([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
+
+
+def fingerprints(sdp: str) -> str:
+    """All DTLS certificate fingerprints of `sdp`, in one canonical line.
+
+    The whole set is what gets authenticated, not one chosen hash: DTLS accepts a certificate
+    that matches any listed fingerprint, so binding only the SHA-256 line would let someone in
+    the middle keep the true SHA-256 line and add one of their own under another hash.
+    """
+    found = sorted({f"{alg.lower()} {value.upper()}" for alg, value in _FINGERPRINT.findall(sdp)})
+    if not found:
+        raise ValueError("the session description has no DTLS fingerprint")
+    return ",".join(found)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .liveness import Liveness
-from .records import RecordError, RecordType, SendBuffer, decode, encode
+from .records import HANDSHAKE_RECORDS, RecordError, RecordType, SendBuffer, decode, encode
 
 logger = logging.getLogger("mpc_net.transport")
 
@@ -72,6 +72,7 @@ class DataChannelTransport(asyncio.WriteTransport):
         self._buffer = SendBuffer(max_message_size)
         self._protocol: asyncio.Protocol | None = None
         self._early: list[tuple[RecordType, bytes]] = []  # received before attach()
+        self._handshake: asyncio.Queue[tuple[RecordType, bytes]] = asyncio.Queue()
         self._flush_scheduled = False
         self._closing = False  # MPyC closed its side; GOODBYE follows the pending data
         self._goodbye_sent = False
@@ -98,6 +99,14 @@ class DataChannelTransport(asyncio.WriteTransport):
         early, self._early = self._early, []
         for kind, body in early:
             self._deliver(kind, body)
+
+    async def receive_handshake(self) -> tuple[RecordType, bytes]:
+        """The next handshake record from the peer (before attach)."""
+        return await self._handshake.get()
+
+    def send_handshake(self, kind: RecordType, body: bytes) -> None:
+        """Send a handshake record now, ahead of anything MPyC will write."""
+        self._send(encode(kind, body))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
@@ -147,6 +156,12 @@ class DataChannelTransport(asyncio.WriteTransport):
             self._lose(str(exc))
             return
         if kind is RecordType.KEEPALIVE:
+            return
+        if kind in HANDSHAKE_RECORDS:
+            if self._protocol is not None:
+                self._lose(f"sent a {kind.name} record after the handshake")
+            else:
+                self._handshake.put_nowait((kind, bytes(body)))
             return
         if self._protocol is None:
             self._early.append((kind, bytes(body)))

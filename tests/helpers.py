@@ -57,11 +57,26 @@ class RoomServerProcess:
         self.proc.stderr.close()
 
 
+def make_credentials(directory: Path, parties: int) -> list[list[str]]:
+    """Keys and a roster made with `mpc-net keygen` and `mpc-net roster`, as users would;
+    returns the `--key ... --roster ...` options of each party."""
+    public = []
+    for i in range(parties):
+        done = mpc_net("keygen", "--out", str(directory / f"party{i}.key"))
+        assert done.returncode == 0, done.stderr
+        public.append(done.stdout.strip())
+    roster = directory / "roster.json"
+    done = mpc_net("roster", *public, "--out", str(roster))
+    assert done.returncode == 0, done.stderr
+    return [["--key", str(directory / f"party{i}.key"), "--roster", str(roster)]
+            for i in range(parties)]
+
+
 def start_parties(script: Path, parties: int, url: str, room: str, *args: str,
-                  ) -> list[subprocess.Popen]:
+                  credentials: list[list[str]]) -> list[subprocess.Popen]:
     """One `mpc-net run ... -I i` process per party, as on m different machines."""
     return [subprocess.Popen(
         [sys.executable, "-m", "mpc_net", "run", str(script), *args, f"-M{parties}", "-I", str(i),
-         "--room", room, "--signal", url],
+         "--room", room, "--signal", url, *credentials[i]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(parties)]

@@ -62,7 +62,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) ->
 
 def test_unreachable_room_server_is_one_clear_line() -> None:
     done = mpc_net("run", str(DEMOS / "auction.py"), "-M2", "-I", "0", "--room", "r",
-                   "--signal", "ws://127.0.0.1:9")
+                   "--signal", "ws://127.0.0.1:9", "--trust-room-server")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "ws://127.0.0.1:9" in done.stderr

@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from helpers import DEMOS, RoomServerProcess, mpyc_tcp, program_lines, start_parties
+from helpers import (
+    DEMOS,
+    RoomServerProcess,
+    make_credentials,
+    mpyc_tcp,
+    program_lines,
+    start_parties,
+)
 
 
 @pytest.fixture
@@ -18,19 +25,21 @@ def room_server():
 
 
 @pytest.mark.parametrize("parties", [3, 5])
-def test_separate_processes_match_tcp(room_server, parties: int) -> None:
+def test_separate_processes_match_tcp(room_server, parties: int, tmp_path) -> None:
     script = DEMOS / "auction.py"
     expected = mpyc_tcp(script, f"-M{parties}")
-    procs = start_parties(script, parties, room_server.url, f"auction-{parties}")
+    procs = start_parties(script, parties, room_server.url, f"auction-{parties}",
+                          credentials=make_credentials(tmp_path, parties))
     for i, proc in enumerate(procs):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"party {i}: {err}"
         assert program_lines(out) == expected, f"party {i}"
 
 
-def test_killed_party_is_reported_by_everyone_else(room_server) -> None:
+def test_killed_party_is_reported_by_everyone_else(room_server, tmp_path) -> None:
     script = DEMOS / "comparisons.py"
-    procs = start_parties(script, 3, room_server.url, "doomed")
+    procs = start_parties(script, 3, room_server.url, "doomed",
+                          credentials=make_credentials(tmp_path, 3))
     # Kill party 2 once the computation is under way (all channels open, comparisons running).
     deadline = time.monotonic() + 60
     while "connected to all" not in procs[2].stderr.readline():

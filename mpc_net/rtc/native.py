@@ -70,6 +70,10 @@ class NativePeerConnection:
         return self._pc.connectionState
 
     @property
+    def local_sdp(self) -> str:
+        return self._pc.localDescription.sdp
+
+    @property
     def remote_sdp(self) -> str:
         return self._pc.remoteDescription.sdp
 

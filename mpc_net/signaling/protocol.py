@@ -293,8 +293,13 @@ def _validate_server(msg: dict) -> dict:
             "parties": parties,
             "peers": list(peers),
             "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list")),
+            "keys": _announced_keys(msg, peers),
         }
-    if kind in ("peer-joined", "peer-left"):
+    if kind == "peer-joined":
+        out = {"type": kind, "party": _party(msg, "party")}
+        _optional_credential(msg, "key", out)
+        return out
+    if kind == "peer-left":
         return {"type": kind, "party": _party(msg, "party")}
     if kind == "signal":
         return {"type": "signal", "from": _party(msg, "from"), "data": _data(msg)}
@@ -308,7 +313,29 @@ def _validate_server(msg: dict) -> dict:
     raise _bad(f"unknown server message type {kind[:40]!r}")
 
 
-def joined(room: str, party: int, parties: int, peers: list[int], ice_servers: list[dict]) -> dict:
+def _announced_keys(msg: dict, peers: list[int]) -> dict[int, str]:
+    """The public keys present peers announced when joining (JSON object keys are strings)."""
+    keys = msg.get("keys", {})
+    if not isinstance(keys, dict):
+        raise _bad("keys must be an object")
+    out = {}
+    for party, key in keys.items():
+        if not str(party).isdigit() or int(party) not in peers:
+            raise _bad("keys must be indexed by present peers")
+        _optional_credential({"key": key}, "key", out)
+        out[int(party)] = out.pop("key")
+    return out
+
+
+def joined(
+    room: str,
+    party: int,
+    parties: int,
+    peers: list[int],
+    ice_servers: list[dict],
+    keys: dict[int, str] | None = None,
+) -> dict:
+    # JSON object keys are strings on the wire; json.dumps turns the party indexes into them.
     return _validate_server(
         {
             "type": "joined",
@@ -317,12 +344,16 @@ def joined(room: str, party: int, parties: int, peers: list[int], ice_servers: l
             "parties": parties,
             "peers": peers,
             "ice_servers": ice_servers,
+            "keys": {str(p): k for p, k in (keys or {}).items()},
         }
     )
 
 
-def peer_joined(party: int) -> dict:
-    return _validate_server({"type": "peer-joined", "party": party})
+def peer_joined(party: int, key: str | None = None) -> dict:
+    msg = {"type": "peer-joined", "party": party}
+    if key is not None:
+        msg["key"] = key
+    return _validate_server(msg)
 
 
 def peer_left(party: int) -> dict:

@@ -24,6 +24,7 @@ class Room:
     name: str
     parties: int
     members: dict[int, Hashable] = field(default_factory=dict)
+    keys: dict[int, str] = field(default_factory=dict)  # public keys the members announced
 
 
 class Rooms:
@@ -46,6 +47,7 @@ class Rooms:
             return []
         room, party = seat
         del room.members[party]
+        room.keys.pop(party, None)
         logger.info("room %s: party %d left (%s)", room.name, party, conn)
         if not room.members:
             del self.rooms[room.name]
@@ -73,10 +75,15 @@ class Rooms:
         self.rooms[name] = room
         others = dict(room.members)
         room.members[party] = conn
+        key = msg.get("key")
+        if key is not None:
+            room.keys[party] = key
         self._seats[conn] = (room, party)
         logger.info("room %s: party %d/%d joined (%s)", name, party, parties, conn)
-        reply = protocol.joined(name, party, parties, sorted(others), self.ice_servers)
-        return [(conn, reply)] + [(other, protocol.peer_joined(party)) for other in others.values()]
+        keys = {p: k for p, k in room.keys.items() if p in others}
+        reply = protocol.joined(name, party, parties, sorted(others), self.ice_servers, keys)
+        notice = protocol.peer_joined(party, key)
+        return [(conn, reply)] + [(other, notice) for other in others.values()]
 
     def _leave(self, conn: Hashable, msg: dict) -> Outgoing:
         if conn not in self._seats:

@@ -1,0 +1,207 @@
+"""Party identities, rosters and the channel-binding handshake. Pure code, no I/O and no
+cryptography library: signing and verifying are passed in (aiortc side: `keys.py`; browsers:
+WebCrypto), so native and browser parties share every rule here.
+
+DTLS protects a channel between two certificates, and whoever relays the session descriptions
+chooses which certificates those are. So once a data channel is open both sides sign, with their
+long-term Ed25519 identity keys, a transcript that holds the certificate fingerprints each of
+them sees, fresh nonces from both, the roster's session id, the room and both indexes. A party
+in the middle sees different fingerprints on each side and cannot make both signatures verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import struct
+
+KEY_PREFIX = "ed25519:"
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+NONCE_BYTES = 32
+DIGEST_BYTES = 32
+MAX_NAME_CHARS = 64
+ROSTER_FORMAT = 1
+TRANSCRIPT_LABEL = b"mpc-net/auth/v1"
+
+
+class AuthError(Exception):
+    """Authentication failed; the text says why, for the message that names the party."""
+
+
+class RosterError(ValueError):
+    """A roster or a public key that cannot be used; the text says what is wrong."""
+
+
+def encode_public_key(raw: bytes) -> str:
+    """The one-line text form of a public key: `ed25519:` and unpadded base64url."""
+    return KEY_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_public_key(text: str) -> bytes:
+    if not isinstance(text, str) or not text.startswith(KEY_PREFIX):
+        raise RosterError(f"not an mpc-net public key (they start with {KEY_PREFIX!r}): "
+                          f"{str(text)[:60]!r}")
+    body = text[len(KEY_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEY_BYTES or encode_public_key(raw) != text:
+        raise RosterError(f"malformed public key: {text[:60]!r}")
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class Roster:
+    """The parties' public keys in party order; all parties must hold the same roster."""
+
+    keys: tuple[bytes, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, keys: list[bytes], names: list[str] | None = None) -> Roster:
+        names = names or [""] * len(keys)
+        if not keys:
+            raise RosterError("a roster needs at least one party")
+        if len(names) != len(keys):
+            raise RosterError("one name per key")
+        for i, key in enumerate(keys):
+            if len(key) != KEY_BYTES:
+                raise RosterError(f"party {i}: a public key has {KEY_BYTES} bytes")
+            if key in keys[:i]:
+                raise RosterError(f"parties {keys.index(key)} and {i} have the same key")
+        for i, name in enumerate(names):
+            if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
+                raise RosterError(f"party {i}: a name is printable text of at most "
+                                  f"{MAX_NAME_CHARS} characters")
+        return cls(tuple(keys), tuple(names))
+
+    @classmethod
+    def from_json(cls, text: str) -> Roster:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise RosterError("not JSON (a roster file is written by `mpc-net roster`)") from None
+        if not isinstance(data, dict) or data.get("mpc-net-roster") != ROSTER_FORMAT:
+            raise RosterError(f"not an mpc-net roster (no \"mpc-net-roster\": {ROSTER_FORMAT})")
+        parties = data.get("parties")
+        if not isinstance(parties, list) or not all(isinstance(p, dict) for p in parties):
+            raise RosterError("\"parties\" must be a list of {\"key\": ..., \"name\": ...}")
+        keys = [decode_public_key(p.get("key")) for p in parties]
+        return cls.of(keys, [p.get("name", "") for p in parties])
+
+    def to_json(self) -> str:
+        return json.dumps(self._document(), indent=2) + "\n"
+
+    @property
+    def session_id(self) -> bytes:
+        """SHA-256 of the canonical roster: equal rosters, equal ids, whatever the file layout."""
+        canonical = json.dumps(self._document(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def index_of(self, key: bytes) -> int | None:
+        return self.keys.index(key) if key in self.keys else None
+
+    def label(self, pid: int) -> str:
+        return f"party {pid} ({self.names[pid]})" if self.names[pid] else f"party {pid}"
+
+    def _document(self) -> dict:
+        return {"mpc-net-roster": ROSTER_FORMAT,
+                "parties": [{"key": encode_public_key(k), "name": n}
+                            for k, n in zip(self.keys, self.names, strict=True)]}
+
+
+def short_authentication_string(session_id: bytes) -> str:
+    """Twelve digits that people can read to each other to confirm they hold the same roster."""
+    number = int.from_bytes(hashlib.sha256(b"mpc-net/sas/v1" + session_id).digest()[:8], "big")
+    digits = f"{number % 10**12:012d}"
+    return "-".join(digits[i:i + 4] for i in range(0, 12, 4))
+
+
+def fingerprint_digest(fingerprints: str) -> bytes:
+    return hashlib.sha256(fingerprints.encode()).digest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello:
+    """First handshake message. Only the signature that follows proves anything; the claims
+    here let a refusal say precisely what is wrong."""
+
+    session_id: bytes
+    pid: int
+    nonce: bytes
+    public_key: bytes
+    own_fingerprints: bytes  # digest of the sender's certificate fingerprints, as it sees them
+    peer_fingerprints: bytes  # digest of the receiver's fingerprints, as the sender sees them
+
+    _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{NONCE_BYTES}s{KEY_BYTES}s"
+                            f"{DIGEST_BYTES}s{DIGEST_BYTES}s")
+    VERSION = 1
+
+    def encode(self) -> bytes:
+        return self._LAYOUT.pack(self.VERSION, self.session_id, self.pid, self.nonce,
+                                 self.public_key, self.own_fingerprints, self.peer_fingerprints)
+
+    @classmethod
+    def decode(cls, body: bytes) -> Hello:
+        if len(body) != cls._LAYOUT.size or body[0] != cls.VERSION:
+            raise AuthError("its handshake message is malformed or of another version")
+        _, *fields = cls._LAYOUT.unpack(body)
+        return cls(*fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelView:
+    """What one side knows of a channel before the handshake."""
+
+    roster: Roster
+    room: str
+    pid: int
+    peer_pid: int
+    local_fingerprints: str  # from our local description
+    remote_fingerprints: str  # from the remote description, which DTLS checked
+
+    def hello(self, nonce: bytes, public_key: bytes) -> Hello:
+        return Hello(self.roster.session_id, self.pid, nonce, public_key,
+                     fingerprint_digest(self.local_fingerprints),
+                     fingerprint_digest(self.remote_fingerprints))
+
+    def check_hello(self, hello: Hello) -> None:
+        """Refuse a peer's hello that cannot lead to a valid signature, saying why."""
+        if hello.session_id != self.roster.session_id:
+            raise AuthError("the rosters differ (its session id "
+                            f"{hello.session_id.hex()[:16]}, ours "
+                            f"{self.roster.session_id.hex()[:16]}); "
+                            "all parties must use the same roster file")
+        if hello.pid != self.peer_pid:
+            raise AuthError(f"it claims to be party {hello.pid}")
+        if hello.public_key != self.roster.keys[self.peer_pid]:
+            holder = self.roster.index_of(hello.public_key)
+            if holder is None:
+                raise AuthError("its key is not in the roster")
+            raise AuthError(f"it holds the key of party {holder}, not of party {self.peer_pid}")
+        if (hello.own_fingerprints != fingerprint_digest(self.remote_fingerprints)
+                or hello.peer_fingerprints != fingerprint_digest(self.local_fingerprints)):
+            raise AuthError("fingerprint mismatch: the DTLS certificates differ between its "
+                            "view and ours, so something in between (the room server or the "
+                            "network) replaced them")
+
+    def transcript(self, mine: Hello, theirs: Hello, signer: int) -> bytes:
+        """The bytes both sides sign and verify: equal on both sides only without a middle."""
+        low, high = (mine, theirs) if self.pid < self.peer_pid else (theirs, mine)
+        fp_local = fingerprint_digest(self.local_fingerprints)
+        fp_remote = fingerprint_digest(self.remote_fingerprints)
+        fp_low, fp_high = (fp_local, fp_remote) if self.pid < self.peer_pid else (fp_remote,
+                                                                                   fp_local)
+        room = self.room.encode()
+        return b"".join([
+            TRANSCRIPT_LABEL, self.roster.session_id, struct.pack(">H", len(room)), room,
+            struct.pack(">HH", low.pid, high.pid), fp_low, fp_high, low.nonce, high.nonce,
+            struct.pack(">H", signer)])

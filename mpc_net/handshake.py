@@ -1,0 +1,72 @@
+"""Run the channel-binding handshake of auth.py over one transport, before MPyC gets it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .auth import NONCE_BYTES, AuthError, ChannelView, Hello
+from .records import RecordType
+from .transport import DataChannelTransport
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class Identity(Protocol):
+    """This party's identity key; signing may be asynchronous (WebCrypto is)."""
+
+    public_key: bytes
+
+    async def sign(self, data: bytes) -> bytes: ...
+
+
+class Refused(AuthError):
+    """The peer ended the handshake and said why."""
+
+
+Verify = Callable[[bytes, bytes, bytes], Awaitable[bool]]  # (public key, signature, data)
+
+
+async def authenticate(transport: DataChannelTransport, view: ChannelView, identity: Identity,
+                       verify: Verify, timeout: float = HANDSHAKE_TIMEOUT) -> None:
+    """Prove our identity to the peer and check its proof; raise AuthError with the reason.
+
+    On failure the peer is told why (a REFUSED record), so both sides stop with a reason.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await _exchange(transport, view, identity, verify)
+    except TimeoutError:
+        raise AuthError(f"it did not complete the handshake within {timeout:g} s") from None
+    except AuthError as exc:
+        if not isinstance(exc, Refused):
+            transport.send_handshake(RecordType.REFUSED, str(exc).encode()[:1000])
+        raise
+
+
+async def _exchange(transport: DataChannelTransport, view: ChannelView, identity: Identity,
+                    verify: Verify) -> None:
+    mine = view.hello(secrets.token_bytes(NONCE_BYTES), identity.public_key)
+    transport.send_handshake(RecordType.HELLO, mine.encode())
+    theirs = Hello.decode(await _expect(transport, RecordType.HELLO))
+    view.check_hello(theirs)
+    signature = await identity.sign(view.transcript(mine, theirs, signer=view.pid))
+    transport.send_handshake(RecordType.AUTH, signature)
+    peer_signature = await _expect(transport, RecordType.AUTH)
+    peer_key = view.roster.keys[view.peer_pid]
+    if not await verify(peer_key, peer_signature, view.transcript(mine, theirs,
+                                                                  signer=view.peer_pid)):
+        raise AuthError("bad signature: it does not hold its roster key, or this handshake was "
+                        "replayed or tampered with")
+
+
+async def _expect(transport: DataChannelTransport, kind: RecordType) -> bytes:
+    got, body = await transport.receive_handshake()
+    if got is RecordType.REFUSED:
+        reason = body.decode(errors="replace")
+        raise Refused(f"it refused the handshake, saying of us: {reason}")
+    if got is not kind:
+        raise AuthError(f"it sent {got.name} where {kind.name} belongs")
+    return body
