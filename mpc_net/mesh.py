@@ -108,6 +108,7 @@ class Mesh:
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
         self._present: set[int] = set()
+        self._left: dict[int, float] = {}  # parties that left before connecting, and when
         self._roster: asyncio.Future[Roster] | None = None
         self._client: SignalingClient | None = None
 
@@ -187,6 +188,7 @@ class Mesh:
 
     def _peer_present(self, j: int, key: str | None) -> None:
         self._present.add(j)
+        self._left.pop(j, None)
         if self.config.roster is None and not self._roster.done():
             self._learn_key(j, key)
             if not self._roster.done():
@@ -219,7 +221,9 @@ class Mesh:
         self._present.discard(j)
         if j in self.transports:
             return  # the channel stands on its own; the room server is no longer needed
-        logger.info("party %d left the room before connecting; waiting for it to return", j)
+        logger.info("party %d left the room before connecting; waiting %g s for it to return", j,
+                    self.config.connect_timeout)
+        self._left[j] = time.monotonic()
         self._forget(j)
 
     async def _offer(self, j: int) -> None:
@@ -293,6 +297,11 @@ class Mesh:
                 state = self._peers[j].connection_state
                 raise MeshError(f"could not connect to party {j} within {cfg.connect_timeout:g} s "
                                 f"(peer connection state: {state})")
+        for j, since in self._left.items():
+            if now - since > cfg.connect_timeout:
+                raise MeshError(f"party {j} left the room before its channel was established and "
+                                f"did not return within {cfg.connect_timeout:g} s (did it fail? "
+                                "see its output)")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "

@@ -73,10 +73,12 @@ def make_credentials(directory: Path, parties: int) -> list[list[str]]:
 
 
 def start_parties(script: Path, parties: int, url: str, room: str, *args: str,
-                  credentials: list[list[str]]) -> list[subprocess.Popen]:
-    """One `mpc-net run ... -I i` process per party, as on m different machines."""
+                  credentials: list[list[str]], only: list[int] | None = None,
+                  ) -> list[subprocess.Popen]:
+    """One `mpc-net run ... -I i` process per party (or per party in `only`), as on different
+    machines."""
     return [subprocess.Popen(
         [sys.executable, "-m", "mpc_net", "run", str(script), *args, f"-M{parties}", "-I", str(i),
          "--room", room, "--signal", url, *credentials[i]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(parties)]
+        for i in (range(parties) if only is None else only)]

@@ -1,0 +1,369 @@
+"""Identities, rosters and the channel-binding handshake: the pure rules, the handshake over
+transports, and refusals between real parties."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mpc_net.auth import (
+    AuthError,
+    ChannelView,
+    Roster,
+    RosterError,
+    decode_public_key,
+    encode_public_key,
+    short_authentication_string,
+)
+from mpc_net.handshake import authenticate
+from mpc_net.keys import FileIdentity, verify
+from mpc_net.records import RecordType, decode
+from mpc_net.transport import DataChannelTransport
+
+from helpers import (
+    DEMOS,
+    ROOT,
+    RoomServerProcess,
+    make_credentials,
+    mpc_net,
+    mpyc_tcp,
+    program_lines,
+    start_parties,
+)
+
+# -- pure rules -------------------------------------------------------------------------------
+
+
+def test_public_key_text_round_trip_and_rejects() -> None:
+    raw = bytes(range(32))
+    text = encode_public_key(raw)
+    assert text.startswith("ed25519:") and decode_public_key(text) == raw
+    for bad in ["ed25519:", "ed25519:!!!", "rsa:AAAA", text[:-2], text + "A", None]:
+        with pytest.raises(RosterError):
+            decode_public_key(bad)
+
+
+def test_roster_round_trip_and_session_id() -> None:
+    keys = [bytes([i]) * 32 for i in range(3)]
+    roster = Roster.of(keys, ["alice", "bob", ""])
+    again = Roster.from_json(roster.to_json())
+    assert again == roster and again.session_id == roster.session_id
+    # The session id depends on the content, not on the file's layout.
+    compact = roster.to_json().replace("\n", "").replace("  ", "")
+    assert Roster.from_json(compact).session_id == roster.session_id
+    assert Roster.of(keys).session_id != roster.session_id  # names are part of the roster
+    assert Roster.of(keys[::-1], ["", "bob", "alice"]).session_id != roster.session_id
+    assert roster.label(0) == "party 0 (alice)" and roster.label(2) == "party 2"
+    assert re.fullmatch(r"\d{4}-\d{4}-\d{4}", short_authentication_string(roster.session_id))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "not an mpc-net roster"),
+    ('{"mpc-net-roster": 2, "parties": []}', "not an mpc-net roster"),
+    ('{"mpc-net-roster": 1, "parties": []}', "at least one party"),
+    ('{"mpc-net-roster": 1, "parties": [1]}', "must be a list"),
+    ('{"mpc-net-roster": 1, "parties": [{"key": "x"}]}', "not an mpc-net public key"),
+    ("{", "not JSON"),
+])
+def test_bad_rosters(text: str, message: str) -> None:
+    with pytest.raises(RosterError, match=message):
+        Roster.from_json(text)
+
+
+def test_duplicate_keys_are_refused() -> None:
+    with pytest.raises(RosterError, match="parties 0 and 2 have the same key"):
+        Roster.of([b"a" * 32, b"b" * 32, b"a" * 32])
+
+
+# -- the handshake over two transports wired back to back -------------------------------------
+
+
+class Wire:
+    """One direction of an in-memory data channel: what one side sends, the other receives."""
+
+    def __init__(self) -> None:
+        self.readyState = "open"
+        self.bufferedAmount = 0
+        self.bufferedAmountLowThreshold = 0
+        self.peer: DataChannelTransport | None = None
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        asyncio.get_running_loop().call_soon(self.peer.on_message, data)
+
+    def close(self) -> None:
+        self.readyState = "closed"
+
+
+def wired_pair() -> tuple[DataChannelTransport, DataChannelTransport, Wire, Wire]:
+    wires = Wire(), Wire()
+    ends = [DataChannelTransport(w, 1 - i, max_message_size=1024, on_lost=lambda e: None)
+            for i, w in enumerate(wires)]
+    wires[0].peer, wires[1].peer = ends[1], ends[0]
+    return ends[0], ends[1], wires[0], wires[1]
+
+
+FP = {0: "sha-256 AA:00", 1: "sha-256 BB:11", "middle": "sha-256 EE:99"}
+
+
+def view(roster: Roster, pid: int, *, local: str | None = None,
+         remote: str | None = None) -> ChannelView:
+    return ChannelView(roster, "room", pid, 1 - pid, local or FP[pid], remote or FP[1 - pid])
+
+
+async def handshake(views: tuple[ChannelView, ChannelView],
+                    identities: tuple[FileIdentity, FileIdentity]):
+    a, b, wire_a, wire_b = wired_pair()
+    results = await asyncio.gather(authenticate(a, views[0], identities[0], verify),
+                                   authenticate(b, views[1], identities[1], verify),
+                                   return_exceptions=True)
+    for t in (a, b):
+        t.abort()
+    return results, wire_a, wire_b
+
+
+@pytest.fixture
+def parties() -> tuple[tuple[FileIdentity, FileIdentity], Roster]:
+    identities = FileIdentity.generate(), FileIdentity.generate()
+    return identities, Roster.of([i.public_key for i in identities])
+
+
+async def test_handshake_succeeds_between_the_roster_parties(parties) -> None:
+    identities, roster = parties
+    results, wire_a, _ = await handshake((view(roster, 0), view(roster, 1)), identities)
+    assert results == [None, None]
+    assert [decode(m)[0] for m in wire_a.sent] == [RecordType.HELLO, RecordType.AUTH]
+
+
+async def test_key_not_in_the_roster_is_refused(parties) -> None:
+    (alice, _), roster = parties
+    stranger = FileIdentity.generate()
+    results, _, _ = await handshake((view(roster, 0), view(roster, 1)), (alice, stranger))
+    assert "its key is not in the roster" in str(results[0])
+    assert "refused" in str(results[1])
+
+
+async def test_another_partys_key_is_refused() -> None:
+    identities = [FileIdentity.generate() for _ in range(3)]
+    roster = Roster.of([i.public_key for i in identities])
+    results, _, _ = await handshake((view(roster, 0), view(roster, 1)),
+                                    (identities[0], identities[2]))
+    assert "it holds the key of party 2, not of party 1" in str(results[0])
+
+
+async def test_different_rosters_are_refused(parties) -> None:
+    identities, roster = parties
+    other = Roster.of(list(roster.keys), ["renamed", ""])
+    results, _, _ = await handshake((view(roster, 0), view(other, 1)), identities)
+    assert all("the rosters differ" in str(r) for r in results)
+
+
+async def test_swapped_fingerprints_are_refused(parties) -> None:
+    """What each side sees when something in the middle terminates DTLS on both sides."""
+    identities, roster = parties
+    results, _, _ = await handshake(
+        (view(roster, 0, remote=FP["middle"]), view(roster, 1, remote=FP["middle"])), identities)
+    assert all(isinstance(r, AuthError) for r in results)
+    assert "fingerprint mismatch" in str(results[0])
+
+
+async def test_replayed_handshake_from_an_earlier_session_is_refused(parties) -> None:
+    identities, roster = parties
+    alice, bob = identities
+    _, _, bob_wire = await handshake((view(roster, 0), view(roster, 1)), identities)
+    recorded = [bytes(decode(m)[1]) for m in bob_wire.sent]  # Bob's HELLO and AUTH
+
+    # A new session: Alice meets someone who replays Bob's recorded messages.
+    alice_end, replayer, _, _ = wired_pair()
+
+    async def replay() -> None:
+        for kind, body in zip((RecordType.HELLO, RecordType.AUTH), recorded, strict=True):
+            replayer.send_handshake(kind, body)
+            await replayer.receive_handshake()
+
+    results = await asyncio.gather(authenticate(alice_end, view(roster, 0), alice, verify),
+                                   replay(), return_exceptions=True)
+    assert isinstance(results[0], AuthError) and "bad signature" in str(results[0])
+    for t in (alice_end, replayer):
+        t.abort()
+
+
+async def test_silent_peer_times_out(parties) -> None:
+    (alice, _), roster = parties
+    a, _, _, _ = wired_pair()
+    with pytest.raises(AuthError, match="within 0.2 s"):
+        await authenticate(a, view(roster, 0), alice, verify, timeout=0.2)
+    a.abort()
+
+
+# -- key and roster files ---------------------------------------------------------------------
+
+
+def test_keygen_writes_a_private_key_only_its_owner_can_read(tmp_path) -> None:
+    key = tmp_path / "me.key"
+    done = mpc_net("keygen", "--out", str(key))
+    assert done.returncode == 0
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    assert FileIdentity.load(key).public_text == done.stdout.strip()
+    again = mpc_net("keygen", "--out", str(key))
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert FileIdentity.load(key).public_text == done.stdout.strip()  # untouched
+    assert mpc_net("keygen", "--out", str(key), "--force").returncode == 0
+
+
+def test_roster_command_and_show(tmp_path) -> None:
+    keys = [mpc_net("keygen", "--out", str(tmp_path / f"k{i}")).stdout.strip() for i in range(2)]
+    roster = tmp_path / "roster.json"
+    # Keys as text, named, or read from a key file.
+    made = mpc_net("roster", f"alice={keys[0]}", str(tmp_path / "k1"), "--out", str(roster))
+    assert made.returncode == 0, made.stderr
+    shown = mpc_net("roster", "--show", str(roster))
+    assert shown.returncode == 0
+    assert f"party 0: {keys[0]} alice" in shown.stdout and f"party 1: {keys[1]}" in shown.stdout
+    session = Roster.from_json(roster.read_text()).session_id.hex()
+    assert f"session id: {session}" in shown.stdout == made.stdout
+
+
+def _bad_files(tmp_path) -> dict[str, tuple[list[str], str]]:
+    good = make_credentials(tmp_path, 2)
+    key, roster = good[0][1], good[0][3]
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(open(key, "rb").read())
+    loose.chmod(0o644)
+    truncated = tmp_path / "truncated.key"
+    truncated.write_bytes(open(key, "rb").read()[:60])
+    truncated.chmod(0o600)
+    not_key = tmp_path / "not.key"
+    not_key.write_text("hello\n")
+    not_key.chmod(0o600)
+    cut = tmp_path / "cut.json"
+    cut.write_text(open(roster).read()[:50])
+    text = open(roster).read()
+    first = re.search(r'"key": "([^"]+)"', text).group(1)
+    dup = tmp_path / "dup.json"
+    dup.write_text(re.sub(r'"key": "[^"]+"', f'"key": "{first}"', text))
+    return {
+        "missing key": (["--key", str(tmp_path / "nope.key"), "--roster", roster],
+                        "does not exist"),
+        "key readable by others": (["--key", str(loose), "--roster", roster], "chmod 600"),
+        "truncated key": (["--key", str(truncated), "--roster", roster], "not an unencrypted PEM"),
+        "not a key": (["--key", str(not_key), "--roster", roster], "not an unencrypted PEM"),
+        "missing roster": (["--key", key, "--roster", str(tmp_path / "nope.json")],
+                           "does not exist"),
+        "truncated roster": (["--key", key, "--roster", str(cut)], "not JSON"),
+        "roster is a key": (["--key", key, "--roster", key], "not JSON"),
+        "duplicate keys": (["--key", key, "--roster", str(dup)], "have the same key"),
+        "roster of another size": (["--key", key, "--roster", roster, "-M3"], "lists 2 parties"),
+        "key of another party": (["--key", good[1][1], "--roster", roster], "is party 1's"),
+        "no roster": (["--key", key], "needs --key and --roster"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing key", "key readable by others", "truncated key",
+                                  "not a key", "missing roster", "truncated roster",
+                                  "roster is a key", "duplicate keys", "roster of another size",
+                                  "key of another party", "no roster"])
+def test_bad_key_and_roster_files_are_one_line_and_exit_code_2(tmp_path, case: str) -> None:
+    options, message = _bad_files(tmp_path)[case]
+    parties = "-M3" if "-M3" in options else "-M2"
+    options = [o for o in options if o != "-M3"]
+    done = mpc_net("run", str(DEMOS / "auction.py"), parties, "-I", "0", "--room", "r",
+                   "--signal", "ws://127.0.0.1:9", *options)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- refusals between real parties -------------------------------------------------------------
+
+IMPOSTOR = """
+import sys
+from mpc_net.keys import FileIdentity, load_roster, verify
+from mpc_net.mesh import MeshConfig
+from mpc_net.party import run_party
+from mpc_net.rtc.native import use_host_addresses
+
+key, roster, url, room, pid, script = sys.argv[1:]
+use_host_addresses(["127.0.0.1"])
+config = MeshConfig(signaling_url=url, room=room, pid=int(pid), parties=3,
+                    roster=load_roster(roster), identity=FileIdentity.load(key), verify=verify)
+sys.exit(run_party(script, [], config))
+"""
+
+
+@pytest.fixture
+def room_server():
+    server = RoomServerProcess()
+    yield server
+    server.close()
+
+
+def outcome(proc: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("who, reason", [
+    ("stranger", "its key is not in the roster"),
+    ("party 2's key", "it holds the key of party 2, not of party 1"),
+])
+def test_impostor_as_party_1_is_refused(room_server, tmp_path, who: str, reason: str) -> None:
+    credentials = make_credentials(tmp_path, 3)
+    if who == "stranger":
+        stranger = tmp_path / "stranger.key"
+        assert mpc_net("keygen", "--out", str(stranger)).returncode == 0
+        impostor_key = str(stranger)
+    else:
+        impostor_key = credentials[2][1]
+    # Party 0 is honest; party 1 is an impostor that skips mpc-net's own checks, as an attacker
+    # would; party 2 stays away, so that party 0 meets the impostor first.
+    room = f"impostor-{len(who)}"
+    script = DEMOS / "auction.py"
+    honest = start_parties(script, 3, room_server.url, room, credentials=credentials, only=[0])
+    impostor = subprocess.Popen(
+        [sys.executable, "-c", IMPOSTOR, impostor_key, credentials[0][3], room_server.url, room,
+         "1", str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, out, err = outcome(honest[0])
+    assert code != 0
+    assert f"authentication of party 1 failed: {reason}" in err
+    assert "Traceback" not in err
+    assert "Winner" not in out
+    assert outcome(impostor)[0] != 0  # the impostor got nothing either
+
+
+def test_parties_with_different_rosters_are_refused(room_server, tmp_path) -> None:
+    credentials = make_credentials(tmp_path, 3)
+    renamed = tmp_path / "renamed.json"
+    roster = Roster.from_json(open(credentials[2][3]).read())
+    renamed.write_text(Roster.of(list(roster.keys), ["", "", "carol"]).to_json())
+    credentials[2][3] = str(renamed)
+    procs = start_parties(DEMOS / "auction.py", 3, room_server.url, "two-rosters",
+                          credentials=credentials, only=[0, 2])
+    for proc in procs:
+        code, _, err = outcome(proc)
+        assert code != 0 and "the rosters differ" in err, err
+
+
+def test_trusting_the_room_server_works_and_shows_one_code(room_server) -> None:
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    procs = start_parties(script, 3, room_server.url, "trusting",
+                          credentials=[["--trust-room-server"]] * 3)
+    codes = set()
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, f"party {i}: {err}"
+        assert program_lines(out) == expected
+        assert "WARNING: trusting the keys relayed by the room server" in err
+        codes.update(re.findall(r"\d{4}-\d{4}-\d{4}", err))
+    assert len(codes) == 1  # every party holds the same announced roster
