@@ -104,7 +104,8 @@ class Mesh:
         self._since: dict[int, float] = {}  # when the attempt to reach each peer began
         self.transports: dict[int, DataChannelTransport] = {}
         self._ice_servers: list[dict] = []
-        self._failure: asyncio.Future[None] | None = None
+        self._failure: asyncio.Future[None] | None = None  # set while connecting
+        self.connected = False  # from then on a lost peer is the runtime's business
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
         self._present: set[int] = set()
@@ -138,11 +139,16 @@ class Mesh:
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))
             await self._run_signaling(started)
-            await self._client.leave()
+            self.connected = True
+            await self._leave_room()
         except SignalingError as exc:
+            await self._abandon()
             raise MeshError(str(exc)) from None
+        except BaseException:
+            await self._abandon()
+            raise
         finally:
-            self._failure = None  # from now on a lost peer is the runtime's business
+            self._failure = None
             await self._client.close()
             for task in self._tasks:
                 task.cancel()
@@ -157,6 +163,13 @@ class Mesh:
             logger.info("party %d -> party %d: %d MPyC messages, %d bytes, in %d data channel "
                         "messages", self.config.pid, j, t.mpyc_writes, t.bytes_written,
                         t.messages_sent)
+
+    async def _leave_room(self) -> None:
+        """The channels no longer need the room server, so failing to say goodbye is harmless."""
+        try:
+            await self._client.leave()
+        except SignalingError as exc:
+            logger.debug("leaving the room: %s", exc)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -284,10 +297,11 @@ class Mesh:
                         roster.label(j))
 
     def _lost(self, error: PeerLost) -> None:
-        if self._failure is not None and not self._failure.done():
-            self._failure.set_exception(MeshError(str(error)))
-        else:
+        if self.connected:
             self._on_lost(error)
+        elif self._failure is not None and not self._failure.done():
+            self._failure.set_exception(MeshError(str(error)))
+        # Otherwise the attempt has failed already, and that failure is the one to report.
 
     def _check_deadlines(self, started: float) -> None:
         cfg = self.config
@@ -322,6 +336,11 @@ class Mesh:
                 f"connecting failed: {exc}"))
 
     # -- closing ------------------------------------------------------------------------------
+
+    async def _abandon(self) -> None:
+        """Close every peer connection of a failed attempt, so the peers notice at once."""
+        peers, self._peers = list(self._peers.values()), {}
+        await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
 
     async def _close_peer(self, j: int) -> None:
         pc = self._peers.pop(j)
