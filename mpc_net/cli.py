@@ -85,6 +85,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-room-server", action="store_true",
                         help="weaker: no roster, trust the public keys the room server relays "
                              "(it could pose as any party); prints a code to compare by voice")
+    parser.add_argument("--ice", action="append", metavar="URL",
+                        help="STUN or TURN server: stun:HOST[:PORT], "
+                             "turn:USER:PASS@HOST[:PORT][?transport=udp|tcp], "
+                             "turns:USER:PASS@HOST[:PORT] (repeatable; also from $MPC_NET_ICE "
+                             "and from the room server). aiortc uses only the first STUN and "
+                             "the first TURN server. Default: none (host candidates only)")
+    parser.add_argument("--relay-only", action="store_true",
+                        help="offer and use only TURN relay candidates, so that peers never "
+                             "learn each other's addresses (needs a TURN server)")
     parser.add_argument("--local-address", action="append", type=_address, metavar="ADDR",
                         help="offer host candidates only on this local address (repeatable); "
                              "default: every non-loopback address, or only 127.0.0.1 when the "
@@ -154,6 +163,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="address to listen on (default %(default)s; 0.0.0.0 for all)")
     signal.add_argument("--port", type=int, default=8765,
                         help="TCP port to listen on (default %(default)s)")
+    signal.add_argument("--ice", action="append", metavar="URL",
+                        help="a STUN or TURN server to hand to every party (repeatable; "
+                             "same forms as for `mpc-net run --ice`)")
+    signal.add_argument("--turn-url", metavar="URL",
+                        help="TURN server sharing --turn-secret (coturn: use-auth-secret), "
+                             "turn:HOST[:PORT][?transport=udp|tcp] without credentials; every "
+                             "party that joins gets short-lived credentials for it")
+    signal.add_argument("--turn-secret", metavar="SECRET",
+                        help="the shared secret (coturn: static-auth-secret); also from "
+                             "$MPC_NET_TURN_SECRET, which keeps it out of process listings")
+    signal.add_argument("--turn-ttl", type=_positive(int), default=3600, metavar="SECONDS",
+                        help="how long handed-out TURN credentials stay valid "
+                             "(default %(default)s)")
     signal.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
     return parser
@@ -217,6 +239,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
             return run_party(options.script, rest, None)
         from .local import run_local
         party_options = [f"--peer-timeout={options.peer_timeout}",
+                         *(f"--ice={url}" for url in options.ice or []),
+                         *(["--relay-only"] if options.relay_only else []),
                          f"--connect-timeout={options.connect_timeout}",
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
         return asyncio.run(run_local(options.script, rest, parties, party_options,
@@ -226,6 +250,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
 
 def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, rest: list[str],
                      parties: int) -> int:
+    from .ice import ENVIRONMENT_VARIABLE, IceConfigError, from_environment, parse_urls
     from .keys import verify
     from .mesh import MeshConfig
     from .party import run_party
@@ -246,12 +271,18 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
     if url.scheme not in ("ws", "wss") or not url.hostname:
         run.error(f"--signal must be ws://HOST:PORT or wss://HOST:PORT, not {options.signal!r}")
     identity, roster = _credentials(run, options, parties)
+    try:
+        ice_servers = parse_urls(options.ice or []) + from_environment(
+            os.environ.get(ENVIRONMENT_VARIABLE))
+    except IceConfigError as exc:
+        run.error(str(exc))
     if options.local_address:
         use_host_addresses(options.local_address)
     elif _is_loopback(url.hostname):
         use_host_addresses(["127.0.0.1"])
     config = MeshConfig(signaling_url=options.signal, room=options.room, pid=options.index,
                         parties=parties, identity=identity, verify=verify, roster=roster,
+                        ice_servers=ice_servers, relay_only=options.relay_only,
                         join_timeout=options.join_timeout,
                         connect_timeout=options.connect_timeout,
                         peer_timeout=options.peer_timeout)
@@ -338,14 +369,26 @@ def _roster(options: argparse.Namespace) -> int:
     return 0
 
 
-def _signal(options: argparse.Namespace) -> int:
+def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
+    from .ice import IceConfigError, TurnRest, parse_urls
     from .signaling.server import serve_until_signal
+
+    signal = parser._subparsers._group_actions[0].choices["signal"]
+    secret = options.turn_secret or os.environ.get("MPC_NET_TURN_SECRET")
+    if bool(options.turn_url) != bool(secret):
+        signal.error("--turn-url and --turn-secret go together")
+    try:
+        ice_servers = parse_urls(options.ice or [])
+        turn = TurnRest(options.turn_url, secret, options.turn_ttl) if secret else None
+    except IceConfigError as exc:
+        signal.error(str(exc))
 
     level = logging.DEBUG if options.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve_until_signal(options.host, options.port))
+        asyncio.run(serve_until_signal(options.host, options.port, ice_servers=ice_servers,
+                                       turn=turn))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -357,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     options = parser.parse_args(argv)
     try:
-        commands = {"run": lambda: _run(parser, options), "signal": lambda: _signal(options),
+        commands = {"run": lambda: _run(parser, options),
+                    "signal": lambda: _signal(parser, options),
                     "keygen": lambda: _keygen(options), "roster": lambda: _roster(options)}
         code = commands[options.command]()
     except KeyboardInterrupt:

@@ -25,7 +25,8 @@ from .auth import (
 )
 from .auth import short_authentication_string as sas
 from .handshake import Identity, Verify, authenticate
-from .sdp import fingerprints, max_message_size
+from .ice import server_kinds, unused
+from .sdp import candidate_types, fingerprints, max_message_size
 from .signaling.client import SignalingClient, SignalingError
 from .transport import PEER_TIMEOUT, DataChannel, DataChannelTransport, PeerLost
 
@@ -55,6 +56,8 @@ class PeerConnection(Protocol):
 
     def bind(self, transport: DataChannelTransport) -> None: ...
 
+    async def selected_path(self) -> tuple[str, str] | None: ...
+
     async def close(self) -> None: ...
 
 
@@ -73,6 +76,7 @@ class MeshConfig:
     # None: the weaker mode that trusts the keys the room server relays (`--trust-room-server`).
     roster: Roster | None
     ice_servers: list[dict] = dataclasses.field(default_factory=list)
+    relay_only: bool = False  # offer and use relay candidates only: peers never learn addresses
     join_timeout: float = 300.0  # for every party to show up in the room
     connect_timeout: float = 20.0  # for one channel, once both parties are in the room
     peer_timeout: float = PEER_TIMEOUT
@@ -94,7 +98,7 @@ class Mesh:
     def __init__(
         self,
         config: MeshConfig,
-        new_peer_connection: Callable[[list[dict]], PeerConnection],
+        new_peer_connection: Callable[..., PeerConnection],
         on_lost: Callable[[PeerLost], None],
     ) -> None:
         self.config = config
@@ -134,6 +138,9 @@ class Mesh:
             joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
                                              key=encode_public_key(cfg.identity.public_key))
             self._ice_servers = cfg.ice_servers + joined["ice_servers"]
+            if unused(self._ice_servers):
+                logger.warning("aiortc uses only the first STUN and the first TURN server; "
+                               "not using %s", ", ".join(unused(self._ice_servers)))
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined["peers"] or "nobody yet")
             for j in joined["peers"]:
@@ -157,12 +164,16 @@ class Mesh:
         return self.transports
 
     async def close(self) -> None:
-        """Close every peer connection once the peer has confirmed the end of the stream."""
+        """Close every peer connection once the peer has confirmed the end of the stream, then
+        report each peer's path and traffic."""
+        paths = {j: await pc.selected_path() for j, pc in self._peers.items()}
         await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
         for j, t in sorted(self.transports.items()):
-            logger.info("party %d -> party %d: %d MPyC messages, %d bytes, in %d data channel "
-                        "messages", self.config.pid, j, t.mpyc_writes, t.bytes_written,
-                        t.messages_sent)
+            path = " -> ".join(paths.get(j) or ("unknown",))
+            rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
+            logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
+                        "data channel messages", self.config.pid, j, path, rtt, t.mpyc_writes,
+                        t.bytes_written, t.messages_sent)
 
     async def _leave_room(self) -> None:
         """The channels no longer need the room server, so failing to say goodbye is harmless."""
@@ -241,15 +252,19 @@ class Mesh:
 
     async def _offer(self, j: int) -> None:
         pc = self._replace_peer(j)
-        offer = await pc.create_offer()
-        await self._client.send_signal(j, {"description": offer})
+        await self._send_description(j, await pc.create_offer())
+
+    async def _send_description(self, j: int, description: dict[str, str]) -> None:
+        types = ", ".join(candidate_types(description["sdp"])) or "none"
+        logger.debug("party %d: sent %s to party %d; candidates: %s", self.config.pid,
+                     description["type"], j, types)
+        await self._client.send_signal(j, {"description": description})
 
     async def _signal_received(self, j: int, data: object) -> None:
         if j < self.config.pid:
             offer = _description(j, data, "offer")
             pc = self._replace_peer(j)
-            answer = await pc.accept_offer(offer)
-            await self._client.send_signal(j, {"description": answer})
+            await self._send_description(j, await pc.accept_offer(offer))
         else:
             answer = _description(j, data, "answer")
             pc = self._peers.get(j)
@@ -259,7 +274,7 @@ class Mesh:
 
     def _replace_peer(self, j: int) -> PeerConnection:
         self._forget(j)
-        pc = self._new_peer_connection(self._ice_servers)
+        pc = self._new_peer_connection(self._ice_servers, relay_only=self.config.relay_only)
         self._peers[j] = pc
         self._since[j] = time.monotonic()
         pc.opened.add_done_callback(lambda f: self._channel_opened(j, pc, f))
@@ -293,8 +308,10 @@ class Mesh:
             raise MeshError(f"authentication of {roster.label(j)} failed: {exc}") from None
         if self._peers.get(j) is pc:
             self.transports[j] = transport
-            logger.info("party %d: data channel to %s open and authenticated", cfg.pid,
-                        roster.label(j))
+            transport.ping()  # a first round-trip time for the path report
+            path = await pc.selected_path()
+            logger.info("party %d: channel to %s open and authenticated; path %s", cfg.pid,
+                        roster.label(j), " -> ".join(path) if path else "unknown")
 
     def _lost(self, error: PeerLost) -> None:
         if self.connected:
@@ -308,9 +325,7 @@ class Mesh:
         now = time.monotonic()
         for j, since in self._since.items():
             if j not in self.transports and now - since > cfg.connect_timeout:
-                state = self._peers[j].connection_state
-                raise MeshError(f"could not connect to party {j} within {cfg.connect_timeout:g} s "
-                                f"(peer connection state: {state})")
+                raise MeshError(self._unreachable(j))
         for j, since in self._left.items():
             if now - since > cfg.connect_timeout:
                 raise MeshError(f"party {j} left the room before its channel was established and "
@@ -320,6 +335,25 @@ class Mesh:
             missing = [j for j in self.others if j not in self._present]
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
                             f"within {cfg.join_timeout:g} s")
+
+    def _unreachable(self, j: int) -> str:
+        """Why no channel to party j came up: what was tried, and what to do."""
+        pc = self._peers[j]
+        ours = ", ".join(candidate_types(pc.local_sdp)) or "none"
+        theirs = candidate_types(pc.remote_sdp)
+        text = (f"could not connect to party {j} within {self.config.connect_timeout:g} s "
+                f"(peer connection {pc.connection_state}); candidates we offered: {ours}")
+        if not pc.remote_sdp:
+            return text + f"; party {j} never sent its session description (is it running?)"
+        text += f"; party {j} offered: {', '.join(theirs) or 'none'}"
+        _, turn = server_kinds(self._ice_servers)
+        if turn and "relay" not in candidate_types(pc.local_sdp):
+            return text + (f"; no relay candidate although TURN server {turn[0]} is configured: "
+                           "its credentials may be wrong or expired, or it is unreachable")
+        if not turn:
+            return text + ("; without a direct path (for example both parties behind symmetric "
+                           "NATs) a TURN relay is needed: --ice turn:USER:PASS@HOST:3478")
+        return text + "; the TURN relay did not get through either (firewall? TURN server down?)"
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

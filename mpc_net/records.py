@@ -14,12 +14,13 @@ import enum
 
 class RecordType(enum.IntEnum):
     DATA = 0
-    KEEPALIVE = 1
+    PING = 1  # keepalive; the body (the sender's clock) comes back in a PONG
     GOODBYE = 2  # the sender has written its last DATA record
     # The channel-binding handshake (auth.py), before any DATA.
     HELLO = 3
     AUTH = 4
     REFUSED = 5  # the handshake failed on the sender's side; the body says why (UTF-8)
+    PONG = 6
 
 
 HANDSHAKE_RECORDS = frozenset({RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED})

@@ -37,3 +37,11 @@ def fingerprints(sdp: str) -> str:
     if not found:
         raise ValueError("the session description has no DTLS fingerprint")
     return ",".join(found)
+
+
+_CANDIDATE_TYPE = re.compile(r"^a=candidate:.* typ (\w+)", re.MULTILINE)
+
+
+def candidate_types(sdp: str) -> list[str]:
+    """The types of the ICE candidates in `sdp` (host, srflx, prflx, relay), in order."""
+    return _CANDIDATE_TYPE.findall(sdp)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
+import struct
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -81,6 +83,7 @@ class DataChannelTransport(asyncio.WriteTransport):
         # Done once nothing more can come from the peer: its GOODBYE arrived, or the channel died.
         self.ended: asyncio.Future[None] = self._loop.create_future()
         # Figures for the end-of-run summary.
+        self.round_trips: list[float] = []  # seconds, from PING and PONG
         self.mpyc_writes = 0
         self.bytes_written = 0
         self.messages_sent = 0
@@ -155,7 +158,14 @@ class DataChannelTransport(asyncio.WriteTransport):
         except RecordError as exc:
             self._lose(str(exc))
             return
-        if kind is RecordType.KEEPALIVE:
+        if kind is RecordType.PING:
+            if self._channel.readyState == "open":
+                self._send(encode(RecordType.PONG, body))
+            return
+        if kind is RecordType.PONG:
+            if len(body) == 8:
+                sent, = struct.unpack(">d", body)
+                self.round_trips.append(self._loop.time() - sent)
             return
         if kind in HANDSHAKE_RECORDS:
             if self._protocol is not None:
@@ -167,6 +177,16 @@ class DataChannelTransport(asyncio.WriteTransport):
             self._early.append((kind, bytes(body)))
         else:
             self._deliver(kind, body)
+
+    def ping(self) -> None:
+        """Send a PING; its PONG adds a round-trip time (and every PING keeps the peer sure we
+        are alive)."""
+        self._send(encode(RecordType.PING, struct.pack(">d", self._loop.time())))
+
+    @property
+    def round_trip_time(self) -> float | None:
+        """Median measured round-trip time over the channel, in seconds."""
+        return statistics.median(self.round_trips) if self.round_trips else None
 
     def on_buffered_amount_low(self) -> None:
         self._schedule_flush()
@@ -227,7 +247,7 @@ class DataChannelTransport(asyncio.WriteTransport):
             self._lose(f"nothing received for {self._liveness.silent_for(now):.1f} s")
             return
         if self._liveness.keepalive_due(now) and self._channel.readyState == "open":
-            self._send(encode(RecordType.KEEPALIVE))
+            self.ping()
         self._timer = self._loop.call_later(self._liveness.interval, self._tick)
 
     def _lose(self, reason: str) -> None:

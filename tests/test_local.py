@@ -9,7 +9,7 @@ import sys
 
 from helpers import DEMOS, ROOT, mpc_net, mpyc_tcp, program_lines
 
-SUMMARY = re.compile(r"party \d+ -> party \d+: (\d+) MPyC messages")
+SUMMARY = re.compile(r"party \d+ -> party \d+: path .*, (\d+) MPyC messages")
 
 
 def test_burst_of_100000_small_messages(tmp_path) -> None:

@@ -274,7 +274,8 @@ async def test_room_server_in_the_middle_is_refused(loopback_only, tmp_path,
         data = [record for record in relay.seen if record[2] == RecordType.DATA]
         assert data == [], f"MPyC bytes went through the middle: {data}"
         assert {kind for _, _, kind, _ in relay.seen} <= {
-            RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED, RecordType.KEEPALIVE}
+            RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED, RecordType.PING,
+            RecordType.PONG}
         # The other pairs were left alone: their signals went through untouched.
         assert {(0, 2, "offer"), (1, 2, "offer")} <= set(server.relayed), server.relayed
         assert not any({s, r} == {0, 1} for s, r, _ in server.relayed)

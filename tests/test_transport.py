@@ -188,9 +188,11 @@ async def test_silence_is_a_lost_party_and_keepalives_prevent_it() -> None:
     chatty, channel, _ = make_transport(keepalive_interval=0.05, peer_timeout=0.3)
     for _ in range(10):  # the chatty transport hears keepalives; the quiet one hears nothing
         await asyncio.sleep(0.05)
-        chatty.on_message(encode(RecordType.KEEPALIVE))
+        chatty.on_message(encode(RecordType.PING, b"12345678"))
     assert len(lost) == 1 and "nothing received" in lost[0].reason
-    assert (RecordType.KEEPALIVE, b"") in channel.records()
+    kinds = [kind for kind, _ in channel.records()]
+    assert RecordType.PING in kinds  # its own keepalives
+    assert (RecordType.PONG, b"12345678") in channel.records()  # answers to the peer's
     assert not chatty.is_closing()
     chatty.abort()
 
@@ -223,6 +225,14 @@ async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cl
         assert b"".join(e for e in received.events if isinstance(e, bytes)) == stream
         assert received.events[-1] == ("lost", None)
         assert sender.messages_sent < 20  # 2000 writes went out as a few large messages
+        # The path report: the nominated pair, and a round trip measured over the channel.
+        assert await offerer.selected_path() == ("host", "host")
+        sender.ping()
+        for _ in range(100):
+            if sender.round_trip_time is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert 0 < sender.round_trip_time < 1
         await asyncio.gather(offerer.close(), answerer.close())
         assert lost == []
     finally:

@@ -8,7 +8,13 @@ from collections.abc import Callable
 
 import aioice.ice
 import aioice.turn
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from ..transport import DataChannelTransport
 
@@ -50,9 +56,11 @@ def _ice_server(server: dict) -> RTCIceServer:
 class NativePeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
-    def __init__(self, ice_servers: list[dict]) -> None:
+    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
         # An explicit list, even an empty one: given None, aiortc silently uses a public STUN.
-        config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers])
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers],
+                                  iceTransportPolicy=policy)
         self._pc = RTCPeerConnection(config)
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -71,11 +79,25 @@ class NativePeerConnection:
 
     @property
     def local_sdp(self) -> str:
-        return self._pc.localDescription.sdp
+        description = self._pc.localDescription
+        return description.sdp if description else ""
 
     @property
     def remote_sdp(self) -> str:
-        return self._pc.remoteDescription.sdp
+        description = self._pc.remoteDescription
+        return description.sdp if description else ""
+
+    async def selected_path(self) -> tuple[str, str] | None:
+        """Types of the nominated candidate pair (local, remote), e.g. ("host", "srflx").
+
+        aiortc exposes the pair only through private attributes; this is the one place that
+        reads them (pinned aiortc 1.16 / aioice 0.13).
+        """
+        try:
+            pair = self._pc.sctp.transport.transport._connection._nominated[1]
+        except (AttributeError, KeyError):
+            return None
+        return pair.local_candidate.type, pair.remote_candidate.type
 
     async def create_offer(self) -> dict[str, str]:
         await self._pc.setLocalDescription(await self._pc.createOffer())

@@ -8,9 +8,11 @@ nothing here awaits, each message is handled atomically with respect to all othe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from ..ice import TurnRest
 from . import protocol
 from .protocol import ErrorCode, ProtocolError
 
@@ -30,8 +32,10 @@ class Room:
 class Rooms:
     """All rooms of one server; a room exists from its first join until its last member leaves."""
 
-    def __init__(self, ice_servers: list[dict] | None = None) -> None:
+    def __init__(self, ice_servers: list[dict] | None = None, turn: TurnRest | None = None,
+                 ) -> None:
         self.ice_servers = protocol.validate_ice_servers(ice_servers or [])
+        self.turn = turn
         self.rooms: dict[str, Room] = {}
         self._seats: dict[Hashable, tuple[Room, int]] = {}
 
@@ -81,7 +85,10 @@ class Rooms:
         self._seats[conn] = (room, party)
         logger.info("room %s: party %d/%d joined (%s)", name, party, parties, conn)
         keys = {p: k for p, k in room.keys.items() if p in others}
-        reply = protocol.joined(name, party, parties, sorted(others), self.ice_servers, keys)
+        servers = self.ice_servers
+        if self.turn is not None:
+            servers = [*servers, self.turn.server_for(f"{name}-{party}", time.time())]
+        reply = protocol.joined(name, party, parties, sorted(others), servers, keys)
         notice = protocol.peer_joined(party, key)
         return [(conn, reply)] + [(other, notice) for other in others.values()]
 

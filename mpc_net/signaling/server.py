@@ -11,6 +11,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
+from ..ice import TurnRest
 from . import protocol
 from .protocol import MAX_MESSAGE_BYTES, ProtocolError
 from .rooms import Outgoing, Rooms
@@ -69,10 +70,11 @@ class RoomServer:
         port: int = 8765,
         *,
         ice_servers: list[dict] | None = None,
+        turn: TurnRest | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.host = host
-        self.rooms = Rooms(ice_servers)
+        self.rooms = Rooms(ice_servers, turn)
         self._requested_port = port
         self._max_bytes = max_message_bytes
         self._server: Server | None = None
