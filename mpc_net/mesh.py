@@ -27,10 +27,27 @@ from .auth import short_authentication_string as sas
 from .handshake import Identity, Verify, authenticate
 from .ice import server_kinds, unused
 from .sdp import candidate_types, fingerprints, max_message_size
-from .signaling.client import SignalingClient, SignalingError
+from .signaling.protocol import SignalingError
 from .transport import PEER_TIMEOUT, DataChannel, DataChannelTransport, PeerLost
 
 logger = logging.getLogger("mpc_net.mesh")
+
+
+class Signaling(Protocol):
+    """What the mesh needs of a signaling client (native: websockets; browsers: WebSocket)."""
+
+    async def connect(self, url: str) -> None: ...
+
+    async def join(self, room: str, party: int, parties: int, *, key: str | None = None,
+                   ) -> dict: ...
+
+    async def send_signal(self, to: int, data: dict) -> None: ...
+
+    async def recv(self) -> dict: ...
+
+    async def leave(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class PeerConnection(Protocol):
@@ -100,8 +117,14 @@ class Mesh:
         config: MeshConfig,
         new_peer_connection: Callable[..., PeerConnection],
         on_lost: Callable[[PeerLost], None],
+        new_signaling: Callable[[], Signaling] | None = None,
     ) -> None:
         self.config = config
+        if new_signaling is None:
+            from .signaling.client import SignalingClient  # websockets: native only
+
+            new_signaling = SignalingClient
+        self._new_signaling = new_signaling
         self._new_peer_connection = new_peer_connection
         self._on_lost = on_lost
         self._peers: dict[int, PeerConnection] = {}
@@ -115,7 +138,7 @@ class Mesh:
         self._present: set[int] = set()
         self._left: dict[int, float] = {}  # parties that left before connecting, and when
         self._roster: asyncio.Future[Roster] | None = None
-        self._client: SignalingClient | None = None
+        self._client: Signaling | None = None
 
     @property
     def others(self) -> list[int]:
@@ -132,7 +155,7 @@ class Mesh:
             self._roster.set_result(cfg.roster)
         self._announced[cfg.pid] = cfg.identity.public_key
         started = time.monotonic()
-        self._client = SignalingClient()
+        self._client = self._new_signaling()
         try:
             await self._client.connect(cfg.signaling_url)
             joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,

@@ -16,25 +16,13 @@ from websockets.exceptions import (
 )
 
 from . import protocol
-from .protocol import MAX_MESSAGE_BYTES, ProtocolError
+from .protocol import MAX_MESSAGE_BYTES, ProtocolError, SignalingError
 
 logger = logging.getLogger("mpc_net.signaling")
 
 # Codes of failures that happen on this side; the server's codes are protocol.ErrorCode.
 CONNECT_FAILED = "connect-failed"
 CONNECTION_CLOSED = "connection-closed"
-
-
-class SignalingError(Exception):
-    """A signaling failure with a code and one readable line of text."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.code})"
 
 
 def _reason(exc: BaseException) -> str:

@@ -52,6 +52,19 @@ class ProtocolError(Exception):
 # -- parsing -------------------------------------------------------------------------------------
 
 
+class SignalingError(Exception):
+    """A client's signaling failure (an error reply, a lost or refused connection) with a code
+    and one readable line of text; shared by the native and the browser client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})"
+
+
 def parse_client_message(raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     """Validate a client -> server message; raise ProtocolError."""
     return _validate_client(_load(raw, max_bytes), max_bytes)
