@@ -55,3 +55,20 @@ def test_killed_party_is_reported_by_everyone_else(room_server, tmp_path) -> Non
         assert "party 2" in err.strip().splitlines()[-1], err
         assert "Traceback" not in err
     procs[2].communicate()
+
+
+def test_room_server_may_go_away_once_the_channels_stand(room_server, tmp_path) -> None:
+    """The room server only introduces the parties: stopping it mid-computation changes
+    nothing for channels that are already open."""
+    script = DEMOS / "comparisons.py"
+    expected = mpyc_tcp(script, "300", "-M3")
+    procs = start_parties(script, 3, room_server.url, "no-server-needed", "300",
+                          credentials=make_credentials(tmp_path, 3))
+    for proc in procs:
+        while "connected to all" not in proc.stderr.readline():
+            assert proc.poll() is None, "a party ended before connecting"
+    room_server.close()
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"party {i}: {err}"
+        assert program_lines(out) == expected
