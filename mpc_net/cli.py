@@ -102,6 +102,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help="declare a party lost after this long without a word from it "
                              "(default %(default)g)")
+    parser.add_argument("--outage-limit", type=float, default=0.0, metavar="SECONDS",
+                        help="let a connection that breaks mid-run (network down, address "
+                             "change) come back within this time: the lower index rebuilds it "
+                             "through the room server and the stream resumes where it stopped "
+                             "(default 0: a broken connection ends the run)")
     parser.add_argument("--connect-timeout", type=_positive(float), default=20.0,
                         metavar="SECONDS",
                         help="give up on a peer that is in the room but cannot be reached "
@@ -239,6 +244,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
             return run_party(options.script, rest, None)
         from .local import run_local
         party_options = [f"--peer-timeout={options.peer_timeout}",
+                         f"--outage-limit={options.outage_limit}",
                          *(f"--ice={url}" for url in options.ice or []),
                          *(["--relay-only"] if options.relay_only else []),
                          f"--connect-timeout={options.connect_timeout}",
@@ -283,6 +289,7 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
     config = MeshConfig(signaling_url=options.signal, room=options.room, pid=options.index,
                         parties=parties, identity=identity, verify=verify, roster=roster,
                         ice_servers=ice_servers, relay_only=options.relay_only,
+                        outage_limit=options.outage_limit,
                         join_timeout=options.join_timeout,
                         connect_timeout=options.connect_timeout,
                         peer_timeout=options.peer_timeout)

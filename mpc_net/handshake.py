@@ -1,4 +1,4 @@
-"""Run the channel-binding handshake of auth.py over one transport, before MPyC gets it."""
+"""Open a channel for the stream: the channel-binding handshake of auth.py, then RESUME."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .auth import NONCE_BYTES, AuthError, ChannelView, Hello
-from .records import RecordType
+from .records import RecordError, RecordType, decode_offset
 from .transport import DataChannelTransport
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -60,6 +60,13 @@ async def _exchange(transport: DataChannelTransport, view: ChannelView, identity
                                                                   signer=view.peer_pid)):
         raise AuthError("bad signature: it does not hold its roster key, or this handshake was "
                         "replayed or tampered with")
+    # Where each side's stream goes on: at 0 on a first channel, after an outage wherever the
+    # peer got to. Only now may DATA flow.
+    transport.send_handshake(RecordType.RESUME, transport.received.to_bytes(8, "big"))
+    try:
+        transport.link(decode_offset(await _expect(transport, RecordType.RESUME)))
+    except RecordError as exc:
+        raise AuthError(f"it cannot resume our stream: {exc}") from None
 
 
 async def _expect(transport: DataChannelTransport, kind: RecordType) -> bytes:

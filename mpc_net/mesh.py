@@ -28,7 +28,7 @@ from .handshake import Identity, Verify, authenticate
 from .ice import server_kinds, unused
 from .sdp import candidate_types, fingerprints, max_message_size
 from .signaling.protocol import SignalingError
-from .transport import PEER_TIMEOUT, DataChannel, DataChannelTransport, PeerLost
+from .transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport, PeerLost
 
 logger = logging.getLogger("mpc_net.mesh")
 
@@ -71,7 +71,7 @@ class PeerConnection(Protocol):
 
     async def accept_answer(self, answer: dict[str, str]) -> None: ...
 
-    def bind(self, transport: DataChannelTransport) -> None: ...
+    def bind(self, events: ChannelEvents) -> None: ...
 
     async def selected_path(self) -> tuple[str, str] | None: ...
 
@@ -98,6 +98,8 @@ class MeshConfig:
     connect_timeout: float = 20.0  # for one channel, once both parties are in the room
     peer_timeout: float = PEER_TIMEOUT
     close_timeout: float = 5.0
+    # How long a channel lost mid-run may take to come back (0: a lost channel ends the run).
+    outage_limit: float = 0.0
 
 
 def _description(sender: int, data: object, kind: str) -> dict[str, str]:
@@ -139,6 +141,9 @@ class Mesh:
         self._left: dict[int, float] = {}  # parties that left before connecting, and when
         self._roster: asyncio.Future[Roster] | None = None
         self._client: Signaling | None = None
+        self._repairs: dict[int, float] = {}  # interrupted parties, and their deadlines
+        self._repair_errors: dict[int, str] = {}
+        self._repair_task: asyncio.Task | None = None
 
     @property
     def others(self) -> list[int]:
@@ -189,14 +194,17 @@ class Mesh:
     async def close(self) -> None:
         """Close every peer connection once the peer has confirmed the end of the stream, then
         report each peer's path and traffic."""
+        if self._repair_task is not None:
+            self._repair_task.cancel()
         paths = {j: await pc.selected_path() for j, pc in self._peers.items()}
         await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
         for j, t in sorted(self.transports.items()):
             path = " -> ".join(paths.get(j) or ("unknown",))
             rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
+            channels = f", {t.channels_used} channels" if t.channels_used > 1 else ""
             logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
-                        "data channel messages", self.config.pid, j, path, rtt, t.mpyc_writes,
-                        t.bytes_written, t.messages_sent)
+                        "data channel messages%s", self.config.pid, j, path, rtt, t.mpyc_writes,
+                        t.bytes_written, t.messages_sent, channels)
 
     async def _leave_room(self) -> None:
         """The channels no longer need the room server, so failing to say goodbye is harmless."""
@@ -244,8 +252,11 @@ class Mesh:
         else:
             targets = [j]
         for i in targets:
-            if i > self.config.pid and i not in self.transports:  # the lower index offers
+            if i > self.config.pid and self._needs_channel(i):  # the lower index offers
                 self._spawn(self._offer(i))
+
+    def _needs_channel(self, j: int) -> bool:
+        return j not in self.transports or j in self._repairs
 
     def _learn_key(self, j: int, key: str | None) -> None:
         """Trust-room-server mode: build the roster from the keys the room server relays."""
@@ -266,8 +277,11 @@ class Mesh:
 
     def _peer_gone(self, j: int) -> None:
         self._present.discard(j)
-        if j in self.transports:
+        if not self._needs_channel(j):
             return  # the channel stands on its own; the room server is no longer needed
+        if j in self._repairs:
+            self._forget(j)
+            return
         logger.info("party %d left the room before connecting; waiting %g s for it to return", j,
                     self.config.connect_timeout)
         self._left[j] = time.monotonic()
@@ -312,10 +326,17 @@ class Mesh:
     def _channel_opened(self, j: int, pc: PeerConnection, opened: asyncio.Future[None]) -> None:
         if self._peers.get(j) is not pc or opened.cancelled() or opened.exception():
             return  # a superseded attempt, or a failure the deadline check reports
-        transport = DataChannelTransport(
-            pc.channel, j, max_message_size=max_message_size(pc.remote_sdp),
-            on_lost=self._lost, peer_timeout=self.config.peer_timeout)
-        pc.bind(transport)
+        size = max_message_size(pc.remote_sdp)
+        transport = self.transports.get(j)
+        if transport is None:
+            resumable = self.config.outage_limit > 0
+            transport = DataChannelTransport(
+                pc.channel, j, max_message_size=size, on_lost=self._lost,
+                on_interrupted=self._interrupted if resumable else None,
+                peer_timeout=self.config.peer_timeout)
+        else:
+            transport.replace_channel(pc.channel, size)  # after an outage
+        pc.bind(transport.events_for(pc.channel))
         self._spawn(self._authenticate(j, pc, transport))
 
     async def _authenticate(self, j: int, pc: PeerConnection,
@@ -329,7 +350,12 @@ class Mesh:
             await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
             raise MeshError(f"authentication of {roster.label(j)} failed: {exc}") from None
-        if self._peers.get(j) is pc:
+        if j in self._repairs and self._peers.get(j) is pc:
+            del self._repairs[j]
+            self._repair_errors.pop(j, None)
+            logger.warning("party %d: the connection to party %d is restored; the stream goes on "
+                           "where it stopped", cfg.pid, j)
+        elif self._peers.get(j) is pc:
             self.transports[j] = transport
             transport.ping()  # a first round-trip time for the path report
             path = await pc.selected_path()
@@ -387,10 +413,91 @@ class Mesh:
         self._tasks.discard(task)
         if task.cancelled() or task.exception() is None:
             return
+        exc = task.exception()
         if self._failure is not None and not self._failure.done():
-            exc = task.exception()
             self._failure.set_exception(exc if isinstance(exc, MeshError) else MeshError(
                 f"connecting failed: {exc}"))
+        elif self._repairs:
+            logger.info("restoring a connection: %s", exc)
+            for j in self._repairs:
+                self._repair_errors[j] = str(exc)
+
+    # -- restoring interrupted channels -------------------------------------------------------
+
+    def _interrupted(self, j: int, reason: str) -> None:
+        """A channel died mid-run (the transport keeps the stream): build a new one in time."""
+        pc = self._peers.get(j)
+        if pc is not None and pc.channel is self.transports[j].channel:
+            self._forget(j)
+        if j in self._repairs:
+            return
+        limit = self.config.outage_limit
+        logger.warning("party %d: the connection to party %d was interrupted (%s); restoring it "
+                       "for up to %g s", self.config.pid, j, reason, limit)
+        self._repairs[j] = time.monotonic() + limit
+        if self._repair_task is None or self._repair_task.done():
+            self._repair_task = asyncio.ensure_future(self._repair())
+
+    async def _repair(self) -> None:
+        """Rejoin the room (the room server may have restarted meanwhile) until every
+        interrupted channel is back or out of time."""
+        while self._repairs:
+            try:
+                await self._repair_session()
+            except (SignalingError, MeshError, OSError) as exc:
+                logger.info("restoring connections: %s; trying again", exc)
+                for j in self._repairs:
+                    self._repair_errors[j] = str(exc)
+                self._expire_repairs()
+                await asyncio.sleep(1)
+
+    async def _repair_session(self) -> None:
+        cfg = self.config
+        self._client = self._new_signaling()
+        try:
+            await self._client.connect(cfg.signaling_url)
+            joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
+                                             key=encode_public_key(cfg.identity.public_key))
+            self._present = set()
+            for j in joined["peers"]:
+                self._peer_present(j, joined["keys"].get(j))
+            receive = asyncio.ensure_future(self._client.recv())
+            try:
+                while self._repairs:
+                    done, _ = await asyncio.wait({receive}, timeout=0.5)
+                    if receive in done:
+                        self._handle(receive.result())
+                        receive = asyncio.ensure_future(self._client.recv())
+                    self._expire_repairs()
+                    self._retry_stalled_repairs()
+            finally:
+                receive.cancel()
+            await self._leave_room()
+        finally:
+            await self._client.close()
+
+    def _retry_stalled_repairs(self) -> None:
+        now = time.monotonic()
+        for j in self._repairs:
+            if j < self.config.pid or j not in self._present:
+                continue  # the lower index offers, once the peer is back in the room
+            pc = self._peers.get(j)
+            if (pc is None or pc.connection_state in ("failed", "closed")
+                    or now - self._since.get(j, 0.0) > self.config.connect_timeout):
+                self._spawn(self._offer(j))
+                self._since[j] = now  # _offer replaces it; no second offer meanwhile
+
+    def _expire_repairs(self) -> None:
+        now = time.monotonic()
+        for j, deadline in list(self._repairs.items()):
+            if now > deadline:
+                del self._repairs[j]
+                self._forget(j)
+                detail = self._repair_errors.pop(j, None)
+                self.transports[j].fail(
+                    f"the connection broke and was not restored within "
+                    f"{self.config.outage_limit:g} s" + (f" (last problem: {detail})"
+                                                         if detail else ""))
 
     # -- closing ------------------------------------------------------------------------------
 

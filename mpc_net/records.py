@@ -21,9 +21,24 @@ class RecordType(enum.IntEnum):
     AUTH = 4
     REFUSED = 5  # the handshake failed on the sender's side; the body says why (UTF-8)
     PONG = 6
+    # Stream offsets (8 bytes): how many DATA bytes the sender has received so far. RESUME
+    # ends the handshake of every channel, ACK lets the peer forget what arrived.
+    RESUME = 7
+    ACK = 8
 
 
-HANDSHAKE_RECORDS = frozenset({RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED})
+HANDSHAKE_RECORDS = frozenset({RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED,
+                               RecordType.RESUME})
+
+
+def encode_offset(kind: RecordType, offset: int) -> bytes:
+    return encode(kind, offset.to_bytes(8, "big"))
+
+
+def decode_offset(body: bytes | memoryview) -> int:
+    if len(body) != 8:
+        raise RecordError("a stream offset has 8 bytes")
+    return int.from_bytes(body, "big")
 
 
 class RecordError(ValueError):
@@ -45,20 +60,35 @@ def decode(message: bytes) -> tuple[RecordType, memoryview]:
 
 
 class SendBuffer:
-    """Bytes written by MPyC and not yet handed to the data channel.
+    """The outgoing MPyC byte stream: bytes not yet sent, and bytes sent but not yet
+    acknowledged, kept to be sent again on a new channel after an outage.
 
     Writes made in one event-loop tick are merged, so a burst of small MPyC messages costs a few
     large data channel messages instead of one SCTP packet (and one SACK) each.
     """
 
     def __init__(self, max_message_size: int) -> None:
-        if max_message_size < 2:
-            raise ValueError("max_message_size must leave room for a record body")
-        self._body_size = max_message_size - 1
+        self.set_max_message_size(max_message_size)
         self._pending = bytearray()
+        self._retained = bytearray()
+        self.acknowledged = 0  # stream offset of the first retained byte
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    @property
+    def retained(self) -> int:
+        return len(self._retained)
+
+    @property
+    def sent(self) -> int:
+        """Stream offset up to which bytes have been handed to a channel."""
+        return self.acknowledged + len(self._retained)
+
+    def set_max_message_size(self, max_message_size: int) -> None:
+        if max_message_size < 2:
+            raise ValueError("max_message_size must leave room for a record body")
+        self._body_size = max_message_size - 1
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._pending += data
@@ -72,4 +102,19 @@ class SendBuffer:
             records.append(encode(RecordType.DATA, body))
             taken += len(body)
             del self._pending[: len(body)]
+            self._retained += body
         return records
+
+    def acknowledge(self, offset: int) -> None:
+        """The peer has received the stream up to `offset`: forget those bytes."""
+        if not self.acknowledged <= offset <= self.sent:
+            raise RecordError(f"acknowledged offset {offset} outside the sent range "
+                              f"{self.acknowledged}..{self.sent}")
+        del self._retained[: offset - self.acknowledged]
+        self.acknowledged = offset
+
+    def rewind(self, offset: int) -> None:
+        """A new channel: the peer has the stream up to `offset`; send the rest again."""
+        self.acknowledge(offset)
+        self._pending[:0] = self._retained
+        self._retained = bytearray()

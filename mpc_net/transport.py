@@ -17,7 +17,16 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .liveness import Liveness
-from .records import HANDSHAKE_RECORDS, RecordError, RecordType, SendBuffer, decode, encode
+from .records import (
+    HANDSHAKE_RECORDS,
+    RecordError,
+    RecordType,
+    SendBuffer,
+    decode,
+    decode_offset,
+    encode,
+    encode_offset,
+)
 
 logger = logging.getLogger("mpc_net.transport")
 
@@ -25,6 +34,10 @@ logger = logging.getLogger("mpc_net.transport")
 # water mark the surplus waits here until the channel reports `bufferedamountlow`.
 HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
+
+# The receiver acknowledges at least this often, so the sender keeps at most about this much
+# (plus a keepalive interval's worth) to send again after an outage.
+ACK_EVERY = 1024 * 1024
 
 KEEPALIVE_INTERVAL = 1.0
 PEER_TIMEOUT = 10.0
@@ -56,6 +69,14 @@ class PeerLost(Exception):
 
 
 class DataChannelTransport(asyncio.WriteTransport):
+    """The MPyC byte stream to one party, over one data channel at a time.
+
+    Every channel starts with a handshake (handshake.py) that ends in RESUME records: each side
+    says how much of the stream it has received, and the sender continues from there. So when a
+    channel dies and `on_interrupted` is given, the transport keeps MPyC's writes, and a new
+    channel (`replace_channel`) carries on without losing or repeating a byte.
+    """
+
     def __init__(
         self,
         channel: DataChannel,
@@ -63,53 +84,95 @@ class DataChannelTransport(asyncio.WriteTransport):
         *,
         max_message_size: int,
         on_lost: Callable[[PeerLost], None],
+        on_interrupted: Callable[[int, str], None] | None = None,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         peer_timeout: float = PEER_TIMEOUT,
     ) -> None:
         super().__init__()
         self._loop = asyncio.get_running_loop()
-        self._channel = channel
         self.peer_pid = peer_pid
         self._on_lost = on_lost
+        self._on_interrupted = on_interrupted
         self._buffer = SendBuffer(max_message_size)
+        self._received = 0  # stream offset: DATA bytes received from the peer
+        self._acknowledged = 0  # the offset our last ACK or RESUME told the peer
         self._protocol: asyncio.Protocol | None = None
-        self._early: list[tuple[RecordType, bytes]] = []  # received before attach()
-        self._handshake: asyncio.Queue[tuple[RecordType, bytes]] = asyncio.Queue()
+        self._inbox: list[tuple[RecordType, bytes]] = []  # until attached and linked
         self._flush_scheduled = False
         self._closing = False  # MPyC closed its side; GOODBYE follows the pending data
         self._goodbye_sent = False
         self._protocol_done = False  # connection_lost(None) delivered to MPyC
         self._lost = False
-        # Done once nothing more can come from the peer: its GOODBYE arrived, or the channel died.
+        self.interrupted = False  # the channel died; a new one may come
+        # Done once nothing more can come from the peer: its GOODBYE arrived, or the link died.
         self.ended: asyncio.Future[None] = self._loop.create_future()
         # Figures for the end-of-run summary.
         self.round_trips: list[float] = []  # seconds, from PING and PONG
         self.mpyc_writes = 0
         self.bytes_written = 0
         self.messages_sent = 0
-        now = self._loop.time()
-        self._liveness = Liveness.starting(now, keepalive_interval, peer_timeout)
-        self._last_tick = now
+        self.channels_used = 0
+        self._interval = keepalive_interval
+        self._timeout = peer_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self.replace_channel(channel, max_message_size)
+
+    def replace_channel(self, channel: DataChannel, max_message_size: int) -> None:
+        """Use a newly opened channel; nothing is sent on it before its handshake ends."""
+        self._channel = channel
+        self._linked = False
+        self._handshake: asyncio.Queue[tuple[RecordType, bytes]] = asyncio.Queue()
+        self._buffer.set_max_message_size(max_message_size)
         channel.bufferedAmountLowThreshold = LOW_WATER
-        self._timer = self._loop.call_later(keepalive_interval, self._tick)
+        self.channels_used += 1
+        now = self._loop.time()
+        self._liveness = Liveness.starting(now, self._interval, self._timeout)
+        self._last_tick = now
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(self._interval, self._tick)
 
-    # -- MPyC side --------------------------------------------------------------------------
+    @property
+    def channel(self) -> DataChannel:
+        return self._channel
 
-    def attach(self, protocol: asyncio.Protocol) -> None:
-        """Hand the channel to MPyC: `connection_made` strictly before any received bytes."""
-        self._protocol = protocol
-        protocol.connection_made(self)
-        early, self._early = self._early, []
-        for kind, body in early:
-            self._deliver(kind, body)
+    def events_for(self, channel: DataChannel) -> ChannelEvents:
+        """The sink a backend sends `channel`'s events to; events of replaced channels are
+        dropped there."""
+        return ChannelEvents(self, channel)
+
+    # -- handshake side ---------------------------------------------------------------------
 
     async def receive_handshake(self) -> tuple[RecordType, bytes]:
-        """The next handshake record from the peer (before attach)."""
+        """The next handshake record from the peer on the current channel."""
         return await self._handshake.get()
 
     def send_handshake(self, kind: RecordType, body: bytes) -> None:
         """Send a handshake record now, ahead of anything MPyC will write."""
         self._send(encode(kind, body))
+
+    @property
+    def received(self) -> int:
+        """How much of the peer's stream has arrived (what RESUME tells the peer)."""
+        return self._received
+
+    def link(self, peer_received: int) -> None:
+        """End of the handshake: the peer has our stream up to `peer_received`; go on from
+        there. Raises RecordError for an offset we never sent."""
+        self._buffer.rewind(peer_received)
+        self._acknowledged = self._received
+        self._linked = True
+        self.interrupted = False
+        self._drain_inbox()
+        self._schedule_flush()
+
+    # -- MPyC side --------------------------------------------------------------------------
+
+    def attach(self, protocol: asyncio.Protocol) -> None:
+        """Hand the stream to MPyC: `connection_made` strictly before any received bytes."""
+        self._protocol = protocol
+        protocol.connection_made(self)
+        self._drain_inbox()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
@@ -137,6 +200,12 @@ class DataChannelTransport(asyncio.WriteTransport):
         self._finish_protocol()
         self._shut()
 
+    def fail(self, reason: str) -> None:
+        """Give up on this party (an outage lasted too long): a lost party for the runtime."""
+        if not self._lost:
+            self._shut()
+            self._on_lost(PeerLost(self.peer_pid, reason))
+
     def can_write_eof(self) -> bool:
         return False
 
@@ -155,28 +224,33 @@ class DataChannelTransport(asyncio.WriteTransport):
             return
         try:
             kind, body = decode(message)
+            self._receive(kind, body)
         except RecordError as exc:
             self._lose(str(exc))
-            return
+
+    def _receive(self, kind: RecordType, body: memoryview) -> None:
         if kind is RecordType.PING:
             if self._channel.readyState == "open":
                 self._send(encode(RecordType.PONG, body))
-            return
-        if kind is RecordType.PONG:
+        elif kind is RecordType.PONG:
             if len(body) == 8:
                 sent, = struct.unpack(">d", body)
                 self.round_trips.append(self._loop.time() - sent)
-            return
-        if kind in HANDSHAKE_RECORDS:
-            if self._protocol is not None:
-                self._lose(f"sent a {kind.name} record after the handshake")
-            else:
-                self._handshake.put_nowait((kind, bytes(body)))
-            return
-        if self._protocol is None:
-            self._early.append((kind, bytes(body)))
+        elif kind is RecordType.ACK:
+            self._buffer.acknowledge(decode_offset(body))
+        elif kind in HANDSHAKE_RECORDS:
+            if self._linked:
+                raise RecordError(f"a {kind.name} record after the handshake")
+            self._handshake.put_nowait((kind, bytes(body)))
         else:
-            self._deliver(kind, body)
+            if kind is RecordType.DATA:
+                self._received += len(body)
+                if self._linked and self._received - self._acknowledged >= ACK_EVERY:
+                    self._acknowledge()
+            if self._protocol is None or not self._linked:
+                self._inbox.append((kind, bytes(body)))
+            else:
+                self._deliver(kind, body)
 
     def ping(self) -> None:
         """Send a PING; its PONG adds a round-trip time (and every PING keeps the peer sure we
@@ -200,6 +274,13 @@ class DataChannelTransport(asyncio.WriteTransport):
 
     # -- internals --------------------------------------------------------------------------
 
+    def _drain_inbox(self) -> None:
+        if self._protocol is None or not self._linked:
+            return
+        inbox, self._inbox = self._inbox, []
+        for kind, body in inbox:
+            self._deliver(kind, body)
+
     def _deliver(self, kind: RecordType, body: bytes | memoryview) -> None:
         if kind is RecordType.GOODBYE:
             self._end()
@@ -208,6 +289,10 @@ class DataChannelTransport(asyncio.WriteTransport):
         elif not self._protocol_done:
             self._protocol.data_received(body)
 
+    def _acknowledge(self) -> None:
+        self._acknowledged = self._received
+        self._send(encode_offset(RecordType.ACK, self._received))
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -215,7 +300,7 @@ class DataChannelTransport(asyncio.WriteTransport):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._lost or self._channel.readyState != "open":
+        if self._lost or not self._linked or self._channel.readyState != "open":
             return
         room = HIGH_WATER - self._channel.bufferedAmount
         if self._buffer and room > 0:
@@ -246,18 +331,28 @@ class DataChannelTransport(asyncio.WriteTransport):
         if self._liveness.is_dead(now):
             self._lose(f"nothing received for {self._liveness.silent_for(now):.1f} s")
             return
-        if self._liveness.keepalive_due(now) and self._channel.readyState == "open":
-            self.ping()
+        if self._channel.readyState == "open":
+            if self._linked and self._received > self._acknowledged:
+                self._acknowledge()
+            if self._liveness.keepalive_due(now):
+                self.ping()
         self._timer = self._loop.call_later(self._liveness.interval, self._tick)
 
     def _lose(self, reason: str) -> None:
+        """The current channel is gone: the end, an interruption, or a lost party."""
         if self._lost:
             return
-        needed = not self._protocol_done
-        self._shut()
-        if needed:
+        if self._protocol_done:
+            self._shut()  # the stream had ended; the channel going away is expected
+        elif self._on_interrupted is not None and self._protocol is not None:
+            logger.debug("party %d interrupted: %s", self.peer_pid, reason)
+            self._linked = False
+            self.interrupted = True
+            self._timer.cancel()
+            self._on_interrupted(self.peer_pid, reason)
+        else:
             logger.debug("party %d lost: %s", self.peer_pid, reason)
-            self._on_lost(PeerLost(self.peer_pid, reason))
+            self.fail(reason)
 
     def _shut(self) -> None:
         self._lost = True
@@ -267,3 +362,30 @@ class DataChannelTransport(asyncio.WriteTransport):
     def _end(self) -> None:
         if not self.ended.done():
             self.ended.set_result(None)
+
+
+class ChannelEvents:
+    """One channel's events for a transport; dropped once the transport uses another channel."""
+
+    def __init__(self, transport: DataChannelTransport, channel: DataChannel) -> None:
+        self._transport = transport
+        self._channel = channel
+
+    def _current(self) -> bool:
+        return self._transport._channel is self._channel
+
+    def on_message(self, message: bytes | str) -> None:
+        if self._current():
+            self._transport.on_message(message)
+
+    def on_buffered_amount_low(self) -> None:
+        if self._current():
+            self._transport.on_buffered_amount_low()
+
+    def on_channel_close(self) -> None:
+        if self._current():
+            self._transport.on_channel_close()
+
+    def on_connection_state(self, state: str) -> None:
+        if self._current():
+            self._transport.on_connection_state(state)

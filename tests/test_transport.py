@@ -102,6 +102,7 @@ def make_transport(**kwargs) -> tuple[DataChannelTransport, ScriptedChannel, lis
     lost: list[PeerLost] = []
     transport = DataChannelTransport(channel, 7, max_message_size=1024, on_lost=lost.append,
                                      **kwargs)
+    transport.link(0)  # as at the end of a handshake on a first channel
     return transport, channel, lost
 
 
@@ -211,7 +212,8 @@ async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cl
         for name, pc in (("offerer", offerer), ("answerer", answerer)):
             transport = DataChannelTransport(pc.channel, 1, on_lost=lost.append,
                                              max_message_size=max_message_size(pc.remote_sdp))
-            pc.bind(transport)
+            pc.bind(transport.events_for(pc.channel))
+            transport.link(0)
             protocol = RecordingProtocol()
             transport.attach(protocol)
             ends[name] = (transport, protocol)
@@ -237,3 +239,81 @@ async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cl
         assert lost == []
     finally:
         use_host_addresses(None)
+
+
+class LossyWire(ScriptedChannel):
+    """A channel to another transport that can be cut: then what is sent is lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peer: DataChannelTransport | None = None
+        self.cut = False
+
+    def send(self, data: bytes) -> None:
+        super().send(data)
+        if not self.cut:
+            asyncio.get_running_loop().call_soon(self.peer.on_message, data)
+
+
+def lossy_pair(**kwargs):
+    wires = LossyWire(), LossyWire()
+    interrupted: list[int] = []
+    ends = [DataChannelTransport(w, 1 - i, max_message_size=1000, on_lost=pytest.fail,
+                                 on_interrupted=lambda pid, _: interrupted.append(pid), **kwargs)
+            for i, w in enumerate(wires)]
+    wires[0].peer, wires[1].peer = ends[1], ends[0]
+    return ends, wires, interrupted
+
+
+async def test_stream_resumes_on_a_new_channel_without_loss_or_repetition() -> None:
+    (a, b), wires, interrupted = lossy_pair(keepalive_interval=0.05, peer_timeout=5)
+    received = RecordingProtocol()
+    a.attach(RecordingProtocol())
+    b.attach(received)
+    a.link(0)
+    b.link(0)
+    stream = bytes(range(256)) * 40
+    a.write(stream[:4000])
+    await asyncio.sleep(0.2)  # delivered, and acknowledged by b's keepalive tick
+    assert a._buffer.retained == 0
+
+    wires[0].cut = wires[1].cut = True  # the network goes away
+    a.write(stream[4000:7000])  # sent into the void, kept for later
+    await next_tick()
+    a.on_channel_close()
+    b.on_channel_close()
+    assert sorted(interrupted) == [0, 1] and not a.is_closing()  # no PeerLost: on_lost fails
+    a.write(stream[7000:])  # MPyC goes on writing during the outage
+
+    new = LossyWire(), LossyWire()
+    new[0].peer, new[1].peer = b, a
+    a.replace_channel(new[0], 1000)
+    b.replace_channel(new[1], 1000)
+    a.link(b.received)  # what the RESUME records carry
+    b.link(a.received)
+    await asyncio.sleep(0.1)
+    assert b"".join(e for e in received.events if isinstance(e, bytes)) == stream
+    for t in (a, b):
+        t.abort()
+
+
+async def test_resuming_at_an_offset_never_sent_is_refused() -> None:
+    (a, _), _, _ = lossy_pair()
+    a.write(b"abc")
+    await next_tick()
+    with pytest.raises(RecordError):
+        a.link(10)
+    a.abort()
+
+
+async def test_events_of_a_replaced_channel_are_ignored() -> None:
+    (a, b), wires, interrupted = lossy_pair()
+    a.attach(RecordingProtocol())
+    old = a.events_for(wires[0])
+    a.on_channel_close()
+    a.replace_channel(LossyWire(), 1000)
+    old.on_channel_close()  # the old channel's late close must not interrupt the new one
+    old.on_message(encode(RecordType.DATA, b"stale"))
+    assert interrupted == [1] and a.received == 0  # once, naming a's peer
+    for t in (a, b):
+        t.abort()

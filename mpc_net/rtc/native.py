@@ -16,7 +16,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..transport import DataChannelTransport
+from ..transport import ChannelEvents
 
 # Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
 # 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
@@ -64,8 +64,8 @@ class NativePeerConnection:
         self._pc = RTCPeerConnection(config)
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._transport: DataChannelTransport | None = None
-        self._backlog: list[Callable[[DataChannelTransport], None]] = []
+        self._transport: ChannelEvents | None = None
+        self._backlog: list[Callable[[ChannelEvents], None]] = []
         self.channel.on("open", self._on_open)
         self.channel.on("message", lambda m: self._forward(lambda t: t.on_message(m)))
         self.channel.on("close", lambda: self._forward(lambda t: t.on_channel_close()))
@@ -111,7 +111,7 @@ class NativePeerConnection:
     async def accept_answer(self, answer: dict[str, str]) -> None:
         await self._pc.setRemoteDescription(RTCSessionDescription(**answer))
 
-    def bind(self, transport: DataChannelTransport) -> None:
+    def bind(self, transport: ChannelEvents) -> None:
         """Send the channel's events, including any that came before, to `transport`."""
         self._transport = transport
         backlog, self._backlog = self._backlog, []
@@ -135,7 +135,7 @@ class NativePeerConnection:
             self.opened.set_exception(ConnectionError(f"the peer connection {state}"))
         self._forward(lambda t: t.on_connection_state(state))
 
-    def _forward(self, event: Callable[[DataChannelTransport], None]) -> None:
+    def _forward(self, event: Callable[[ChannelEvents], None]) -> None:
         if self._transport is None:
             self._backlog.append(event)
         else:
