@@ -418,7 +418,7 @@ class Mesh:
             self._failure.set_exception(exc if isinstance(exc, MeshError) else MeshError(
                 f"connecting failed: {exc}"))
         elif self._repairs:
-            logger.info("restoring a connection: %s", exc)
+            logger.debug("restoring a connection: %s", exc)
             for j in self._repairs:
                 self._repair_errors[j] = str(exc)
 

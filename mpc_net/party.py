@@ -25,9 +25,12 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     failure = RunFailure()
     if config is not None:
-        from .rtc.native import NativePeerConnection
+        from mpyc.runtime import mpc
+
+        from .rtc.native import NativePeerConnection, quiet_internal_errors
 
         install(lambda: Mesh(config, NativePeerConnection, failure))
+        quiet_internal_errors(mpc._loop)
     try:
         runpy.run_path(script, run_name="__main__")
     except MeshError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Callable
 
 import aioice.ice
@@ -17,6 +18,8 @@ from aiortc import (
 )
 
 from ..transport import ChannelEvents
+
+logger = logging.getLogger("mpc_net.native")
 
 # Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
 # 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
@@ -45,6 +48,29 @@ def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 aioice.ice.get_host_addresses = _host_addresses
 aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
+
+
+def quiet_internal_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Send errors of aiortc's and aioice's own background tasks to mpc-net's debug log.
+
+    Closing a peer connection while SCTP still transmits leaves such tasks failed ("protocol is
+    shutdown"); the loop would report them through MPyC's handler, on the program's stdout.
+    What they mean for the run, mpc-net reports itself.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        future = context.get("future") or context.get("task")
+        coro = future.get_coro() if isinstance(future, asyncio.Task) else None
+        filename = getattr(getattr(coro, "cr_code", None), "co_filename", "")
+        if "/aiortc/" in filename or "/aioice/" in filename:
+            logger.debug("aiortc: %s", context.get("message"), exc_info=context.get("exception"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _ice_server(server: dict) -> RTCIceServer:
@@ -132,7 +158,7 @@ class NativePeerConnection:
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState
         if state in ("failed", "closed") and not self.opened.done():
-            self.opened.set_exception(ConnectionError(f"the peer connection {state}"))
+            self.opened.cancel()  # never opened; the mesh reports why when it gives up
         self._forward(lambda t: t.on_connection_state(state))
 
     def _forward(self, event: Callable[[ChannelEvents], None]) -> None:
