@@ -138,12 +138,14 @@ class Mesh:
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
         self._present: set[int] = set()
-        self._left: dict[int, float] = {}  # parties that left before connecting, and when
+        # Parties that left before connecting: since when we tried to reach them, and how.
+        self._left: dict[int, tuple[float, str | None]] = {}
         self._roster: asyncio.Future[Roster] | None = None
         self._client: Signaling | None = None
         self._repairs: dict[int, float] = {}  # interrupted parties, and their deadlines
         self._repair_errors: dict[int, str] = {}
         self._repair_task: asyncio.Task | None = None
+        self._paths: dict[int, str] = {}  # selected candidate pair types, for the report
 
     @property
     def others(self) -> list[int]:
@@ -183,6 +185,8 @@ class Mesh:
             await self._abandon()
             raise
         finally:
+            if self._failure.done():
+                self._failure.exception()  # only the first failure is reported; mark all seen
             self._failure = None
             await self._client.close()
             for task in self._tasks:
@@ -196,10 +200,9 @@ class Mesh:
         report each peer's path and traffic."""
         if self._repair_task is not None:
             self._repair_task.cancel()
-        paths = {j: await pc.selected_path() for j, pc in self._peers.items()}
         await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
         for j, t in sorted(self.transports.items()):
-            path = " -> ".join(paths.get(j) or ("unknown",))
+            path = self._paths.get(j, "unknown")
             rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
             channels = f", {t.channels_used} channels" if t.channels_used > 1 else ""
             logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
@@ -284,7 +287,8 @@ class Mesh:
             return
         logger.info("party %d left the room before connecting; waiting %g s for it to return", j,
                     self.config.connect_timeout)
-        self._left[j] = time.monotonic()
+        tried = self._attempt(j) if j in self._peers else None
+        self._left[j] = (self._since.get(j, time.monotonic()), tried)
         self._forget(j)
 
     async def _offer(self, j: int) -> None:
@@ -353,14 +357,21 @@ class Mesh:
         if j in self._repairs and self._peers.get(j) is pc:
             del self._repairs[j]
             self._repair_errors.pop(j, None)
-            logger.warning("party %d: the connection to party %d is restored; the stream goes on "
-                           "where it stopped", cfg.pid, j)
+            await self._note_path(j, pc, transport)
+            logger.warning("party %d: the connection to party %d is restored (path %s); the stream "
+                           "goes on where it stopped", cfg.pid, j, self._paths[j])
         elif self._peers.get(j) is pc:
             self.transports[j] = transport
-            transport.ping()  # a first round-trip time for the path report
-            path = await pc.selected_path()
+            await self._note_path(j, pc, transport)
             logger.info("party %d: channel to %s open and authenticated; path %s", cfg.pid,
-                        roster.label(j), " -> ".join(path) if path else "unknown")
+                        roster.label(j), self._paths[j])
+
+    async def _note_path(self, j: int, pc: PeerConnection, transport: DataChannelTransport,
+                         ) -> None:
+        """Read the path while it is there: closing a connection forgets its candidate pair."""
+        transport.ping()  # a first round-trip time for the path report
+        path = await pc.selected_path()
+        self._paths[j] = " -> ".join(path) if path else "unknown"
 
     def _lost(self, error: PeerLost) -> None:
         if self.connected:
@@ -375,26 +386,28 @@ class Mesh:
         for j, since in self._since.items():
             if j not in self.transports and now - since > cfg.connect_timeout:
                 raise MeshError(self._unreachable(j))
-        for j, since in self._left.items():
+        for j, (since, tried) in self._left.items():
             if now - since > cfg.connect_timeout:
-                raise MeshError(f"party {j} left the room before its channel was established and "
-                                f"did not return within {cfg.connect_timeout:g} s (did it fail? "
-                                "see its output)")
+                raise MeshError(f"could not connect to party {j} within {cfg.connect_timeout:g} s: "
+                                "it left the room before the channel was up and did not return "
+                                f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
                             f"within {cfg.join_timeout:g} s")
 
     def _unreachable(self, j: int) -> str:
-        """Why no channel to party j came up: what was tried, and what to do."""
+        return (f"could not connect to party {j} within {self.config.connect_timeout:g} s "
+                f"(peer connection {self._peers[j].connection_state}); {self._attempt(j)}")
+
+    def _attempt(self, j: int) -> str:
+        """What was tried to reach party j, and what to do about it."""
         pc = self._peers[j]
         ours = ", ".join(candidate_types(pc.local_sdp)) or "none"
-        theirs = candidate_types(pc.remote_sdp)
-        text = (f"could not connect to party {j} within {self.config.connect_timeout:g} s "
-                f"(peer connection {pc.connection_state}); candidates we offered: {ours}")
+        text = f"candidates we offered: {ours}"
         if not pc.remote_sdp:
             return text + f"; party {j} never sent its session description (is it running?)"
-        text += f"; party {j} offered: {', '.join(theirs) or 'none'}"
+        text += f"; party {j} offered: {', '.join(candidate_types(pc.remote_sdp)) or 'none'}"
         _, turn = server_kinds(self._ice_servers)
         if turn and "relay" not in candidate_types(pc.local_sdp):
             return text + (f"; no relay candidate although TURN server {turn[0]} is configured: "
