@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import subprocess
@@ -25,10 +26,25 @@ def mpc_net(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
                           text=True, timeout=timeout, cwd=ROOT, **kwargs)
 
 
+def free_base_port(count: int = 16) -> int:
+    """A base port b with b .. b+count-1 free: MPyC's TCP parties listen on b+i, by default on
+    11365+i, where two runs at once (another test, a benchmark) would meet and hang."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free range of ports for MPyC")
+
+
 def mpyc_tcp(script: Path, *args: str, timeout: float = 120) -> list[str]:
     """Party 0's program output of an MPyC run over TCP (`python SCRIPT -M m ...`)."""
-    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    done = subprocess.run([sys.executable, str(script), *args, "-B", str(free_base_port())],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     return program_lines(done.stdout)
 

@@ -72,7 +72,7 @@ def test_outage_beyond_the_limit_fails_every_party_naming_the_party(
         network, credentials) -> None:
     net = network("public", "public", "public")
     net.start_room_server()
-    limit, peer_timeout = 5, 5
+    limit, peer_timeout = 5, 3
     procs = start_parties(net, credentials, "too-long", "--outage-limit", str(limit),
                           "--peer-timeout", str(peer_timeout))
     wait_until_computing(net)
