@@ -146,6 +146,7 @@ class Mesh:
         self._repair_errors: dict[int, str] = {}
         self._repair_task: asyncio.Task | None = None
         self._paths: dict[int, str] = {}  # selected candidate pair types, for the report
+        self._progress: asyncio.Future[None] = asyncio.Future()  # replaced while connecting
 
     @property
     def others(self) -> list[int]:
@@ -222,8 +223,11 @@ class Mesh:
         receive = asyncio.ensure_future(self._client.recv())
         try:
             while len(self.transports) < len(self.others):
-                done, _ = await asyncio.wait({receive, self._failure}, timeout=0.5,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                # Woken by a message, a failure, or a channel becoming ready; the timeout
+                # only paces the deadline checks.
+                self._progress = asyncio.get_running_loop().create_future()
+                done, _ = await asyncio.wait({receive, self._failure, self._progress},
+                                             timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 if self._failure in done:
                     self._failure.result()
                 if receive in done:
@@ -362,6 +366,8 @@ class Mesh:
                            "goes on where it stopped", cfg.pid, j, self._paths[j])
         elif self._peers.get(j) is pc:
             self.transports[j] = transport
+            if not self._progress.done():
+                self._progress.set_result(None)
             await self._note_path(j, pc, transport)
             logger.info("party %d: channel to %s open and authenticated; path %s", cfg.pid,
                         roster.label(j), self._paths[j])
