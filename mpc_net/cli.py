@@ -160,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("--show", metavar="FILE",
                         help="print the parties and the session id of a roster file")
 
+    bench = commands.add_parser(
+        "bench", help="measure mpc-net against MPyC's own TCP transport",
+        description="Run MPyC programs and transport benchmarks over MPyC's TCP transport and "
+                    "over mpc-net side by side (interleaved), and print medians and ratios. "
+                    "Progress goes to stderr, the tables to stdout.")
+    _bench_module().add_arguments(bench)
+
     signal = commands.add_parser(
         "signal", help="run a room server (signaling only, never MPC data)",
         description="Run a room server: parties meet in rooms and exchange session descriptions "
@@ -328,6 +335,12 @@ def _credentials(run: argparse.ArgumentParser, options: argparse.Namespace, part
     return identity, roster
 
 
+def _bench_module():
+    from . import bench
+
+    return bench
+
+
 def _keygen(options: argparse.Namespace) -> int:
     from .keys import FileIdentity, KeyFileError
 
@@ -409,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         commands = {"run": lambda: _run(parser, options),
                     "signal": lambda: _signal(parser, options),
-                    "keygen": lambda: _keygen(options), "roster": lambda: _roster(options)}
+                    "keygen": lambda: _keygen(options), "roster": lambda: _roster(options),
+                    "bench": lambda: _bench_module().run(options)}
         code = commands[options.command]()
     except KeyboardInterrupt:
         code = 130
