@@ -286,6 +286,11 @@ class Mesh:
         self._present.discard(j)
         if not self._needs_channel(j):
             return  # the channel stands on its own; the room server is no longer needed
+        pc = self._peers.get(j)
+        if pc is not None and pc.opened.done() and not pc.opened.cancelled():
+            # Our channel is open: the peer finished its side of the handshake and left the
+            # room, as it should; ours completes over the channel itself.
+            return
         if j in self._repairs:
             self._forget(j)
             return

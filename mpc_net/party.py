@@ -7,6 +7,7 @@ import os
 import runpy
 import sys
 import traceback
+from typing import NoReturn
 
 from .mesh import Mesh, MeshConfig, MeshError
 from .runtime import MPYC_FLAGS, RunFailure, install
@@ -35,19 +36,32 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
         runpy.run_path(script, run_name="__main__")
     except MeshError as exc:
         logger.error("%s", exc)
-        return 1
+        _abandon_process()
     except SystemExit as exc:
         if failure.error is not None:
-            return 1
+            _abandon_process()
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         print(exc.code, file=sys.stderr)  # as Python does for sys.exit("message")
         return 1
     except BaseException:
-        if failure.error is not None:
-            return 1  # the loop was stopped on purpose; the reason is already logged
-        traceback.print_exc()
-        return 1
+        if failure.error is None:
+            traceback.print_exc()
+        # Otherwise the loop was stopped on purpose, and the reason is already logged.
+        _abandon_process()
     finally:
         sys.stdout.flush()
-    return 1 if failure.error is not None else 0
+    if failure.error is not None:
+        _abandon_process()
+    return 0
+
+
+def _abandon_process() -> NoReturn:
+    """Exit with code 1 at once after a failed run.
+
+    Peer connections torn down halfway (a stopped loop, tasks never finished) can crash aiortc's
+    native finalizers during interpreter shutdown; the run has failed and said why already.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
