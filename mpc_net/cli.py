@@ -190,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     signal.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
+    from .signaling.server import add_limit_arguments
+
+    add_limit_arguments(signal)
     return parser
 
 
@@ -391,7 +394,7 @@ def _roster(options: argparse.Namespace) -> int:
 
 def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     from .ice import IceConfigError, TurnRest, parse_urls
-    from .signaling.server import serve_until_signal
+    from .signaling.server import limits_from, serve_until_signal, setup_logging
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
     secret = options.turn_secret or os.environ.get("MPC_NET_TURN_SECRET")
@@ -400,15 +403,14 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
     try:
         ice_servers = parse_urls(options.ice or [])
         turn = TurnRest(options.turn_url, secret, options.turn_ttl) if secret else None
-    except IceConfigError as exc:
+        limits = limits_from(options)
+    except (IceConfigError, ValueError) as exc:
         signal.error(str(exc))
 
-    level = logging.DEBUG if options.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    setup_logging(options.log_format, bool(options.verbose))
     try:
         asyncio.run(serve_until_signal(options.host, options.port, ice_servers=ice_servers,
-                                       turn=turn))
+                                       turn=turn, limits=limits))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ from mpc_net.signaling import protocol
 from mpc_net.signaling.client import (
     CONNECT_FAILED,
     CONNECTION_CLOSED,
+    SERVER_CLOSING,
     SignalingClient,
     SignalingError,
 )
@@ -34,7 +35,7 @@ from mpc_net.signaling.protocol import (
     parse_server_message,
 )
 from mpc_net.signaling.rooms import Rooms
-from mpc_net.signaling.server import MAX_QUEUED_MESSAGES, RoomServer, serve_until_signal
+from mpc_net.signaling.server import Limits, RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step; a hang fails fast instead of at pytest's limit
 
@@ -55,6 +56,11 @@ def test_error_codes_are_the_documented_ones() -> None:
         "already-joined",
         "not-joined",
         "unknown-peer",
+        "rate-limited",
+        "too-many-rooms",
+        "too-many-connections",
+        "idle-timeout",
+        "bad-token",
     }
 
 
@@ -85,6 +91,7 @@ def test_server_builders_round_trip() -> None:
         protocol.peer_left(0),
         protocol.relayed_signal(255, {"candidate": {"sdpMid": "0"}}),
         protocol.error(ErrorCode.PARTY_TAKEN, "taken"),
+        protocol.closing("shutting down"),
     ):
         assert parse_server_message(encode(msg)) == msg
 
@@ -222,6 +229,8 @@ _JOINED = {"type": "joined", "room": "r", "party": 0, "parties": 2, "peers": [1]
         {"type": "peer-joined", "party": "1"},
         {"type": "signal", "to": 1, "data": {}},
         {"type": "error", "code": "x"},
+        {"type": "closing"},
+        {"type": "closing", "message": 1},
         {"type": "join", "version": 1, "room": "r", "party": 0, "parties": 2},
     ],
 )
@@ -377,6 +386,16 @@ def test_rooms_are_isolated_and_recreated() -> None:
 @pytest.fixture
 async def server() -> AsyncIterator[RoomServer]:
     async with RoomServer("127.0.0.1", 0, ice_servers=[{"urls": ["stun:127.0.0.1:3478"]}]) as s:
+        yield s
+
+
+# Floods far beyond any signaling need, to test the send queues rather than the rate limit.
+NO_RATE_LIMIT = Limits(messages_per_second=1e9, message_burst=10**9)
+
+
+@pytest.fixture
+async def flood_server() -> AsyncIterator[RoomServer]:
+    async with RoomServer("127.0.0.1", 0, limits=NO_RATE_LIMIT) as s:
         yield s
 
 
@@ -580,14 +599,21 @@ async def test_join_skips_messages_left_over_from_a_previous_room(server: RoomSe
 
 async def test_client_sees_server_close(server: RoomServer) -> None:
     a, b = await _open_room(server.url, "closing", 2)
+    url = server.url
     await server.close()
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
-            while True:  # a peer-left may still arrive before the close
-                await a.recv()
+            await a.recv()  # the closing notice comes before anything else
+    assert info.value.code == SERVER_CLOSING
+    assert str(info.value) == (
+        f"room server {url}: shutting down; connect again later (server-closing)"
+    )
+    with pytest.raises(SignalingError) as info:
+        await _recv(a)
     assert info.value.code == CONNECTION_CLOSED
     assert str(info.value).startswith("connection to room server ws://127.0.0.1:")
-    # Iteration ends quietly on a clean close (1001 going away).
+    assert a._ws.close_code == 1001  # going away
+    # Iteration ends quietly at the closing notice, as on a clean close.
     async with asyncio.timeout(TIMEOUT):
         seen = [msg async for msg in b]
     assert all(msg["type"] == "peer-left" for msg in seen)
@@ -636,14 +662,19 @@ async def test_serve_until_signal_logs_and_stops_on_sigterm(
     os.kill(os.getpid(), signal.SIGTERM)
     async with asyncio.timeout(TIMEOUT):
         await task
+    assert any("shutting down on SIGTERM" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SignalingError, match="server-closing"):
+        async with asyncio.timeout(TIMEOUT):
+            await client.recv()
     with pytest.raises(SignalingError, match="connection-closed"):
         async with asyncio.timeout(TIMEOUT):
             await client.recv()
 
 
 async def test_client_that_stops_reading_is_dropped_without_stalling_its_peer(
-    server: RoomServer,
+    flood_server: RoomServer,
 ) -> None:
+    server = flood_server
     sender = SignalingClient()
     await sender.connect(server.url)
     await sender.join("stall", 0, 2)
@@ -669,13 +700,21 @@ async def test_client_that_stops_reading_is_dropped_without_stalling_its_peer(
             assert await _recv(sender) == {"type": "peer-left", "party": 1}
         finally:
             dropped.set()
-        assert await flooding > MAX_QUEUED_MESSAGES
+        assert await flooding * len(data["pad"]) > NO_RATE_LIMIT.send_queue_bytes
     await sender.close()
 
 
-async def test_burst_from_one_member_does_not_drop_a_reading_member(server: RoomServer) -> None:
-    a, b = await _open_room(server.url, "burst", 2)
-    count = 8 * MAX_QUEUED_MESSAGES  # far more than one outbox holds
+async def test_burst_from_one_member_does_not_drop_a_reading_member(
+    flood_server: RoomServer,
+) -> None:
+    server = flood_server
+    clients = [SignalingClient(), SignalingClient()]
+    for party, client in enumerate(clients):
+        await client.connect(server.url)
+        await client.join("burst", party, 2)
+    a, b = clients
+    assert await _recv(a) == {"type": "peer-joined", "party": 1}
+    count = 8 * NO_RATE_LIMIT.send_queue_messages  # far more than one outbox holds
 
     async def burst() -> None:
         for i in range(count):

@@ -16,11 +16,12 @@ from websockets.exceptions import (
 )
 
 from . import protocol
-from .protocol import MAX_MESSAGE_BYTES, ProtocolError, SignalingError
+from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, ProtocolError, SignalingError
 
 logger = logging.getLogger("mpc_net.signaling")
 
-# Codes of failures that happen on this side; the server's codes are protocol.ErrorCode.
+# Codes of failures that happen on this side; the server's codes are protocol.ErrorCode, and
+# SERVER_CLOSING (re-exported here) reports the server's `closing` notice.
 CONNECT_FAILED = "connect-failed"
 CONNECTION_CLOSED = "connection-closed"
 
@@ -40,7 +41,10 @@ class SignalingClient:
     """One party's connection to a room server.
 
     One task should read (recv or async iteration) at a time; join reads its reply itself.
-    Every failure surfaces as SignalingError.
+    Every failure surfaces as SignalingError. When the room server shuts down it sends
+    `closing` and then closes the connection: recv (and so join) raises SignalingError with code
+    SERVER_CLOSING for that notice, as the connection is about to end, and iteration ends there
+    as at any clean close.
     """
 
     def __init__(
@@ -110,20 +114,28 @@ class SignalingClient:
         await closing
 
     async def recv(self) -> dict:
-        """Next validated server message: peer-joined, peer-left, signal or error."""
+        """Next validated server message: peer-joined, peer-left, signal or error; raise
+        SignalingError(SERVER_CLOSING) when the server announces its shutdown."""
         ws = self._connection()
         try:
             raw = await ws.recv()
         except ConnectionClosed as exc:
             raise self._closed(exc) from exc
-        return self._parse(raw)
+        msg = self._parse(raw)
+        if msg["type"] == "closing":
+            raise SignalingError(SERVER_CLOSING, f"room server {self.url}: {msg['message']}")
+        return msg
 
     async def __aiter__(self) -> AsyncIterator[dict]:
-        """Server messages until the server closes the connection cleanly."""
+        """Server messages until the server closes the connection cleanly or announces that it
+        will (`closing`)."""
         ws = self._connection()
         try:
             async for raw in ws:
-                yield self._parse(raw)
+                msg = self._parse(raw)
+                if msg["type"] == "closing":
+                    return
+                yield msg
         except ConnectionClosedError as exc:
             raise self._closed(exc) from exc
 

@@ -38,6 +38,17 @@ class ErrorCode(StrEnum):
     ALREADY_JOINED = "already-joined"
     NOT_JOINED = "not-joined"
     UNKNOWN_PEER = "unknown-peer"
+    # Limits of the room server: it refuses the message, or closes the connection after it.
+    RATE_LIMITED = "rate-limited"
+    TOO_MANY_ROOMS = "too-many-rooms"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    IDLE_TIMEOUT = "idle-timeout"
+    BAD_TOKEN = "bad-token"
+
+
+# The code with which clients report the server's `closing` notice; it is not an error reply, so
+# it is no ErrorCode, but both the native and the browser client raise it the same way.
+SERVER_CLOSING = "server-closing"
 
 
 class ProtocolError(Exception):
@@ -183,9 +194,24 @@ def _data(msg: dict) -> dict:
         value, depth = stack.pop()
         if depth > MAX_DATA_DEPTH:
             raise _bad(f"signal data nested deeper than {MAX_DATA_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((v, depth + 1) for v in children if isinstance(v, dict | list))
+        if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                raise _bad("signal data has an object key that is not a string")
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        else:
+            _json_leaf(value)
     return data
+
+
+def _json_leaf(value: object) -> None:
+    # Parsed JSON passes by construction; this catches what a builder's caller put in, which
+    # encode() would otherwise refuse with a ValueError or TypeError.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(f"signal data holds {value}, which JSON cannot express")
+    if value is not None and not isinstance(value, str | int | float):
+        raise _bad(f"signal data holds a {type(value).__name__}, which is not JSON")
 
 
 def _optional_credential(msg: dict, name: str, out: dict) -> None:
@@ -323,6 +349,8 @@ def _validate_server(msg: dict) -> dict:
             "code": _field(msg, "code", str, "a string"),
             "message": _field(msg, "message", str, "a string"),
         }
+    if kind == "closing":
+        return {"type": "closing", "message": _field(msg, "message", str, "a string")}
     raise _bad(f"unknown server message type {kind[:40]!r}")
 
 
@@ -379,3 +407,8 @@ def relayed_signal(sender: int, data: dict) -> dict:
 
 def error(code: ErrorCode | str, message: str) -> dict:
     return _validate_server({"type": "error", "code": str(code), "message": message})
+
+
+def closing(message: str) -> dict:
+    """The server is shutting down and closes the connection next (code 1001)."""
+    return _validate_server({"type": "closing", "message": message})

@@ -32,12 +32,26 @@ class Room:
 class Rooms:
     """All rooms of one server; a room exists from its first join until its last member leaves."""
 
-    def __init__(self, ice_servers: list[dict] | None = None, turn: TurnRest | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        ice_servers: list[dict] | None = None,
+        turn: TurnRest | None = None,
+        *,
+        max_rooms: int | None = None,
+    ) -> None:
         self.ice_servers = protocol.validate_ice_servers(ice_servers or [])
         self.turn = turn
+        self.max_rooms = max_rooms
         self.rooms: dict[str, Room] = {}
         self._seats: dict[Hashable, tuple[Room, int]] = {}
+
+    @property
+    def party_count(self) -> int:
+        """How many connections hold a seat in a room."""
+        return len(self._seats)
+
+    def is_seated(self, conn: Hashable) -> bool:
+        return conn in self._seats
 
     def handle(self, conn: Hashable, msg: dict) -> Outgoing:
         """Apply a message from parse_client_message; raise ProtocolError to reject it."""
@@ -52,10 +66,12 @@ class Rooms:
         room, party = seat
         del room.members[party]
         room.keys.pop(party, None)
-        logger.info("room %s: party %d left (%s)", room.name, party, conn)
+        logger.info("room %s: party %d left (%s)", room.name, party, conn,
+                    extra={"event": "left", "room": room.name, "party": party, "client": str(conn)})
         if not room.members:
             del self.rooms[room.name]
-            logger.debug("room %s: closed", room.name)
+            logger.debug("room %s: closed", room.name,
+                         extra={"event": "room-closed", "room": room.name})
         return [(other, protocol.peer_left(party)) for other in room.members.values()]
 
     def _join(self, conn: Hashable, msg: dict) -> Outgoing:
@@ -67,6 +83,11 @@ class Rooms:
         name, party, parties = msg["room"], msg["party"], msg["parties"]
         room = self.rooms.get(name)
         if room is None:
+            if self.max_rooms is not None and len(self.rooms) >= self.max_rooms:
+                raise ProtocolError(
+                    ErrorCode.TOO_MANY_ROOMS,
+                    f"the room server holds its limit of {self.max_rooms} rooms; try later",
+                )
             room = Room(name, parties)
         elif room.parties != parties:
             raise ProtocolError(
@@ -83,7 +104,9 @@ class Rooms:
         if key is not None:
             room.keys[party] = key
         self._seats[conn] = (room, party)
-        logger.info("room %s: party %d/%d joined (%s)", name, party, parties, conn)
+        logger.info("room %s: party %d/%d joined (%s)", name, party, parties, conn,
+                    extra={"event": "joined", "room": name, "party": party, "parties": parties,
+                           "client": str(conn)})
         keys = {p: k for p, k in room.keys.items() if p in others}
         servers = self.ice_servers
         if self.turn is not None:
