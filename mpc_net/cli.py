@@ -94,6 +94,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-only", action="store_true",
                         help="offer and use only TURN relay candidates, so that peers never "
                              "learn each other's addresses (needs a TURN server)")
+    parser.add_argument("--join-token", metavar="TOKEN",
+                        help="token for a room server that requires one (mpc-net signal "
+                             "--join-token); also from $MPC_NET_JOIN_TOKEN")
     parser.add_argument("--local-address", action="append", type=_address, metavar="ADDR",
                         help="offer host candidates only on this local address (repeatable); "
                              "default: every non-loopback address, or only 127.0.0.1 when the "
@@ -300,6 +303,7 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
                         parties=parties, identity=identity, verify=verify, roster=roster,
                         ice_servers=ice_servers, relay_only=options.relay_only,
                         outage_limit=options.outage_limit,
+                        join_token=options.join_token or os.environ.get("MPC_NET_JOIN_TOKEN"),
                         join_timeout=options.join_timeout,
                         connect_timeout=options.connect_timeout,
                         peer_timeout=options.peer_timeout)

@@ -39,7 +39,7 @@ class Signaling(Protocol):
     async def connect(self, url: str) -> None: ...
 
     async def join(self, room: str, party: int, parties: int, *, key: str | None = None,
-                   ) -> dict: ...
+                   token: str | None = None) -> dict: ...
 
     async def send_signal(self, to: int, data: dict) -> None: ...
 
@@ -100,6 +100,7 @@ class MeshConfig:
     close_timeout: float = 5.0
     # How long a channel lost mid-run may take to come back (0: a lost channel ends the run).
     outage_limit: float = 0.0
+    join_token: str | None = None  # for room servers that require one (--join-token)
 
 
 def _description(sender: int, data: object, kind: str) -> dict[str, str]:
@@ -167,7 +168,8 @@ class Mesh:
         try:
             await self._client.connect(cfg.signaling_url)
             joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                             key=encode_public_key(cfg.identity.public_key))
+                                             key=encode_public_key(cfg.identity.public_key),
+                                             token=cfg.join_token)
             self._ice_servers = cfg.ice_servers + joined["ice_servers"]
             if unused(self._ice_servers):
                 logger.warning("aiortc uses only the first STUN and the first TURN server; "
@@ -481,7 +483,8 @@ class Mesh:
         try:
             await self._client.connect(cfg.signaling_url)
             joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                             key=encode_public_key(cfg.identity.public_key))
+                                             key=encode_public_key(cfg.identity.public_key),
+                                             token=cfg.join_token)
             self._present = set()
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))

@@ -58,9 +58,9 @@ def free_port() -> int:
 class RoomServerProcess:
     """`mpc-net signal` in its own process (port 0: a free one); `url` is where it listens."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *options: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mpc_net", "signal", "--port", str(port)], cwd=ROOT,
+            [sys.executable, "-m", "mpc_net", "signal", "--port", str(port), *options], cwd=ROOT,
             stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # the server logs its address first
         match = re.search(r"listening on (ws://\S+)", line)

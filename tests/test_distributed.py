@@ -78,3 +78,21 @@ def test_room_server_restart_mid_computation(room_server, tmp_path) -> None:
             assert program_lines(out) == expected
     finally:
         restarted.close()
+
+
+def test_room_server_that_requires_a_join_token(tmp_path) -> None:
+    server = RoomServerProcess(0, "--join-token", "open-sesame")
+    try:
+        credentials = make_credentials(tmp_path, 2)
+        script = DEMOS / "auction.py"
+        without = start_parties(script, 2, server.url, "locked", credentials=credentials,
+                                only=[0])[0]
+        _, err = without.communicate(timeout=60)
+        assert without.returncode == 1 and "join token is missing or wrong" in err, err
+        with_token = [c + ["--join-token", "open-sesame"] for c in credentials]
+        for proc in start_parties(script, 2, server.url, "locked", credentials=with_token):
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert "Winner: party 1" in out
+    finally:
+        server.close()
