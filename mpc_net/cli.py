@@ -170,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
                     "Progress goes to stderr, the tables to stdout.")
     _bench_module().add_arguments(bench)
 
+    web = commands.add_parser(
+        "web", help="serve the browser app and a room server on one port",
+        description="Serve the browser bundle (build it with `python wasm/build.py`) and a room "
+                    "server on one port: people take part in a computation by opening a link.")
+    _web_module().add_arguments(web)
+
     signal = commands.add_parser(
         "signal", help="run a room server (signaling only, never MPC data)",
         description="Run a room server: parties meet in rooms and exchange session descriptions "
@@ -342,6 +348,12 @@ def _credentials(run: argparse.ArgumentParser, options: argparse.Namespace, part
     return identity, roster
 
 
+def _web_module():
+    from . import web
+
+    return web
+
+
 def _bench_module():
     from . import bench
 
@@ -429,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
         commands = {"run": lambda: _run(parser, options),
                     "signal": lambda: _signal(parser, options),
                     "keygen": lambda: _keygen(options), "roster": lambda: _roster(options),
-                    "bench": lambda: _bench_module().run(options)}
+                    "bench": lambda: _bench_module().run(options),
+                    "web": lambda: _web_module().run(options)}
         code = commands[options.command]()
     except KeyboardInterrupt:
         code = 130

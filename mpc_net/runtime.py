@@ -37,6 +37,80 @@ class RunFailure:
             asyncio.get_running_loop().stop()
 
 
+class SyncStyleError(RuntimeError):
+    """A program that needs a blocking `mpc.run` where the browser cannot block."""
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _settled(task: asyncio.Future):
+    try:
+        return await task
+    except BaseException as exc:  # CancelledError too: a lost party
+        return _Failed(exc)
+
+
+class BrowserRun:
+    """`mpc.run` for Pyodide, and the Mesh's `on_lost` there.
+
+    Pyodide's event loop always reports running, so stock `mpc.run` would busy-wait forever
+    with more than one party. With JS Promise integration (JSPI: Chrome/Edge >= 137, Python
+    entered through `callPromising` or `runPythonAsync`) `run_sync` blocks properly, so
+    programs that call `mpc.run` at module level work unchanged. Without it `mpc.run` can only
+    start the work: that suits a program whose single `mpc.run(main())` is its last statement
+    (`finish()` then waits for it); a second call while the first is unfinished means the
+    program wanted a result it cannot have, and it is refused with a message that says so.
+    A lost party cancels whatever `mpc.run` is waiting for, so the run ends instead of hanging.
+    """
+
+    def __init__(self) -> None:
+        self.error: PeerLost | None = None
+        self._started: list[asyncio.Future] = []
+
+    def install(self) -> None:
+        from mpyc.runtime import mpc
+
+        mpc.run = self.run
+
+    def run(self, f):
+        from pyodide.ffi import can_run_sync, run_sync
+
+        task = asyncio.ensure_future(f)
+        if not can_run_sync() and any(not t.done() for t in self._started):
+            task.cancel()
+            raise SyncStyleError(
+                "this program calls mpc.run() again before its first call has finished "
+                "(the synchronous style); that needs a browser with JavaScript Promise "
+                "integration (Chrome or Edge 137 or later), or the program written as one "
+                "`async def main()` run by a single mpc.run(main())")
+        self._started.append(task)
+        if self.error is not None:
+            task.cancel()
+        if not can_run_sync():
+            return task
+        # An exception that crosses into JavaScript gets printed there as a traceback; this
+        # one is the program's own, so it goes across as a value and is raised here.
+        outcome = run_sync(_settled(task))
+        if isinstance(outcome, _Failed):
+            raise outcome.error
+        return outcome
+
+    async def finish(self) -> None:
+        """Wait for what `mpc.run` started (without JSPI, that is the whole program)."""
+        for task in self._started:
+            await task
+
+    def __call__(self, error: PeerLost) -> None:
+        if self.error is None:
+            self.error = error
+            logger.error("%s", error)
+            for task in self._started:
+                task.cancel()
+
+
 def install(make_mesh: Callable[[], Mesh]) -> None:
     """Hook the MPyC runtime `mpc` (already set up from sys.argv) to connect over a Mesh."""
     from mpyc import asyncoro

@@ -12,6 +12,10 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v turnserver >/dev/null || missing+=(coturn)
+# The browser tests (tests/browser) drive Debian's Chromium through the playwright package
+# (never `playwright install`); the bundle they build takes Pyodide from npm.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q

@@ -1,0 +1,93 @@
+"""Run one MPyC program in the page as party i, connected over the browser's WebRTC.
+
+The browser's counterpart of `party.run_party`: the same runtime hooks, Mesh and handshake,
+with the browser backend, the browser signaling client and `BrowserRun` for `mpc.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import runpy
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..mesh import MeshConfig
+from ..rtc.browser import BrowserPeerConnection
+from ..runtime import MPYC_FLAGS, BrowserRun, install
+from .signaling import BrowserSignalingClient
+from .status import ObservedMesh, PeerBoard
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that hands each complete line to `emit`."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        super().__init__()
+        self._emit = emit
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def close(self) -> None:
+        if self._partial:
+            self._emit(self._partial)
+            self._partial = ""
+        super().close()
+
+
+def _fresh_mpyc() -> None:
+    """Forget a previous run's MPyC: `mpyc.runtime` sets itself up from sys.argv on import,
+    and its logging from `logging.basicConfig`, which does nothing while handlers exist."""
+    for name in [n for n in sys.modules if n == "mpyc" or n.startswith("mpyc.")]:
+        del sys.modules[name]
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+
+
+async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
+                      run: BrowserRun) -> None:
+    """Run `script` with `args` as party `config.pid`; its output goes to `ui.output`, logs
+    and standard error to `ui.log`. Raises what the program or the connections raise."""
+    board = PeerBoard(ui, config.pid, config.parties)
+    board.show_all()
+    connections: list[BrowserPeerConnection] = []
+
+    def new_peer_connection(ice_servers: list[dict], *, relay_only: bool = False,
+                            ) -> BrowserPeerConnection:
+        connections.append(BrowserPeerConnection(ice_servers, relay_only=relay_only))
+        return connections[-1]
+
+    _fresh_mpyc()
+    sys.argv = [script, *args, "-M", str(config.parties), "-I", str(config.pid), *MPYC_FLAGS]
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))
+        log = stack.enter_context(contextlib.closing(LineWriter(ui.log)))
+        stack.enter_context(contextlib.redirect_stderr(log))
+        with contextlib.redirect_stdout(log):
+            # MPyC sets itself up from sys.argv, and sends its log lines to this stdout.
+            import mpyc.runtime  # noqa: F401
+        stack.enter_context(contextlib.redirect_stdout(out))
+        install(lambda: ObservedMesh(config, new_peer_connection, run,
+                                     new_signaling=BrowserSignalingClient, board=board))
+        run.install()
+        refreshing = asyncio.ensure_future(board.keep_fresh())
+        try:
+            runpy.run_path(script, run_name="__main__")
+            await run.finish()
+        finally:
+            refreshing.cancel()
+            for pc in connections:
+                await pc.close()

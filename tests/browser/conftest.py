@@ -1,0 +1,229 @@
+"""Fixtures of the browser tests: the bundle, `mpc-net web`, headless Chromium (Debian's, driven
+by Playwright, never `playwright install`) and three browser parties.
+
+Chromium, the web server and the native parties all run in one network namespace that has only
+a loopback interface (the NAT tests' sandbox), so no packet can go anywhere else and ICE finds
+127.0.0.1 only. Where no namespace can be made the tests run on the machine's own loopback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nat.topology import Sandbox, SandboxError
+
+from helpers import DEMOS, ROOT, free_port, mpc_net, program_lines
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         # With camera and microphone permission (PartyPage grants it), 127.0.0.1 candidates.
+         "--allow-loopback-in-peer-connection"]
+
+WEB_SERVER = ("import argparse, sys; from mpc_net import web; p = argparse.ArgumentParser(); "
+              "web.add_arguments(p); sys.exit(web.run(p.parse_args()))")
+
+
+class Loopback:
+    """Where the parties run: a loopback-only namespace, or (without one) this machine."""
+
+    def __init__(self, sandbox: Sandbox | None) -> None:
+        self.sandbox = sandbox
+
+    def command(self, *argv: str) -> list[str]:
+        return self.sandbox.command(*argv, cwd=ROOT) if self.sandbox else list(argv)
+
+    def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*argv), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def loopback():
+    try:
+        sandbox = Sandbox.start()
+        sandbox.run("ip", "link", "set", "lo", "up")
+    except (SandboxError, OSError) as exc:
+        print(f"browser tests on this machine's loopback (no namespace: {exc})")
+        yield Loopback(None)
+        return
+    yield Loopback(sandbox)
+    sandbox.close()
+
+
+def load_build():
+    """wasm/build.py as a module."""
+    spec = importlib.util.spec_from_file_location("wasm_build", ROOT / "wasm" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def wasm_build():
+    return load_build()
+
+
+@pytest.fixture(scope="session")
+def bundle(loopback, wasm_build, tmp_path_factory) -> Path:
+    """The bundle, built with the one build command inside the loopback-only namespace: with
+    the downloads cached, building needs no network (a first build fills the cache)."""
+    out = tmp_path_factory.mktemp("bundle") / "dist"
+    command = [sys.executable, str(ROOT / "wasm" / "build.py"), "--out", str(out)]
+    if not wasm_build.offline_ready():
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run(loopback.command(*command), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+class WebServer:
+    """`mpc-net web --port 0`; `origin` serves the pages, `url` is the room server."""
+
+    def __init__(self, loopback: Loopback, bundle: Path) -> None:
+        self.proc = loopback.popen(sys.executable, "-c", WEB_SERVER, "--port", "0",
+                                   "--bundle", str(bundle))
+        line = self.proc.stderr.readline()
+        match = re.search(r"pages on (http://\S+)/ and the room server on (ws://\S+)", line)
+        assert match, f"mpc-net web did not start: {line!r}"
+        self.origin, self.url = match.groups()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def web(loopback, bundle):
+    server = WebServer(loopback, bundle)
+    yield server
+    server.close()
+
+
+# Module scope: the sync API keeps an event loop running in this thread, which would break the
+# asyncio tests that come after these; it goes when the browser does.
+@pytest.fixture(scope="module")
+def browser(loopback, tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium package (tests/run.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = CHROMIUM
+    if loopback.sandbox is not None:
+        executable = tmp_path_factory.mktemp("chromium") / "chromium-in-namespace"
+        executable.write_text(f"#!/bin/sh\nexec {shlex.join(loopback.command(str(CHROMIUM)))} "
+                              '"$@"\n')
+        executable.chmod(0o755)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(executable), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def party_pages(browser, web):
+    """Three browser parties, each in its own browser context (so with its own key), loaded
+    once and used by test after test, as a person would run one computation after another."""
+    from .party_page import PartyPage
+
+    pages = [PartyPage(browser, web.origin) for _ in range(3)]
+    for page in pages:
+        page.open()
+    for page in pages:
+        page.wait_ready()
+    yield pages
+    for page in pages:
+        page.close()
+
+
+@pytest.fixture
+def parties(party_pages):
+    """The three browser parties, none of them still in an earlier test's run."""
+    for page in party_pages:
+        page.make_idle()
+    return party_pages
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+class Natives:
+    """Identity keys of native parties, and `mpc-net run -I i` processes that use them."""
+
+    def __init__(self, directory: Path, loopback: Loopback, count: int) -> None:
+        self.loopback = loopback
+        self.directory = directory
+        self.key_files = [directory / f"native{i}.key" for i in range(count)]
+        self.public_keys = []
+        for key_file in self.key_files:
+            done = mpc_net("keygen", "--out", str(key_file))
+            assert done.returncode == 0, done.stderr
+            self.public_keys.append(done.stdout.strip())
+
+    def roster(self, keys: list[str], name: str) -> Path:
+        """A roster file of `keys` in party order, made with `mpc-net roster`."""
+        path = self.directory / f"{name}.json"
+        done = mpc_net("roster", *keys, "--out", str(path), "--force")
+        assert done.returncode == 0, done.stderr
+        return path
+
+    def start(self, demo: str, index: int, key: int, room: str, url: str, roster: Path,
+              *args: str) -> subprocess.Popen:
+        return self.loopback.popen(
+            sys.executable, "-m", "mpc_net", "run", str(DEMOS / f"{demo}.py"), *args, "-M3",
+            "-I", str(index), "--room", room, "--signal", url, "--key", str(self.key_files[key]),
+            "--roster", str(roster), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="session")
+def natives(tmp_path_factory, loopback) -> Natives:
+    return Natives(tmp_path_factory.mktemp("natives"), loopback, 3)
+
+
+def mpyc_tcp(demo: str, *args: str, timeout: float = 60) -> list[str]:
+    """Party 0's program lines of `python demos/X.py -M3 ARGS` over MPyC's own TCP.
+
+    On ports of our own (MPyC's default ones may be taken by another test run), and in a
+    process group that is killed whole on a timeout: MPyC starts parties 1 and 2 itself.
+    """
+    command = [sys.executable, str(DEMOS / f"{demo}.py"), *args, "-M3",
+               f"--base-port={free_port()}"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, out + err
+    return program_lines(out)
+
+
+@pytest.fixture(scope="session")
+def expected():
+    """The program lines of an MPyC TCP run, once per demo and arguments."""
+    cache: dict[tuple[str, ...], list[str]] = {}
+
+    def lines(demo: str, *args: str) -> list[str]:
+        key = (demo, *args)
+        if key not in cache:
+            try:
+                cache[key] = mpyc_tcp(demo, *args)
+            except subprocess.TimeoutExpired:  # seen on a machine loaded by other test runs
+                cache[key] = mpyc_tcp(demo, *args)
+            assert cache[key], "the TCP run printed nothing to compare"
+        return cache[key]
+
+    return lines

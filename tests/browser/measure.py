@@ -1,0 +1,161 @@
+"""Measure browser parties: how long a page takes to become ready, and how long demos take with
+three browser parties against three native ones and MPyC's own TCP.
+
+    python tests/browser/measure.py [--runs N]
+
+It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
+namespace where possible) and prints two tables. Times are MPyC's own "elapsed time" of party 0
+(from all parties connected to shutdown), medians over the runs; ratios matter more than
+absolute times on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
+
+from nat.topology import Sandbox, SandboxError  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from browser.conftest import (  # noqa: E402
+    CHROMIUM,
+    FLAGS,
+    Loopback,
+    Natives,
+    WebServer,
+)
+from browser.party_page import PartyPage  # noqa: E402
+
+from helpers import DEMOS, ROOT, free_port  # noqa: E402
+
+DEMO_ARGS = {"auction": [], "stats": [], "sort": [], "secretsanta": [], "comparisons": ["200"]}
+_ELAPSED = re.compile(r"Stop MPyC -- elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_CONNECTED = re.compile(r"connected to all \d+ peers in ([\d.]+) s")
+
+
+def elapsed(text: str) -> float:
+    h, m, s = _ELAPSED.search(text).groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def connected(text: str) -> float:
+    return float(_CONNECTED.search(text).group(1))
+
+
+def median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}"
+
+
+def browser_run(pages: list[PartyPage], roster: str, demo: str, room: str) -> tuple[float, float]:
+    value = DEMO_ARGS[demo][0] if DEMO_ARGS[demo] else ""
+    for i, page in enumerate(pages):
+        page.join(room, i, 3, roster, demo, value)
+    for page in pages:
+        assert page.wait_finished() == "done", page.error
+    log = pages[0].log.split(f"joined room '{room}'")[1]
+    return elapsed(log), connected(log)
+
+
+def native_run(natives: Natives, url: str, roster: Path, demo: str, room: str,
+               ) -> tuple[float, float]:
+    procs = [natives.start(demo, i, i, room, url, roster, *DEMO_ARGS[demo]) for i in range(3)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs[0][1]
+    return elapsed(outputs[0][0]), connected(outputs[0][1])
+
+
+def tcp_run(demo: str) -> float:
+    done = subprocess.run([sys.executable, str(DEMOS / f"{demo}.py"), *DEMO_ARGS[demo], "-M3",
+                           f"--base-port={free_port()}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    return elapsed(done.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per demo (default 3)")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "dist"
+        subprocess.run([sys.executable, str(ROOT / "wasm" / "build.py"), "--out", str(bundle)],
+                       check=True, capture_output=True)
+        try:
+            sandbox = Sandbox.start()
+            sandbox.run("ip", "link", "set", "lo", "up")
+        except (SandboxError, OSError):
+            sandbox = None
+        loopback = Loopback(sandbox)
+        server = WebServer(loopback, bundle)
+        natives = Natives(Path(tmp), loopback, 3)
+        executable = CHROMIUM
+        if sandbox is not None:
+            executable = Path(tmp) / "chromium"
+            executable.write_text(f"#!/bin/sh\nexec {' '.join(loopback.command(str(CHROMIUM)))}"
+                                  ' "$@"\n')
+            executable.chmod(0o755)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(executable),
+                                                     args=FLAGS)
+                measure(browser, server, natives, options.runs)
+                browser.close()
+        finally:
+            server.close()
+            if sandbox is not None:
+                sandbox.close()
+    return 0
+
+
+def measure(browser, server: WebServer, natives: Natives, runs: int) -> None:
+    alone = PartyPage(browser, server.origin)
+    alone.open()
+    alone.wait_ready()
+    cold_one = alone.ready_seconds
+    alone.open()
+    alone.wait_ready()
+    warm_one = alone.ready_seconds
+    alone.close()
+    pages = [PartyPage(browser, server.origin) for _ in range(3)]
+    for page in pages:
+        page.open()
+    for page in pages:
+        page.wait_ready()
+    cold_three = [page.ready_seconds for page in pages]
+    print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
+    print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "
+          f"cold: {', '.join(f'{s:.2f}' for s in cold_three)}")
+
+    roster_keys = [page.public_key for page in pages]
+    browser_roster = natives.roster(roster_keys, "measure-browsers").read_text()
+    native_roster = natives.roster(natives.public_keys, "measure-natives")
+    print("\ndemo (3 parties)   browsers  natives  MPyC TCP  browsers/natives  "
+          "connect: browsers  natives")
+    for demo in DEMO_ARGS:
+        b, n, t, bc, nc = [], [], [], [], []
+        for run in range(runs):
+            room = f"measure-{demo}-{run}-{int(time.time())}"
+            seconds, connect = browser_run(pages, browser_roster, demo, room + "b")
+            b.append(seconds)
+            bc.append(connect)
+            seconds, connect = native_run(natives, server.url, native_roster, demo, room + "n")
+            n.append(seconds)
+            nc.append(connect)
+            t.append(tcp_run(demo))
+        ratio = statistics.median(b) / statistics.median(n)
+        print(f"{demo:<18} {median(b):>8}  {median(n):>7}  {median(t):>8}  {ratio:>16.1f}  "
+              f"{median(bc):>17}  {median(nc):>7}")
+    for page in pages:
+        page.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

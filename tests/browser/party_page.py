@@ -1,0 +1,126 @@
+"""One browser party: a page of the web app in its own browser context (own key store)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+FINISHED = "['done', 'failed'].includes(document.body.dataset.phase)"
+
+
+class PartyPage:
+    """A page driven as a person would: through the form and what the page shows."""
+
+    def __init__(self, browser: Browser, origin: str) -> None:
+        self.origin = origin
+        self.context = browser.new_context(viewport={"width": 1100, "height": 900})
+        # Chromium offers 127.0.0.1 candidates only to pages allowed to enumerate devices.
+        self.context.grant_permissions(["camera", "microphone"], origin=origin)
+        self.foreign_requests: list[str] = []
+        self.context.route("**/*", self._only_loopback)
+        self.page: Page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.console_errors.append(f"uncaught: {exc}"))
+        self.public_key = ""
+        self.ready_seconds = 0.0
+
+    def open(self, query: str = "") -> None:
+        """Start loading the page (with a link's query); `wait_ready` waits for Python."""
+        self.page.goto(f"{self.origin}/{query}")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        self.page.wait_for_function("document.body.dataset.phase !== 'loading'",
+                                    timeout=timeout * 1000)
+        assert self.phase == "ready", self.error or self.status
+        # The page's own clock: from navigation start until Python and MPyC are ready.
+        self.ready_seconds = self.page.evaluate("window.mpcNet.timings.ready") / 1000
+        self.public_key = self.page.evaluate("window.mpcNet.publicKey")
+
+    def make_idle(self) -> None:
+        """Reload a page that a failed test left in a run (it would wait for its peers)."""
+        if self.phase not in ("ready", "done", "failed"):
+            self.open()
+            self.wait_ready()
+        self.problems()
+
+    def join(self, room: str, party: int, parties: int, roster: str, demo: str,
+             value: str = "") -> None:
+        """Fill in the form and press Join."""
+        self.page.fill("#room", room)
+        self.page.fill("#party", str(party))
+        self.page.fill("#parties", str(parties))
+        self.page.select_option("#demo", demo)
+        self.page.fill("#input", value)
+        self.page.fill("#roster", roster)
+        self.page.click("#join")
+
+    def wait_finished(self, timeout: float = 120) -> str:
+        """The phase the run ended in (or is still in after `timeout`)."""
+        try:
+            self.page.wait_for_function(FINISHED, timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            pass
+        return self.phase
+
+    @property
+    def phase(self) -> str:
+        return self.page.evaluate("document.body.dataset.phase")
+
+    @property
+    def status(self) -> str:
+        return self.page.inner_text("#status")
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.page.inner_text("#outputs").splitlines()
+
+    @property
+    def error(self) -> str:
+        return self.page.text_content("#error").strip()
+
+    @property
+    def warning(self) -> str:
+        return self.page.text_content("#warning").strip()
+
+    @property
+    def log(self) -> str:
+        return self.page.text_content("#log")
+
+    def peers(self) -> dict[int, list[str]]:
+        """The parties table: party index -> [state, path, round trip]."""
+        rows = self.page.eval_on_selector_all(
+            "#peers tbody tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))")
+        return {int(row[0].removeprefix("party ")): row[1:] for row in rows}
+
+    def problems(self) -> list[str]:
+        """Console errors, uncaught exceptions and requests beyond loopback since last asked."""
+        found = self.console_errors + [f"request beyond loopback: {url}"
+                                       for url in self.foreign_requests]
+        self.console_errors, self.foreign_requests = [], []
+        return found
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def _only_loopback(self, route: Route, request: Request) -> None:
+        if request.url.startswith(("http://127.0.0.1:", "data:")):
+            route.continue_()
+        else:
+            self.foreign_requests.append(request.url)
+            route.abort()
+
+
+def link_roster(roster_json: str) -> str:
+    """A roster as it travels in a link: base64url of the roster file."""
+    return base64.urlsafe_b64encode(roster_json.encode()).decode().rstrip("=")

@@ -1,0 +1,253 @@
+"""Browser parties in headless Chromium, alone and with native parties, give what MPyC gives
+over TCP; failures show on the page in words; nothing leaves loopback; no uncaught errors."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import time
+
+import pytest
+
+pytest.importorskip("playwright")
+
+from .party_page import PartyPage, link_roster  # noqa: E402
+from helpers import program_lines  # noqa: E402
+
+# Each party's own input as typed into its page, and the same inputs as arguments of the TCP
+# run (`python demos/X.py -M3 ARGS`, where party i takes the i-th value).
+INPUTS = {
+    "auction": (["40", "95", "60"], ["--bids", "40,95,60"]),
+    "stats": (["10", "-3", "7"], ["10", "-3", "7"]),
+    "sort": (["5,1", "9,-2,4", "3"], ["5,1", "9,-2,4", "3"]),
+}
+DEMOS = sorted(INPUTS)
+_rooms = itertools.count()
+
+
+def room_for(request: pytest.FixtureRequest) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:56] + f"-{next(_rooms)}"
+
+
+def roster_json(natives, keys: list[str], name: str) -> str:
+    return natives.roster(keys, name).read_text()
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def check_run(pages: list[PartyPage], expected: list[str], screenshots, name: str,
+              native_procs=()) -> None:
+    """Every party finished with the TCP run's lines; pages show their peers authenticated."""
+    phases = [page.wait_finished() for page in pages]
+    natives = [(proc, *finish(proc)) for proc in native_procs]
+    report = "".join(f"\n--- page {k}: {page.phase}: {page.error}\n{page.log[-3000:]}"
+                     for k, page in enumerate(pages))
+    report += "".join(f"\n--- native: exit code {proc.returncode}\n{err[-3000:]}"
+                      for proc, _, err in natives)
+    assert phases == ["done"] * len(pages), report
+    assert [proc.returncode for proc, _, _ in natives] == [0] * len(natives), report
+    for page in pages:
+        assert page.outputs == expected
+        for state, path, _ in page.peers().values():
+            assert state == "connected, authenticated"
+            assert "host" in path
+    for _, out, _ in natives:
+        assert program_lines(out) == expected
+    pages[0].screenshot(screenshots / f"{name}.png")
+    for page in pages:
+        assert page.problems() == []
+
+
+def test_join_from_link(parties, natives, expected, screenshots, request) -> None:
+    """Links carry room, index, count, program and roster; the key survives the reload."""
+    keys = [page.public_key for page in parties]
+    roster = link_roster(roster_json(natives, keys, "link"))
+    room = room_for(request)
+    for i, page in enumerate(parties):
+        page.open(f"?room={room}&party={i}&parties=3&demo=auction&roster={roster}")
+    for i, page in enumerate(parties):
+        page.wait_ready()
+        assert page.public_key == keys[i], "the key must come back from IndexedDB"
+        assert page.page.input_value("#party") == str(i)
+        assert f"your key is party {i}'s" in page.page.inner_text("#roster-info")
+    for page in parties:
+        page.page.click("#join")
+    check_run(parties, expected("auction"), screenshots, "link")
+
+
+@pytest.mark.parametrize("demo", DEMOS)
+def test_three_browsers_match_tcp(parties, natives, expected, screenshots, request,
+                                  demo: str) -> None:
+    roster = roster_json(natives, [page.public_key for page in parties], "bbb")
+    room = room_for(request)
+    values, args = INPUTS[demo]
+    for i, page in enumerate(parties):
+        page.join(room, i, 3, roster, demo, values[i])
+    check_run(parties, expected(demo, *args), screenshots, f"bbb-{demo}")
+
+
+def test_sync_style_program_in_three_browsers(parties, natives, expected, screenshots,
+                                              request) -> None:
+    """secretsanta.py calls mpc.run() at module level: it blocks through JSPI's run_sync."""
+    roster = roster_json(natives, [page.public_key for page in parties], "bbb")
+    room = room_for(request)
+    for i, page in enumerate(parties):
+        page.join(room, i, 3, roster, "secretsanta")
+    check_run(parties, expected("secretsanta"), screenshots, "bbb-secretsanta")
+
+
+@pytest.mark.parametrize(("demo", "native"), [("auction", 2), ("stats", 0), ("sort", 1)])
+def test_two_browsers_and_one_native(parties, natives, expected, screenshots, web, request,
+                                     demo: str, native: int) -> None:
+    browsers = [i for i in range(3) if i != native]
+    keys = [natives.public_keys[0] if i == native else parties[browsers.index(i)].public_key
+            for i in range(3)]
+    roster = natives.roster(keys, f"bbn-{demo}")
+    room = room_for(request)
+    values, args = INPUTS[demo]
+    proc = natives.start(demo, native, 0, room, web.url, roster, *args)
+    pages = [parties[k] for k in range(2)]
+    for page, i in zip(pages, browsers, strict=True):
+        page.join(room, i, 3, roster.read_text(), demo, values[i])
+    check_run(pages, expected(demo, *args), screenshots, f"bbn-{demo}", [proc])
+
+
+@pytest.mark.parametrize(("demo", "at"), [("auction", 0), ("stats", 2), ("sort", 1)])
+def test_one_browser_and_two_natives(parties, natives, expected, screenshots, web, request,
+                                     demo: str, at: int) -> None:
+    others = [i for i in range(3) if i != at]
+    keys = [parties[0].public_key if i == at else natives.public_keys[others.index(i)]
+            for i in range(3)]
+    roster = natives.roster(keys, f"bnn-{demo}")
+    room = room_for(request)
+    values, args = INPUTS[demo]
+    procs = [natives.start(demo, i, k, room, web.url, roster, *args)
+             for k, i in enumerate(others)]
+    parties[0].join(room, at, 3, roster.read_text(), demo, values[at])
+    check_run([parties[0]], expected(demo, *args), screenshots, f"bnn-{demo}", procs)
+
+
+def test_wrong_key_stops_every_party(parties, natives, screenshots, request) -> None:
+    """Party 1's page holds a key that is not the roster's party 1: its peers refuse it during
+    the handshake, and every page shows why it stopped."""
+    keys = [parties[0].public_key, natives.public_keys[2], parties[2].public_key]
+    roster = roster_json(natives, keys, "wrong-key")
+    room = room_for(request)
+    # The impostor comes last, to parties already waiting for it (one that came to a room that
+    # everyone else had left would wait for them).
+    for i in (0, 2):
+        parties[i].join(room, i, 3, roster, "auction")
+    parties[0].page.wait_for_function(
+        "document.querySelector('#peers tr[data-party=\"2\"]')?.textContent"
+        ".includes('authenticated')", timeout=30_000)
+    started = time.monotonic()
+    parties[1].join(room, 1, 3, roster, "auction")
+    assert [page.wait_finished(timeout=60) for page in parties] == ["failed"] * 3
+    # A party that refused party 1 stops at once; its channels close, so the others stop too.
+    assert time.monotonic() - started < 15
+    assert "not party 1's: the other parties will refuse this browser" in parties[1].warning
+    # The impostor hears why, unless its peer's channel closes before the REFUSED record is
+    # read; then it learns only that the peer went away.
+    assert "refused the handshake, saying of us: its key is not in the roster" in \
+        parties[1].error or "lost the connection to party" in parties[1].error
+    refused = "authentication of party 1 failed: its key is not in the roster"
+    assert any(refused in parties[i].error for i in (0, 2))
+    for i, other in ((0, 2), (2, 0)):
+        assert refused in parties[i].error or \
+            f"lost the connection to party {other}" in parties[i].error
+    for page in parties:
+        assert page.outputs == []
+        assert "Traceback" not in page.log
+        assert page.problems() == []
+    parties[1].screenshot(screenshots / "wrong-key.png")
+
+
+def test_a_lost_party_stops_the_page_with_the_reason(parties, natives, web, request) -> None:
+    """A native party killed mid-computation: the page says which party it lost, about when
+    the peer timeout (10 s) runs out, instead of waiting forever."""
+    keys = [parties[0].public_key, *natives.public_keys[:2]]
+    roster = natives.roster(keys, "lost")
+    room = room_for(request)
+    procs = [natives.start("comparisons", i, i - 1, room, web.url, roster, "3000")
+             for i in (1, 2)]
+    try:
+        parties[0].join(room, 0, 3, roster.read_text(), "comparisons", "3000")
+        parties[0].page.wait_for_function("document.body.dataset.phase === 'computing'",
+                                          timeout=60_000)
+        procs[1].kill()
+        killed = time.monotonic()
+        assert parties[0].wait_finished(timeout=30) == "failed"
+        assert time.monotonic() - killed < 25
+        assert "lost the connection to party" in parties[0].error
+        assert "Traceback" not in parties[0].log
+        assert parties[0].problems() == []
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+
+
+def test_form_errors_are_shown_in_words(parties, natives) -> None:
+    page = parties[0]
+    roster = roster_json(natives, [p.public_key for p in parties], "bbb")
+    cases = [
+        ({"roster": "{not json"}, "not JSON"),
+        ({"party": 3}, "the party index must be below the number of parties, 3"),
+        ({"room": "no spaces"}, "is not 1..64 of [A-Za-z0-9._-]"),
+        ({"parties": 2}, "the roster lists 3 parties, not 2"),
+        ({"value": "1 2"}, "no spaces"),
+    ]
+    for change, words in cases:
+        form = {"room": "form-errors", "party": 0, "parties": 3, "roster": roster,
+                "demo": "stats", "value": "", **change}
+        page.join(**form)
+        assert page.wait_finished(timeout=10) == "failed"
+        assert words in page.error
+    assert page.problems() == []
+
+
+def test_a_browser_without_jspi(browser, web, natives, expected, screenshots, request) -> None:
+    """Without JSPI (as in Firefox or Safari) a synchronous-style program is refused up front,
+    before the party joins and keeps others waiting; a program that makes one mpc.run(main())
+    call still runs, here with two native parties."""
+    page = PartyPage(browser, web.origin)
+    try:
+        page.open("?jspi=off&key=no-jspi")
+        page.wait_ready()
+        keys = [page.public_key, *natives.public_keys[:2]]
+        roster = natives.roster(keys, "no-jspi")
+        page.join(room_for(request), 0, 3, roster.read_text(), "secretsanta")
+        assert page.wait_finished(timeout=10) == "failed"
+        assert "needs a browser with JavaScript Promise integration" in page.error
+        room = room_for(request)
+        values, args = INPUTS["auction"]
+        procs = [natives.start("auction", i, i - 1, room, web.url, roster, *args)
+                 for i in (1, 2)]
+        page.join(room, 0, 3, roster.read_text(), "auction", values[0])
+        check_run([page], expected("auction", *args), screenshots, "no-jspi", procs)
+    finally:
+        page.close()
+
+
+def test_extra_packages_come_from_the_configured_base_url(browser, web) -> None:
+    """With a package base URL the page asks it for gmpy2; when that fails it says so in words
+    and runs on pure Python."""
+    page = PartyPage(browser, web.origin)
+    repository = f"{web.origin}/no-package-repository/"
+    try:
+        with page.page.expect_request(lambda r: r.url.startswith(repository + "gmpy2")):
+            page.open(f"?packages={repository}&key=packages")
+            page.wait_ready()
+        assert f"Could not load gmpy2 from {repository}" in page.warning
+        assert "Failed to load gmpy2" in page.log
+        # The browser reports the failed fetch on the console itself; nothing else may.
+        assert all("404" in problem or "gmpy2" in problem for problem in page.problems())
+    finally:
+        page.close()

@@ -1,0 +1,121 @@
+"""The browser side's pure pieces, tested natively: candidate filtering, demo inputs, the
+shared signaling session, and the build's integrity check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mpc_net.browser.candidates import keep_host_candidates
+from mpc_net.browser.demos import DEMOS, InputError, catalog, find
+from mpc_net.signaling import protocol
+from mpc_net.signaling.protocol import SERVER_CLOSING, SignalingError
+from mpc_net.signaling.session import SignalingSession
+
+from helpers import ROOT
+
+SDP = """v=0\r
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r
+a=candidate:1 1 udp 2122260223 127.0.0.1 50001 typ host generation 0\r
+a=candidate:2 1 udp 2122194687 192.0.2.2 50002 typ host generation 0\r
+a=candidate:3 1 udp 2122194687 5f1c1b6e-0c0e-4f0e-9c1e-2b1a3c4d5e6f.local 50003 typ host\r
+a=candidate:4 1 udp 1685987071 198.51.100.7 50004 typ srflx raddr 0.0.0.0 rport 0\r
+a=candidate:5 1 udp 41885439 203.0.113.9 3478 typ relay raddr 198.51.100.7 rport 50004\r
+a=fingerprint:sha-256 AB:CD\r
+"""
+
+
+def test_only_chosen_host_candidates_are_offered() -> None:
+    kept = keep_host_candidates(SDP, ["127.0.0.1"])
+    assert "127.0.0.1 50001" in kept
+    assert "192.0.2.2" not in kept and ".local" not in kept
+    assert "typ srflx" in kept and "typ relay" in kept  # other kinds are not host addresses
+    assert kept.endswith("a=fingerprint:sha-256 AB:CD\r\n")
+
+
+def test_each_party_gets_its_own_input() -> None:
+    auction, stats, santa = find("auction"), find("stats"), find("secretsanta")
+    # Party i takes the i-th value of a list, so i + 1 copies give party i its own value.
+    assert auction.arguments("75", 2) == ["--bids", "75,75,75"]
+    assert stats.arguments(" -3 ", 1) == ["-3", "-3"]
+    assert santa.arguments("8", 2) == ["8"]  # public: the same on every party
+    assert stats.arguments("", 4) == []  # the demo's default inputs
+    with pytest.raises(InputError, match="no spaces"):
+        stats.arguments("1 2", 0)
+    with pytest.raises(InputError, match="no demo called"):
+        find("nonesuch")
+    assert [d["name"] for d in catalog()] == [d.name for d in DEMOS]
+    for demo in DEMOS:
+        assert (ROOT / "demos" / f"{demo.name}.py").is_file()
+
+
+class FakeSession(SignalingSession):
+    """A session over two lists instead of a connection."""
+
+    def __init__(self, incoming: list[dict]) -> None:
+        super().__init__()
+        self.url = "ws://test"
+        self.incoming = [protocol.encode(m) for m in incoming]
+        self.sent: list[dict] = []
+
+    async def _send_text(self, text: str) -> None:
+        self.sent.append(protocol.parse_client_message(text))
+
+    async def _receive_text(self) -> str:
+        return self.incoming.pop(0)
+
+
+async def test_the_session_joins_relays_and_reports_like_the_native_client() -> None:
+    session = FakeSession([protocol.relayed_signal(1, {"stale": True}),
+                           protocol.joined("lab", 0, 2, [1], [], {1: "ed25519:" + "A" * 43}),
+                           protocol.peer_left(1),
+                           protocol.error("party-taken", "party 0 is taken"),
+                           protocol.closing("maintenance")])
+    joined = await session.join("lab", 0, 2, key="ed25519:" + "B" * 43)
+    assert joined["peers"] == [1] and joined["keys"] == {1: "ed25519:" + "A" * 43}
+    await session.send_signal(1, {"description": {"type": "offer", "sdp": "v=0"}})
+    await session.leave()
+    assert [m["type"] for m in session.sent] == ["join", "signal", "leave"]
+    assert await session.recv() == {"type": "peer-left", "party": 1}
+    assert (await session.recv())["code"] == "party-taken"
+    with pytest.raises(SignalingError) as closing:
+        await session.recv()
+    assert closing.value.code == SERVER_CLOSING
+    with pytest.raises(SignalingError, match="bad-room"):
+        await session.join("no spaces", 0, 2)
+    refused = FakeSession([protocol.error("party-taken", "party 0 is taken")])
+    with pytest.raises(SignalingError, match="party 0 is taken"):
+        await refused.join("lab", 0, 2)
+
+
+def test_a_pyodide_tarball_that_fails_its_integrity_check_is_refused(wasm_build, tmp_path,
+                                                                      monkeypatch) -> None:
+    build = wasm_build
+    monkeypatch.setattr(build, "CACHE", tmp_path)
+    tarball = tmp_path / f"pyodide-{build.PYODIDE_VERSION}.tgz"
+    cached = build.HERE / ".cache" / tarball.name
+    if cached.exists():
+        shutil.copy(cached, tarball)
+        assert build.pyodide_tarball() == tarball  # the real one passes
+    tarball.write_bytes(b"not the pinned tarball")
+    with pytest.raises(build.BuildError, match="does not match the pinned integrity"):
+        build.pyodide_tarball()
+    assert not tarball.exists()  # removed, so that the next build fetches it again
+
+
+def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(wasm_build, bundle) -> None:
+    """Built offline (the `bundle` fixture builds in a namespace without network)."""
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["pyodide"] == wasm_build.PYODIDE_VERSION
+    assert manifest["packagesUrl"] is None  # offline unless built with --packages-url
+    wheels = manifest["wheels"]
+    assert [w.split("-")[0] for w in wheels] == ["mpc_net", "mpc_net_demos", "mpyc"]
+    for name in wheels:
+        assert (bundle / "wheels" / name).is_file()
+    for name in ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json"):
+        assert (bundle / "pyodide" / name).is_file()
+    for name in ("index.html", "app.js", "style.css"):
+        assert (bundle / name).is_file()

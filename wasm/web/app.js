@@ -1,0 +1,250 @@
+// Page glue for mpc-net's browser party: load Pyodide and our wheels, fill the form from the
+// link, and show what the Python side (mpc_net.browser.page) reports. Everything about rooms,
+// keys, channels and MPyC happens in Python.
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const timings = {};
+// For people who script the page (and for the tests): timings in ms since navigation start.
+window.mpcNet = { timings, publicKey: null, result: null };
+
+let page = null; // the Python module mpc_net.browser.page
+let join = null;
+let running = false;
+
+function setPhase(phase, text) {
+  document.body.dataset.phase = phase;
+  $("phase").textContent = phase;
+  $("status").textContent = text;
+  $("progress").hidden = phase !== "computing";
+}
+
+function showBox(id, text) {
+  $(id).textContent = text || "";
+  $(id).hidden = !text;
+}
+
+function log(line) {
+  $("log").textContent += line + "\n";
+}
+
+// Python's view of the page (see mpc_net/browser/page.py).
+const ui = {
+  status: setPhase,
+  peer(j, row) {
+    let tr = document.querySelector(`#peers tr[data-party="${j}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.party = j;
+      for (let k = 0; k < 4; k++) tr.appendChild(document.createElement("td"));
+      $("peers").tBodies[0].appendChild(tr);
+    }
+    const cells = tr.children;
+    cells[0].textContent = `party ${row.party}`;
+    cells[1].textContent = row.state;
+    cells[1].className = /authenticated/.test(row.state) ? "state-ok"
+      : /fail|left|lost/.test(row.state) ? "state-bad" : "";
+    cells[2].textContent = row.path;
+    cells[3].textContent = row.rtt;
+  },
+  progress(p) {
+    const kb = (p.bytes / 1024).toFixed(1);
+    $("progress-text").textContent =
+      `computing for ${p.seconds.toFixed(1)} s; sent ${p.messages} MPyC messages (${kb} KiB)`;
+  },
+  output(line) {
+    $("outputs").textContent += line + "\n";
+  },
+  log,
+  warning: (text) => showBox("warning", text),
+  error: (text) => showBox("error", text),
+};
+
+function toBase64Url(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromBase64Url(text) {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const bytes = Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) =>
+    c.charCodeAt(0));
+  return new TextDecoder().decode(bytes);
+}
+
+function fillForm(bundle) {
+  const select = $("demo");
+  for (const demo of bundle.demos) {
+    select.add(new Option(demo.title, demo.name));
+  }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  $("signal").value = `${scheme}://${location.host}/`;
+  for (const name of ["room", "party", "parties", "demo", "input", "signal", "ice"]) {
+    if (params.has(name)) $(name).value = params.get(name);
+  }
+  if (params.has("roster")) {
+    try {
+      $("roster").value = fromBase64Url(params.get("roster"));
+    } catch {
+      showBox("error", "The roster in this link is damaged (not base64url); paste it instead.");
+    }
+  }
+  const showDemo = () => {
+    const demo = bundle.demos.find((d) => d.name === select.value);
+    $("input-label").textContent = demo.input_label;
+    $("input").placeholder = `e.g. ${demo.placeholder} (empty: the demo's default)`;
+  };
+  select.addEventListener("change", showDemo);
+  showDemo();
+}
+
+function describeRoster() {
+  const text = $("roster").value.trim();
+  const info = text && page ? page.describe_roster(text) : { ok: false, text: "" };
+  $("roster-info").textContent = info.text;
+  $("roster-info").className = info.ok ? "hint" : "hint bad";
+  showLinks(info.ok ? text : "");
+}
+
+// Links that open this page with the room, a party index, the program and the roster filled in.
+function showLinks(roster) {
+  const room = $("room").value.trim();
+  const parties = Number($("parties").value);
+  const list = $("links");
+  list.replaceChildren();
+  $("share").hidden = !(roster && room && parties >= 2 && parties <= 256);
+  if ($("share").hidden) return;
+  const shared = new URLSearchParams({ room, parties, demo: $("demo").value,
+    roster: toBase64Url(roster) });
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  if ($("signal").value !== `${scheme}://${location.host}/`) shared.set("signal", $("signal").value);
+  for (let i = 0; i < parties; i++) {
+    const url = `${location.origin}${location.pathname}?party=${i}&${shared}`;
+    const a = document.createElement("a");
+    a.href = url;
+    a.textContent = url;
+    const li = document.createElement("li");
+    li.appendChild(a);
+    list.appendChild(li);
+  }
+}
+
+async function loadPython(bundle) {
+  if (params.get("jspi") === "off") {
+    // Behave as a browser without JS Promise integration (Firefox, Safari) does.
+    delete WebAssembly.Suspending;
+    delete WebAssembly.promising;
+  }
+  const packagesUrl = params.get("packages") || bundle.packagesUrl;
+  const pyodide = await loadPyodide({
+    indexURL: new URL("pyodide/", location.href).href,
+    ...(packagesUrl ? { packageBaseUrl: packagesUrl } : {}),
+    stdout: log,
+    stderr: log,
+  });
+  timings.pyodide = performance.now();
+  if (packagesUrl) {
+    // Optional speed-ups from Pyodide's own repository; MPyC runs without them.
+    let failed = false;
+    await pyodide.loadPackage(bundle.extraPackages, {
+      messageCallback: log,
+      errorCallback: (message) => {
+        failed = true;
+        log(message);
+      },
+    }).catch((e) => {
+      failed = true;
+      log(String(e));
+    });
+    if (failed) {
+      showBox("warning", `Could not load ${bundle.extraPackages.join(", ")} from ` +
+        `${packagesUrl}; running on pure Python instead (slower, same results).`);
+    }
+  }
+  const wheels = await Promise.all(bundle.wheels.map(async (name) => {
+    const response = await fetch(`wheels/${name}`);
+    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  }));
+  for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel");
+  page = pyodide.pyimport("mpc_net.browser.page");
+  join = page.join;
+}
+
+async function loadKey() {
+  // A page may keep several keys (key=NAME in the link), e.g. one per tab in a demo.
+  const info = await page.prepare(params.get("key") || "default");
+  window.mpcNet.publicKey = info.publicKey;
+  $("public-key").textContent = info.publicKey;
+  $("copy-key").disabled = false;
+}
+
+async function onJoin(event) {
+  event.preventDefault();
+  if (running || !join) return;
+  running = true;
+  $("join").disabled = true;
+  setPhase("joining", "Checking the form.");
+  showBox("error", "");
+  showBox("warning", "");
+  $("outputs").textContent = "";
+  $("peers").tBodies[0].replaceChildren();
+  const form = Object.fromEntries(new FormData($("join-form")));
+  const started = performance.now();
+  try {
+    // callPromising lets Python block in mpc.run, where the browser has JSPI.
+    const jspi = typeof WebAssembly.Suspending === "function";
+    const result = await (jspi ? join.callPromising(form, ui) : join(form, ui));
+    window.mpcNet.result = { ok: result.ok, error: result.error, seconds: result.seconds };
+  } catch (e) {
+    window.mpcNet.result = { ok: false, error: String(e), seconds: null };
+    setPhase("failed", "The run stopped.");
+    showBox("error", `Internal error: ${e.message || e}`);
+  }
+  timings.run = performance.now() - started;
+  running = false;
+  $("join").disabled = false;
+  $("join").textContent = "Join again";
+}
+
+async function main() {
+  $("join-form").addEventListener("submit", onJoin);
+  for (const id of ["roster", "room", "parties", "demo", "signal"]) {
+    $(id).addEventListener("input", describeRoster);
+  }
+  $("copy-key").addEventListener("click", () => {
+    navigator.clipboard.writeText($("public-key").textContent).catch(() => {
+      showBox("warning", "Could not copy; select the key and copy it by hand.");
+    });
+  });
+  try {
+    const response = await fetch("bundle.json");
+    if (!response.ok) throw new Error(`bundle.json: HTTP ${response.status}`);
+    const bundle = await response.json();
+    fillForm(bundle);
+    setPhase("loading", `Loading Python (Pyodide ${bundle.pyodide}) and MPyC…`);
+    await loadPython(bundle);
+  } catch (e) {
+    setPhase("failed", "The page could not start.");
+    showBox("error", `Could not load Python: ${e.message || e}`);
+    return;
+  }
+  try {
+    await loadKey();
+  } catch (e) {
+    setPhase("failed", "No identity key.");
+    // A Python exception's message ends with the exception itself, e.g. "RuntimeError: ...".
+    const lines = String(e.message || e).trim().split("\n");
+    showBox("error", `Could not load your identity key: ${lines[lines.length - 1]}`);
+    return;
+  }
+  timings.ready = performance.now();
+  describeRoster();
+  setPhase("ready", `Ready in ${(timings.ready / 1000).toFixed(1)} s. ` +
+    "Check the form, enter your input, and join.");
+  $("join").disabled = false;
+}
+
+main();
