@@ -372,12 +372,13 @@ class Mesh:
             logger.warning("party %d: the connection to party %d is restored (path %s); the stream "
                            "goes on where it stopped", cfg.pid, j, self._paths[j])
         elif self._peers.get(j) is pc:
-            self.transports[j] = transport
-            if not self._progress.done():
-                self._progress.set_result(None)
             await self._note_path(j, pc, transport)
             logger.info("party %d: channel to %s open and authenticated; path %s", cfg.pid,
                         roster.label(j), self._paths[j])
+            # Counted as connected only now: connect() cancels the tasks still running then.
+            self.transports[j] = transport
+            if not self._progress.done():
+                self._progress.set_result(None)
 
     async def _note_path(self, j: int, pc: PeerConnection, transport: DataChannelTransport,
                          ) -> None:
