@@ -32,6 +32,8 @@ from .transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTran
 
 logger = logging.getLogger("mpc_net.mesh")
 
+LOSS_GRACE = 2.0  # seconds a lost channel waits while connecting before it fails the attempt
+
 
 class Signaling(Protocol):
     """What the mesh needs of a signaling client (native: websockets; browsers: WebSocket)."""
@@ -391,7 +393,12 @@ class Mesh:
         if self.connected:
             self._on_lost(error)
         elif self._failure is not None and not self._failure.done():
-            self._failure.set_exception(MeshError(str(error)))
+            # A channel that dies while connecting is often the echo of another party's
+            # failure (it gave up and closed everything); a refusal of our own that is about
+            # to come says more, so it gets a moment to win.
+            failure = self._failure
+            asyncio.get_running_loop().call_later(
+                LOSS_GRACE, lambda: failure.done() or failure.set_exception(MeshError(str(error))))
         # Otherwise the attempt has failed already, and that failure is the one to report.
 
     def _check_deadlines(self, started: float) -> None:
