@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -15,15 +14,11 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from . import protocol
-from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, ProtocolError, SignalingError
+from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, SignalingError
+from .session import CONNECT_FAILED, CONNECTION_CLOSED, SignalingSession
 
-logger = logging.getLogger("mpc_net.signaling")
-
-# Codes of failures that happen on this side; the server's codes are protocol.ErrorCode, and
-# SERVER_CLOSING (re-exported here) reports the server's `closing` notice.
-CONNECT_FAILED = "connect-failed"
-CONNECTION_CLOSED = "connection-closed"
+__all__ = ["CONNECT_FAILED", "CONNECTION_CLOSED", "SERVER_CLOSING", "SignalingClient",
+           "SignalingError"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -37,7 +32,7 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class SignalingClient:
+class SignalingClient(SignalingSession):
     """One party's connection to a room server.
 
     One task should read (recv or async iteration) at a time; join reads its reply itself.
@@ -50,8 +45,7 @@ class SignalingClient:
     def __init__(
         self, *, max_message_bytes: int = MAX_MESSAGE_BYTES, open_timeout: float = 10
     ) -> None:
-        self.url = ""
-        self._max_bytes = max_message_bytes
+        super().__init__(max_message_bytes=max_message_bytes)
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
 
@@ -66,40 +60,6 @@ class SignalingClient:
             ) from exc
         self.url = url
 
-    async def join(
-        self,
-        room: str,
-        party: int,
-        parties: int,
-        *,
-        key: str | None = None,
-        token: str | None = None,
-    ) -> dict:
-        """Join a room and return the server's `joined` message."""
-        try:
-            request = protocol.join(room, party, parties, key=key, token=token)
-        except ProtocolError as exc:
-            raise SignalingError(exc.code, exc.message) from None
-        await self._send(request)
-        while True:
-            msg = await self.recv()
-            if msg["type"] == "joined":
-                return msg
-            if msg["type"] == "error":
-                raise SignalingError(msg["code"], msg["message"])
-            # Presence and signals that were under way from a room this client left.
-            logger.debug("dropping stale %s message while joining", msg["type"])
-
-    async def send_signal(self, to: int, data: dict) -> None:
-        try:
-            msg = protocol.signal(to, data)
-        except ProtocolError as exc:
-            raise SignalingError(exc.code, exc.message) from None
-        await self._send(msg)
-
-    async def leave(self) -> None:
-        await self._send(protocol.leave())
-
     async def close(self) -> None:
         if self._ws is None:
             return
@@ -113,18 +73,11 @@ class SignalingClient:
             pass  # closed anyway, or another task is reading and drains instead
         await closing
 
-    async def recv(self) -> dict:
-        """Next validated server message: peer-joined, peer-left, signal or error; raise
-        SignalingError(SERVER_CLOSING) when the server announces its shutdown."""
-        ws = self._connection()
+    async def _receive_text(self) -> str | bytes:
         try:
-            raw = await ws.recv()
+            return await self._connection().recv()
         except ConnectionClosed as exc:
             raise self._closed(exc) from exc
-        msg = self._parse(raw)
-        if msg["type"] == "closing":
-            raise SignalingError(SERVER_CLOSING, f"room server {self.url}: {msg['message']}")
-        return msg
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         """Server messages until the server closes the connection cleanly or announces that it
@@ -144,19 +97,11 @@ class SignalingClient:
             raise RuntimeError("SignalingClient.connect() was not called")
         return self._ws
 
-    async def _send(self, msg: dict) -> None:
+    async def _send_text(self, text: str) -> None:
         try:
-            await self._connection().send(protocol.encode(msg))
+            await self._connection().send(text)
         except ConnectionClosed as exc:
             raise self._closed(exc) from exc
-
-    def _parse(self, raw: str | bytes) -> dict:
-        try:
-            return protocol.parse_server_message(raw, max_bytes=self._max_bytes)
-        except ProtocolError as exc:
-            raise SignalingError(
-                exc.code, f"invalid message from room server {self.url}: {exc.message}"
-            ) from exc
 
     def _closed(self, exc: ConnectionClosed) -> SignalingError:
         return SignalingError(
