@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import statistics
@@ -266,9 +267,9 @@ class Child:
         self.process = process
 
     @classmethod
-    async def start(cls, link: str) -> Child:
+    async def start(cls, link: str, loop: str) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, os.path.abspath(__file__), "responder", "--link", link,
+            sys.executable, os.path.abspath(__file__), "responder", "--link", link, "--loop", loop,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return cls(process)
 
@@ -289,10 +290,11 @@ class Child:
         return report
 
 
-async def connect(link: str, initiator: Initiator) -> tuple[Child, Callable[[], Awaitable]]:
+async def connect(link: str, initiator: Initiator,
+                  loop_name: str) -> tuple[Child, Callable[[], Awaitable]]:
     """Open `link` to a new responder process; returns it and how to close our end."""
     loop = asyncio.get_running_loop()
-    child = await Child.start(link)
+    child = await Child.start(link, loop_name)
     if link in ("tcp", "udp"):
         port = (await child.hear())["port"]
         if link == "tcp":
@@ -421,7 +423,7 @@ async def send_many(initiator: Initiator, count: int, size: int, burst: int) -> 
 
 async def two_process_test(options: argparse.Namespace) -> dict:
     initiator = Initiator()
-    child, close = await connect(options.link, initiator)
+    child, close = await connect(options.link, initiator, options.loop)
     try:
         if options.test == "pingpong":
             result = await pingpong(initiator, options.count, options.size, options.warmup)
@@ -519,13 +521,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=1000,
                         help="messages written per event-loop tick (stream, small)")
     parser.add_argument("--warmup", type=int, default=50, help="pingpong: untimed round trips")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default=_default_loop(),
+                        help="event loop of both processes (default: uvloop where installed, "
+                             "as MPyC chooses)")
     return parser.parse_args(argv)
+
+
+def _default_loop() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def use_loop(name: str) -> None:
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def main(argv: list[str] | None = None) -> None:
     # Measure the mpc-net of this checkout, not whichever copy pip installed last.
     sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     options = parse_args(argv)
+    use_loop(options.loop)
     if options.test == "imports":
         result = imports()
     elif options.test == "responder":
@@ -538,6 +555,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit("--link udp is for pingpong only: nothing would retransmit a lost datagram")
         result = asyncio.run(two_process_test(options))
     result["test"] = options.test
+    result["loop"] = options.loop
     print(json.dumps(result))
 
 

@@ -18,6 +18,7 @@ from aiortc import (
 )
 
 from ..transport import ChannelEvents
+from .sctp import PiggybackSctpTransport
 
 logger = logging.getLogger("mpc_net.native")
 
@@ -89,6 +90,7 @@ class NativePeerConnection:
                                   iceTransportPolicy=policy)
         self._pc = RTCPeerConnection(config)
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
+        PiggybackSctpTransport.adopt(self._pc.sctp)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: ChannelEvents | None = None
         self._backlog: list[Callable[[ChannelEvents], None]] = []

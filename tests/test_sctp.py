@@ -1,0 +1,125 @@
+"""Delayed and piggybacked SACKs (mpc_net/rtc/sctp.py) on real aiortc associations: fewer
+packets on the wire, nothing lost, and plain aiortc on the other end still works."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+from mpc_net.rtc.sctp import SACK_DELAY, _gap_blocks
+
+
+@pytest.fixture(autouse=True)
+def loopback_only():
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses(None)
+
+
+class PlainPeerConnection:
+    """aiortc as it ships, with the same negotiated channel: what a plain aiortc peer runs."""
+
+    def __init__(self) -> None:
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0)
+
+    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+        from aiortc import RTCSessionDescription
+
+        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return {"type": "answer", "sdp": self._pc.localDescription.sdp}
+
+    async def close(self) -> None:
+        await self._pc.close()
+
+
+class End:
+    """One end of a connected pair: what it received, and how many packets it sent."""
+
+    def __init__(self, pc) -> None:
+        self.pc = pc
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        pc.channel.on("message", self.received.put_nowait)
+        self.packets = 0
+
+    def count_packets(self) -> None:
+        dtls = self.pc._pc.sctp.transport
+        send_data = dtls._send_data
+
+        async def counted(data: bytes) -> None:
+            self.packets += 1
+            await send_data(data)
+
+        dtls._send_data = counted
+
+
+async def connected(plain_answerer: bool = False) -> tuple[End, End]:
+    offerer = NativePeerConnection([])
+    answerer = PlainPeerConnection() if plain_answerer else NativePeerConnection([])
+    answer = await answerer.accept_offer(await offerer.create_offer())
+    await offerer.accept_answer(answer)
+    opened = asyncio.Event()
+    if answerer.channel.readyState != "open":
+        answerer.channel.on("open", opened.set)
+    else:
+        opened.set()
+    await asyncio.wait_for(asyncio.gather(offerer.opened, opened.wait()), 20)
+    ends = End(offerer), End(answerer)
+    for end in ends:
+        end.count_packets()
+    return ends
+
+
+async def test_a_reply_carries_the_acknowledgement() -> None:
+    a, b = await connected()
+    rounds = 200
+    for i in range(rounds):
+        a.pc.channel.send(b"ping %d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
+        b.pc.channel.send(b"pong %d" % i)
+        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+    # aiortc alone sends DATA and a SACK of its own for every message: 2 packets per message.
+    assert a.packets <= rounds + 5 and b.packets <= rounds + 5, (a.packets, b.packets)
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_one_way_traffic_is_acknowledged_every_second_packet_and_a_lone_one_soon() -> None:
+    a, b = await connected()
+    count = 200
+    for i in range(count):
+        a.pc.channel.send(b"%d" % i)
+        await asyncio.sleep(0)
+    for i in range(count):
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await asyncio.sleep(2 * SACK_DELAY)
+    assert count // 2 <= b.packets <= count // 2 + 2, b.packets
+    assert not a.pc._pc.sctp._sent_queue  # all of it acknowledged
+    before = b.packets
+    a.pc.channel.send(b"alone")
+    assert await asyncio.wait_for(b.received.get(), 5) == b"alone"
+    assert b.packets == before  # not yet: a reply could still carry it
+    await asyncio.sleep(3 * SACK_DELAY)
+    assert b.packets == before + 1
+    assert not a.pc._pc.sctp._sent_queue
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_plain_aiortc_on_the_other_end_exchanges_large_messages_both_ways() -> None:
+    ours, plain = await connected(plain_answerer=True)
+    big = bytes(range(256)) * 800  # 200 KiB, within both ends' message size
+    for _ in range(3):
+        ours.pc.channel.send(big)
+        plain.pc.channel.send(big)
+        assert await asyncio.wait_for(plain.received.get(), 10) == big
+        assert await asyncio.wait_for(ours.received.get(), 10) == big
+    await asyncio.gather(ours.pc.close(), plain.pc.close())
+
+
+def test_gap_blocks_are_offsets_from_the_cumulative_tsn() -> None:
+    assert _gap_blocks(10, set()) == []
+    assert _gap_blocks(10, {12, 13, 15}) == [(2, 3), (5, 5)]
+    assert _gap_blocks(2**32 - 1, {1, 2}) == [(2, 3)]  # across the TSN wrap
