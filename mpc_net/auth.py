@@ -140,14 +140,16 @@ class Hello:
     public_key: bytes
     own_fingerprints: bytes  # digest of the sender's certificate fingerprints, as it sees them
     peer_fingerprints: bytes  # digest of the receiver's fingerprints, as the sender sees them
+    mix32_64bit: bool  # whether the sender runs MPyC with --mix32-64bit; all parties must agree
 
     _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{NONCE_BYTES}s{KEY_BYTES}s"
-                            f"{DIGEST_BYTES}s{DIGEST_BYTES}s")
-    VERSION = 1
+                            f"{DIGEST_BYTES}s{DIGEST_BYTES}s?")
+    VERSION = 2
 
     def encode(self) -> bytes:
         return self._LAYOUT.pack(self.VERSION, self.session_id, self.pid, self.nonce,
-                                 self.public_key, self.own_fingerprints, self.peer_fingerprints)
+                                 self.public_key, self.own_fingerprints, self.peer_fingerprints,
+                                 self.mix32_64bit)
 
     @classmethod
     def decode(cls, body: bytes) -> Hello:
@@ -167,11 +169,12 @@ class ChannelView:
     peer_pid: int
     local_fingerprints: str  # from our local description
     remote_fingerprints: str  # from the remote description, which DTLS checked
+    mix32_64bit: bool = True  # MPyC's portable mode, which 32-bit (browser) parties need
 
     def hello(self, nonce: bytes, public_key: bytes) -> Hello:
         return Hello(self.roster.session_id, self.pid, nonce, public_key,
                      fingerprint_digest(self.local_fingerprints),
-                     fingerprint_digest(self.remote_fingerprints))
+                     fingerprint_digest(self.remote_fingerprints), self.mix32_64bit)
 
     def check_hello(self, hello: Hello) -> None:
         """Refuse a peer's hello that cannot lead to a valid signature, saying why."""
@@ -187,6 +190,11 @@ class ChannelView:
             if holder is None:
                 raise AuthError("its key is not in the roster")
             raise AuthError(f"it holds the key of party {holder}, not of party {self.peer_pid}")
+        if hello.mix32_64bit != self.mix32_64bit:
+            theirs, ours = ("with", "without") if hello.mix32_64bit else ("without", "with")
+            raise AuthError(f"it runs MPyC {theirs} --mix32-64bit and we run {ours}: all parties "
+                            "must agree (browser parties need it; only rooms of native parties "
+                            "may leave it out, with --native-only)")
         if (hello.own_fingerprints != fingerprint_digest(self.remote_fingerprints)
                 or hello.peer_fingerprints != fingerprint_digest(self.local_fingerprints)):
             raise AuthError("fingerprint mismatch: the DTLS certificates differ between its "

@@ -41,7 +41,7 @@ from pathlib import Path
 # demos/ and benchmarks/ live beside the package in a checkout of mpc-net.
 ROOT = Path(__file__).resolve().parent.parent
 
-TCP, TCP_MIX, MPC_NET = "tcp", "tcp-mix", "mpc-net"
+TCP, MPC_NET = "tcp", "mpc-net"
 
 # Targets of issue 6, quoted next to the figures.
 TARGET_MEDIAN_DEMO_RATIO = 1.1
@@ -147,9 +147,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repetitions of every measurement (default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes: checks that everything runs; the figures mean little")
-    parser.add_argument("--no-tcp-mix", action="store_true",
-                        help="skip the TCP baseline with --mix32-64bit (the MPyC flag every "
-                             "mpc-net party uses; it changes how MPyC sends arrays)")
     parser.add_argument("--timeout", type=_positive_int, default=120, metavar="SECONDS",
                         help="stop any single run after this long (default %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
@@ -168,7 +165,6 @@ def command_line(options: argparse.Namespace) -> str:
         words += ["--connect-parties", ",".join(map(str, options.connect_parties))]
     words += ["--reps", str(options.reps)]
     words += ["--quick"] if options.quick else []
-    words += ["--no-tcp-mix"] if options.no_tcp_mix else []
     words += ["--timeout", str(options.timeout)] if options.timeout != 120 else []
     words += ["--json", options.json] if options.json else []
     return shlex.join(words)
@@ -437,7 +433,7 @@ class ProgramBench:
         self.workdir = workdir
         self.programs = [p for p in PROGRAMS
                          if options.programs is None or p.name in options.programs]
-        self.variants = [TCP] + ([] if options.no_tcp_mix else [TCP_MIX]) + [MPC_NET]
+        self.variants = [TCP, MPC_NET]
         # (program name, m) -> variant -> one record per repetition
         self.runs: dict[tuple[str, int], dict[str, list[dict]]] = {}
 
@@ -447,10 +443,9 @@ class ProgramBench:
     def command(self, variant: str, program: Program, parties: int) -> list[str]:
         script = str(ROOT / program.path)
         args = [*self.args_of(program), "-M", str(parties)]
-        if variant in (TCP, TCP_MIX):
+        if variant == TCP:
             ports = ["-B", str(free_base_port(parties))]
-            mix = ["--mix32-64bit"] if variant == TCP_MIX else []
-            return [sys.executable, script, *args, *ports, *mix]
+            return [sys.executable, script, *args, *ports]
         # `python -m mpc_net` is the `mpc-net` command, wherever the console script went.
         logs = self.workdir / "logs"
         return [sys.executable, "-m", "mpc_net", "run", "--log-dir", str(logs), script, *args]
@@ -529,9 +524,6 @@ class ProgramBench:
             "runs": {v: [{k: r[k] for k in r if k != "output"} for r in rs]
                      for v, rs in runs.items()},
         }
-        if TCP_MIX in runs:
-            summary["ratio"]["elapsed_vs_tcp_mix"] = summarize_ratios(
-                ratios(column(MPC_NET, "elapsed_s"), column(TCP_MIX, "elapsed_s")))
         return summary
 
 
@@ -569,9 +561,8 @@ def _ratio_spread(results: list[dict]) -> dict:
             "max_ratio_at": f"{worst['program']} m={worst['parties']}", "cells": len(results)}
 
 
-def programs_table(results: list[dict], mix: bool) -> str:
+def programs_table(results: list[dict]) -> str:
     headers = ["program", "m", "TCP elapsed s", "mpc-net elapsed s", "elapsed ratio"]
-    headers += ["TCP+mix elapsed s", "ratio vs TCP+mix"] if mix else []
     headers += ["TCP wall s", "mpc-net wall s", "wall ratio", "bytes sent (TCP / mpc-net)",
                 "same output"]
     rows = []
@@ -580,8 +571,6 @@ def programs_table(results: list[dict], mix: bool) -> str:
         row = [r["program"], str(r["parties"]), fmt(tcp.get("elapsed_s")),
                fmt(ours.get("elapsed_s")),
                fmt_ratio(r["ratio"]["elapsed"]) + (" (short)" if _is_short(r) else "")]
-        row += [fmt(r["median"].get(TCP_MIX, {}).get("elapsed_s")),
-                fmt_ratio(r["ratio"].get("elapsed_vs_tcp_mix"))] if mix else []
         sent = [tcp.get("bytes_sent"), ours.get("bytes_sent")]
         row += [fmt(tcp.get("wall_s"), 2), fmt(ours.get("wall_s"), 2),
                 fmt_ratio(r["ratio"]["wall"]),
@@ -934,7 +923,7 @@ def run(options: argparse.Namespace) -> int:
             report["demos"] = demo_summary(results)
             print("\nMPyC programs: MPyC elapsed time of party 0 and wall time of the whole run "
                   "(medians)\n")
-            print(programs_table(results, mix=not options.no_tcp_mix))
+            print(programs_table(results))
             print("\nmpc-net traffic per run, all parties together (medians)\n")
             print(traffic_table(results))
             print(f"\n- (short): TCP elapsed under {SHORT_RUN_S * 1000:.0f} ms, a few round "

@@ -94,6 +94,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-only", action="store_true",
                         help="offer and use only TURN relay candidates, so that peers never "
                              "learn each other's addresses (needs a TURN server)")
+    parser.add_argument("--native-only", action="store_true",
+                        help="every party is a native mpc-net party: keep MPyC's own program-"
+                             "counter hop and numpy transfers (faster for arrays) instead of the "
+                             "portable --mix32-64bit mode browser parties need; all parties must "
+                             "agree, which the handshake checks; local mode does this by itself")
     parser.add_argument("--join-token", metavar="TOKEN",
                         help="token for a room server that requires one (mpc-net signal "
                              "--join-token); also from $MPC_NET_JOIN_TOKEN")
@@ -267,6 +272,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                          *(f"--ice={url}" for url in options.ice or []),
                          *(["--relay-only"] if options.relay_only else []),
                          f"--connect-timeout={options.connect_timeout}",
+                         "--native-only",  # every party is a process of ours
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
         return asyncio.run(run_local(options.script, rest, parties, party_options,
                                      options.log_dir, options.peer_timeout + 5))
@@ -312,7 +318,8 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
                         join_token=options.join_token or os.environ.get("MPC_NET_JOIN_TOKEN"),
                         join_timeout=options.join_timeout,
                         connect_timeout=options.connect_timeout,
-                        peer_timeout=options.peer_timeout)
+                        peer_timeout=options.peer_timeout,
+                        mix32_64bit=not options.native_only)
     return run_party(options.script, rest, config)
 
 

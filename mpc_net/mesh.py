@@ -103,6 +103,9 @@ class MeshConfig:
     # How long a channel lost mid-run may take to come back (0: a lost channel ends the run).
     outage_limit: float = 0.0
     join_token: str | None = None  # for room servers that require one (--join-token)
+    # MPyC's portable program-counter hop and array transfers, which 32-bit (browser) parties
+    # need; a room of native parties only may do without (--native-only). Checked in HELLO.
+    mix32_64bit: bool = True
 
 
 def _description(sender: int, data: object, kind: str) -> dict[str, str]:
@@ -362,7 +365,7 @@ class Mesh:
         cfg = self.config
         roster = await self._roster
         view = ChannelView(roster, cfg.room, cfg.pid, j, fingerprints(pc.local_sdp),
-                           fingerprints(pc.remote_sdp))
+                           fingerprints(pc.remote_sdp), cfg.mix32_64bit)
         try:
             await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:

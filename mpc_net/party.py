@@ -10,7 +10,7 @@ import traceback
 from typing import NoReturn
 
 from .mesh import Mesh, MeshConfig, MeshError
-from .runtime import MPYC_FLAGS, RunFailure, install
+from .runtime import RunFailure, install, mpyc_flags
 
 logger = logging.getLogger("mpc_net.party")
 
@@ -22,7 +22,7 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
     """
     parties = ["-M", "1"] if config is None else ["-M", str(config.parties), "-I", str(config.pid)]
     # MPyC reads its options from sys.argv when mpyc.runtime is first imported.
-    sys.argv = [script, *script_args, *parties, *MPYC_FLAGS]
+    sys.argv = [script, *script_args, *parties, *mpyc_flags(config)]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     failure = RunFailure()
     if config is not None:

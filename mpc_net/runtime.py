@@ -12,15 +12,21 @@ import time
 import types
 from collections.abc import Callable
 
-from .mesh import Mesh
+from .mesh import Mesh, MeshConfig
 from .transport import PeerLost
 
 logger = logging.getLogger("mpc_net.runtime")
 
-# Every mpc-net party uses MPyC's portable program-counter hop. The default hop is
-# `hash(tuple)`, which differs between 64-bit CPython and 32-bit Pyodide; with one rule for all
-# parties, native and browser parties can always share a room.
-MPYC_FLAGS = ["--mix32-64bit"]
+def mpyc_flags(config: MeshConfig | None) -> list[str]:
+    """MPyC options every party of the room must share.
+
+    By default parties use MPyC's portable program-counter hop and array transfers: the
+    default hop is `hash(tuple)`, which differs between 64-bit CPython and 32-bit Pyodide, so
+    native and browser parties can always share a room. A room of native parties only (local
+    mode, or `--native-only`) keeps MPyC's defaults: numpy arrays then travel pickled, which
+    costs less time.
+    """
+    return ["--mix32-64bit"] if config is not None and config.mix32_64bit else []
 
 
 class RunFailure:

@@ -147,8 +147,13 @@ class DataChannelTransport(asyncio.WriteTransport):
         return await self._handshake.get()
 
     def send_handshake(self, kind: RecordType, body: bytes) -> None:
-        """Send a handshake record now, ahead of anything MPyC will write."""
-        self._send(encode(kind, body))
+        """Send a handshake record now, ahead of anything MPyC will write.
+
+        On a channel that is no longer open it is dropped: the peer is gone, and the reason the
+        handshake ends is ours to report, not a failed send (both sides may refuse at once).
+        """
+        if self._channel.readyState == "open":
+            self._send(encode(kind, body))
 
     @property
     def received(self) -> int:

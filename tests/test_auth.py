@@ -4,6 +4,7 @@ transports, and refusals between real parties."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import subprocess
@@ -163,6 +164,17 @@ async def test_different_rosters_are_refused(parties) -> None:
     other = Roster.of(list(roster.keys), ["renamed", ""])
     results, _, _ = await handshake((view(roster, 0), view(other, 1)), identities)
     assert all("the rosters differ" in str(r) for r in results)
+
+
+async def test_parties_must_agree_on_mpycs_portable_mode(parties) -> None:
+    identities, roster = parties
+    native_only = dataclasses.replace(view(roster, 1), mix32_64bit=False)
+    results, _, _ = await handshake((view(roster, 0), native_only), identities)
+    assert "it runs MPyC without --mix32-64bit and we run with" in str(results[0])
+    assert "it runs MPyC with --mix32-64bit and we run without" in str(results[1])
+    both = (native_only, dataclasses.replace(view(roster, 0), mix32_64bit=False))
+    results, _, _ = await handshake(both[::-1], identities)
+    assert results == [None, None]
 
 
 async def test_swapped_fingerprints_are_refused(parties) -> None:

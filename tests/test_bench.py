@@ -36,7 +36,7 @@ def test_bench_quick_run_prints_tables_and_writes_json(tmp_path) -> None:
     assert [p["program"] for p in report["programs"]] == PROGRAMS
     for program in report["programs"]:
         assert program["parties"] == 3 and program["same_output"] is True
-        assert {"tcp", "tcp-mix", "mpc-net"} == program["median"].keys()
+        assert {"tcp", "mpc-net"} == program["median"].keys()
         assert program["ratio"]["elapsed"]["median"] > 0
     assert set(report["transport"]) == TRANSPORT_TESTS
     assert set(report["transport"]["pingpong"]) == {"tcp", "udp", "rtc", "rtc-raw"}

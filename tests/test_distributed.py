@@ -9,6 +9,7 @@ import pytest
 
 from helpers import (
     DEMOS,
+    ROOT,
     RoomServerProcess,
     make_credentials,
     mpyc_tcp,
@@ -34,6 +35,31 @@ def test_separate_processes_match_tcp(room_server, parties: int, tmp_path) -> No
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"party {i}: {err}"
         assert program_lines(out) == expected, f"party {i}"
+
+
+def test_native_only_rooms_keep_mpycs_array_transfers_and_must_agree(room_server,
+                                                                      tmp_path) -> None:
+    script = ROOT / "benchmarks" / "bulk.py"
+    expected = mpyc_tcp(script, "-M3", "2000")
+    credentials = make_credentials(tmp_path, 3)
+    native = [[*c, "--native-only"] for c in credentials]
+    procs = start_parties(script, 3, room_server.url, "native", "2000", credentials=native)
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"party {i}: {err}"
+        assert program_lines(out) == expected, f"party {i}"
+    # One party in MPyC's portable mode: refused at the handshake, not a garbled computation.
+    procs = start_parties(script, 3, room_server.url, "mixed", "2000",
+                          credentials=[*native[:2], credentials[2]])
+    told = []
+    for i, proc in enumerate(procs):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode not in (0, None), f"party {i} went ahead"
+        assert "Traceback" not in err, err
+        if "--mix32-64bit" in err:
+            told.append(i)
+    # Party 2 and whoever exchanged HELLOs with it say why; the other may only see a party go.
+    assert 2 in told and len(told) >= 2, told
 
 
 def test_killed_party_is_reported_by_everyone_else(room_server, tmp_path) -> None:

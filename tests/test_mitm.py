@@ -114,7 +114,8 @@ class Relay:
         pc = self.sides[receiver].pc  # the receiver checks against what it got from this one
         forged = Hello(hello.session_id, hello.pid, hello.nonce, hello.public_key,
                        own_fingerprints=fingerprint_digest(fingerprints(pc.local_sdp)),
-                       peer_fingerprints=fingerprint_digest(fingerprints(pc.remote_sdp)))
+                       peer_fingerprints=fingerprint_digest(fingerprints(pc.remote_sdp)),
+                       mix32_64bit=hello.mix32_64bit)
         return bytes((RecordType.HELLO,)) + forged.encode()
 
     def types(self, sender: int) -> set[int]:
