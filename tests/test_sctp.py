@@ -9,7 +9,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
-from mpc_net.rtc.sctp import SACK_DELAY, _gap_blocks
+from mpc_net.rtc.sctp import SACK_DELAY, _gap_blocks, run_eagerly
 
 
 @pytest.fixture(autouse=True)
@@ -123,3 +123,35 @@ def test_gap_blocks_are_offsets_from_the_cumulative_tsn() -> None:
     assert _gap_blocks(10, set()) == []
     assert _gap_blocks(10, {12, 13, 15}) == [(2, 3), (5, 5)]
     assert _gap_blocks(2**32 - 1, {1, 2}) == [(2, 3)]  # across the TSN wrap
+
+
+async def test_run_eagerly_goes_as_far_as_it_can_and_a_task_finishes_the_rest() -> None:
+    steps: list[str] = []
+    gate = asyncio.get_running_loop().create_future()
+
+    async def job() -> None:
+        steps.append("now")
+        steps.append(await gate)
+        await asyncio.sleep(0)
+        steps.append("done")
+
+    run_eagerly(job())
+    assert steps == ["now"]  # synchronously, up to the first wait
+    gate.set_result("later")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert steps == ["now", "later", "done"]
+
+    failed = asyncio.get_running_loop().create_future()
+
+    async def failing() -> None:
+        try:
+            await failed
+        except ValueError as exc:
+            steps.append(str(exc))
+
+    run_eagerly(failing())
+    failed.set_exception(ValueError("seen by the coroutine"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert steps[-1] == "seen by the coroutine"
