@@ -155,3 +155,37 @@ async def test_run_eagerly_goes_as_far_as_it_can_and_a_task_finishes_the_rest() 
     for _ in range(5):
         await asyncio.sleep(0)
     assert steps[-1] == "seen by the coroutine"
+
+
+async def test_messages_of_many_fragments_arrive_whole_in_order_both_ways() -> None:
+    a, b = await connected()
+    messages = [bytes([i]) * (1 + 37_000 * i) for i in range(7)]  # 1 B .. 222 KB
+    for message in messages:
+        a.pc.channel.send(message)
+        b.pc.channel.send(message[::-1])
+    for message in messages:
+        assert await asyncio.wait_for(b.received.get(), 10) == message
+        assert await asyncio.wait_for(a.received.get(), 10) == message[::-1]
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+def test_reassembly_searches_only_when_a_message_can_be_complete() -> None:
+    from aiortc.rtcsctptransport import SCTP_DATA_FIRST_FRAG, SCTP_DATA_LAST_FRAG, DataChunk
+
+    from mpc_net.rtc.sctp import InOrderInboundStream
+
+    def fragment(tsn: int, flags: int, data: bytes) -> DataChunk:
+        chunk = DataChunk(flags=flags)
+        chunk.tsn, chunk.stream_seq, chunk.user_data = tsn, 0, data
+        return chunk
+
+    stream = InOrderInboundStream()
+    first, middle = fragment(10, SCTP_DATA_FIRST_FRAG, b"a"), fragment(11, 0, b"b")
+    last = fragment(12, SCTP_DATA_LAST_FRAG, b"c")
+    stream.add_chunk(first)
+    assert list(stream.pop_messages()) == []
+    stream.add_chunk(last)  # out of order: the middle is missing
+    assert list(stream.pop_messages()) == []
+    stream.add_chunk(middle)  # fills the gap: the message is complete
+    assert [m[2] for m in stream.pop_messages()] == [b"abc"]
+    assert stream.reassembly == []
