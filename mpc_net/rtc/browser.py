@@ -8,7 +8,6 @@ DataChannelTransport, and those that come before it is bound are replayed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from js import RTCPeerConnection
 from pyodide.ffi import JsProxy, to_js
@@ -17,6 +16,7 @@ from ..browser.candidates import keep_host_candidates
 from ..browser.jsffi import Handlers, js_object
 from ..sdp import candidate_types
 from ..transport import ChannelEvents
+from .events import ChannelEventRelay
 
 _host_addresses: list[str] | None = None
 
@@ -76,8 +76,7 @@ class BrowserPeerConnection:
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self._gathered: asyncio.Future[None] = loop.create_future()
-        self._transport: ChannelEvents | None = None
-        self._backlog: list[Callable[[ChannelEvents], None]] = []
+        self._events = ChannelEventRelay()
         self._closed = False
         # The remote description as the peer sent it. Chromium's `remoteDescription` is its own
         # re-serialization and keeps one of several fingerprints; the handshake binds them all.
@@ -87,9 +86,9 @@ class BrowserPeerConnection:
         self._handlers.on(js_channel, "open", lambda _: _settle(self.opened))
         self._handlers.on(js_channel, "message", self._on_message)
         self._handlers.on(js_channel, "close",
-                          lambda _: self._forward(lambda t: t.on_channel_close()))
+                          lambda _: self._events.forward(lambda t: t.on_channel_close()))
         self._handlers.on(js_channel, "bufferedamountlow",
-                          lambda _: self._forward(lambda t: t.on_buffered_amount_low()))
+                          lambda _: self._events.forward(lambda t: t.on_buffered_amount_low()))
         self._handlers.on(self._pc, "connectionstatechange", self._on_connection_state)
         self._handlers.on(self._pc, "icegatheringstatechange", self._on_gathering_state)
 
@@ -133,10 +132,7 @@ class BrowserPeerConnection:
 
     def bind(self, transport: ChannelEvents) -> None:
         """Send the channel's events, including any that came before, to `transport`."""
-        self._transport = transport
-        backlog, self._backlog = self._backlog, []
-        for event in backlog:
-            event(transport)
+        self._events.bind(transport)
 
     async def close(self) -> None:
         if self._closed:
@@ -188,23 +184,17 @@ class BrowserPeerConnection:
         data = event.data
         # Convert now: the event object is gone once this handler returns.
         message = data if isinstance(data, str) else data.to_bytes()
-        self._forward(lambda t: t.on_message(message))
+        self._events.forward(lambda t: t.on_message(message))
 
     def _on_connection_state(self, _: JsProxy) -> None:
         state = self._pc.connectionState
         if state in ("failed", "closed") and not self.opened.done():
             self.opened.set_exception(ConnectionError(f"the peer connection {state}"))
-        self._forward(lambda t: t.on_connection_state(state))
+        self._events.forward(lambda t: t.on_connection_state(state))
 
     def _on_gathering_state(self, _: JsProxy) -> None:
         if self._pc.iceGatheringState == "complete":
             _settle(self._gathered)
-
-    def _forward(self, event: Callable[[ChannelEvents], None]) -> None:
-        if self._transport is None:
-            self._backlog.append(event)
-        else:
-            event(self._transport)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

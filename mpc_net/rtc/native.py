@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable
 
 import aioice.ice
 import aioice.turn
@@ -18,6 +17,7 @@ from aiortc import (
 )
 
 from ..transport import ChannelEvents
+from .events import ChannelEventRelay
 from .sctp import PiggybackSctpTransport
 
 logger = logging.getLogger("mpc_net.native")
@@ -92,13 +92,12 @@ class NativePeerConnection:
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
         PiggybackSctpTransport.adopt(self._pc.sctp)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._transport: ChannelEvents | None = None
-        self._backlog: list[Callable[[ChannelEvents], None]] = []
+        self._events = ChannelEventRelay()
         self.channel.on("open", self._on_open)
-        self.channel.on("message", lambda m: self._forward(lambda t: t.on_message(m)))
-        self.channel.on("close", lambda: self._forward(lambda t: t.on_channel_close()))
+        self.channel.on("message", lambda m: self._events.forward(lambda t: t.on_message(m)))
+        self.channel.on("close", lambda: self._events.forward(lambda t: t.on_channel_close()))
         self.channel.on("bufferedamountlow",
-                        lambda: self._forward(lambda t: t.on_buffered_amount_low()))
+                        lambda: self._events.forward(lambda t: t.on_buffered_amount_low()))
         self._pc.on("connectionstatechange", self._on_connection_state)
 
     @property
@@ -141,10 +140,7 @@ class NativePeerConnection:
 
     def bind(self, transport: ChannelEvents) -> None:
         """Send the channel's events, including any that came before, to `transport`."""
-        self._transport = transport
-        backlog, self._backlog = self._backlog, []
-        for event in backlog:
-            event(transport)
+        self._events.bind(transport)
 
     async def close(self) -> None:
         await self._pc.close()
@@ -161,10 +157,4 @@ class NativePeerConnection:
         state = self._pc.connectionState
         if state in ("failed", "closed") and not self.opened.done():
             self.opened.cancel()  # never opened; the mesh reports why when it gives up
-        self._forward(lambda t: t.on_connection_state(state))
-
-    def _forward(self, event: Callable[[ChannelEvents], None]) -> None:
-        if self._transport is None:
-            self._backlog.append(event)
-        else:
-            event(self._transport)
+        self._events.forward(lambda t: t.on_connection_state(state))
