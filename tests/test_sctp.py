@@ -19,6 +19,15 @@ def loopback_only():
     use_host_addresses(None)
 
 
+async def until(condition, timeout: float = 2.0) -> None:
+    """Wait for `condition()` to hold, polling; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.001)
+
+
 class PlainPeerConnection:
     """aiortc as it ships, with the same negotiated channel: what a plain aiortc peer runs."""
 
@@ -95,16 +104,16 @@ async def test_one_way_traffic_is_acknowledged_every_second_packet_and_a_lone_on
         await asyncio.sleep(0)
     for i in range(count):
         assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await asyncio.sleep(2 * SACK_DELAY)
+    await until(lambda: not a.pc._pc.sctp._sent_queue)  # all of it acknowledged
     assert count // 2 <= b.packets <= count // 2 + 2, b.packets
-    assert not a.pc._pc.sctp._sent_queue  # all of it acknowledged
     before = b.packets
     a.pc.channel.send(b"alone")
     assert await asyncio.wait_for(b.received.get(), 5) == b"alone"
+    sent = asyncio.get_running_loop().time()
     assert b.packets == before  # not yet: a reply could still carry it
-    await asyncio.sleep(3 * SACK_DELAY)
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert asyncio.get_running_loop().time() - sent >= SACK_DELAY / 2
     assert b.packets == before + 1
-    assert not a.pc._pc.sctp._sent_queue
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
