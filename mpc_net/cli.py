@@ -241,15 +241,6 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         library.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     run = parser._subparsers._group_actions[0].choices["run"]
     rest = _split_run_arguments(run, options)
@@ -281,7 +272,13 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
 
 def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, rest: list[str],
                      parties: int) -> int:
-    from .ice import ENVIRONMENT_VARIABLE, IceConfigError, from_environment, parse_urls
+    from .ice import (
+        ENVIRONMENT_VARIABLE,
+        IceConfigError,
+        from_environment,
+        is_loopback_host,
+        parse_urls,
+    )
     from .keys import verify
     from .mesh import MeshConfig
     from .party import run_party
@@ -309,7 +306,7 @@ def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, 
         run.error(str(exc))
     if options.local_address:
         use_host_addresses(options.local_address)
-    elif _is_loopback(url.hostname):
+    elif is_loopback_host(url.hostname):
         use_host_addresses(["127.0.0.1"])
     config = MeshConfig(signaling_url=options.signal, room=options.room, pid=options.index,
                         parties=parties, identity=identity, verify=verify, roster=roster,

@@ -120,3 +120,13 @@ class TurnRest:
         username, credential = turn_rest_credentials(self.secret, int(now) + self.ttl, user)
         return {**parse_url(self.url, credentials=False), "username": username,
                 "credential": credential}
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a room server at `host` is on this machine (then only 127.0.0.1 is offered)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -171,10 +171,7 @@ class Mesh:
         started = time.monotonic()
         self._client = self._new_signaling()
         try:
-            await self._client.connect(cfg.signaling_url)
-            joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                             key=encode_public_key(cfg.identity.public_key),
-                                             token=cfg.join_token)
+            joined = await self._join()
             self._ice_servers = cfg.ice_servers + joined["ice_servers"]
             if unused(self._ice_servers):
                 logger.warning("aiortc uses only the first STUN and the first TURN server; "
@@ -488,14 +485,18 @@ class Mesh:
                 self._expire_repairs()
                 await asyncio.sleep(1)
 
-    async def _repair_session(self) -> None:
+    async def _join(self) -> dict:
+        """Connect the signaling client to the room server and join our room."""
         cfg = self.config
+        await self._client.connect(cfg.signaling_url)
+        return await self._client.join(cfg.room, cfg.pid, cfg.parties,
+                                       key=encode_public_key(cfg.identity.public_key),
+                                       token=cfg.join_token)
+
+    async def _repair_session(self) -> None:
         self._client = self._new_signaling()
         try:
-            await self._client.connect(cfg.signaling_url)
-            joined = await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                             key=encode_public_key(cfg.identity.public_key),
-                                             token=cfg.join_token)
+            joined = await self._join()
             self._present = set()
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))

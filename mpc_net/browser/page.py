@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import ipaddress
 import sys
 import time
 import traceback
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 from pyodide.ffi import JsException, JsProxy, can_run_sync
 
 from ..auth import Roster, RosterError, encode_public_key, short_authentication_string
-from ..ice import IceConfigError, parse_urls
+from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
 from ..rtc.browser import use_host_addresses
 from ..runtime import BrowserRun, SyncStyleError
@@ -131,7 +130,7 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
         ui.warning(f"Your key {encode_public_key(_identity.public_key)} {where}, not party "
                    f"{pid}'s: the other parties will refuse this browser.")
     # As natively: with the room server on loopback, so are the parties.
-    use_host_addresses(["127.0.0.1"] if _is_loopback(url.hostname) else None)
+    use_host_addresses(["127.0.0.1"] if is_loopback_host(url.hostname) else None)
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
                         ice_servers=ice_servers)
@@ -146,15 +145,6 @@ def _number(form: dict, name: str, what: str, least: int) -> int:
     if value < least:
         raise FormError(f"the {what} must be at least {least}")
     return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _script(demo: Demo) -> str:
