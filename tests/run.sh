@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh machine, then run all of it.
 # Usage: bash tests/run.sh [pytest arguments]
+#
+# Python packages go into a virtual environment of its own (.venv-test, or $MPC_NET_TEST_VENV)
+# that does not see the system's site-packages: a dependency that pyproject.toml does not
+# declare fails here exactly as it fails for a new user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,8 @@ command -v turnserver >/dev/null || missing+=(coturn)
 # (never `playwright install`); the bundle they build takes Pyodide from npm.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null || missing+=(npm)
+# Debian and Ubuntu ship `python3 -m venv` without ensurepip until python3-venv is installed.
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q
@@ -27,6 +33,17 @@ if ((${#missing[@]})); then
     fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-python3 -m ruff check .
-python3 -m pytest "$@"
+venv="${MPC_NET_TEST_VENV:-.venv-test}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+python="$venv/bin/python"
+"$python" -m pip install -q --disable-pip-version-check -e '.[test]'
+# Subprocesses started by name (mpc-net, ruff) come from the same environment.
+export PATH="$PWD/$venv/bin:$PATH"
+"$python" -m ruff check .
+# Beside a checkout of the whole workspace, the shared checker lists third-party imports that
+# pyproject.toml does not declare (the environment above already fails on them when run).
+checker=../shared/tools/undeclared-imports
+if [ -f "$checker" ]; then
+    "$python" "$checker"
+fi
+"$python" -m pytest "$@"
