@@ -130,9 +130,11 @@ NETWORK = {"offline": False, "latency": 20, "downloadThroughput": 10e6 / 8,
            "uploadThroughput": 10e6 / 8}
 
 
-def page_load(browser, origin: str, network: dict | None) -> tuple[int, int, int, float]:
+def page_load(browser, origin: str, network: dict | None,
+              ) -> tuple[int, int, int, float, int]:
     """A first load in a fresh context: requests, bytes received (headers and bodies as sent),
-    bytes of the files once decoded, and seconds until the page is ready."""
+    bytes of the files once decoded, seconds until the page is ready, and how many requests
+    opened a new connection."""
     context = browser.new_context()
     page = context.new_page()
     if network:
@@ -145,23 +147,25 @@ def page_load(browser, origin: str, network: dict | None) -> tuple[int, int, int
     page.wait_for_selector(READY, state="attached", timeout=300_000)
     ready = page.evaluate("window.mpcNet.timings.ready") / 1000
     received = decoded = 0
+    connections = 0
     for request in requests:
         sizes = request.sizes()
         received += sizes["responseHeadersSize"] + sizes["responseBodySize"]
         decoded += len(request.response().body())
+        connections += request.timing["connectStart"] >= 0  # -1: a connection used again
     context.close()
-    return len(requests), received, decoded, ready
+    return len(requests), received, decoded, ready, connections
 
 
 def page_loads(browser, servers: dict[str, WebServer]) -> None:
-    print("first page load (all files the page fetches; each over its own connection):")
-    print("  encoding  requests  received bytes  decoded bytes  ready on loopback  "
+    print("first page load (all files the page fetches):")
+    print("  encoding  requests  connections  received bytes  decoded bytes  ready on loopback  "
           "ready at 10 Mbit/s, 20 ms")
     for name, server in servers.items():
-        count, received, decoded, loopback = page_load(browser, server.origin, None)
+        count, received, decoded, loopback, connections = page_load(browser, server.origin, None)
         network = page_load(browser, server.origin, NETWORK)[3]
-        print(f"  {name:<8}  {count:>8}  {received:>14,}  {decoded:>13,}  {loopback:>15.2f} s  "
-              f"{network:>23.2f} s")
+        print(f"  {name:<8}  {count:>8}  {connections:>11}  {received:>14,}  {decoded:>13,}  "
+              f"{loopback:>15.2f} s  {network:>23.2f} s")
     print()
 
 
