@@ -71,7 +71,7 @@ class BadPath(ValueError):
 
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an Accept-Encoding value allows gzip: named, or as `*`, with a weight above 0."""
-    weights = {}
+    weights: dict[str, float] = {}
     for item in accept_encoding.split(","):
         coding, *parameters = (part.strip() for part in item.split(";"))
         weight = 1.0
@@ -142,16 +142,22 @@ class StaticFiles:
                    # Revalidate every time: cheap on a 304; a rebuilt bundle is never stale.
                    "Cache-Control": "no-cache",
                    "Vary": "Accept-Encoding"}
-        packed = path.with_name(path.name + ".gz")
-        if packed.is_file() and accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            path = packed
-            headers["Content-Encoding"] = "gzip"
-        stat = path.stat()
-        headers["ETag"] = etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
-            return respond(connection, HTTPStatus.NOT_MODIFIED, b"",
-                           {k: v for k, v in headers.items() if k != "Content-Type"})
-        return respond(connection, HTTPStatus.OK, path.read_bytes(), headers)
+        try:
+            stat = path.stat()
+            packed = path.with_name(path.name + ".gz")
+            if accepts_gzip(request.headers.get("Accept-Encoding", "")) and packed.is_file():
+                packed_stat = packed.stat()
+                if packed_stat.st_mtime_ns >= stat.st_mtime_ns:  # not a file edited since
+                    path, stat = packed, packed_stat
+                    headers["Content-Encoding"] = "gzip"
+            headers["ETag"] = etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+            if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+                return respond(connection, HTTPStatus.NOT_MODIFIED, b"",
+                               {k: v for k, v in headers.items() if k != "Content-Type"})
+            body = path.read_bytes()
+        except OSError:  # gone since _file found it: the bundle is being rebuilt
+            return respond(connection, HTTPStatus.NOT_FOUND, b"Not found\n", text)
+        return respond(connection, HTTPStatus.OK, body, headers)
 
     def _file(self, segments: tuple[str, ...]) -> Path | None:
         try:

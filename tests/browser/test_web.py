@@ -117,6 +117,11 @@ async def test_precompressed_files_go_to_clients_that_accept_gzip(site: Path) ->
                                                         {"Accept-Encoding": "gzip"})
         assert (status, headers.get("Content-Encoding")) == (200, None)
         assert body.startswith(b"<!doctype html>")
+        # A file edited after its gzip copy was made goes as it is now.
+        edited = wasm + b"edited"
+        (site / "pyodide" / "pyodide.asm.wasm").write_bytes(edited)
+        status, headers, body = await asyncio.to_thread(fetch, url, {"Accept-Encoding": "gzip"})
+        assert (status, body, headers.get("Content-Encoding")) == (200, edited, None)
 
 
 async def test_malformed_paths_get_400_and_every_answer_the_security_headers(
