@@ -889,8 +889,9 @@ def _load(values: Iterable[float]) -> str:
 def _check_checkout() -> str | None:
     for needed in ("demos", "benchmarks/transport.py", "benchmarks/connect.py"):
         if not (ROOT / needed).exists():
-            return (f"{ROOT / needed} is missing: `mpc-net bench` runs from a checkout of "
-                    "mpc-net (pip install -e .)")
+            return ("it needs a checkout of mpc-net's sources (it runs demos/ and benchmarks/ "
+                    f"beside the package, and there is no {ROOT / needed}): `git clone` the "
+                    "repository, `pip install -e .` in it and run `mpc-net bench` there")
     return None
 
 

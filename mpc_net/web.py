@@ -1,8 +1,8 @@
 """`mpc-net web`: the browser bundle and a room server on one port.
 
 The room server is the usual one; websockets' `process_request` hook answers every request that
-is not a WebSocket upgrade with a file of the bundle (`python wasm/build.py` makes it), so a
-page and the room it joins share one origin, one port and one process.
+is not a WebSocket upgrade with a file of the bundle (mpc_net/bundle.py builds it), so a page
+and the room it joins share one origin, one port and one process.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
 from .signaling.server import RoomServer, add_limit_arguments, limits_from, setup_logging
 
 logger = logging.getLogger("mpc_net.web")
 
 BUNDLE_VARIABLE = "MPC_NET_WEB_BUNDLE"
-# Where `python wasm/build.py` puts the bundle, for a checkout installed in place.
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "wasm" / "dist"
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -42,9 +41,89 @@ CONTENT_TYPES = {
     ".md": "text/plain; charset=utf-8",
 }
 
+# What the page needs and no more: its own scripts, WebAssembly compilation for Pyodide, and
+# connections to its own server, to room servers a link names and to a package repository.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'none'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "connect-src 'self' ws: wss: https:",
+    "style-src 'self'",
+    "img-src 'self' data:",  # the empty data: icon, so that no /favicon.ico is asked for
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+))
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    # Links carry the room and the roster; a page they lead to need not see them.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+# Longer paths name no file of a bundle; refusing them early keeps them away from the OS.
+MAX_PATH = 1024
+
+
+class BadPath(ValueError):
+    """A request path that cannot name a file: not UTF-8, control characters, dot segments."""
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip: named, or as `*`, with a weight above 0."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
+def bundle_path(target: str) -> tuple[str, ...]:
+    """The path segments of a request target; BadPath if it cannot name a file."""
+    path = urlsplit(target).path
+    if len(path) > MAX_PATH:
+        raise BadPath("path too long")
+    try:
+        path = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise BadPath("path not UTF-8") from None
+    segments = path.split("/")
+    if segments[0] != "" or any(not s.isprintable() or s in (".", "..") or "\\" in s
+                                for s in segments):
+        raise BadPath("not a plain path")
+    if segments[-1] == "":
+        segments[-1] = "index.html"
+    return tuple(s for s in segments if s)
+
+
+def respond(connection: ServerConnection, status: HTTPStatus, body: bytes,
+            headers: dict[str, str]) -> Response:
+    """A response with exactly these headers besides websockets' own (Date, Connection)."""
+    response = connection.respond(status, "")
+    del response.headers["Content-Type"], response.headers["Content-Length"]
+    response.body = body
+    for name, value in headers.items():
+        response.headers[name] = value
+    if status is not HTTPStatus.NOT_MODIFIED:
+        response.headers["Content-Length"] = str(len(body))
+    return response
+
 
 class StaticFiles:
-    """The `process_request` hook: files of `root` for plain GETs, None for WebSockets."""
+    """The `process_request` hook: files of `root` for plain GETs, None for WebSockets.
+
+    A file with a precompressed `NAME.gz` beside it goes out gzipped to clients that accept
+    it. websockets closes the connection after every HTTP response (`Connection: close`), so
+    a page's files come over one connection each.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -52,36 +131,42 @@ class StaticFiles:
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return None  # the room server's
-        path = self._file(request.path)
+        text = {"Content-Type": "text/plain; charset=utf-8"}
+        try:
+            path = self._file(bundle_path(request.path))
+        except BadPath:
+            return respond(connection, HTTPStatus.BAD_REQUEST, b"Bad request\n", text)
         if path is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
-        stat = path.stat()
-        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        if request.headers.get("If-None-Match") == etag:
-            response = connection.respond(HTTPStatus.NOT_MODIFIED, "")
-            response.body = b""
-            del response.headers["Content-Type"], response.headers["Content-Length"]
-        else:
-            response = connection.respond(HTTPStatus.OK, "")
-            response.body = path.read_bytes()
-            del response.headers["Content-Type"], response.headers["Content-Length"]
-            response.headers["Content-Type"] = CONTENT_TYPES.get(path.suffix,
-                                                                 "application/octet-stream")
-            response.headers["Content-Length"] = str(len(response.body))
-        # Revalidate every time: cheap on a 304, and a rebuilt bundle is never served stale.
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["ETag"] = etag
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+            return respond(connection, HTTPStatus.NOT_FOUND, b"Not found\n", text)
+        headers = {"Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                   # Revalidate every time: cheap on a 304; a rebuilt bundle is never stale.
+                   "Cache-Control": "no-cache",
+                   "Vary": "Accept-Encoding"}
+        try:
+            stat = path.stat()
+            packed = path.with_name(path.name + ".gz")
+            if accepts_gzip(request.headers.get("Accept-Encoding", "")) and packed.is_file():
+                packed_stat = packed.stat()
+                if packed_stat.st_mtime_ns >= stat.st_mtime_ns:  # not a file edited since
+                    path, stat = packed, packed_stat
+                    headers["Content-Encoding"] = "gzip"
+            headers["ETag"] = etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+            if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+                return respond(connection, HTTPStatus.NOT_MODIFIED, b"",
+                               {k: v for k, v in headers.items() if k != "Content-Type"})
+            body = path.read_bytes()
+        except OSError:  # gone since _file found it: the bundle is being rebuilt
+            return respond(connection, HTTPStatus.NOT_FOUND, b"Not found\n", text)
+        return respond(connection, HTTPStatus.OK, body, headers)
 
-    def _file(self, target: str) -> Path | None:
-        path = unquote(urlsplit(target).path)
-        if path.endswith("/"):
-            path += "index.html"
-        candidate = (self.root / path.lstrip("/")).resolve()
-        if not candidate.is_relative_to(self.root) or not candidate.is_file():
-            return None
-        return candidate
+    def _file(self, segments: tuple[str, ...]) -> Path | None:
+        try:
+            candidate = self.root.joinpath(*segments).resolve()
+            if candidate.is_relative_to(self.root) and candidate.is_file():
+                return candidate
+        except OSError:  # a name too long for the file system, say
+            pass
+        return None
 
 
 class WebServer(RoomServer):
@@ -92,7 +177,11 @@ class WebServer(RoomServer):
         self.files = StaticFiles(bundle)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        return self.handle_http(connection, request) or self.files(connection, request)
+        response = self.handle_http(connection, request) or self.files(connection, request)
+        if response is not None:
+            for name, value in SECURITY_HEADERS.items():
+                response.headers[name] = value
+        return response
 
     @property
     def page_url(self) -> str:
@@ -106,9 +195,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TCP port for the pages and the room server (default %(default)s; "
                              "0 picks a free one)")
     parser.add_argument("--bundle", type=Path,
-                        default=Path(os.environ.get(BUNDLE_VARIABLE, DEFAULT_BUNDLE)),
-                        help="the browser bundle from `python wasm/build.py` (default: "
-                             f"${BUNDLE_VARIABLE}, else wasm/dist of this checkout)")
+                        help="a browser bundle from `python wasm/build.py` (default: "
+                             f"${BUNDLE_VARIABLE}, else one built for this installation on "
+                             "first use and kept in ~/.cache/mpc-net; building needs npm and "
+                             "the package registries once)")
     parser.add_argument("--ice", action="append", metavar="URL",
                         help="a STUN or TURN server to hand to every party (repeatable; same "
                              "forms as for `mpc-net run --ice`)")
@@ -118,9 +208,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    if not (options.bundle / "index.html").is_file():
-        print(f"mpc-net web: error: no browser bundle in {options.bundle}; build it with "
-              "`python wasm/build.py`", file=sys.stderr)
+    chosen = options.bundle or os.environ.get(BUNDLE_VARIABLE)
+    if chosen and not (Path(chosen) / "index.html").is_file():
+        print(f"mpc-net web: error: no browser bundle in {chosen}; build one with "
+              "`python wasm/build.py`, or leave out --bundle", file=sys.stderr)
         return 2
     try:
         ice_servers = parse_urls(options.ice or [])
@@ -128,15 +219,29 @@ def run(options: argparse.Namespace) -> int:
     except (IceConfigError, ValueError) as exc:
         print(f"mpc-net web: error: {exc}", file=sys.stderr)
         return 2
+    if chosen:
+        bundle = Path(chosen)
+    else:
+        try:
+            bundle = installed_bundle(_announce_build)
+        except BuildError as exc:
+            print(f"mpc-net web: error: cannot build the browser bundle: {exc}; or pass "
+                  "--bundle DIR", file=sys.stderr)
+            return 1
     setup_logging(options.log_format, options.verbose > 0)
     try:
-        asyncio.run(_serve_until_signal(WebServer(options.host, options.port, options.bundle,
+        asyncio.run(_serve_until_signal(WebServer(options.host, options.port, bundle,
                                                   ice_servers=ice_servers, limits=limits)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _announce_build(directory: Path) -> None:
+    print(f"mpc-net web: building the browser bundle of this installation (once) into "
+          f"{directory}", file=sys.stderr, flush=True)
 
 
 async def _serve_until_signal(server: WebServer) -> None:

@@ -8,7 +8,6 @@ a loopback interface (the NAT tests' sandbox), so no packet can go anywhere else
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from nat.topology import Sandbox, SandboxError
+
+from mpc_net.bundle import offline_ready
 
 from helpers import DEMOS, ROOT, free_port, mpc_net, program_lines
 
@@ -38,11 +39,11 @@ class Loopback:
     def __init__(self, sandbox: Sandbox | None) -> None:
         self.sandbox = sandbox
 
-    def command(self, *argv: str) -> list[str]:
-        return self.sandbox.command(*argv, cwd=ROOT) if self.sandbox else list(argv)
+    def command(self, *argv: str, cwd: Path = ROOT) -> list[str]:
+        return self.sandbox.command(*argv, cwd=cwd) if self.sandbox else list(argv)
 
-    def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*argv), cwd=ROOT, stdout=subprocess.PIPE,
+    def popen(self, *argv: str, cwd: Path = ROOT, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*argv, cwd=cwd), cwd=cwd, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -59,26 +60,13 @@ def loopback():
     sandbox.close()
 
 
-def load_build():
-    """wasm/build.py as a module."""
-    spec = importlib.util.spec_from_file_location("wasm_build", ROOT / "wasm" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def wasm_build():
-    return load_build()
-
-
-@pytest.fixture(scope="session")
-def bundle(loopback, wasm_build, tmp_path_factory) -> Path:
+def bundle(loopback, tmp_path_factory) -> Path:
     """The bundle, built with the one build command inside the loopback-only namespace: with
     the downloads cached, building needs no network (a first build fills the cache)."""
     out = tmp_path_factory.mktemp("bundle") / "dist"
     command = [sys.executable, str(ROOT / "wasm" / "build.py"), "--out", str(out)]
-    if not wasm_build.offline_ready():
+    if not offline_ready():
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
     done = subprocess.run(loopback.command(*command), capture_output=True, text=True,

@@ -1,10 +1,11 @@
 """Measure browser parties: how long a page takes to become ready, and how long demos take with
 three browser parties against three native ones and MPyC's own TCP.
 
-    python tests/browser/measure.py [--runs N]
+    python tests/browser/measure.py [--runs N] [--page-load-only]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
-namespace where possible) and prints two tables. Times are MPyC's own "elapsed time" of party 0
+namespace where possible) and prints what a first page load fetches (with the bundle's gzip
+copies and without them) and two tables of times. Times are MPyC's own "elapsed time" of party 0
 (from all parties connected to shutdown), medians over the runs; ratios matter more than
 absolute times on a shared machine.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from browser.conftest import (  # noqa: E402
     Natives,
     WebServer,
 )
-from browser.party_page import PartyPage  # noqa: E402
+from browser.party_page import READY, PartyPage  # noqa: E402
 
 from helpers import DEMOS, ROOT, free_port  # noqa: E402
 
@@ -83,6 +85,8 @@ def tcp_run(demo: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per demo (default 3)")
+    parser.add_argument("--page-load-only", action="store_true",
+                        help="only what a first page load fetches, and how long it takes")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "dist"
@@ -94,7 +98,10 @@ def main() -> int:
         except (SandboxError, OSError):
             sandbox = None
         loopback = Loopback(sandbox)
-        server = WebServer(loopback, bundle)
+        plain = Path(tmp) / "plain"  # the same bundle as before it had gzip copies
+        shutil.copytree(bundle, plain, ignore=shutil.ignore_patterns("*.gz"))
+        servers = {"gzip": WebServer(loopback, bundle), "none": WebServer(loopback, plain)}
+        server = servers["gzip"]
         natives = Natives(Path(tmp), loopback, 3)
         executable = CHROMIUM
         if sandbox is not None:
@@ -106,13 +113,60 @@ def main() -> int:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(executable),
                                                      args=FLAGS)
-                measure(browser, server, natives, options.runs)
+                page_loads(browser, servers)
+                if not options.page_load_only:
+                    measure(browser, server, natives, options.runs)
                 browser.close()
         finally:
-            server.close()
+            for each in servers.values():
+                each.close()
             if sandbox is not None:
                 sandbox.close()
     return 0
+
+
+# A modest home connection, for the page-load time over a network rather than loopback.
+NETWORK = {"offline": False, "latency": 20, "downloadThroughput": 10e6 / 8,
+           "uploadThroughput": 10e6 / 8}
+
+
+def page_load(browser, origin: str, network: dict | None,
+              ) -> tuple[int, int, int, float, int]:
+    """A first load in a fresh context: requests, bytes received (headers and bodies as sent),
+    bytes of the files once decoded, seconds until the page is ready, and how many requests
+    opened a new connection."""
+    context = browser.new_context()
+    page = context.new_page()
+    if network:
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", network)
+    requests = []
+    page.on("requestfinished", lambda request: requests.append(request))
+    page.goto(origin + "/")
+    page.wait_for_selector(READY, state="attached", timeout=300_000)
+    ready = page.evaluate("window.mpcNet.timings.ready") / 1000
+    received = decoded = 0
+    connections = 0
+    for request in requests:
+        sizes = request.sizes()
+        received += sizes["responseHeadersSize"] + sizes["responseBodySize"]
+        decoded += len(request.response().body())
+        connections += request.timing["connectStart"] >= 0  # -1: a connection used again
+    context.close()
+    return len(requests), received, decoded, ready, connections
+
+
+def page_loads(browser, servers: dict[str, WebServer]) -> None:
+    print("first page load (all files the page fetches):")
+    print("  encoding  requests  connections  received bytes  decoded bytes  ready on loopback  "
+          "ready at 10 Mbit/s, 20 ms")
+    for name, server in servers.items():
+        count, received, decoded, loopback, connections = page_load(browser, server.origin, None)
+        network = page_load(browser, server.origin, NETWORK)[3]
+        print(f"  {name:<8}  {count:>8}  {connections:>11}  {received:>14,}  {decoded:>13,}  "
+              f"{loopback:>15.2f} s  {network:>23.2f} s")
+    print()
 
 
 def measure(browser, server: WebServer, natives: Natives, runs: int) -> None:

@@ -8,7 +8,10 @@ from pathlib import Path
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-FINISHED = "['done', 'failed'].includes(document.body.dataset.phase)"
+# Waits go by CSS selectors: the page's Content-Security-Policy forbids the string evaluation
+# that Playwright's wait_for_function does in the page.
+READY = "body:not([data-phase='loading'])"
+FINISHED = "body[data-phase='done'], body[data-phase='failed']"
 
 
 class PartyPage:
@@ -33,8 +36,7 @@ class PartyPage:
         self.page.goto(f"{self.origin}/{query}")
 
     def wait_ready(self, timeout: float = 90) -> None:
-        self.page.wait_for_function("document.body.dataset.phase !== 'loading'",
-                                    timeout=timeout * 1000)
+        self.page.wait_for_selector(READY, state="attached", timeout=timeout * 1000)
         assert self.phase == "ready", self.error or self.status
         # The page's own clock: from navigation start until Python and MPyC are ready.
         self.ready_seconds = self.page.evaluate("window.mpcNet.timings.ready") / 1000
@@ -61,7 +63,7 @@ class PartyPage:
     def wait_finished(self, timeout: float = 120) -> str:
         """The phase the run ended in (or is still in after `timeout`)."""
         try:
-            self.page.wait_for_function(FINISHED, timeout=timeout * 1000)
+            self.page.wait_for_selector(FINISHED, state="attached", timeout=timeout * 1000)
         except PlaywrightTimeout:
             pass
         return self.phase

@@ -144,9 +144,8 @@ def test_wrong_key_stops_every_party(parties, natives, screenshots, request) -> 
     # everyone else had left would wait for them).
     for i in (0, 2):
         parties[i].join(room, i, 3, roster, "auction")
-    parties[0].page.wait_for_function(
-        "document.querySelector('#peers tr[data-party=\"2\"]')?.textContent"
-        ".includes('authenticated')", timeout=30_000)
+    parties[0].page.wait_for_selector("#peers tr[data-party='2']:has-text('authenticated')",
+                                      state="attached", timeout=30_000)
     started = time.monotonic()
     parties[1].join(room, 1, 3, roster, "auction")
     assert [page.wait_finished(timeout=60) for page in parties] == ["failed"] * 3
@@ -179,7 +178,7 @@ def test_a_lost_party_stops_the_page_with_the_reason(parties, natives, web, requ
              for i in (1, 2)]
     try:
         parties[0].join(room, 0, 3, roster.read_text(), "comparisons", "3000")
-        parties[0].page.wait_for_function("document.body.dataset.phase === 'computing'",
+        parties[0].page.wait_for_selector("body[data-phase='computing']", state="attached",
                                           timeout=60_000)
         procs[1].kill()
         killed = time.monotonic()

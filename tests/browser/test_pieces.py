@@ -3,11 +3,14 @@ shared signaling session, and the build's integrity check."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
+import zipfile
 
 import pytest
 
+from mpc_net import bundle as builder
 from mpc_net.browser.candidates import keep_host_candidates
 from mpc_net.browser.demos import DEMOS, InputError, catalog, find
 from mpc_net.signaling import protocol
@@ -90,32 +93,66 @@ async def test_the_session_joins_relays_and_reports_like_the_native_client() -> 
         await refused.join("lab", 0, 2)
 
 
-def test_a_pyodide_tarball_that_fails_its_integrity_check_is_refused(wasm_build, tmp_path,
+def test_a_pyodide_tarball_that_fails_its_integrity_check_is_refused(tmp_path,
                                                                       monkeypatch) -> None:
-    build = wasm_build
-    monkeypatch.setattr(build, "CACHE", tmp_path)
-    tarball = tmp_path / f"pyodide-{build.PYODIDE_VERSION}.tgz"
-    cached = build.HERE / ".cache" / tarball.name
+    cached = builder.downloads() / f"pyodide-{builder.PYODIDE_VERSION}.tgz"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tarball = builder.downloads() / cached.name
+    tarball.parent.mkdir(parents=True)
     if cached.exists():
         shutil.copy(cached, tarball)
-        assert build.pyodide_tarball() == tarball  # the real one passes
+        assert builder.pyodide_tarball() == tarball  # the real one passes
     tarball.write_bytes(b"not the pinned tarball")
-    with pytest.raises(build.BuildError, match="does not match the pinned integrity"):
-        build.pyodide_tarball()
+    with pytest.raises(builder.BuildError, match="does not match the pinned integrity"):
+        builder.pyodide_tarball()
     assert not tarball.exists()  # removed, so that the next build fetches it again
 
 
-def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(wasm_build, bundle) -> None:
+def test_without_npm_the_build_says_so_in_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing downloaded yet
+    monkeypatch.setenv("PATH", str(tmp_path))  # and no npm to download with
+    with pytest.raises(builder.BuildError, match="needs npm") as refused:
+        builder.installed_bundle(lambda directory: None)
+    assert "\n" not in str(refused.value)
+
+
+def test_our_wheels_are_the_installed_sources(tmp_path) -> None:
+    sources = builder.Sources.read()
+    name = builder.write_wheel(tmp_path, "mpc-net", "0.1.0", sources.package)
+    assert name == "mpc_net-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(tmp_path / name) as wheel:
+        names = set(wheel.namelist())
+        assert wheel.read("mpc_net/web.py") == (ROOT / "mpc_net" / "web.py").read_bytes()
+        record = wheel.read("mpc_net-0.1.0.dist-info/RECORD").decode()
+    assert "mpc_net/browser/page.py" in names and "mpc_net/bundle.py" in names
+    # The page glue is served, and the demos come as a wheel of their own.
+    assert not any(n.startswith(("mpc_net/demos/", "mpc_net/webapp/")) for n in names)
+    assert set(line.split(",")[0] for line in record.splitlines()) == names
+    # Reproducible: the same sources make the same bytes.
+    again = tmp_path / "again"
+    again.mkdir()
+    builder.write_wheel(again, "mpc-net", "0.1.0", sources.package)
+    assert (again / name).read_bytes() == (tmp_path / name).read_bytes()
+
+
+def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(bundle) -> None:
     """Built offline (the `bundle` fixture builds in a namespace without network)."""
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert manifest["pyodide"] == wasm_build.PYODIDE_VERSION
+    assert manifest["pyodide"] == builder.PYODIDE_VERSION
     assert manifest["packagesUrl"] is None  # offline unless built with --packages-url
     wheels = manifest["wheels"]
     assert [w.split("-")[0] for w in wheels] == ["mpc_net", "mpc_net_demos", "mpyc"]
     for name in wheels:
         assert (bundle / "wheels" / name).is_file()
+    with zipfile.ZipFile(bundle / "wheels" / wheels[1]) as demos:
+        assert {f"mpc_net_demos/{d.name}.py" for d in DEMOS} <= set(demos.namelist())
     for name in ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
                  "pyodide-lock.json"):
         assert (bundle / "pyodide" / name).is_file()
     for name in ("index.html", "app.js", "style.css"):
         assert (bundle / name).is_file()
+    # Precompressed where it pays: the WebAssembly, not the zip of the standard library.
+    wasm = bundle / "pyodide" / "pyodide.asm.wasm"
+    assert gzip.decompress((bundle / "pyodide" / "pyodide.asm.wasm.gz").read_bytes()) == \
+        wasm.read_bytes()
+    assert not (bundle / "pyodide" / "python_stdlib.zip.gz").exists()

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import gzip
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from mpc_net import web
+from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
 from mpc_net.signaling.client import SignalingClient
+
+from helpers import ROOT
+
+FETCH = ("import json, sys, urllib.request as u; r = u.urlopen(u.Request(sys.argv[1], "
+         "headers=json.loads(sys.argv[2])), timeout=30); "
+         "print(json.dumps([r.status, dict(r.headers), r.read().hex()]))")
+
+
+def fetch_in_namespace(loopback, url: str, headers: dict[str, str] | None = None,
+                       ) -> tuple[int, dict, bytes]:
+    """`fetch` from where the parties run (a loopback-only namespace, if there is one)."""
+    done = subprocess.run(loopback.command(sys.executable, "-c", FETCH, url,
+                                           json.dumps(headers or {})),
+                          capture_output=True, timeout=60, check=True)
+    status, headers, body = json.loads(done.stdout)
+    return status, headers, bytes.fromhex(body)
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
@@ -27,7 +56,9 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, b
 def site(tmp_path: Path) -> Path:
     (tmp_path / "index.html").write_text("<!doctype html><title>x</title>")
     (tmp_path / "pyodide").mkdir()
-    (tmp_path / "pyodide" / "pyodide.asm.wasm").write_bytes(b"\0asm\1\0\0\0")
+    wasm = b"\0asm\1\0\0\0" + bytes(1000)
+    (tmp_path / "pyodide" / "pyodide.asm.wasm").write_bytes(wasm)
+    (tmp_path / "pyodide" / "pyodide.asm.wasm.gz").write_bytes(gzip.compress(wasm))
     (tmp_path.parent / "secret.txt").write_text("outside the bundle")
     return tmp_path
 
@@ -38,15 +69,16 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         status, headers, body = await asyncio.to_thread(fetch, origin + "/?room=lab&party=1")
         assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
         assert body.startswith(b"<!doctype html>")
+        wasm = (site / "pyodide" / "pyodide.asm.wasm").read_bytes()
         status, headers, body = await asyncio.to_thread(fetch,
                                                         origin + "/pyodide/pyodide.asm.wasm")
         # WebAssembly.instantiateStreaming insists on this type.
-        assert (status, headers["Content-Type"], body) == (200, "application/wasm",
-                                                           b"\0asm\1\0\0\0")
+        assert (status, headers["Content-Type"], body) == (200, "application/wasm", wasm)
+        assert "Content-Encoding" not in headers  # this client did not ask for gzip
         status, _, body = await asyncio.to_thread(fetch, origin + "/pyodide/pyodide.asm.wasm",
                                                   {"If-None-Match": headers["ETag"]})
         assert (status, body) == (304, b"")
-        for path in ("/missing.js", "/../secret.txt", "/%2e%2e/secret.txt", "/pyodide"):
+        for path in ("/missing.js", "/pyodide", "/" + "a" * 300):
             status, _, body = await asyncio.to_thread(fetch, origin + path)
             assert status == 404 and b"outside" not in body, path
         status, _, body = await asyncio.to_thread(fetch, origin + "/health")
@@ -59,6 +91,62 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         await client.close()
 
 
+async def test_precompressed_files_go_to_clients_that_accept_gzip(site: Path) -> None:
+    wasm = (site / "pyodide" / "pyodide.asm.wasm").read_bytes()
+    async with web.WebServer("127.0.0.1", 0, site) as server:
+        url = server.page_url + "pyodide/pyodide.asm.wasm"
+        for accept in ("gzip, deflate, br, zstd", "br;q=1.0, gzip;q=0.8", "*"):
+            status, headers, body = await asyncio.to_thread(fetch, url,
+                                                            {"Accept-Encoding": accept})
+            assert (status, headers["Content-Encoding"]) == (200, "gzip"), accept
+            assert headers["Content-Type"] == "application/wasm"
+            assert headers["Vary"] == "Accept-Encoding"
+            assert int(headers["Content-Length"]) == len(body) < len(wasm)
+            assert gzip.decompress(body) == wasm
+        status, _, body = await asyncio.to_thread(fetch, url, {"If-None-Match": headers["ETag"],
+                                                               "Accept-Encoding": "gzip"})
+        assert (status, body) == (304, b"")
+        for accept in ("gzip;q=0", "br", "identity", "*;q=0", "gzip;q=zero"):
+            status, headers, body = await asyncio.to_thread(fetch, url,
+                                                            {"Accept-Encoding": accept})
+            assert (status, body, headers.get("Content-Encoding")) == (200, wasm, None), accept
+        # websockets ends the connection after each HTTP response: no keep-alive.
+        assert headers["Connection"] == "close"
+        # Files without a precompressed copy go as they are.
+        status, headers, body = await asyncio.to_thread(fetch, server.page_url,
+                                                        {"Accept-Encoding": "gzip"})
+        assert (status, headers.get("Content-Encoding")) == (200, None)
+        assert body.startswith(b"<!doctype html>")
+        # A file edited after its gzip copy was made goes as it is now.
+        edited = wasm + b"edited"
+        (site / "pyodide" / "pyodide.asm.wasm").write_bytes(edited)
+        status, headers, body = await asyncio.to_thread(fetch, url, {"Accept-Encoding": "gzip"})
+        assert (status, body, headers.get("Content-Encoding")) == (200, edited, None)
+
+
+async def test_malformed_paths_get_400_and_every_answer_the_security_headers(
+        site: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with web.WebServer("127.0.0.1", 0, site) as server:
+        origin = server.page_url.rstrip("/")
+        for path in ("/%00", "/index.html%00.js", "/..", "/../secret.txt", "/%2e%2e/secret.txt",
+                     "/pyodide/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt", "/./index.html",
+                     "/%ff%fe", "/%c0%ae%c0%ae/secret.txt", "/%e2%82", "/a%0a", "/a%5cb",
+                     "/" + "a" * 2000, "/" + "%41" * 400):
+            status, headers, body = await asyncio.to_thread(fetch, origin + path)
+            assert (status, body) == (400, b"Bad request\n"), path
+            assert headers["Content-Security-Policy"] == web.CONTENT_SECURITY_POLICY
+        for path in ("/", "/pyodide/pyodide.asm.wasm", "/missing", "/health"):
+            status, headers, _ = await asyncio.to_thread(fetch, origin + path)
+            assert status in (200, 404), path
+            policy = headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in policy and "script-src 'self' " in policy
+            assert "'unsafe-eval'" not in policy and "'unsafe-inline'" not in policy
+            assert headers["Referrer-Policy"] == "no-referrer"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
 def test_missing_bundle_is_one_line_and_exit_code_2(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser()
     web.add_arguments(parser)
@@ -66,3 +154,102 @@ def test_missing_bundle_is_one_line_and_exit_code_2(tmp_path: Path, capsys) -> N
     assert web.run(options) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "python wasm/build.py" in err
+
+
+def test_without_npm_the_first_use_build_is_one_line_and_exit_code_1(tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing downloaded yet
+    monkeypatch.setenv("PATH", str(tmp_path))  # and no npm to download with
+    monkeypatch.delenv(web.BUNDLE_VARIABLE, raising=False)
+    parser = argparse.ArgumentParser()
+    web.add_arguments(parser)
+    assert web.run(parser.parse_args(["--port", "0"])) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "building the browser bundle" in err[0], err
+    assert "needs npm" in err[1] and "--bundle" in err[1]
+    assert not list(tmp_path.glob("mpc-net/bundle-*"))  # no half-built bundle left behind
+
+
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory) -> Path:
+    """A virtual environment with mpc-net installed from a wheel of this checkout, as `pip
+    install .` does: no path back to the checkout. Its dependencies come from the test
+    environment's site-packages, without that environment's editable mpc_net."""
+    tmp = tmp_path_factory.mktemp("plain")
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    shutil.copytree(ROOT / "mpc_net", source / "mpc_net", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "demos", source / "demos")
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300,
+                            check=True)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp), str(source)])
+    venv = tmp / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         *map(str, tmp.glob("mpc_net-*.whl"))])
+    purelib = run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    (Path(purelib.stdout.strip()) / "test-dependencies.pth").write_text(
+        sysconfig.get_path("purelib") + "\n")
+    where = run([str(python), "-c", "import mpc_net; print(mpc_net.__file__)"], cwd=tmp)
+    assert where.stdout.startswith(str(venv)), where.stdout
+    return venv
+
+
+def test_a_plain_install_serves_the_page_it_builds_on_first_use(plain_install, loopback,
+                                                                tmp_path) -> None:
+    # Downloaded once (as any first use does), then built without network in the namespace.
+    mpyc_wheel(), pyodide_tarball()
+    (tmp_path / "cache" / "mpc-net").mkdir(parents=True)
+    (tmp_path / "cache" / "mpc-net" / "downloads").symlink_to(downloads())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop(web.BUNDLE_VARIABLE, None)
+    proc = loopback.popen(str(plain_install / "bin" / "mpc-net"), "web", "--port", "0",
+                          cwd=elsewhere, env=env)
+    try:
+        announced = proc.stderr.readline()
+        assert "building the browser bundle of this installation" in announced, announced
+        line = proc.stderr.readline()
+        match = re.search(r"pages on (http://\S+)/ and the room server", line)
+        assert match, f"mpc-net web did not start: {line!r}"
+        origin = match.group(1)
+        fetch_in = functools.partial(fetch_in_namespace, loopback)
+        status, headers, page = fetch_in(origin + "/")
+        assert status == 200 and b"<title>mpc-net" in page
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        status, _, manifest = fetch_in(origin + "/bundle.json")
+        wheel = json.loads(manifest)["wheels"][0]
+        status, _, data = fetch_in(f"{origin}/wheels/{wheel}")
+        # The page loads exactly the mpc_net installed here.
+        installed = next((plain_install / "lib").glob("python3*/site-packages/mpc_net"))
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for name in ("web.py", "bundle.py", "browser/page.py"):
+                assert archive.read(f"mpc_net/{name}") == (installed / name).read_bytes()
+        status, headers, packed = fetch_in(origin + "/pyodide/pyodide.asm.wasm",
+                                           {"Accept-Encoding": "gzip"})
+        assert (status, headers["Content-Encoding"]) == (200, "gzip")
+        assert gzip.decompress(packed).startswith(b"\0asm")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # The second start finds the bundle in the cache.
+    proc = loopback.popen(str(plain_install / "bin" / "mpc-net"), "web", "--port", "0",
+                          cwd=elsewhere, env=env)
+    try:
+        assert "pages on http://" in proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_plain_install_says_bench_needs_a_checkout(plain_install, tmp_path) -> None:
+    done = subprocess.run([str(plain_install / "bin" / "mpc-net"), "bench", "--quick"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "checkout" in done.stderr and "git clone" in done.stderr, done.stderr

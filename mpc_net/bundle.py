@@ -1,0 +1,236 @@
+"""The browser bundle: Pyodide, wheels of MPyC, mpc_net and the demos, and the web app, as one
+static directory that `mpc-net web` (or any static web server) serves.
+
+`mpc-net web` builds it on first use into a per-user cache, keyed by the version and a digest of
+this installation's sources, so the mpc_net a page loads is always the code installed here;
+`python wasm/build.py` builds one into a directory of your choice. Pyodide comes from npm and
+MPyC's wheel from PyPI, both checked against pinned digests and kept in the cache, after which
+builds need no network at all. Our own wheels are written here from the installed files: they
+are pure Python, and a wheel is a zip with a dist-info, so no build backend is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .browser.demos import DEMOS_PACKAGE, catalog
+
+PACKAGE = Path(__file__).resolve().parent
+# Page glue (index.html, app.js, style.css): package data, served at the bundle's root.
+WEBAPP = PACKAGE / "webapp"
+# The checkout's demos/ (a symlink there), copied into the package when it is installed.
+DEMOS = PACKAGE / "demos"
+# Not part of the mpc_net wheel the browser loads: the demos get their own, the app is served.
+DATA_DIRECTORIES = ("demos", "webapp")
+
+PYODIDE_VERSION = "314.0.7"
+# npm's `dist.integrity` of pyodide-314.0.7.tgz.
+PYODIDE_INTEGRITY = ("sha512-0YvXxEhfEdpLfb/XkM2BFAeMROq0iMUX2bzzH9pOttyMcWkwq+HbE5uyuGD82LN7y2q+"
+                     "SNvi/6V5JEsOlD2R1A==")
+# Files of the npm package a page never needs.
+PYODIDE_SKIP = ("console.html", "console-v2.html", "ffi.d.ts", "pyodide.d.ts")
+
+MPYC_WHEEL = "mpyc-0.11-py3-none-any.whl"
+MPYC_SHA256 = "059ffa3396089ebb77beb43ea2f8040f2a20f3fc7ff6d3c839df3b3f3c28d38e"
+
+# Below this saving a precompressed copy is not worth a second file (wheels are zips already).
+GZIP_MIN_SAVING = 0.1
+
+
+class BuildError(Exception):
+    """Why the bundle could not be built, in one line."""
+
+
+def cache_root() -> Path:
+    """Per user, as other tools keep downloads: $XDG_CACHE_HOME/mpc-net or ~/.cache/mpc-net."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mpc-net"
+
+
+def downloads() -> Path:
+    return cache_root() / "downloads"
+
+
+def run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise BuildError(f"`{' '.join(command[:3])} ...` failed"
+                         + (f": {said[-1].strip()}" if said else ""))
+
+
+def integrity(path: Path) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def offline_ready() -> bool:
+    """Whether the cache holds every download, so that a build needs no network."""
+    return all((downloads() / name).is_file()
+               for name in (f"pyodide-{PYODIDE_VERSION}.tgz", MPYC_WHEEL))
+
+
+def pyodide_tarball() -> Path:
+    """The npm tarball of Pyodide, fetched once with npm and always checked against the pin."""
+    tarball = downloads() / f"pyodide-{PYODIDE_VERSION}.tgz"
+    if not tarball.exists():
+        if shutil.which("npm") is None:
+            raise BuildError(f"it needs npm to fetch Pyodide {PYODIDE_VERSION} from the npm "
+                             "registry (once; install npm)")
+        tarball.parent.mkdir(parents=True, exist_ok=True)
+        run("npm", "pack", f"pyodide@{PYODIDE_VERSION}", "--pack-destination",
+            str(tarball.parent), "--silent")
+    if integrity(tarball) != PYODIDE_INTEGRITY:
+        tarball.unlink()
+        raise BuildError(f"{tarball.name} does not match the pinned integrity; removed it")
+    return tarball
+
+
+def mpyc_wheel() -> Path:
+    """MPyC's wheel, fetched once from PyPI with pip and always checked against the pin."""
+    wheel = downloads() / MPYC_WHEEL
+    if not wheel.exists():
+        if importlib.util.find_spec("pip") is None:
+            raise BuildError(f"it needs pip in {sys.executable} to fetch {MPYC_WHEEL} from PyPI "
+                             "(once)")
+        run(sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+            "-d", str(wheel.parent), f"mpyc=={MPYC_WHEEL.split('-')[1]}")
+    if hashlib.sha256(wheel.read_bytes()).hexdigest() != MPYC_SHA256:
+        wheel.unlink()
+        raise BuildError(f"{wheel.name} does not match the pinned sha256; removed it")
+    return wheel
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What this installation puts into a bundle besides the downloads."""
+
+    package: dict[str, bytes]  # the mpc_net wheel's files, by path in the wheel
+    demos: dict[str, bytes]  # the mpc_net_demos wheel's files
+    webapp: dict[str, bytes]  # the page glue, by file name
+
+    @classmethod
+    def read(cls) -> Sources:
+        package = {f"mpc_net/{path.relative_to(PACKAGE).as_posix()}": path.read_bytes()
+                   for path in sorted(PACKAGE.rglob("*.py"))
+                   if path.relative_to(PACKAGE).parts[0] not in DATA_DIRECTORIES
+                   and "__pycache__" not in path.parts}
+        demos = {f"{DEMOS_PACKAGE}/{path.name}": path.read_bytes()
+                 for path in sorted(DEMOS.iterdir()) if path.suffix in (".py", ".md")}
+        demos[f"{DEMOS_PACKAGE}/__init__.py"] = b'"""The mpc-net demo programs."""\n'
+        webapp = {path.name: path.read_bytes() for path in sorted(WEBAPP.iterdir())
+                  if path.is_file()}
+        return cls(package, demos, webapp)
+
+    def digest(self) -> str:
+        """Changes with any source, and with the pinned downloads."""
+        digest = hashlib.sha256(f"{PYODIDE_INTEGRITY} {MPYC_SHA256}".encode())
+        for part in (self.package, self.demos, self.webapp):
+            for name, data in sorted(part.items()):
+                digest.update(b"%d:%s%d:" % (len(name), name.encode(), len(data)) + data)
+        return digest.hexdigest()
+
+
+def write_wheel(directory: Path, name: str, version: str, files: dict[str, bytes]) -> str:
+    """A pure-Python wheel of `files`, reproducible (fixed timestamps, sorted entries)."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    info = f"{stem}.dist-info"
+    files = {**files,
+             f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\n"
+                                  f"Version: {version}\n").encode(),
+             f"{info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: mpc-net\n"
+                               b"Root-Is-Purelib: true\nTag: py3-none-any\n")}
+    record = "".join(f"{path},sha256={_record_digest(data)},{len(data)}\n"
+                     for path, data in sorted(files.items())) + f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    filename = f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(directory / filename, "w") as wheel:
+        for path, data in sorted(files.items()):
+            entry = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            wheel.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
+    return filename
+
+
+def _record_digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+
+
+def copy_pyodide(target: Path) -> None:
+    target.mkdir()
+    with tarfile.open(pyodide_tarball()) as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("package/")
+            if not member.isfile() or "/" in name or name in PYODIDE_SKIP:
+                continue
+            (target / name).write_bytes(tar.extractfile(member).read())
+
+
+def precompress(directory: Path) -> None:
+    """A `NAME.gz` beside every file that gzip makes clearly smaller, for `mpc-net web` to send
+    to browsers that accept gzip (once here, instead of on every request)."""
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        packed = gzip.compress(data, compresslevel=9, mtime=0)
+        if len(packed) <= (1 - GZIP_MIN_SAVING) * len(data):
+            path.with_name(path.name + ".gz").write_bytes(packed)
+
+
+def build(out: Path, packages_url: str | None = None, sources: Sources | None = None) -> dict:
+    """Build the bundle into `out`, replacing whatever is there only once all of it is made."""
+    sources = sources or Sources.read()
+    staging = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        copy_pyodide(staging / "pyodide")
+        wheels = staging / "wheels"
+        wheels.mkdir()
+        shutil.copy(mpyc_wheel(), wheels)
+        write_wheel(wheels, "mpc-net", __version__, sources.package)
+        write_wheel(wheels, "mpc-net-demos", __version__, sources.demos)
+        for name, data in sources.webapp.items():
+            (staging / name).write_bytes(data)
+        manifest = {
+            "pyodide": PYODIDE_VERSION,
+            "version": __version__,
+            "wheels": sorted(p.name for p in wheels.glob("*.whl")),
+            # Where a page with internet access may load Pyodide's own packages (gmpy2 speeds
+            # MPyC up); None: the bundle stays offline and MPyC runs on pure Python.
+            "packagesUrl": packages_url,
+            "extraPackages": ["gmpy2"],
+            "demos": catalog(),
+        }
+        (staging / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        precompress(staging)
+        # Swap in the finished bundle at the end, so a failed build leaves the old one intact.
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def installed_bundle(announce) -> Path:
+    """The bundle of this installation in the cache, built first if it is not there yet;
+    `announce(directory)` is called before a build, which can take a while."""
+    sources = Sources.read()
+    out = cache_root() / f"bundle-{__version__}-{sources.digest()[:16]}"
+    if not (out / "bundle.json").is_file():
+        announce(out)
+        try:
+            build(out, None, sources)
+        except OSError as exc:
+            raise BuildError(f"{exc.strerror or exc}: {exc.filename or out}") from None
+    return out
