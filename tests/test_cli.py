@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -169,3 +171,47 @@ def test_mpyc_help_and_version_run_nothing() -> None:
     done = mpc_net("run", str(DEMOS / "auction.py"), "-M3", "-V")
     assert done.returncode == 0 and re.fullmatch(r"MPyC \S+\n", done.stdout), done.stdout
     assert "local mode" not in done.stderr
+
+
+def _read_all(fd: int) -> str:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side of the terminal is closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def test_progress_while_waiting_on_a_terminal_only() -> None:
+    """Waiting for parties that never come: a line at most every 10 s on a terminal (or with
+    -v), nothing when stderr is a pipe, never anything on stdout."""
+    server = RoomServerProcess()
+    waiting = re.compile(r"^mpc-net: waiting for parties 1, 2: \d+ s left$", re.MULTILINE)
+    try:
+        def party(room: str, *options: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "mpc_net", "run", str(DEMOS / "auction.py"), "-M3",
+                 "-I0", "--room", room, "--signal", server.url, "--trust-room-server",
+                 "--join-timeout", "12", *options],
+                stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+        terminal, other_end = pty.openpty()
+        on_terminal = party("tty", stderr=other_end)
+        os.close(other_end)
+        piped, verbose = party("pipe"), party("verbose", "-v")
+        outputs = {name: proc.communicate(timeout=60)
+                   for name, proc in (("piped", piped), ("verbose", verbose))}
+        outputs["terminal"] = (on_terminal.communicate(timeout=60)[0], _read_all(terminal))
+        os.close(terminal)
+    finally:
+        server.close()
+    for name, (out, err) in outputs.items():
+        assert "did not join room" in err, (name, err)
+        assert "waiting for" not in out, name
+    assert len(waiting.findall(outputs["terminal"][1].replace("\r\n", "\n"))) == 1
+    assert len(waiting.findall(outputs["verbose"][1])) == 1
+    assert not waiting.search(outputs["piped"][1])
