@@ -20,7 +20,8 @@ Run an unmodified MPyC program with its parties connected over WebRTC data chann
 
 Local mode (-M m without -I): an embedded room server on loopback and all m parties as
 separate processes on this machine. Party 0 writes to this terminal, the others to log files
-whose paths are printed. The exit code is non-zero if any party fails.
+whose paths are printed (removed at exit unless --log-dir is given; the end of a failed party's
+log is shown). The exit code is non-zero if any party fails.
 
 Distributed mode (-M m -I i): this process is party i of m; every party names the same room
 and room server (start one with `mpc-net signal`), its own key (`mpc-net keygen`) and the same
