@@ -21,7 +21,7 @@ import mpc_net
 from mpyc.runtime import mpc
 
 i, signal, room, key, roster = int(sys.argv[1]), *sys.argv[2:6]
-mpc_net.setup(3, i, room=room, signal=signal, key=key, roster=roster)
+mpc_net.setup(3, i, room=room, signal=signal, key=key, roster=roster, threshold=0)
 
 
 async def main():
@@ -29,6 +29,7 @@ async def main():
     secint = mpc.SecInt()
     inputs = mpc.input(secint(10 * (i + 1)))
     print("party", mpc.pid, "of", len(mpc.parties), "sum", await mpc.output(mpc.sum(inputs)))
+    print("threshold", mpc.threshold, "portable", mpc.options.mix32_64bit)
     await mpc.shutdown()
 
 
@@ -54,6 +55,7 @@ secint = mpc.SecInt()
 inputs = mpc.input(secint(10 * (mpc.pid + 1)))
 total = await mpc.output(mpc.sum(inputs))
 print("party", mpc.pid, "of", len(mpc.parties), "sum", total)
+print("threshold", mpc.threshold, "portable", mpc.options.mix32_64bit)
 """,
     "await mpc.shutdown()\n",
 ]
@@ -100,9 +102,12 @@ def _run_three(tmp_path: Path, program: str) -> list[subprocess.CompletedProcess
 
 @pytest.mark.parametrize("program", [SCRIPT, NOTEBOOK], ids=["script", "notebook"])
 def test_three_parties_in_process(tmp_path: Path, program: str) -> None:
+    # MPyC's default threshold for 3 parties is 1; the script asks for 0.
+    threshold = "threshold 0" if program == SCRIPT else "threshold 1"
     for i, done in enumerate(_run_three(tmp_path, program)):
         assert done.returncode == 0, done.stderr
-        assert program_lines(done.stdout) == [f"party {i} of 3 sum 60"], done.stdout
+        assert program_lines(done.stdout)[0] == f"party {i} of 3 sum 60", done.stdout
+        assert program_lines(done.stdout)[1:] == [f"{threshold} portable True"]
         assert "connected to all 2 peers" in done.stdout + done.stderr
 
 
@@ -157,3 +162,27 @@ def test_a_script_that_loses_a_party_ends(tmp_path: Path) -> None:
         assert done.returncode != 0
         assert "lost the connection to party 1" in done.stdout + done.stderr
         assert not any(line.startswith("sum") for line in program_lines(done.stdout))
+
+
+REFUSALS = """\
+import mpc_net
+
+for index, threshold in ((0, None), (1, 2)):
+    try:
+        mpc_net.setup(3, index, room="r", signal="ws://127.0.0.1:9", trust_room_server=True,
+                      threshold=threshold)
+    except mpc_net.ConfigError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_what_mpyc_was_told_on_the_command_line_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "refusals.py"
+    path.write_text(REFUSALS)
+    done = subprocess.run([sys.executable, str(path), "-M3", "-I1"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert program_lines(done.stdout) == [
+        "refused: MPyC was set up as party 1 of 3 (-M, -I on the command line), not as party "
+        "0 of 3",
+        "refused: -T: threshold 2 too large for 3 parties"]
