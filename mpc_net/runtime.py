@@ -65,9 +65,10 @@ def import_mpyc(argv: list[str], *, runs_here: bool = True) -> None:
     only checks arguments (local mode's supervisor) keeps MPyC quiet. A bad value for one of
     MPyC's flags raises MpycOptionError with MPyC's own one-line reason, not its usage text.
     """
-    if "mpyc" in sys.modules:
-        return
     saved = sys.argv
+    if "mpyc" in sys.modules:
+        sys.argv = argv if runs_here else saved
+        return
     sys.argv = argv if runs_here else [argv[0], "--no-log", *argv[1:]]
     try:
         with contextlib.redirect_stderr(io.StringIO()) as err:
