@@ -41,6 +41,10 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     """
     if not isinstance(parties, int) or parties < 1:
         raise ConfigError(f"-M must be a positive number: {parties!r}")
+    if not isinstance(index, int):
+        raise ConfigError(f"-I must be a whole number: {index!r}")
+    if isinstance(ice, str):
+        ice = [ice]  # one URL
     options = PartyOptions(
         parties=parties, index=index, room=room, signal=signal, key=key, roster=roster,
         trust_room_server=trust_room_server, ice=list(ice), relay_only=relay_only,
