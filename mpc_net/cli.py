@@ -8,10 +8,10 @@ import ipaddress
 import logging
 import os
 import sys
-from urllib.parse import urlsplit
 
 from . import __version__
-from .transport import PEER_TIMEOUT
+from .argtypes import number, port, positive_float, positive_int
+from .config import ConfigError, PartyOptions
 
 logger = logging.getLogger("mpc_net")
 
@@ -20,7 +20,8 @@ Run an unmodified MPyC program with its parties connected over WebRTC data chann
 
 Local mode (-M m without -I): an embedded room server on loopback and all m parties as
 separate processes on this machine. Party 0 writes to this terminal, the others to log files
-whose paths are printed. The exit code is non-zero if any party fails.
+whose paths are printed (removed at exit unless --log-dir is given; the end of a failed party's
+log is shown). The exit code is non-zero if any party fails.
 
 Distributed mode (-M m -I i): this process is party i of m; every party names the same room
 and room server (start one with `mpc-net signal`), its own key (`mpc-net keygen`) and the same
@@ -28,9 +29,11 @@ roster of all parties' public keys (`mpc-net roster`). Every channel is authenti
 the roster before MPyC sends anything, so neither the room server nor anything on the network
 can pose as a party. Local mode makes throwaway keys and a roster by itself.
 
-The options below may also follow SCRIPT. Every other argument after SCRIPT goes to the program
-and to MPyC, so MPyC's own flags (-T, -L, -K, --no-prss, --no-barrier, --log-level, ...) work
-as usual. Standard output is exactly the program's; mpc-net reports on standard error."""
+The options below may also follow SCRIPT, up to a `--`. Every other argument after SCRIPT,
+and everything after `--`, goes to the program and to MPyC, so MPyC's own flags (-T, -L, -K,
+--no-prss, --no-barrier, --log-level, ...) work as usual; -M and -I are mpc-net's, and MPyC's
+--ssl, -P, -C, -B, --output-file and --output-windows are refused (mpc-net does their job its
+own way). Standard output is exactly the program's; mpc-net reports on standard error."""
 
 RUN_EPILOG = """\
 examples:
@@ -49,18 +52,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-    return parse
-
-
 def _address(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -69,9 +60,9 @@ def _address(text: str) -> str:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-M", dest="parties", type=_positive(int), metavar="m",
+    parser.add_argument("-M", dest="parties", type=positive_int, metavar="m",
                         help="number of parties (default 1: run alone, no network)")
-    parser.add_argument("-I", dest="index", type=int, metavar="i",
+    parser.add_argument("-I", "--index", dest="index", type=int, metavar="i",
                         help="index of this party, 0 <= i < m (distributed mode)")
     parser.add_argument("--room", metavar="NAME",
                         help="room name shared by all parties (distributed mode); "
@@ -106,20 +97,23 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="offer host candidates only on this local address (repeatable); "
                              "default: every non-loopback address, or only 127.0.0.1 when the "
                              "room server is on loopback or the machine has no other address")
-    parser.add_argument("--peer-timeout", type=_positive(float), default=PEER_TIMEOUT,
+    parser.add_argument("--peer-timeout", type=positive_float, default=PartyOptions.peer_timeout,
                         metavar="SECONDS",
                         help="declare a party lost after this long without a word from it "
                              "(default %(default)g)")
-    parser.add_argument("--outage-limit", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--outage-limit", type=number(float, 0),
+                        default=PartyOptions.outage_limit, metavar="SECONDS",
                         help="let a connection that breaks mid-run (network down, address "
                              "change) come back within this time: the lower index rebuilds it "
                              "through the room server and the stream resumes where it stopped "
                              "(default 0: a broken connection ends the run)")
-    parser.add_argument("--connect-timeout", type=_positive(float), default=20.0,
+    parser.add_argument("--connect-timeout", type=positive_float,
+                        default=PartyOptions.connect_timeout,
                         metavar="SECONDS",
                         help="give up on a peer that is in the room but cannot be reached "
                              "within this time (default %(default)g)")
-    parser.add_argument("--join-timeout", type=_positive(float), default=300.0,
+    parser.add_argument("--join-timeout", type=positive_float,
+                        default=PartyOptions.join_timeout,
                         metavar="SECONDS",
                         help="give up when not every party has joined the room within this "
                              "time (default %(default)g)")
@@ -140,12 +134,14 @@ def _parser() -> argparse.ArgumentParser:
                                      parser_class=_Parser)
 
     run = commands.add_parser("run", help="run an MPyC program over WebRTC",
+                              usage="%(prog)s [OPTIONS] SCRIPT [ARGS ...] [-- ARGS ...]",
                               description=RUN_DESCRIPTION, epilog=RUN_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(run)
-    run.add_argument("script", metavar="SCRIPT", help="the MPyC program (a .py file)")
-    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
-                     help="arguments for the program and for MPyC")
+    # The raw rest of the command line: argparse's own handling of `--` differs between
+    # Python versions, so SCRIPT and its arguments are taken apart in _program_arguments.
+    run.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS]",
+                     help="the MPyC program (a .py file) and the arguments for it and for MPyC")
 
     keygen = commands.add_parser(
         "keygen", help="make an identity key",
@@ -187,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
                     "through it. It never sees MPC data. Stop it with Ctrl-C or SIGTERM.")
     signal.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    signal.add_argument("--port", type=int, default=8765,
+    signal.add_argument("--port", type=port, default=8765,
                         help="TCP port to listen on (default %(default)s)")
     signal.add_argument("--ice", action="append", metavar="URL",
                         help="a STUN or TURN server to hand to every party (repeatable; "
@@ -199,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--turn-secret", metavar="SECRET",
                         help="the shared secret (coturn: static-auth-secret); also from "
                              "$MPC_NET_TURN_SECRET, which keeps it out of process listings")
-    signal.add_argument("--turn-ttl", type=_positive(int), default=3600, metavar="SECONDS",
+    signal.add_argument("--turn-ttl", type=positive_int, default=3600, metavar="SECONDS",
                         help="how long handed-out TURN credentials stay valid "
                              "(default %(default)s)")
     signal.add_argument("-v", "--verbose", action="count", default=0,
@@ -210,19 +206,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_run_arguments(run: argparse.ArgumentParser, options: argparse.Namespace) -> list[str]:
-    """Take mpc-net's own options out of the arguments that follow SCRIPT."""
+def _program_arguments(options: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """SCRIPT and the arguments for the program and MPyC; mpc-net's own options among those
+    before the first `--` are taken out into `options`, and that `--` is dropped."""
+    program = options.program[1:] if options.program[:1] == ["--"] else options.program
+    if not program:
+        return None, []
+    script, tail = program[0], program[1:]
+    end = tail.index("--") if "--" in tail else len(tail)
     trailing = _Parser(prog="mpc-net run", add_help=False, allow_abbrev=False)
     _add_run_options(trailing)
     for action in trailing._actions:
         action.default = argparse.SUPPRESS
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
-    ours, rest = trailing.parse_known_args(args)
+    ours, rest = trailing.parse_known_args(tail[:end])
     for name, value in vars(ours).items():
         if isinstance(value, list):
             value = (getattr(options, name) or []) + value
         setattr(options, name, value)
-    return rest
+    return script, rest + tail[end + 1:]
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -232,6 +233,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     # MPyC's own log lines go to stdout through the root logger; ours stay on stderr.
     logger.propagate = False
     logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    # Progress lines help a person watching; in a log file they are noise.
+    shown = not quiet and (verbose or sys.stderr.isatty())
+    logging.getLogger("mpc_net.progress").setLevel(logging.INFO if shown else logging.WARNING)
     # The room server embedded in local mode chats about every join; that is noise here.
     logging.getLogger("mpc_net.signaling").setLevel(logging.DEBUG if verbose else logging.WARNING)
     for name in ("aioice", "aiortc", "websockets"):
@@ -242,22 +246,45 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
+    from .runtime import MpycOptionError, check_mpyc_argv, import_mpyc, mpyc_argv
+
     run = parser._subparsers._group_actions[0].choices["run"]
-    rest = _split_run_arguments(run, options)
+    script, rest = _program_arguments(options)
     _setup_logging(options.verbose, options.quiet)
-    if not os.path.isfile(options.script):
-        run.error(f"no such program: {options.script}")
+    if script is None:
+        run.error("the following arguments are required: SCRIPT")
+    if not os.path.isfile(script):
+        run.error(f"no such program: {script}")
     parties = options.parties or 1
-    if options.index is None:
+    local = options.index is None
+    if local:
         if options.room or options.signal:
             run.error("--room and --signal need -I (distributed mode)")
         if options.key or options.roster or options.trust_room_server:
             run.error("--key, --roster and --trust-room-server are for distributed mode (-I); "
                       "local mode makes its own keys")
-        if parties == 1:
-            from .party import run_party
-            return run_party(options.script, rest, None)
+        _ice_servers(run, options)  # checked here once, rather than by every party
+        config = None
+    else:
+        if options.parties is None:
+            run.error("-I needs -M (the number of parties)")
+        party = _party_options(options)
+        config = _mesh_config(run, party)
+    # Local mode checks the arguments as its party 0 will, and runs no MPyC itself.
+    pid = options.index if not local else 0 if parties > 1 else None
+    argv = mpyc_argv(script, rest, parties, pid, config is not None and config.mix32_64bit)
+    try:
+        import_mpyc(argv, runs_here=not local or parties == 1)
+        mpyc_options = check_mpyc_argv(argv, rest)
+    except MpycOptionError as exc:
+        run.error(str(exc))
+    if mpyc_options.HELP or mpyc_options.VERSION or parties == 1 and local:
+        from .party import run_party
+
+        return run_party(argv, None)  # MPyC's help or version, or the program alone
+    if local:
         from .local import run_local
+
         party_options = [f"--peer-timeout={options.peer_timeout}",
                          f"--outage-limit={options.outage_limit}",
                          *(f"--ice={url}" for url in options.ice or []),
@@ -265,91 +292,46 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                          f"--connect-timeout={options.connect_timeout}",
                          "--native-only",  # every party is a process of ours
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
-        return asyncio.run(run_local(options.script, rest, parties, party_options,
+        return asyncio.run(run_local(script, rest, parties, party_options,
                                      options.log_dir, options.peer_timeout + 5))
-    return _run_distributed(run, options, rest, parties)
-
-
-def _run_distributed(run: argparse.ArgumentParser, options: argparse.Namespace, rest: list[str],
-                     parties: int) -> int:
-    from .ice import (
-        ENVIRONMENT_VARIABLE,
-        IceConfigError,
-        from_environment,
-        is_loopback_host,
-        parse_urls,
-    )
-    from .keys import verify
-    from .mesh import MeshConfig
+    from .config import host_addresses
     from .party import run_party
     from .rtc.native import use_host_addresses
-    from .signaling.protocol import ProtocolError, validate_room
+    from .runtime import portable
 
-    if options.parties is None:
-        run.error("-I needs -M (the number of parties)")
-    if not 0 <= options.index < parties:
-        run.error(f"-I {options.index} is out of range for -M {parties} (0 <= i < m)")
-    if options.room is None or options.signal is None:
-        run.error("distributed mode (-I) needs --room NAME and --signal ws://HOST:PORT")
+    # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over --native-only; the handshake
+    # then compares what MPyC really does.
+    config.mix32_64bit = portable(mpyc_options)
+    use_host_addresses(host_addresses(party))
+    return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config)
+
+
+def _party_options(options: argparse.Namespace) -> PartyOptions:
+    return PartyOptions(
+        parties=options.parties, index=options.index, room=options.room, signal=options.signal,
+        key=options.key, roster=options.roster, trust_room_server=options.trust_room_server,
+        ice=options.ice or [], relay_only=options.relay_only, native_only=options.native_only,
+        join_token=options.join_token, local_addresses=options.local_address,
+        peer_timeout=options.peer_timeout, outage_limit=options.outage_limit,
+        connect_timeout=options.connect_timeout, join_timeout=options.join_timeout)
+
+
+def _ice_servers(run: argparse.ArgumentParser, options: argparse.Namespace) -> list[dict]:
+    from .config import ice_servers
+
     try:
-        validate_room(options.room)
-    except ProtocolError as exc:
-        run.error(exc.message)
-    url = urlsplit(options.signal)
-    if url.scheme not in ("ws", "wss") or not url.hostname:
-        run.error(f"--signal must be ws://HOST:PORT or wss://HOST:PORT, not {options.signal!r}")
-    identity, roster = _credentials(run, options, parties)
-    try:
-        ice_servers = parse_urls(options.ice or []) + from_environment(
-            os.environ.get(ENVIRONMENT_VARIABLE))
-    except IceConfigError as exc:
+        return ice_servers(options.ice or [])
+    except ConfigError as exc:
         run.error(str(exc))
-    if options.local_address:
-        use_host_addresses(options.local_address)
-    elif is_loopback_host(url.hostname):
-        use_host_addresses(["127.0.0.1"])
-    config = MeshConfig(signaling_url=options.signal, room=options.room, pid=options.index,
-                        parties=parties, identity=identity, verify=verify, roster=roster,
-                        ice_servers=ice_servers, relay_only=options.relay_only,
-                        outage_limit=options.outage_limit,
-                        join_token=options.join_token or os.environ.get("MPC_NET_JOIN_TOKEN"),
-                        join_timeout=options.join_timeout,
-                        connect_timeout=options.connect_timeout,
-                        peer_timeout=options.peer_timeout,
-                        mix32_64bit=not options.native_only)
-    return run_party(options.script, rest, config)
 
 
-def _credentials(run: argparse.ArgumentParser, options: argparse.Namespace, parties: int):
-    """This party's identity and the roster, checked against -M and -I before anything runs."""
-    from .auth import encode_public_key
-    from .keys import FileIdentity, KeyFileError, load_roster
+def _mesh_config(run: argparse.ArgumentParser, party: PartyOptions):
+    from .config import mesh_config
 
-    if options.trust_room_server:
-        if options.roster:
-            run.error("--roster and --trust-room-server exclude each other")
-        try:
-            return (FileIdentity.load(options.key) if options.key
-                    else FileIdentity.generate()), None
-        except KeyFileError as exc:
-            run.error(str(exc))
-    if not options.key or not options.roster:
-        run.error("distributed mode needs --key and --roster: each party makes a key with "
-                  "`mpc-net keygen --out me.key`, then all agree on `mpc-net roster KEY0 KEY1 "
-                  "... --out roster.json` (or, weaker, --trust-room-server)")
     try:
-        identity = FileIdentity.load(options.key)
-        roster = load_roster(options.roster)
-    except KeyFileError as exc:
+        return mesh_config(party)
+    except ConfigError as exc:
         run.error(str(exc))
-    if len(roster) != parties:
-        run.error(f"the roster {options.roster} lists {len(roster)} parties, not -M {parties}")
-    holder = roster.index_of(identity.public_key)
-    if holder != options.index:
-        where = "is not in the roster" if holder is None else f"is party {holder}'s"
-        run.error(f"your key {encode_public_key(identity.public_key)} {where}, "
-                  f"not party {options.index}'s")
-    return identity, roster
 
 
 def _web_module():

@@ -19,7 +19,7 @@ ENVIRONMENT_VARIABLE = "MPC_NET_ICE"
 _URL = re.compile(
     r"(?P<scheme>stuns?|turns?):"
     r"(?:(?P<user>[^:@/?]+):(?P<password>[^@/?]*)@)?"
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
+    r"(?P<host>\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9.-]+)"
     r"(?::(?P<port>\d{1,5}))?"
     r"(?:\?transport=(?P<transport>[a-z]+))?")
 
@@ -42,11 +42,13 @@ def parse_url(text: str, *, credentials: bool = True) -> dict:
     scheme, host, port, transport = match.group("scheme", "host", "port", "transport")
     if port is not None and not 0 < int(port) < 65536:
         raise IceConfigError(f"port out of range in {text!r}")
+    # What aiortc cannot use is refused here rather than when the first connection is made.
     if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise IceConfigError(f"bad IPv6 address in {text!r}") from None
+        raise IceConfigError(f"aiortc cannot use an IPv6 address in an ICE server URL; give a "
+                             f"host name or an IPv4 address: {text!r}")
+    if scheme == "stuns":
+        raise IceConfigError(f"aiortc does not support STUN over TLS (stuns:); use stun: or a "
+                             f"turns: relay: {text!r}")
     address = f"{host}:{port}" if port else host
     if scheme.startswith("stun"):
         if match.group("user") is not None or transport is not None:

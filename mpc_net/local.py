@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,8 @@ from .signaling.server import RoomServer
 
 logger = logging.getLogger("mpc_net.local")
 
+LOG_TAIL_LINES = 15  # of a failed party's output, shown on this terminal
+
 
 async def run_local(script: str, script_args: list[str], parties: int, party_options: list[str],
                     log_dir: str | None, grace: float) -> int:
@@ -23,9 +26,21 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
 
     Returns 0 if every party succeeded. After the first failure the others get `grace`
     seconds to notice it themselves (they report the lost party) before they are stopped.
+    The last lines of a failed party's log are shown; `logs` is a new temporary directory,
+    removed at the end, unless `log_dir` is given.
     """
     logs = Path(log_dir or tempfile.mkdtemp(prefix="mpc-net-"))
     logs.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _run_parties(script, script_args, parties, party_options, logs,
+                                  log_dir is not None, grace)
+    finally:
+        if log_dir is None:
+            shutil.rmtree(logs, ignore_errors=True)  # the logs, and the throwaway keys
+
+
+async def _run_parties(script: str, script_args: list[str], parties: int,
+                       party_options: list[str], logs: Path, kept: bool, grace: float) -> int:
     credentials = _throwaway_credentials(logs, parties)
     room = f"local-{secrets.token_hex(4)}"
     async with RoomServer("127.0.0.1", 0) as server:
@@ -35,7 +50,8 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
                 command = [sys.executable, "-m", "mpc_net", "run", "-M", str(parties), "-I", str(i),
                            "--room", room, "--signal", server.url, *party_options,
                            *credentials[i],
-                           "--", script, *script_args]
+                           # The second `--`: every argument after it is the program's.
+                           "--", script, "--", *script_args]
                 if i == 0:
                     procs[i] = await asyncio.create_subprocess_exec(*command)
                     continue
@@ -45,8 +61,9 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
                         *command, stdin=asyncio.subprocess.DEVNULL, stdout=log,
                         stderr=asyncio.subprocess.STDOUT)
             if parties > 1:
-                logger.info("local mode: %d parties in room %s; output of parties 1-%d in %s",
-                            parties, room, parties - 1, logs / "party<i>.log")
+                logger.info("local mode: %d parties in room %s; output of parties 1-%d in %s%s",
+                            parties, room, parties - 1, logs / "party<i>.log",
+                            "" if kept else " (removed at exit; keep it with --log-dir)")
             return await _supervise(procs, logs, grace)
         finally:
             for proc in procs.values():
@@ -90,8 +107,20 @@ async def _supervise(procs: dict[int, asyncio.subprocess.Process], logs: Path,
                 if deadline is None:
                     deadline = loop.time() + grace
     for i in sorted(set(failed)):
-        where = "above" if i == 0 else os.fspath(logs / f"party{i}.log")
         code = procs[i].returncode
         status = f"exit code {code}" if code is not None else "stopped"
-        logger.error("party %d failed (%s); its output: %s", i, status, where)
+        if i == 0:
+            logger.error("party 0 failed (%s); its output is above", status)
+            continue
+        path = logs / f"party{i}.log"
+        logger.error("party %d failed (%s); the last lines of its output (%s):\n%s", i, status,
+                     path, _last_lines(path))
     return 1 if failed else 0
+
+
+def _last_lines(path: Path, count: int = LOG_TAIL_LINES) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-count:]
+    except OSError as exc:
+        return f"  (cannot read it: {exc.strerror})"
+    return "\n".join(f"  | {line}" for line in lines) or "  (empty)"

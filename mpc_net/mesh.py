@@ -31,6 +31,9 @@ from .signaling.protocol import SignalingError
 from .transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport, PeerLost
 
 logger = logging.getLogger("mpc_net.mesh")
+# Whom a party waits for while connecting; the CLI shows it on a terminal (or with -v).
+progress_logger = logging.getLogger("mpc_net.progress")
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines
 
 LOSS_GRACE = 2.0  # seconds a lost channel waits while connecting before it fails the attempt
 
@@ -225,6 +228,7 @@ class Mesh:
 
     async def _run_signaling(self, started: float) -> None:
         receive = asyncio.ensure_future(self._client.recv())
+        reported = started
         try:
             while len(self.transports) < len(self.others):
                 # Woken by a message, a failure, or a channel becoming ready; the timeout
@@ -238,8 +242,25 @@ class Mesh:
                     self._handle(receive.result())
                     receive = asyncio.ensure_future(self._client.recv())
                 self._check_deadlines(started)
+                if time.monotonic() - reported >= PROGRESS_INTERVAL:
+                    reported = time.monotonic()
+                    progress_logger.info("%s", self._waiting(started))
         finally:
             receive.cancel()
+
+    def _waiting(self, started: float) -> str:
+        """Whom this party still waits for, and the time left until the first of them fails
+        its deadline (see _check_deadlines)."""
+        cfg = self.config
+        missing = [j for j in self.others if j not in self.transports]
+        deadlines = []
+        for j in missing:
+            since = self._left[j][0] if j in self._left else self._since.get(j)
+            deadlines.append(started + cfg.join_timeout if since is None
+                             else since + cfg.connect_timeout)
+        left = max(0.0, min(deadlines) - time.monotonic())
+        who = ("party " if len(missing) == 1 else "parties ") + ", ".join(map(str, missing))
+        return f"waiting for {who}: {left:.0f} s left"
 
     def _handle(self, message: dict) -> None:
         kind = message["type"]

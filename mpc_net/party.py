@@ -10,19 +10,20 @@ import traceback
 from typing import NoReturn
 
 from .mesh import Mesh, MeshConfig, MeshError
-from .runtime import RunFailure, install, mpyc_flags
+from .runtime import RunFailure, install
 
 logger = logging.getLogger("mpc_net.party")
 
 
-def run_party(script: str, script_args: list[str], config: MeshConfig | None) -> int:
-    """Run `script` as party `config.pid` of `config.parties` (alone if config is None).
+def run_party(argv: list[str], config: MeshConfig | None) -> int:
+    """Run the program `argv[0]` with MPyC's command line `argv` (runtime.mpyc_argv), as party
+    `config.pid` of `config.parties` (alone, or MPyC's help, if config is None).
 
     Returns the exit code. The program's stdout is untouched; mpc-net reports on stderr.
     """
-    parties = ["-M", "1"] if config is None else ["-M", str(config.parties), "-I", str(config.pid)]
+    script = argv[0]
     # MPyC reads its options from sys.argv when mpyc.runtime is first imported.
-    sys.argv = [script, *script_args, *parties, *mpyc_flags(config)]
+    sys.argv = list(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     failure = RunFailure()
     if config is not None:

@@ -6,19 +6,46 @@ barrier all run as they do over TCP; only the way connections are made and unmad
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
 import logging
+import os
+import sys
 import time
 import types
 from collections.abc import Callable
+from typing import NoReturn
 
-from .mesh import Mesh, MeshConfig
+from .mesh import Mesh
 from .transport import PeerLost
 
 logger = logging.getLogger("mpc_net.runtime")
 
-def mpyc_flags(config: MeshConfig | None) -> list[str]:
-    """MPyC options every party of the room must share.
+# MPyC options that mpc-net replaces or cannot honour, and what it does instead.
+REFUSED_MPYC_OPTIONS = {
+    "ssl": ("--ssl", "every mpc-net channel is encrypted (DTLS) and authenticated against the "
+                     "roster already"),
+    "parties": ("-P", "parties find each other through the room server (--room, --signal)"),
+    "config": ("-C/--config", "parties find each other through the room server (--room, "
+                              "--signal)"),
+    "base_port": ("-B/--base-port", "parties connect over WebRTC, not to TCP ports"),
+    "output_file": ("--output-file", "local mode writes the output of parties 1..m-1 to files "
+                                     "(kept with --log-dir)"),
+    "output_windows": ("--output-windows", "local mode writes the output of parties 1..m-1 to "
+                                           "files (kept with --log-dir)"),
+}
+
+
+class MpycOptionError(ValueError):
+    """Program arguments that would make MPyC run other than as mpc-net's party."""
+
+
+def mpyc_argv(script: str, program_args: list[str], parties: int, pid: int | None,
+              mix32_64bit: bool) -> list[str]:
+    """The command line MPyC reads (its sys.argv): our flags first, so that a `--` among the
+    program's arguments cannot hide them from MPyC's parser.
 
     By default parties use MPyC's portable program-counter hop and array transfers: the
     default hop is `hash(tuple)`, which differs between 64-bit CPython and 32-bit Pyodide, so
@@ -26,7 +53,70 @@ def mpyc_flags(config: MeshConfig | None) -> list[str]:
     mode, or `--native-only`) keeps MPyC's defaults: numpy arrays then travel pickled, which
     costs less time.
     """
-    return ["--mix32-64bit"] if config is not None and config.mix32_64bit else []
+    ours = ["-M", str(parties), *(["-I", str(pid)] if pid is not None else []),
+            *(["--mix32-64bit"] if mix32_64bit else [])]
+    return [script, *ours, *program_args]
+
+
+def import_mpyc(argv: list[str], *, runs_here: bool = True) -> None:
+    """Import MPyC, which reads sys.argv at import (logging, worker threads, numpy, gmpy2).
+
+    A process that will run the program (runs_here) sets sys.argv to `argv` first; one that
+    only checks arguments (local mode's supervisor) keeps MPyC quiet. A bad value for one of
+    MPyC's flags raises MpycOptionError with MPyC's own one-line reason, not its usage text.
+    """
+    saved = sys.argv
+    if "mpyc" in sys.modules:
+        sys.argv = argv if runs_here else saved
+        return
+    sys.argv = argv if runs_here else [argv[0], "--no-log", *argv[1:]]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            import mpyc  # noqa: F401
+    except SystemExit:
+        lines = err.getvalue().strip().splitlines() or ["bad arguments for MPyC"]
+        raise MpycOptionError(f"MPyC: {lines[-1].partition('error: ')[2] or lines[-1]}"
+                              ) from None
+    finally:
+        if not runs_here:
+            sys.argv = saved
+
+
+def check_mpyc_argv(argv: list[str], program_args: list[str]) -> argparse.Namespace:
+    """MPyC's own reading of `argv` (mpyc_argv's, ending in `program_args`), refused if the
+    program's arguments set -M or -I (mpc-net's) or an option mpc-net replaces. Needs
+    import_mpyc first."""
+    import mpyc
+
+    parser = mpyc._get_arg_parser()
+
+    def error(message: str) -> NoReturn:
+        raise MpycOptionError(f"MPyC: {message}")
+
+    parser.error = error  # type: ignore[method-assign]
+    theirs, _ = parser.parse_known_args(program_args)
+    if theirs.M is not None or theirs.index is not None:
+        raise MpycOptionError("-M and -I (--index) are mpc-net's: give them before any `--` "
+                              "(after it they go to MPyC, and contradict mpc-net's)")
+    options, _ = parser.parse_known_args(argv[1:])
+    refusal = refused_option(options)
+    if refusal is not None:
+        raise MpycOptionError(refusal)
+    return options
+
+
+def refused_option(options: argparse.Namespace) -> str | None:
+    """Why MPyC's `options` (as its parser makes them) cannot run under mpc-net, if so."""
+    for name, (flag, instead) in REFUSED_MPYC_OPTIONS.items():
+        if getattr(options, name):
+            return f"MPyC's {flag} does not apply under mpc-net: {instead}"
+    return None
+
+
+def portable(options: argparse.Namespace) -> bool:
+    """Whether MPyC runs with its portable hop (--mix32-64bit, or $MPYC_MIX32_64BIT=1), which
+    all parties must agree on: the handshake compares it."""
+    return bool(options.mix32_64bit) or os.getenv("MPYC_MIX32_64BIT") == "1"
 
 
 class RunFailure:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from .argtypes import port
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
 from .signaling.server import RoomServer, add_limit_arguments, limits_from, setup_logging
@@ -191,7 +192,7 @@ class WebServer(RoomServer):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=8000,
+    parser.add_argument("--port", type=port, default=8000,
                         help="TCP port for the pages and the room server (default %(default)s; "
                              "0 picks a free one)")
     parser.add_argument("--bundle", type=Path,

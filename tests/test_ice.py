@@ -8,6 +8,10 @@ import hmac
 import os
 
 import pytest
+from aiortc import RTCIceServer
+from aiortc.rtcicetransport import connection_kwargs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpc_net.ice import (
     IceConfigError,
@@ -26,7 +30,6 @@ from helpers import DEMOS, mpc_net
 
 @pytest.mark.parametrize("url, server", [
     ("stun:203.0.113.10", {"urls": ["stun:203.0.113.10"]}),
-    ("stun:[::1]:3478", {"urls": ["stun:[::1]:3478"]}),
     ("turn:alice:s3cret@turn.example.org:3478",
      {"urls": ["turn:turn.example.org:3478"], "username": "alice", "credential": "s3cret"}),
     ("turn:a%40b:p%3Aq@203.0.113.10:3478?transport=tcp",
@@ -47,10 +50,55 @@ def test_good_urls(url: str, server: dict) -> None:
     ("turns:u:p@203.0.113.10?transport=udp", "transport=tcp"),
     ("stun:203.0.113.10:70000", "port out of range"),
     ("stun:[zz::1]", "malformed"),
+    ("stun:[::1]:3478", "cannot use an IPv6 address"),
+    ("turn:u:p@[2001:db8::1]:3478", "cannot use an IPv6 address"),
+    ("stuns:203.0.113.10:5349", "does not support STUN over TLS"),
 ])
 def test_bad_urls(url: str, message: str) -> None:
     with pytest.raises(IceConfigError, match=message):
         parse_url(url)
+
+
+def _aiortc_uses(server: dict) -> bool:
+    """Whether aiortc's own parser takes `server` and uses it (as the only one given)."""
+    try:
+        used = connection_kwargs([RTCIceServer(**server)])
+    except ValueError:  # aiortc: "malformed uri"
+        return False
+    return "stun_server" in used or "turn_server" in used
+
+
+GOOD = ["stun:203.0.113.10", "stun:stun.example.org:3478", "turn:u:p@203.0.113.10",
+        "turn:u:p@turn.example.org:3478?transport=tcp", "turn:u:p@h:3478?transport=udp",
+        "turns:u:p@turn.example.org:5349", "turns:u:p@h?transport=tcp"]
+# What aiortc rejects as malformed, or takes and then silently ignores.
+AIORTC_CANNOT = ["stun:[::1]:3478", "stun:[2001:db8::1]", "turn:u:p@[::1]:3478",
+                 "stuns:203.0.113.10", "stuns:h:5349", "turn:u:p@h?transport=sctp",
+                 "turns:u:p@h?transport=udp", "stun:h?transport=udp", "stun:", "turn:u:p@"]
+
+
+@pytest.mark.parametrize("url", GOOD)
+def test_what_we_accept_aiortc_uses(url: str) -> None:
+    assert _aiortc_uses(parse_url(url))
+
+
+@pytest.mark.parametrize("url", AIORTC_CANNOT)
+def test_what_aiortc_cannot_use_we_refuse(url: str) -> None:
+    with pytest.raises(IceConfigError):
+        parse_url(url)
+    server = {"urls": [url.replace("u:p@", "")], "username": "u", "credential": "p"}
+    assert not _aiortc_uses(server)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="stunr:[]@?=.0123456789abcdpx-", max_size=40))
+def test_agreement_with_aiortc_on_any_text(text: str) -> None:
+    """Whatever URL we accept, aiortc's parser takes and uses too."""
+    try:
+        server = parse_url(text)
+    except IceConfigError:
+        return
+    assert _aiortc_uses(server), (text, server)
 
 
 def test_environment_and_what_aiortc_ignores() -> None:
@@ -106,6 +154,12 @@ def test_candidate_types() -> None:
     (["signal", "--turn-url", "turn:u:p@203.0.113.10", "--turn-secret", "s"],
      "without credentials"),
     (["signal", "--ice", "stun:"], "malformed"),
+    (["run", str(DEMOS / "auction.py"), "-M2", "-I", "0", "--room", "r", "--signal",
+      "ws://127.0.0.1:9", "--trust-room-server", "--ice", "stun:[::1]:3478"],
+     "cannot use an IPv6 address"),
+    (["run", str(DEMOS / "auction.py"), "-M3", "--ice", "stuns:203.0.113.10"],
+     "does not support STUN over TLS"),
+    (["signal", "--ice", "stuns:203.0.113.10"], "does not support STUN over TLS"),
 ])
 def test_bad_ice_options_are_one_line_and_exit_code_2(args: list[str], message: str) -> None:
     done = mpc_net(*args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -53,3 +54,26 @@ def test_failing_party_fails_the_run(tmp_path) -> None:
     assert done.returncode == 1
     assert re.search(r"party 1 failed .*party1\.log", done.stderr), done.stderr
     assert "party 1 gives up" in (tmp_path / "party1.log").read_text()
+    assert "| party 1 gives up" in done.stderr  # the end of its log, shown here
+
+
+LOGS = re.compile(r"output of parties 1-\d+ in (\S+)/party<i>\.log \(removed at exit")
+
+
+def test_temporary_directory_is_removed_and_a_failure_explained(tmp_path) -> None:
+    script = tmp_path / "fails_on_party_2.py"
+    script.write_text(
+        "from mpyc.runtime import mpc\n"
+        "mpc.run(mpc.start())\n"
+        "if mpc.pid == 2:\n"
+        "    raise SystemExit('party 2 gives up')\n"
+        "mpc.run(mpc.shutdown())\n")
+    done = mpc_net("run", str(script), "-M3", "--peer-timeout", "3")
+    assert done.returncode == 1
+    logs = LOGS.search(done.stderr)
+    assert logs, done.stderr
+    assert not os.path.exists(logs.group(1))  # keys and logs are gone ...
+    assert "party 2 failed" in done.stderr and "\n  | party 2 gives up\n" in done.stderr
+    done = mpc_net("run", str(DEMOS / "auction.py"), "-M2")
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(LOGS.search(done.stderr).group(1))  # ... after a success too

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..mesh import MeshConfig
 from ..rtc.browser import BrowserPeerConnection
-from ..runtime import BrowserRun, install, mpyc_flags
+from ..runtime import BrowserRun, install, mpyc_argv
 from .signaling import BrowserSignalingClient
 from .status import ObservedMesh, PeerBoard
 
@@ -71,8 +71,7 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         return connections[-1]
 
     _fresh_mpyc()
-    sys.argv = [script, *args, "-M", str(config.parties), "-I", str(config.pid),
-                *mpyc_flags(config)]
+    sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))
         log = stack.enter_context(contextlib.closing(LineWriter(ui.log)))

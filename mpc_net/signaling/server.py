@@ -16,7 +16,6 @@ import hmac
 import http
 import json
 import logging
-import math
 import signal
 import sys
 from collections import Counter, deque
@@ -32,6 +31,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from ..argtypes import number
 from ..ice import TurnRest
 from . import protocol
 from .protocol import MAX_MESSAGE_BYTES, ErrorCode, ProtocolError
@@ -524,38 +524,38 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the limit options (and --log-format) to the `mpc-net signal` parser."""
     d = Limits()
     group = parser.add_argument_group("limits (0 turns a timeout or the address limit off)")
-    group.add_argument("--max-message-bytes", type=_number(int, 1), default=d.max_message_bytes,
+    group.add_argument("--max-message-bytes", type=number(int, 1), default=d.max_message_bytes,
                        metavar="BYTES", help="largest message a client may send "
                        f"(default: {d.max_message_bytes})")
-    group.add_argument("--messages-per-second", type=_number(float, 0, strict=True),
+    group.add_argument("--messages-per-second", type=number(float, 0, strict=True),
                        default=d.messages_per_second, metavar="RATE",
                        help="sustained messages per second per connection; more get a "
                        "rate-limited error, and a connection that keeps on is closed "
                        f"(default: {d.messages_per_second:g})")
-    group.add_argument("--message-burst", type=_number(int, 1), default=d.message_burst,
+    group.add_argument("--message-burst", type=number(int, 1), default=d.message_burst,
                        metavar="N", help="messages a connection may send at once above the rate "
                        f"(default: {d.message_burst})")
-    group.add_argument("--max-rooms", type=_number(int, 1), default=d.max_rooms, metavar="N",
+    group.add_argument("--max-rooms", type=number(int, 1), default=d.max_rooms, metavar="N",
                        help=f"rooms open at once (default: {d.max_rooms})")
-    group.add_argument("--max-connections", type=_number(int, 1), default=d.max_connections,
+    group.add_argument("--max-connections", type=number(int, 1), default=d.max_connections,
                        metavar="N", help="connections open at once, which bounds the memory "
                        f"(default: {d.max_connections})")
-    group.add_argument("--max-connections-per-address", type=_number(int, 0),
+    group.add_argument("--max-connections-per-address", type=number(int, 0),
                        default=d.max_connections_per_address, metavar="N",
                        help="connections from one client IP address; behind a proxy all "
                        f"clients share its address (default: {d.max_connections_per_address})")
-    group.add_argument("--join-timeout", type=_number(float, 0), default=d.join_timeout,
+    group.add_argument("--join-timeout", type=number(float, 0), default=d.join_timeout,
                        metavar="SECONDS", help="close a connection that is not in a room this "
                        f"long after connecting or leaving (default: {d.join_timeout:g})")
-    group.add_argument("--idle-timeout", type=_number(float, 0), default=d.idle_timeout,
+    group.add_argument("--idle-timeout", type=number(float, 0), default=d.idle_timeout,
                        metavar="SECONDS", help="close a connection in a room that sends nothing "
                        "this long; keep it above the parties' --join-timeout "
                        f"(default: {d.idle_timeout:g})")
-    group.add_argument("--send-queue-messages", type=_number(int, 1),
+    group.add_argument("--send-queue-messages", type=number(int, 1),
                        default=d.send_queue_messages, metavar="N",
                        help="messages waiting for a slow reader before it is disconnected "
                        f"(default: {d.send_queue_messages})")
-    group.add_argument("--send-queue-bytes", type=_number(int, 1), default=d.send_queue_bytes,
+    group.add_argument("--send-queue-bytes", type=number(int, 1), default=d.send_queue_bytes,
                        metavar="BYTES", help="bytes waiting for a slow reader before it is "
                        "disconnected; at least --max-message-bytes "
                        f"(default: {d.send_queue_bytes})")
@@ -624,22 +624,6 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         # json.dumps escapes newlines, so a traceback stays on its one line.
         return json.dumps(entry, default=str)
-
-
-def _number(kind: type, minimum: float, *, strict: bool = False) -> Any:
-    """An argparse type: a number of `kind` at least (or, strict, above) `minimum`."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            relation = "above" if strict else "at least"
-            raise argparse.ArgumentTypeError(f"must be {relation} {minimum}: {text!r}")
-        return value
-
-    return parse
 
 
 def _token(text: str) -> str:

@@ -1,0 +1,45 @@
+"""Numbers from the command line and from the Python API, checked the same way everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
+
+
+def bounds_error(value: float, minimum: float, *, strict: bool = False,
+                 maximum: float | None = None) -> str | None:
+    """Why `value` is out of bounds (finite, at least or above `minimum`, at most `maximum`),
+    or None if it is within them."""
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if value < minimum or (strict and value == minimum):
+        return ("must be positive" if strict and minimum == 0 else
+                f"must be {'above' if strict else 'at least'} {minimum}")
+    if maximum is not None and value > maximum:
+        return f"must be at most {maximum}"
+    return None
+
+
+def number(kind: type, minimum: float, *, strict: bool = False,
+           maximum: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` within bounds (see `bounds_error`)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        error = bounds_error(value, minimum, strict=strict, maximum=maximum)
+        if error is not None:
+            raise argparse.ArgumentTypeError(f"{error}: {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = number(int, 0, strict=True)
+positive_float = number(float, 0, strict=True)
+# A TCP port to listen on; 0 lets the system pick a free one.
+port = number(int, 0, maximum=65535)
