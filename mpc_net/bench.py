@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TCP, MPC_NET = "tcp", "mpc-net"
 
-# Targets of issue 6, quoted next to the figures.
+# Speed targets, quoted next to the figures.
 TARGET_MEDIAN_DEMO_RATIO = 1.1
 TARGET_MAX_DEMO_RATIO = 1.5
 TARGET_PINGPONG_VS_UDP = 2.0
@@ -542,7 +542,8 @@ def _is_short(result: dict) -> bool:
 
 
 def demo_summary(results: list[dict]) -> dict:
-    """The demo figures of issue 6: median and largest elapsed-time ratio over demos and m,
+    """The demo figures of the speed targets: median and largest elapsed-time ratio over
+    demos and m,
     over all of them and over those not too short to compare."""
     demo = [r for r in results if r["kind"] == "demo" and r["ratio"]["elapsed"]]
     if not demo:
@@ -835,7 +836,7 @@ def transport_tables(results: dict) -> list[str]:
 
 
 def targets(demos: dict, transport: dict) -> list[dict]:
-    """Each target of issue 6 with the measured figure, where this run measured it."""
+    """Each speed target with the measured figure, where this run measured it."""
     out = []
 
     def add(name: str, goal: str, value: float | None, met: bool | None, unit: str) -> None:
@@ -874,7 +875,7 @@ def targets(demos: dict, transport: dict) -> list[dict]:
 
 
 def targets_table(rows: list[dict]) -> str:
-    return markdown_table(["target (issue 6)", "goal", "measured", "met"], [
+    return markdown_table(["target", "goal", "measured", "met"], [
         [r["target"], f"{r['goal']} {r['unit']}", f"{r['measured']:.3g} {r['unit']}",
          "yes" if r["met"] else "no"] for r in rows])
 
@@ -944,7 +945,7 @@ def run(options: argparse.Namespace) -> int:
                 print("\n" + table)
     report["targets"] = targets(report.get("demos", {}), report.get("transport", {}))
     if report["targets"]:
-        print("\nTargets of issue 6\n\n" + targets_table(report["targets"]))
+        print("\nSpeed targets\n\n" + targets_table(report["targets"]))
     report["duration_s"] = time.perf_counter() - started
     report["load_after"] = os.getloadavg()
     print(f"\nLoad average (1, 5, 15 min) before: {_load(report['load_before'])}; after: "

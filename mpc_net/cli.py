@@ -41,7 +41,7 @@ examples:
   mpc-net signal --host 0.0.0.0 --port 8765                    # on a reachable host
   mpc-net keygen --out me.key                                  # each party, once
   mpc-net roster ed25519:AAA... ed25519:BBB... ed25519:CCC... --out roster.json
-  mpc-net run demos/auction.py -M3 -I 0 --room lab --signal ws://HOST:8765 \
+  mpc-net run demos/auction.py -M3 -I 0 --room lab --signal ws://HOST:8765 \\
       --key me.key --roster roster.json                        # one per party"""
 
 
@@ -173,8 +173,10 @@ def _parser() -> argparse.ArgumentParser:
 
     web = commands.add_parser(
         "web", help="serve the browser app and a room server on one port",
-        description="Serve the browser bundle (build it with `python wasm/build.py`) and a room "
-                    "server on one port: people take part in a computation by opening a link.")
+        description="Serve the browser app and a room server on one port: people take part in "
+                    "a computation by opening a link. The first start builds the app's bundle "
+                    "for the installed mpc-net into a per-user cache (needs npm and the package "
+                    "registries once; --bundle DIR serves a bundle built elsewhere).")
     _web_module().add_arguments(web)
 
     signal = commands.add_parser(
