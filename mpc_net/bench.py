@@ -543,8 +543,7 @@ def _is_short(result: dict) -> bool:
 
 def demo_summary(results: list[dict]) -> dict:
     """The demo figures of the speed targets: median and largest elapsed-time ratio over
-    demos and m,
-    over all of them and over those not too short to compare."""
+    demos and m, over all of them and over those not too short to compare."""
     demo = [r for r in results if r["kind"] == "demo" and r["ratio"]["elapsed"]]
     if not demo:
         return {}
