@@ -247,6 +247,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     _setup_logging(options.verbose, options.quiet)
     if not os.path.isfile(options.script):
         run.error(f"no such program: {options.script}")
+    from .rtc.patches import check_stock_sctp
+    check_stock_sctp(run.error)
     parties = options.parties or 1
     if options.index is None:
         if options.room or options.signal:
