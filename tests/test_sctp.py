@@ -5,12 +5,15 @@ packets on the wire, nothing lost, and plain aiortc on the other end still works
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
 
 from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.sctp import SACK_DELAY, PiggybackSctpTransport, _gap_blocks, run_eagerly
+
+from helpers import DEMOS, mpc_net
 
 
 @pytest.fixture(autouse=True)
@@ -203,3 +206,11 @@ def test_reassembly_searches_only_when_a_message_can_be_complete() -> None:
     stream.add_chunk(middle)  # fills the gap: the message is complete
     assert [m[2] for m in stream.pop_messages()] == [b"abc"]
     assert stream.reassembly == []
+
+
+def test_a_malformed_switch_is_a_usage_error() -> None:
+    done = mpc_net("run", str(DEMOS / "auction.py"), "-M2",
+                   env={**os.environ, "MPC_NET_STOCK_SCTP": "yes"})
+    assert done.returncode == 2, done.stderr
+    assert "MPC_NET_STOCK_SCTP must be 1" in done.stderr and "'yes'" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
