@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass
 
@@ -221,3 +223,26 @@ async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> Non
                 unlisted.append(f"{path}: {name} (also on {', '.join(holders)})")
     assert not unlisted, (f"{VERSIONS}: private names of aiortc/aioice used but not in "
                           "RELIED_ON:\n" + "\n".join(unlisted))
+
+
+_DEFERRED = """
+import sys
+before = list(sys.meta_path)
+import mpc_net.rtc.native
+assert sys.meta_path == before, "lean_imports left its finder installed"
+lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
+assert {"dns.message", "dns.zone", "ifaddr"} <= lazy, sorted(lazy)
+import dns.message, ifaddr
+query = dns.message.make_query("peer.local", "A")
+assert dns.message.from_wire(query.to_wire()).question == query.question
+assert any(adapter.ips for adapter in ifaddr.get_adapters())
+assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in ("dns.message", "ifaddr")}
+"""
+
+
+def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
+    # dnspython (mDNS candidates only) and ifaddr (only without --local-address): not loaded
+    # by importing aiortc, and whole when used. Fails if aioice starts using them at import.
+    done = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCIceTransportPolicy,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
-
 from ..transport import ChannelEvents
 from .events import ChannelEventRelay
-from .patches import apply_process_patches, tune_association, use_host_addresses
+from .patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
+
+with lean_imports():
+    from aiortc import (
+        RTCConfiguration,
+        RTCIceServer,
+        RTCIceTransportPolicy,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
 
 __all__ = ["NativePeerConnection", "quiet_internal_errors", "use_host_addresses"]
 
