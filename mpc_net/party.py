@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import runpy
@@ -32,6 +33,7 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
 
         install(lambda: Mesh(config, NativePeerConnection, failure))
         quiet_internal_errors(mpc._loop)
+    gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
     try:
         runpy.run_path(script, run_name="__main__")
     except MeshError as exc:
