@@ -5,9 +5,9 @@ names each private member relied on and fails when a release changes one):
 
 - while aiortc is imported (`lean_imports`): aioice imports dnspython, which only a peer with
   mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only a party without
-  --local-address needs; their modules load when first used instead (about 0.08 s of CPU less
-  per party start). aiortc's media stack (PyAV) is still imported: aiortc's modules take names
-  from it at import, and a stand-in for it saved only about 0.05 s.
+  --local-address needs; their modules load when first used instead (about 0.1 s of CPU less
+  per party start). aiortc's media stack (PyAV, as much again) is still imported: aiortc's
+  modules bind its classes by name at import, so no stand-in could be fully transparent.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, eager sends and cheaper reassembly
