@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
@@ -214,3 +216,31 @@ def test_a_malformed_switch_is_a_usage_error() -> None:
     assert done.returncode == 2, done.stderr
     assert "MPC_NET_STOCK_SCTP must be 1" in done.stderr and "'yes'" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+_STOCK_RUN = """
+import asyncio, sys
+from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+
+async def main():
+    use_host_addresses(["127.0.0.1"])
+    a, b = NativePeerConnection([]), NativePeerConnection([])
+    await a.accept_answer(await b.accept_offer(await a.create_offer()))
+    await asyncio.wait_for(asyncio.gather(a.opened, b.opened), 20)
+    received = asyncio.get_running_loop().create_future()
+    b.channel.on("message", received.set_result)
+    a.channel.send(b"as shipped")
+    assert await asyncio.wait_for(received, 10) == b"as shipped"
+    await asyncio.gather(a.close(), b.close())
+
+asyncio.run(main())
+assert "mpc_net.rtc.sctp" not in sys.modules, "the switch left some of mpc-net's SCTP in"
+"""
+
+
+def test_the_switch_leaves_every_change_to_aiortcs_sctp_out() -> None:
+    # In a process of its own: whatever touches aiortc's SCTP lives in mpc_net/rtc/sctp.py,
+    # which a connection with MPC_NET_STOCK_SCTP=1 never even imports.
+    done = subprocess.run([sys.executable, "-c", _STOCK_RUN], capture_output=True, text=True,
+                          env={**os.environ, "MPC_NET_STOCK_SCTP": "1"}, timeout=60)
+    assert done.returncode == 0, done.stderr
