@@ -29,26 +29,30 @@ PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.keys", "mpc_net.signaling.protoc
          "mpc_net.mesh", "mpc_net.signaling.client", "mpc_net.party", "mpyc.runtime",
          "mpc_net.rtc.native")
 
+# The modules, and whether the cyclic garbage collector is off while importing them.
 VARIANTS = {
-    "mpyc.runtime": ("mpyc.runtime",),
-    "party": PARTY,
-    # aioice imported first: nothing deferred (rtc/patches.py, DEFERRED_PACKAGES), as before.
-    "party, nothing deferred": ("aioice", *PARTY),
-    "aiortc alone": ("aiortc",),
+    "mpyc.runtime": (("mpyc.runtime",), False),
+    "party": (PARTY, True),  # as `mpc-net run` imports (cli.py)
+    # As before: aioice imported first, so nothing deferred (rtc/patches.py), collector on.
+    "party, nothing deferred, collector on": (("aioice", *PARTY), False),
+    "aiortc alone": (("aiortc",), False),
 }
 
 _MEASURE = """
-import sys, time
+import gc, sys, time
 wall, cpu = time.perf_counter(), time.process_time()
-for name in sys.argv[1:]:
+if sys.argv[1] == "off":
+    gc.disable()
+for name in sys.argv[2:]:
     __import__(name)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
-def measure(modules: tuple[str, ...], env: dict[str, str]) -> tuple[float, float]:
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *modules], env=env,
-                          capture_output=True, text=True, check=True)
+def measure(variant: tuple[tuple[str, ...], bool], env: dict[str, str]) -> tuple[float, float]:
+    modules, collector_off = variant
+    done = subprocess.run([sys.executable, "-c", _MEASURE, "off" if collector_off else "on",
+                           *modules], env=env, capture_output=True, text=True, check=True)
     wall, cpu = done.stdout.split()[-2:]  # after anything the imports print
     return float(wall), float(cpu)
 
@@ -74,12 +78,12 @@ def main() -> None:
     options = parser.parse_args()
     runs = options.runs
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    for modules in VARIANTS.values():
-        measure(modules, env)  # writes the bytecode caches
+    for variant in VARIANTS.values():
+        measure(variant, env)  # writes the bytecode caches
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
     for _ in range(runs):
-        for name, modules in VARIANTS.items():
-            times[name].append(measure(modules, env))
+        for name, variant in VARIANTS.items():
+            times[name].append(measure(variant, env))
     base_wall, base_cpu = (statistics.median(t[i] for t in times["mpyc.runtime"]) for i in (0, 1))
     print(f"Import time, median of {runs} fresh processes (s)\n")
     print("| imports | wall | CPU | wall - mpyc | CPU - mpyc |")

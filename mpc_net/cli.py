@@ -243,6 +243,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
+    gc.disable()  # imports make many objects but no garbage; enabled again once they are done
     run = parser._subparsers._group_actions[0].choices["run"]
     rest = _split_run_arguments(run, options)
     _setup_logging(options.verbose, options.quiet)
@@ -269,6 +270,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                          "--native-only",  # every party is a process of ours
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
         gc.freeze()  # as in party.py: a shorter exit once the parties have ended
+        gc.enable()
         return asyncio.run(run_local(options.script, rest, parties, party_options,
                                      options.log_dir, options.peer_timeout + 5))
     return _run_distributed(run, options, rest, parties)

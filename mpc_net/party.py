@@ -34,6 +34,7 @@ def run_party(script: str, script_args: list[str], config: MeshConfig | None) ->
         install(lambda: Mesh(config, NativePeerConnection, failure))
         quiet_internal_errors(mpc._loop)
     gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
+    gc.enable()  # off while cli.py imported
     try:
         runpy.run_path(script, run_name="__main__")
     except MeshError as exc:
