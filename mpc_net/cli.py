@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -248,6 +249,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
+    gc.disable()  # imports make many objects but no garbage; enabled again once they are done
     from .runtime import MpycOptionError, check_mpyc_argv, import_mpyc, mpyc_argv
 
     run = parser._subparsers._group_actions[0].choices["run"]
@@ -257,6 +259,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
         run.error("the following arguments are required: SCRIPT")
     if not os.path.isfile(script):
         run.error(f"no such program: {script}")
+    from .rtc.patches import check_stock_sctp
+    check_stock_sctp(run.error)
     parties = options.parties or 1
     local = options.index is None
     if local:
@@ -294,6 +298,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                          f"--connect-timeout={options.connect_timeout}",
                          "--native-only",  # every party is a process of ours
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
+        gc.freeze()  # as in party.py: a shorter exit once the parties have ended
+        gc.enable()
         return asyncio.run(run_local(script, rest, parties, party_options,
                                      options.log_dir, options.peer_timeout + 5))
     from .config import host_addresses

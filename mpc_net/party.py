@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import runpy
@@ -33,6 +34,8 @@ def run_party(argv: list[str], config: MeshConfig | None) -> int:
 
         install(lambda: Mesh(config, NativePeerConnection, failure))
         quiet_internal_errors(mpc._loop)
+    gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
+    gc.enable()  # off while cli.py imported
     try:
         runpy.run_path(script, run_name="__main__")
     except MeshError as exc:

@@ -25,8 +25,12 @@ def room_server():
     server.close()
 
 
-@pytest.mark.parametrize("parties", [3, 5])
-def test_separate_processes_match_tcp(room_server, parties: int, tmp_path) -> None:
+# Once also with MPC_NET_STOCK_SCTP=1: aiortc's SCTP as shipped.
+@pytest.mark.parametrize("parties, stock_sctp", [(3, False), (5, False), (3, True)],
+                         ids=["3", "5", "3-stock-sctp"])
+def test_separate_processes_match_tcp(room_server, parties: int, stock_sctp: bool, tmp_path,
+                                      monkeypatch) -> None:
+    monkeypatch.setenv("MPC_NET_STOCK_SCTP", "1" if stock_sctp else "0")  # parties inherit it
     script = DEMOS / "auction.py"
     expected = mpyc_tcp(script, f"-M{parties}")
     procs = start_parties(script, parties, room_server.url, f"auction-{parties}",

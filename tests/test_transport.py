@@ -1,5 +1,6 @@
 """The transport core (records, batching, liveness, SDP facts) and DataChannelTransport, first
-against a scripted channel, then over a real aiortc connection in this process."""
+against a scripted channel, then over a real aiortc connection in this process (with mpc-net's
+SCTP changes and with aiortc's SCTP as shipped)."""
 
 from __future__ import annotations
 
@@ -198,7 +199,8 @@ async def test_silence_is_a_lost_party_and_keepalives_prevent_it() -> None:
     chatty.abort()
 
 
-async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cleanly() -> None:
+async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cleanly(
+        sctp: str) -> None:
     from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 
     use_host_addresses(["127.0.0.1"])

@@ -3,52 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-
-import aioice.ice
-import aioice.turn
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCIceTransportPolicy,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
 
 from ..transport import ChannelEvents
 from .events import ChannelEventRelay
-from .sctp import PiggybackSctpTransport
+from .patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
+
+with lean_imports():
+    from aiortc import (
+        RTCConfiguration,
+        RTCIceServer,
+        RTCIceTransportPolicy,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+
+__all__ = ["NativePeerConnection", "quiet_internal_errors", "use_host_addresses"]
 
 logger = logging.getLogger("mpc_net.native")
-
-# Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
-# 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
-RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
-
-_aioice_host_addresses = aioice.ice.get_host_addresses
-_chosen_host_addresses: list[str] | None = None
-
-
-def use_host_addresses(addresses: list[str] | None) -> None:
-    """Offer host candidates on exactly these local addresses (None: aioice's choice).
-
-    aioice leaves 127.0.0.1 out of its host candidates, so a machine whose only interface is
-    `lo` would offer none at all; then 127.0.0.1 is used.
-    """
-    global _chosen_host_addresses
-    _chosen_host_addresses = list(addresses) if addresses is not None else None
-
-
-def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    if _chosen_host_addresses is None:
-        return _aioice_host_addresses(use_ipv4, use_ipv6) or ["127.0.0.1"]
-    wanted = {4: use_ipv4, 6: use_ipv6}
-    return [a for a in _chosen_host_addresses if wanted[ipaddress.ip_address(a).version]]
-
-
-aioice.ice.get_host_addresses = _host_addresses
-aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
 
 
 def quiet_internal_errors(loop: asyncio.AbstractEventLoop) -> None:
@@ -84,13 +56,14 @@ class NativePeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
     def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
+        apply_process_patches()
         # An explicit list, even an empty one: given None, aiortc silently uses a public STUN.
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers],
                                   iceTransportPolicy=policy)
         self._pc = RTCPeerConnection(config)
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0, ordered=True)
-        PiggybackSctpTransport.adopt(self._pc.sctp)
+        tune_association(self._pc.sctp)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._events = ChannelEventRelay()
         self.channel.on("open", self._on_open)

@@ -13,7 +13,8 @@ has to wait (a TURN channel binding, say), and only then a task finishes the job
 
 Only the acknowledgement policy and the timing change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
-aiortc, tests/browser through Chromium).
+aiortc, tests/browser through Chromium). MPC_NET_STOCK_SCTP=1 leaves all of this out
+(`patches.tune_association`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,133 @@
+"""Every change mpc-net makes to aiortc and aioice, and the switch that turns off the SCTP ones.
+
+Three kinds of change, on aiortc 1.16 / aioice 0.13 (pinned; tests/test_aiortc_canary.py
+names each private member relied on and fails when a release changes one):
+
+- while aiortc is imported (`lean_imports`): aioice imports dnspython, which only a peer with
+  mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only a party without
+  --local-address needs; their modules load when first used instead (about 0.1 s of CPU less
+  per party start). aiortc's media stack (PyAV, as much again) is still imported: aiortc's
+  modules bind its classes by name at import, so no stand-in could be fully transparent.
+- process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
+  when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
+- per association: delayed and piggybacked SACKs, eager sends and cheaper reassembly
+  (`sctp.py`), installed by `tune_association`. MPC_NET_STOCK_SCTP=1 leaves them out, so that
+  aiortc's SCTP runs as shipped: to tell an aiortc regression from one of ours, or to run an
+  aiortc release whose internals moved.
+
+This module imports neither aiortc nor aioice itself, so that the command line can check the
+switch before a party pays for importing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import ipaddress
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiortc import RTCSctpTransport
+
+STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
+
+# Packages whose modules, when aiortc's import brings them in, are loaded on first use only.
+DEFERRED_PACKAGES = ("dns", "ifaddr")
+
+# Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
+# 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+_chosen_host_addresses: list[str] | None = None
+_applied = False
+
+
+def stock_sctp() -> bool:
+    """Whether MPC_NET_STOCK_SCTP asks for aiortc's SCTP as shipped (ValueError: not 0 or 1)."""
+    value = os.environ.get(STOCK_SCTP_VARIABLE, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{STOCK_SCTP_VARIABLE} must be 1 (aiortc's SCTP as shipped) or 0 "
+                         f"(mpc-net's changes), not {value!r}")
+    return value == "1"
+
+
+def check_stock_sctp(error: Callable[[str], object]) -> None:
+    """Report a malformed MPC_NET_STOCK_SCTP through `error` (the command line's usage error)."""
+    try:
+        stock_sctp()
+    except ValueError as exc:
+        error(str(exc))
+
+
+def tune_association(association: RTCSctpTransport) -> None:
+    """Install mpc-net's SCTP changes on a new association, unless the switch is off."""
+    if stock_sctp():
+        return
+    from .sctp import PiggybackSctpTransport
+
+    PiggybackSctpTransport.adopt(association)
+
+
+def use_host_addresses(addresses: list[str] | None) -> None:
+    """Offer host candidates on exactly these local addresses (None: aioice's choice).
+
+    aioice leaves 127.0.0.1 out of its host candidates, so a machine whose only interface is
+    `lo` would offer none at all; then 127.0.0.1 is used.
+    """
+    global _chosen_host_addresses
+    apply_process_patches()
+    _chosen_host_addresses = list(addresses) if addresses is not None else None
+
+
+def apply_process_patches() -> None:
+    """Patch aioice for every connection of this process (once; later calls do nothing)."""
+    global _applied
+    if _applied:
+        return
+    import aioice.ice
+    import aioice.turn
+
+    aioice_host_addresses = aioice.ice.get_host_addresses
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        if _chosen_host_addresses is None:
+            return aioice_host_addresses(use_ipv4, use_ipv6) or ["127.0.0.1"]
+        wanted = {4: use_ipv4, 6: use_ipv6}
+        return [a for a in _chosen_host_addresses if wanted[ipaddress.ip_address(a).version]]
+
+    aioice.ice.get_host_addresses = host_addresses
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
+    _applied = True
+
+
+@contextlib.contextmanager
+def lean_imports() -> Iterator[None]:
+    """Within: modules of DEFERRED_PACKAGES imported for the first time load when first used.
+
+    The standard library's LazyLoader: such a module runs its code when an attribute of it is
+    first read, then is an ordinary module, the same to everyone who imports it later.
+    """
+    finder = _DeferringFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname.split(".")[0] not in DEFERRED_PACKAGES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec

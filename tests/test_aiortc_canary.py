@@ -1,0 +1,248 @@
+"""Canary: each private member of aiortc and aioice that mpc-net relies on, by name and kind.
+
+aiortc and aioice are pinned because mpc_net/rtc/sctp.py and patches.py reach inside them. When
+a release renames or reshapes one of these members, this test names it, so that raising the pin
+is a decision: adapt mpc-net's code, or meanwhile run with MPC_NET_STOCK_SCTP=1, which leaves
+every member marked `sctp` unused. A second test keeps the list complete: any private name that
+the modules importing aiortc or aioice use and that aiortc also has must be on it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+import aioice
+import aioice.ice
+import aioice.turn
+import aiortc
+import aiortc.rtcsctptransport as sctp_module
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from helpers import ROOT
+
+
+@dataclass(frozen=True)
+class Member:
+    owner: str  # a key of `owners()`
+    name: str
+    kind: str  # "method", "coroutine", "attribute" (of a live object), "annotated", "constant"
+    params: tuple[str, ...] | None = None  # of a method, after self
+    type: type | tuple[type, ...] | None = None  # of an attribute or constant
+    sctp: bool = True  # used only with mpc-net's SCTP changes (MPC_NET_STOCK_SCTP=0)
+
+
+def _methods(owner: str, kind: str, signatures: dict[str, tuple[str, ...]]) -> list[Member]:
+    return [Member(owner, name, kind, params) for name, params in signatures.items()]
+
+
+def _attributes(owner: str, types: dict[str, type | tuple[type, ...] | None],
+                kind: str = "attribute") -> list[Member]:
+    return [Member(owner, name, kind, type=t) for name, t in types.items()]
+
+
+_OPTIONAL_INT = (int, type(None))
+_OPTIONAL_FLOAT = (float, type(None))
+
+RELIED_ON: list[Member] = [
+    # sctp.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
+    *_methods("RTCSctpTransport", "coroutine", {
+        "_send_sack": (), "_send_chunk": ("chunk",), "_receive_sack_chunk": ("chunk",),
+        "_transmit": (), "_data_channel_flush": ()}),
+    *_methods("RTCSctpTransport", "method", {
+        "_t3_expired": (), "_t3_start": (), "_get_inbound_stream": ("stream_id",),
+        "_data_channel_send": ("channel", "data"), "_set_state": ("state",),
+        "_flight_size_increase": ("chunk",)}),
+    *_attributes("RTCSctpTransport", {
+        "_association_state": sctp_module.RTCSctpTransport.State,
+        "_sack_misordered": set, "_sack_duplicates": list, "_sack_needed": bool,
+        "_loop": asyncio.AbstractEventLoop, "_forward_tsn_chunk": None, "_sent_queue": deque,
+        "_fast_recovery_exit": _OPTIONAL_INT, "_flight_size": int, "_cwnd": int,
+        "_outbound_queue": deque, "_t3_handle": None, "_inbound_streams": dict,
+        "_remote_max_message_size": int, "_data_channel_queue": deque,
+        "_last_received_tsn": _OPTIONAL_INT, "_advertised_rwnd": int, "_local_port": int,
+        "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int}),
+    *_attributes("RTCSctpTransport.State", {"ESTABLISHED": sctp_module.RTCSctpTransport.State,
+                                            "CLOSED": sctp_module.RTCSctpTransport.State}),
+    *_methods("RTCDtlsTransport", "coroutine", {"_send_data": ("data",)}),
+    *_methods("RTCDataChannel", "method", {"_addBufferedAmount": ("amount",)}),
+    *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None},
+                 kind="annotated"),
+    *_attributes("SackChunk()", {"cumulative_tsn": int, "advertised_rwnd": int,
+                                 "duplicates": list, "gaps": list}),
+    *_methods("InboundStream", "method", {"add_chunk": ("chunk",), "pop_messages": (),
+                                          "prune_chunks": ("tsn",)}),
+    *_attributes("InboundStream()", {"reassembly": list}),
+    *_attributes("aiortc.rtcsctptransport", {
+        "SCTP_DATA_LAST_FRAG": int, "SCTP_DATA_FIRST_FRAG": int, "SCTP_MAX_PACKET_LENGTH": int,
+        "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
+        "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
+        "crc32c": None, "tsn_plus_one": None, "uint32_gt": None}, kind="constant"),
+    # native.py: the nominated candidate pair (selected_path); with either SCTP.
+    Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),
+    Member("aioice.Connection", "_nominated", "attribute", type=dict, sctp=False),
+    # patches.py: process-wide, with either SCTP; aioice must look both up when it uses them.
+    Member("aioice.ice", "get_host_addresses", "constant", sctp=False),
+    Member("aioice.turn", "UDP_SOCKET_BUFFER_SIZE", "constant", type=int, sctp=False),
+]
+
+VERSIONS = f"aiortc {aiortc.__version__}, aioice {aioice.__version__}"
+
+
+@pytest.fixture
+async def owners():
+    """Where each member lives: aiortc's own classes, and live objects of a new connection."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channel = pc.createDataChannel("mpc-net", negotiated=True, id=0)
+    association = pc.sctp
+    ice = association.transport.transport
+    yield {
+        "RTCSctpTransport": association,
+        "RTCSctpTransport.State": sctp_module.RTCSctpTransport.State,
+        "RTCDtlsTransport": association.transport,
+        "RTCIceTransport": ice,
+        "aioice.Connection": getattr(ice, "_connection", None),
+        "RTCDataChannel": channel,
+        "DataChunk": sctp_module.DataChunk,
+        "SackChunk()": sctp_module.SackChunk(),
+        "InboundStream": sctp_module.InboundStream,
+        "InboundStream()": sctp_module.InboundStream(),
+        "aiortc.rtcsctptransport": sctp_module,
+        "aioice.ice": aioice.ice,
+        "aioice.turn": aioice.turn,
+    }
+    await pc.close()
+
+
+def problem(member: Member, owner: object) -> str | None:
+    """What is wrong with `member` on `owner` (None: it is as mpc-net expects)."""
+    if member.kind == "annotated":
+        hints = {}
+        for cls in reversed(owner.__mro__):
+            hints.update(getattr(cls, "__annotations__", {}))
+        return None if member.name in hints else "no longer declared"
+    if member.kind in ("method", "coroutine"):
+        cls = owner if isinstance(owner, type) else type(owner)
+        try:
+            function = inspect.getattr_static(cls, member.name)
+        except AttributeError:
+            return "is gone"
+        if not inspect.isfunction(function):
+            return f"is no longer a method but {type(function).__name__}"
+        if inspect.iscoroutinefunction(function) != (member.kind == "coroutine"):
+            return "changed between coroutine and plain method"
+        params = tuple(inspect.signature(function).parameters)[1:]
+        if params != member.params:
+            return f"takes {params} instead of {member.params}"
+        return None
+    if not hasattr(owner, member.name):
+        return "is gone"
+    value = getattr(owner, member.name)
+    if member.type is None:
+        return None if member.kind == "attribute" or callable(value) or isinstance(
+            value, type) else f"is no longer callable but {type(value).__name__}"
+    if not isinstance(value, member.type):
+        return f"is a {type(value).__name__}, not {member.type}"
+    return None
+
+
+async def test_every_private_member_relied_on_is_still_there(owners) -> None:
+    problems = []
+    for member in RELIED_ON:
+        owner = owners[member.owner]
+        found = "its owner is gone" if owner is None else problem(member, owner)
+        if found:
+            fallback = ("; MPC_NET_STOCK_SCTP=1 does without it" if member.sctp
+                        else "; mpc-net needs it with either SCTP")
+            problems.append(f"{member.owner}.{member.name} ({member.kind}) {found}{fallback}")
+    assert not problems, (f"{VERSIONS} changed what mpc-net relies on (before raising the pin, "
+                          "adapt mpc_net/rtc):\n" + "\n".join(problems))
+
+
+def test_aioice_looks_up_the_patched_names_when_it_uses_them() -> None:
+    # patches.py replaces module globals; aioice must read them at call time, not bind them
+    # at import (then the patch would silently do nothing).
+    ice_source = inspect.getsource(aioice.ice)
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection), VERSIONS
+    assert "turn.UDP_SOCKET_BUFFER_SIZE" in ice_source, VERSIONS
+    assert "SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE" in inspect.getsource(aioice.turn), VERSIONS
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_names_of_aiortc_used() -> dict[str, set[str]]:
+    """Per module of mpc-net that imports aiortc or aioice: the private names that may be theirs.
+
+    That is every private name in a class derived from one of aiortc's, and elsewhere every
+    private attribute of something other than `self` (mpc-net's own classes keep theirs there).
+    """
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "mpc_net").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        from_aiortc = {alias.asname or alias.name for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and not node.level
+                       and node.module and node.module.split(".")[0] in ("aiortc", "aioice")
+                       for alias in node.names}
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        if not from_aiortc and not imported & {"aiortc", "aioice"}:
+            continue
+        derived = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                   and any(isinstance(b, ast.Name) and b.id in from_aiortc for b in node.bases)]
+        names = {node.name for cls in derived for node in ast.walk(cls)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        names |= {node.attr for cls in derived for node in ast.walk(cls)
+                  if isinstance(node, ast.Attribute)}
+        names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                  and not (isinstance(node.value, ast.Name) and node.value.id == "self")}
+        found[str(path.relative_to(ROOT))] = set(filter(_private, names))
+    return found
+
+
+async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> None:
+    used = private_names_of_aiortc_used()
+    assert "_nominated" in used["mpc_net/rtc/native.py"]
+    assert "_send_sack" in used["mpc_net/rtc/sctp.py"]
+    listed = {member.name for member in RELIED_ON}
+    unlisted = []
+    for path, names in used.items():
+        for name in sorted(names - listed):
+            # Then it is mpc-net's own name, and must not be one of aiortc's too: that would be
+            # a private member used unlisted, or ours overwriting aiortc's.
+            holders = [key for key, owner in owners.items()
+                       if owner is not None and hasattr(owner, name)]
+            if holders:
+                unlisted.append(f"{path}: {name} (also on {', '.join(holders)})")
+    assert not unlisted, (f"{VERSIONS}: private names of aiortc/aioice used but not in "
+                          "RELIED_ON:\n" + "\n".join(unlisted))
+
+
+_DEFERRED = """
+import sys
+before = list(sys.meta_path)
+import mpc_net.rtc.native
+assert sys.meta_path == before, "lean_imports left its finder installed"
+lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
+assert {"dns.message", "dns.zone", "ifaddr"} <= lazy, sorted(lazy)
+import dns.message, ifaddr
+query = dns.message.make_query("peer.local", "A")
+assert dns.message.from_wire(query.to_wire()).question == query.question
+assert any(adapter.ips for adapter in ifaddr.get_adapters())
+assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in ("dns.message", "ifaddr")}
+"""
+
+
+def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
+    # dnspython (mDNS candidates only) and ifaddr (only without --local-address): not loaded
+    # by importing aiortc, and whole when used. Fails if aioice starts using them at import.
+    done = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
