@@ -366,6 +366,9 @@ class Mesh:
         try:
             await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
+            if self.connected:  # a repair: the next attempt may reach the real party
+                self._repair_failed(j, pc, f"authentication of {roster.label(j)} failed: {exc}")
+                return
             raise MeshError(f"authentication of {roster.label(j)} failed: {exc}") from None
         if j in self._repairs and self._peers.get(j) is pc:
             del self._repairs[j]
@@ -381,6 +384,15 @@ class Mesh:
             self.transports[j] = transport
             if not self._progress.done():
                 self._progress.set_result(None)
+
+    def _repair_failed(self, j: int, pc: PeerConnection, reason: str) -> None:
+        """Whoever answered may not have been party j (its seat in the room is free once it
+        has connected): say so, drop that channel, and let the repair go on."""
+        logger.warning("party %d: restoring the connection to party %d: %s", self.config.pid, j,
+                       reason)
+        self._repair_errors[j] = reason
+        if self._peers.get(j) is pc:
+            self._forget(j)
 
     async def _note_path(self, j: int, pc: PeerConnection, transport: DataChannelTransport,
                          ) -> None:
@@ -452,7 +464,7 @@ class Mesh:
             self._failure.set_exception(exc if isinstance(exc, MeshError) else MeshError(
                 f"connecting failed: {exc}"))
         elif self._repairs:
-            logger.debug("restoring a connection: %s", exc)
+            logger.warning("party %d: restoring a connection: %s", self.config.pid, exc)
             for j in self._repairs:
                 self._repair_errors[j] = str(exc)
 
