@@ -264,7 +264,7 @@ class Mesh:
             targets = [j]
         for i in targets:
             if i > self.config.pid and self._needs_channel(i):  # the lower index offers
-                self._spawn(self._offer(i))
+                self._offer(i)
 
     def _needs_channel(self, j: int) -> bool:
         return j not in self.transports or j in self._repairs
@@ -304,8 +304,13 @@ class Mesh:
         self._left[j] = (self._since.get(j, time.monotonic()), tried)
         self._forget(j)
 
-    async def _offer(self, j: int) -> None:
+    def _offer(self, j: int) -> None:
+        # The new attempt is in place at once, so that a repair does not see none under way
+        # and offer a second time while this one is still being created.
         pc = self._replace_peer(j)
+        self._spawn(self._send_offer(j, pc))
+
+    async def _send_offer(self, j: int, pc: PeerConnection) -> None:
         await self._send_description(j, await pc.create_offer())
 
     async def _send_description(self, j: int, description: dict[str, str]) -> None:
@@ -535,8 +540,7 @@ class Mesh:
             pc = self._peers.get(j)
             if (pc is None or pc.connection_state in ("failed", "closed")
                     or now - self._since.get(j, 0.0) > self.config.connect_timeout):
-                self._spawn(self._offer(j))
-                self._since[j] = now  # _offer replaces it; no second offer meanwhile
+                self._offer(j)
 
     def _expire_repairs(self) -> None:
         now = time.monotonic()
