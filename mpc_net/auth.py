@@ -25,7 +25,9 @@ NONCE_BYTES = 32
 DIGEST_BYTES = 32
 MAX_NAME_CHARS = 64
 ROSTER_FORMAT = 1
-TRANSCRIPT_LABEL = b"mpc-net/auth/v1"
+HANDSHAKE_VERSION = 3
+TRANSCRIPT_LABEL = b"mpc-net/auth/v3"
+NO_PROGRAM = bytes(DIGEST_BYTES)  # the program hash of a party that does not state one
 
 
 class AuthError(Exception):
@@ -141,20 +143,28 @@ class Hello:
     own_fingerprints: bytes  # digest of the sender's certificate fingerprints, as it sees them
     peer_fingerprints: bytes  # digest of the receiver's fingerprints, as the sender sees them
     mix32_64bit: bool  # whether the sender runs MPyC with --mix32-64bit; all parties must agree
+    # SHA-256 of the program text the sender runs; NO_PROGRAM (all zero) until parties state
+    # it. Signed in the transcript, so a later check of it needs no new handshake version.
+    program_hash: bytes = NO_PROGRAM
 
+    # The version byte comes first in every version, so any peer can name the one it got.
     _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{NONCE_BYTES}s{KEY_BYTES}s"
-                            f"{DIGEST_BYTES}s{DIGEST_BYTES}s?")
-    VERSION = 2
+                            f"{DIGEST_BYTES}s{DIGEST_BYTES}s?{DIGEST_BYTES}s")
+    VERSION = HANDSHAKE_VERSION
 
     def encode(self) -> bytes:
         return self._LAYOUT.pack(self.VERSION, self.session_id, self.pid, self.nonce,
                                  self.public_key, self.own_fingerprints, self.peer_fingerprints,
-                                 self.mix32_64bit)
+                                 self.mix32_64bit, self.program_hash)
 
     @classmethod
     def decode(cls, body: bytes) -> Hello:
-        if len(body) != cls._LAYOUT.size or body[0] != cls.VERSION:
-            raise AuthError("its handshake message is malformed or of another version")
+        if body and body[0] != cls.VERSION:
+            raise AuthError(f"unsupported-version: it speaks handshake version {body[0]}, we "
+                            f"speak version {cls.VERSION}; all parties need the same mpc-net "
+                            "handshake version (update the older one)")
+        if len(body) != cls._LAYOUT.size:
+            raise AuthError("its handshake message is malformed")
         _, *fields = cls._LAYOUT.unpack(body)
         return cls(*fields)
 
@@ -212,4 +222,4 @@ class ChannelView:
         return b"".join([
             TRANSCRIPT_LABEL, self.roster.session_id, struct.pack(">H", len(room)), room,
             struct.pack(">HH", low.pid, high.pid), fp_low, fp_high, low.nonce, high.nonce,
-            struct.pack(">H", signer)])
+            low.program_hash, high.program_hash, struct.pack(">?H", self.mix32_64bit, signer)])

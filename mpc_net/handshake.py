@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .auth import NONCE_BYTES, AuthError, ChannelView, Hello
-from .records import RecordError, RecordType, decode_offset
+from .records import RecordError, RecordType
+from .text import printable
 from .transport import DataChannelTransport
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -61,18 +62,19 @@ async def _exchange(transport: DataChannelTransport, view: ChannelView, identity
         raise AuthError("bad signature: it does not hold its roster key, or this handshake was "
                         "replayed or tampered with")
     # Where each side's stream goes on: at 0 on a first channel, after an outage wherever the
-    # peer got to. Only now may DATA flow.
-    transport.send_handshake(RecordType.RESUME, transport.received.to_bytes(8, "big"))
-    try:
-        transport.link(decode_offset(await _expect(transport, RecordType.RESUME)))
-    except RecordError as exc:
-        raise AuthError(f"it cannot resume our stream: {exc}") from None
+    # peer got to. The transport links the channel once the peer's RESUME is here too; only
+    # then may DATA flow, both ways.
+    transport.peer_verified()
+    await _expect(transport, RecordType.RESUME)
 
 
 async def _expect(transport: DataChannelTransport, kind: RecordType) -> bytes:
-    got, body = await transport.receive_handshake()
+    try:
+        got, body = await transport.receive_handshake()
+    except RecordError as exc:
+        raise AuthError(str(exc)) from None
     if got is RecordType.REFUSED:
-        reason = body.decode(errors="replace")
+        reason = printable(body.decode(errors="replace"))
         raise Refused(f"it refused the handshake, saying of us: {reason}")
     if got is not kind:
         raise AuthError(f"it sent {got.name} where {kind.name} belongs")

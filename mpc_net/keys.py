@@ -5,9 +5,9 @@ Browsers keep their keys in WebCrypto instead; the rules about keys and rosters 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -46,17 +46,7 @@ class FileIdentity:
         pem = self._key.private_bytes(serialization.Encoding.PEM,
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:
-            raise KeyFileError(f"{path} exists; not overwriting a key (use --force to replace "
-                               "it)") from None
-        except OSError as exc:
-            raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)  # O_CREAT's mode does not apply to an existing file
-            out.write(pem)
+        _write(path, pem, what="a key", force=force, private=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FileIdentity:
@@ -123,9 +113,30 @@ def _read(path: str | os.PathLike, what: str) -> bytes:
 
 
 def write_roster(roster: Roster, path: str | os.PathLike, *, force: bool = False) -> None:
-    if Path(path).exists() and not force:
-        raise KeyFileError(f"{path} exists; not overwriting it (use --force to replace it)")
+    _write(path, roster.to_json().encode(), what="it", force=force, private=False)
+
+
+def _write(path: str | os.PathLike, data: bytes, *, what: str, force: bool,
+           private: bool) -> None:
+    """Write a file of ours at `path`, which must not exist unless `force`; never through a
+    symbolic link or into a file with other names (hard links), which someone else may have put
+    there to make us write or truncate a file of their choosing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (0 if force else os.O_EXCL)
     try:
-        Path(path).write_text(roster.to_json())
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o600 if private else 0o644)
+    except FileExistsError:
+        raise KeyFileError(f"{path} exists; not overwriting {what} (use --force to replace "
+                           "it)") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyFileError(f"{path} is a symbolic link; not writing through it") from None
         raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as out:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink > 1:
+            raise KeyFileError(f"{path} is not a file of its own (a device, pipe or hard link); "
+                               "not writing into it")
+        if private:
+            os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
+        os.ftruncate(fd, 0)
+        out.write(data)

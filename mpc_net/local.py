@@ -73,14 +73,19 @@ async def _run_parties(script: str, script_args: list[str], parties: int,
 
 
 def _throwaway_credentials(directory: Path, parties: int) -> list[list[str]]:
-    """Fresh keys and a roster for this run only: authenticated channels with no setup."""
+    """Fresh keys and a roster for this run only: authenticated channels with no setup.
+
+    They go into a new directory of their own (mode 0700), never over files already in the
+    log directory, which may be shared and hold links planted to redirect the writes.
+    """
     identities = [FileIdentity.generate() for _ in range(parties)]
-    roster_file = directory / "roster.json"
-    write_roster(Roster.of([i.public_key for i in identities]), roster_file, force=True)
+    keys = Path(tempfile.mkdtemp(prefix="keys-", dir=directory))
+    roster_file = keys / "roster.json"
+    write_roster(Roster.of([i.public_key for i in identities]), roster_file)
     options = []
     for i, identity in enumerate(identities):
-        key_file = directory / f"party{i}.key"
-        identity.save(key_file, force=True)
+        key_file = keys / f"party{i}.key"
+        identity.save(key_file)
         options.append(["--key", os.fspath(key_file), "--roster", os.fspath(roster_file)])
     return options
 

@@ -285,7 +285,7 @@ class Mesh:
             targets = [j]
         for i in targets:
             if i > self.config.pid and self._needs_channel(i):  # the lower index offers
-                self._spawn(self._offer(i))
+                self._offer(i)
 
     def _needs_channel(self, j: int) -> bool:
         return j not in self.transports or j in self._repairs
@@ -325,8 +325,13 @@ class Mesh:
         self._left[j] = (self._since.get(j, time.monotonic()), tried)
         self._forget(j)
 
-    async def _offer(self, j: int) -> None:
+    def _offer(self, j: int) -> None:
+        # The new attempt is in place at once, so that a repair does not see none under way
+        # and offer a second time while this one is still being created.
         pc = self._replace_peer(j)
+        self._spawn(self._send_offer(j, pc))
+
+    async def _send_offer(self, j: int, pc: PeerConnection) -> None:
         await self._send_description(j, await pc.create_offer())
 
     async def _send_description(self, j: int, description: dict[str, str]) -> None:
@@ -387,6 +392,9 @@ class Mesh:
         try:
             await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
+            if self.connected:  # a repair: the next attempt may reach the real party
+                self._repair_failed(j, pc, f"authentication of {roster.label(j)} failed: {exc}")
+                return
             raise MeshError(f"authentication of {roster.label(j)} failed: {exc}") from None
         if j in self._repairs and self._peers.get(j) is pc:
             del self._repairs[j]
@@ -402,6 +410,15 @@ class Mesh:
             self.transports[j] = transport
             if not self._progress.done():
                 self._progress.set_result(None)
+
+    def _repair_failed(self, j: int, pc: PeerConnection, reason: str) -> None:
+        """Whoever answered may not have been party j (its seat in the room is free once it
+        has connected): say so, drop that channel, and let the repair go on."""
+        logger.warning("party %d: restoring the connection to party %d: %s", self.config.pid, j,
+                       reason)
+        self._repair_errors[j] = reason
+        if self._peers.get(j) is pc:
+            self._forget(j)
 
     async def _note_path(self, j: int, pc: PeerConnection, transport: DataChannelTransport,
                          ) -> None:
@@ -473,7 +490,7 @@ class Mesh:
             self._failure.set_exception(exc if isinstance(exc, MeshError) else MeshError(
                 f"connecting failed: {exc}"))
         elif self._repairs:
-            logger.debug("restoring a connection: %s", exc)
+            logger.warning("party %d: restoring a connection: %s", self.config.pid, exc)
             for j in self._repairs:
                 self._repair_errors[j] = str(exc)
 
@@ -544,8 +561,7 @@ class Mesh:
             pc = self._peers.get(j)
             if (pc is None or pc.connection_state in ("failed", "closed")
                     or now - self._since.get(j, 0.0) > self.config.connect_timeout):
-                self._spawn(self._offer(j))
-                self._since[j] = now  # _offer replaces it; no second offer meanwhile
+                self._offer(j)
 
     def _expire_repairs(self) -> None:
         now = time.monotonic()

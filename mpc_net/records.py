@@ -16,7 +16,7 @@ class RecordType(enum.IntEnum):
     DATA = 0
     PING = 1  # keepalive; the body (the sender's clock) comes back in a PONG
     GOODBYE = 2  # the sender has written its last DATA record
-    # The channel-binding handshake (auth.py), before any DATA.
+    # The channel-binding handshake (auth.py), before any other record: HELLO, AUTH, RESUME.
     HELLO = 3
     AUTH = 4
     REFUSED = 5  # the handshake failed on the sender's side; the body says why (UTF-8)
@@ -25,10 +25,6 @@ class RecordType(enum.IntEnum):
     # ends the handshake of every channel, ACK lets the peer forget what arrived.
     RESUME = 7
     ACK = 8
-
-
-HANDSHAKE_RECORDS = frozenset({RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED,
-                               RecordType.RESUME})
 
 
 def encode_offset(kind: RecordType, offset: int) -> bytes:

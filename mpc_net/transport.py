@@ -10,6 +10,7 @@ and `connection_lost` back. The channel is anything shaped like the W3C RTCDataC
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import struct
 from collections.abc import Callable, Iterable
@@ -17,7 +18,6 @@ from typing import Protocol
 
 from .liveness import Liveness
 from .records import (
-    HANDSHAKE_RECORDS,
     RecordError,
     RecordType,
     SendBuffer,
@@ -58,6 +58,20 @@ class DataChannel(Protocol):
     def close(self) -> None: ...
 
 
+class Stage(enum.Enum):
+    """How far the handshake of the current channel is. Until LINKED a channel carries the
+    peer's HELLO, AUTH and RESUME in this order (or a REFUSED) and nothing else: any other
+    record ends the attempt, so nothing an unauthenticated sender writes is kept, counted or
+    passed to MPyC, and at most one record per step waits for the handshake."""
+
+    HELLO = "HELLO"  # waiting for the peer's HELLO
+    AUTH = "AUTH"  # waiting for the peer's AUTH
+    RESUME = "RESUME"  # waiting for the peer's RESUME
+    RESUMED = "nothing"  # its RESUME is here; waiting for our check of its AUTH
+    LINKED = "linked"  # authenticated and resumed: the stream flows
+    ENDED = "ended"  # the attempt failed or the channel died; what still arrives is dropped
+
+
 class PeerLost(Exception):
     """The channel to a party failed while MPyC still needed it."""
 
@@ -96,7 +110,8 @@ class DataChannelTransport(asyncio.WriteTransport):
         self._received = 0  # stream offset: DATA bytes received from the peer
         self._acknowledged = 0  # the offset our last ACK or RESUME told the peer
         self._protocol: asyncio.Protocol | None = None
-        self._inbox: list[tuple[RecordType, bytes]] = []  # until attached and linked
+        # What arrived on a linked channel before MPyC attached (the first channel only).
+        self._inbox: list[tuple[RecordType, bytes]] = []
         self._flush_scheduled = False
         self._closing = False  # MPyC closed its side; GOODBYE follows the pending data
         self._goodbye_sent = False
@@ -117,10 +132,16 @@ class DataChannelTransport(asyncio.WriteTransport):
         self.replace_channel(channel, max_message_size)
 
     def replace_channel(self, channel: DataChannel, max_message_size: int) -> None:
-        """Use a newly opened channel; nothing is sent on it before its handshake ends."""
+        """Use a newly opened channel; nothing is sent on it before its handshake ends.
+
+        The stream goes on from what earlier channels delivered after their handshakes: only
+        a linked channel adds to what was received, and only it changes the send buffer.
+        """
         self._channel = channel
-        self._linked = False
-        self._handshake: asyncio.Queue[tuple[RecordType, bytes]] = asyncio.Queue()
+        self._stage = Stage.HELLO
+        self._verified = False  # the handshake has checked the peer's AUTH on this channel
+        self._peer_offset = 0  # what the peer's RESUME says it has of our stream
+        self._handshake: asyncio.Queue[tuple[RecordType, bytes] | RecordError] = asyncio.Queue()
         self._buffer.set_max_message_size(max_message_size)
         channel.bufferedAmountLowThreshold = LOW_WATER
         self.channels_used += 1
@@ -143,8 +164,13 @@ class DataChannelTransport(asyncio.WriteTransport):
     # -- handshake side ---------------------------------------------------------------------
 
     async def receive_handshake(self) -> tuple[RecordType, bytes]:
-        """The next handshake record from the peer on the current channel."""
-        return await self._handshake.get()
+        """The next handshake record from the peer on the current channel; RESUME comes once
+        the channel is linked. Raises RecordError for a record out of place (the attempt is
+        over then)."""
+        item = await self._handshake.get()
+        if isinstance(item, RecordError):
+            raise item
+        return item
 
     def send_handshake(self, kind: RecordType, body: bytes) -> None:
         """Send a handshake record now, ahead of anything MPyC will write.
@@ -157,18 +183,21 @@ class DataChannelTransport(asyncio.WriteTransport):
 
     @property
     def received(self) -> int:
-        """How much of the peer's stream has arrived (what RESUME tells the peer)."""
+        """How much of the peer's stream has arrived over authenticated channels."""
         return self._received
 
-    def link(self, peer_received: int) -> None:
-        """End of the handshake: the peer has our stream up to `peer_received`; go on from
-        there. Raises RecordError for an offset we never sent."""
-        self._buffer.rewind(peer_received)
-        self._acknowledged = self._received
-        self._linked = True
-        self.interrupted = False
-        self._drain_inbox()
-        self._schedule_flush()
+    @property
+    def linked(self) -> bool:
+        return self._stage is Stage.LINKED
+
+    def peer_verified(self) -> None:
+        """The handshake has checked the peer's AUTH on this channel: tell the peer where its
+        stream goes on (our RESUME), and link as soon as its RESUME is here too."""
+        if self._stage is Stage.ENDED or self._verified:
+            return
+        self._verified = True
+        self.send_handshake(RecordType.RESUME, self._received.to_bytes(8, "big"))
+        self._link_if_ready()
 
     # -- MPyC side --------------------------------------------------------------------------
 
@@ -233,7 +262,9 @@ class DataChannelTransport(asyncio.WriteTransport):
             self._lose(str(exc))
 
     def _receive(self, kind: RecordType, body: memoryview) -> None:
-        if kind is RecordType.PING:
+        if self._stage is not Stage.LINKED:
+            self._admit(kind, body)
+        elif kind is RecordType.PING:
             if self._channel.readyState == "open":
                 self._send(encode(RecordType.PONG, body))
         elif kind is RecordType.PONG:
@@ -242,19 +273,61 @@ class DataChannelTransport(asyncio.WriteTransport):
                 self.round_trips.append(self._loop.time() - sent)
         elif kind is RecordType.ACK:
             self._buffer.acknowledge(decode_offset(body))
-        elif kind in HANDSHAKE_RECORDS:
-            if self._linked:
-                raise RecordError(f"a {kind.name} record after the handshake")
-            self._handshake.put_nowait((kind, bytes(body)))
-        else:
+        elif kind in (RecordType.DATA, RecordType.GOODBYE):
             if kind is RecordType.DATA:
                 self._received += len(body)
-                if self._linked and self._received - self._acknowledged >= ACK_EVERY:
+                if self._received - self._acknowledged >= ACK_EVERY:
                     self._acknowledge()
-            if self._protocol is None or not self._linked:
+            if self._protocol is None:
                 self._inbox.append((kind, bytes(body)))
             else:
                 self._deliver(kind, body)
+        else:
+            raise RecordError(f"a {kind.name} record after the handshake")
+
+    def _admit(self, kind: RecordType, body: memoryview) -> None:
+        """A record on a channel that is not linked yet: the next handshake step or the end."""
+        if self._stage is Stage.ENDED:
+            return
+        if kind is RecordType.REFUSED:
+            self._stage = Stage.ENDED
+            self._handshake.put_nowait((kind, bytes(body)))
+        elif kind.name != self._stage.value:
+            self._end_attempt(f"it sent {kind.name} where {self._stage.value} belongs in the "
+                              "handshake")
+        elif kind is RecordType.RESUME:
+            try:
+                self._peer_offset = decode_offset(body)
+            except RecordError as exc:
+                self._end_attempt(f"its RESUME is malformed: {exc}")
+                return
+            self._stage = Stage.RESUMED
+            self._link_if_ready()
+        else:
+            self._stage = Stage.AUTH if kind is RecordType.HELLO else Stage.RESUME
+            self._handshake.put_nowait((kind, bytes(body)))
+
+    def _link_if_ready(self) -> None:
+        """The end of a handshake: the peer is authenticated and has our stream up to its
+        RESUME offset; go on from there."""
+        if not (self._verified and self._stage is Stage.RESUMED):
+            return
+        try:
+            self._buffer.rewind(self._peer_offset)
+        except RecordError as exc:
+            self._end_attempt(f"it cannot resume our stream: {exc}")
+            return
+        self._stage = Stage.LINKED
+        self._acknowledged = self._received
+        self.interrupted = False
+        self._handshake.put_nowait((RecordType.RESUME, self._peer_offset.to_bytes(8, "big")))
+        self._drain_inbox()
+        self._schedule_flush()
+
+    def _end_attempt(self, reason: str) -> None:
+        """Fail this channel's handshake; what else arrives on the channel is dropped."""
+        self._stage = Stage.ENDED
+        self._handshake.put_nowait(RecordError(reason))
 
     def ping(self) -> None:
         """Send a PING; its PONG adds a round-trip time (and every PING keeps the peer sure we
@@ -280,7 +353,7 @@ class DataChannelTransport(asyncio.WriteTransport):
     # -- internals --------------------------------------------------------------------------
 
     def _drain_inbox(self) -> None:
-        if self._protocol is None or not self._linked:
+        if self._protocol is None or self._stage is not Stage.LINKED:
             return
         inbox, self._inbox = self._inbox, []
         for kind, body in inbox:
@@ -305,7 +378,7 @@ class DataChannelTransport(asyncio.WriteTransport):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._lost or not self._linked or self._channel.readyState != "open":
+        if self._lost or self._stage is not Stage.LINKED or self._channel.readyState != "open":
             return
         room = HIGH_WATER - self._channel.bufferedAmount
         if self._buffer and room > 0:
@@ -336,8 +409,9 @@ class DataChannelTransport(asyncio.WriteTransport):
         if self._liveness.is_dead(now):
             self._lose(f"nothing received for {self._liveness.silent_for(now):.1f} s")
             return
-        if self._channel.readyState == "open":
-            if self._linked and self._received > self._acknowledged:
+        if self._stage is Stage.LINKED and self._channel.readyState == "open":
+            # Nothing but the handshake goes to a peer not yet authenticated, not even a PING.
+            if self._received > self._acknowledged:
                 self._acknowledge()
             if self._liveness.keepalive_due(now):
                 self.ping()
@@ -347,11 +421,11 @@ class DataChannelTransport(asyncio.WriteTransport):
         """The current channel is gone: the end, an interruption, or a lost party."""
         if self._lost:
             return
+        self._stage = Stage.ENDED
         if self._protocol_done:
             self._shut()  # the stream had ended; the channel going away is expected
         elif self._on_interrupted is not None and self._protocol is not None:
             logger.debug("party %d interrupted: %s", self.peer_pid, reason)
-            self._linked = False
             self.interrupted = True
             self._timer.cancel()
             self._on_interrupted(self.peer_pid, reason)

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -15,15 +16,16 @@ import pytest
 from mpc_net.auth import (
     AuthError,
     ChannelView,
+    Hello,
     Roster,
     RosterError,
     decode_public_key,
     encode_public_key,
     short_authentication_string,
 )
-from mpc_net.handshake import authenticate
+from mpc_net.handshake import Refused, authenticate
 from mpc_net.keys import FileIdentity, verify
-from mpc_net.records import RecordType, decode
+from mpc_net.records import RecordType, decode, encode
 from mpc_net.transport import DataChannelTransport
 
 from helpers import (
@@ -208,6 +210,76 @@ async def test_replayed_handshake_from_an_earlier_session_is_refused(parties) ->
         t.abort()
 
 
+async def test_a_peer_of_the_previous_handshake_version_is_told_unsupported_version(
+        parties) -> None:
+    """A version 2 peer (before the program hash): we refuse naming both versions, and so does
+    the REFUSED it gets; its own refusal of our HELLO comes after its HELLO, so ours is what we
+    report."""
+    (alice, _), roster = parties
+    ours, old_peer, _, to_ours = wired_pair()
+    v2 = struct.pack(">B32sH32s32s32s32s?", 2, roster.session_id, 1, bytes(32),
+                     roster.keys[1], bytes(32), bytes(32), True)
+    to_ours.send(encode(RecordType.HELLO, v2))
+    to_ours.send(encode(RecordType.REFUSED, b"its handshake message is malformed or of another "
+                                            b"version"))
+    with pytest.raises(AuthError) as refused:
+        await authenticate(ours, view(roster, 0), alice, verify)
+    message = "unsupported-version: it speaks handshake version 2, we speak version 3"
+    assert message in str(refused.value)
+    kind, body = await old_peer.receive_handshake()
+    assert (kind, body[0]) == (RecordType.HELLO, 3)
+    kind, body = await old_peer.receive_handshake()
+    assert kind is RecordType.REFUSED and message in body.decode()
+    # A newer peer is told the same way.
+    newer = view(roster, 1).hello(bytes(32), roster.keys[1]).encode()
+    with pytest.raises(AuthError, match="it speaks handshake version 4, we speak version 3"):
+        Hello.decode(bytes([4]) + newer[1:])
+    for t in (ours, old_peer):
+        t.abort()
+
+
+@pytest.mark.parametrize("stray", [RecordType.DATA, RecordType.GOODBYE, RecordType.ACK])
+async def test_a_stranger_that_writes_before_the_handshake_is_refused(parties,
+                                                                      stray: RecordType) -> None:
+    """What a room server that answers a repair offer itself can send: a record of the stream
+    first, then REFUSED. The attempt ends at the first record, and nothing is kept."""
+    (alice, _), roster = parties
+    ours, stranger, _, to_ours = wired_pair()
+    body = {RecordType.DATA: b"\x00" * 12 + b"forged!!", RecordType.GOODBYE: b"",
+            RecordType.ACK: (20).to_bytes(8, "big")}[stray]
+    to_ours.send(encode(stray, body))
+    to_ours.send(encode(RecordType.REFUSED, b"go away"))
+    with pytest.raises(AuthError, match=f"it sent {stray.name} where HELLO belongs"):
+        await authenticate(ours, view(roster, 0), alice, verify)
+    assert ours.received == 0 and not ours.linked
+    kinds = [kind for kind, _ in [await stranger.receive_handshake() for _ in range(2)]]
+    assert kinds == [RecordType.HELLO, RecordType.REFUSED]  # told why, and nothing else
+    for t in (ours, stranger):
+        t.abort()
+
+
+async def test_a_refusal_is_shown_with_its_control_characters_escaped(parties) -> None:
+    (alice, _), roster = parties
+    ours, _, _, to_ours = wired_pair()
+    to_ours.send(encode(RecordType.REFUSED, b"\x1b[2J\x1b]0;owned\x07\nparty 1: all is well"))
+    with pytest.raises(Refused) as refused:
+        await authenticate(ours, view(roster, 0), alice, verify)
+    text = str(refused.value)
+    assert "\x1b" not in text and "\n" not in text and "\x07" not in text
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\nparty 1: all is well" in text
+    ours.abort()
+
+
+def test_the_program_hash_is_signed(parties) -> None:
+    _, roster = parties
+    alice, bob = view(roster, 0), view(roster, 1)
+    mine, theirs = alice.hello(bytes(32), roster.keys[0]), bob.hello(bytes(32), roster.keys[1])
+    assert mine.program_hash == bytes(32)  # not stated yet
+    other = dataclasses.replace(theirs, program_hash=b"\x01" * 32)
+    assert Hello.decode(other.encode()) == other
+    assert alice.transcript(mine, theirs, 0) != alice.transcript(mine, other, 0)
+
+
 async def test_silent_peer_times_out(parties) -> None:
     (alice, _), roster = parties
     a, _, _, _ = wired_pair()
@@ -229,6 +301,46 @@ def test_keygen_writes_a_private_key_only_its_owner_can_read(tmp_path) -> None:
     assert again.returncode == 2 and "--force" in again.stderr
     assert FileIdentity.load(key).public_text == done.stdout.strip()  # untouched
     assert mpc_net("keygen", "--out", str(key), "--force").returncode == 0
+
+
+@pytest.mark.parametrize("planted", ["symbolic link", "dangling symbolic link", "hard link"])
+@pytest.mark.parametrize("command", ["keygen", "roster"])
+def test_key_and_roster_files_are_never_written_through_a_planted_link(
+        tmp_path, command: str, planted: str) -> None:
+    """Someone who can put a link where a key or roster goes must not make us write or
+    truncate a file of their choosing, not even with --force."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    if planted == "hard link":
+        os.link(victim, out)
+    else:
+        out.symlink_to(victim if planted == "symbolic link" else tmp_path / "nowhere")
+    args = (["keygen"] if command == "keygen" else
+            ["roster", mpc_net("keygen", "--out", str(tmp_path / "k")).stdout.strip()])
+    for force in ([], ["--force"]):
+        done = mpc_net(*args, "--out", str(out), *force)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert ("symbolic link" in done.stderr or "hard link" in done.stderr
+                or ("exists" in done.stderr and not force)), done.stderr
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_local_mode_writes_its_throwaway_keys_into_a_directory_of_their_own(tmp_path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("party0.key", "party1.key", "roster.json"):
+        (logs / name).symlink_to(victim)
+    done = mpc_net("run", str(DEMOS / "stats.py"), "-M2", "--log-dir", str(logs))
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "precious\n"
+    [keys] = logs.glob("keys-*")
+    assert os.stat(keys).st_mode & 0o777 == 0o700
+    assert all(os.stat(k).st_mode & 0o777 == 0o600 for k in keys.glob("*.key"))
 
 
 def test_roster_command_and_show(tmp_path) -> None:

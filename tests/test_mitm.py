@@ -11,6 +11,7 @@ record) through the middle.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -112,10 +113,9 @@ class Relay:
     def _rewritten(self, message: bytes, receiver: int) -> bytes:
         hello = Hello.decode(message[1:])
         pc = self.sides[receiver].pc  # the receiver checks against what it got from this one
-        forged = Hello(hello.session_id, hello.pid, hello.nonce, hello.public_key,
-                       own_fingerprints=fingerprint_digest(fingerprints(pc.local_sdp)),
-                       peer_fingerprints=fingerprint_digest(fingerprints(pc.remote_sdp)),
-                       mix32_64bit=hello.mix32_64bit)
+        forged = dataclasses.replace(
+            hello, own_fingerprints=fingerprint_digest(fingerprints(pc.local_sdp)),
+            peer_fingerprints=fingerprint_digest(fingerprints(pc.remote_sdp)))
         return bytes((RecordType.HELLO,)) + forged.encode()
 
     def types(self, sender: int) -> set[int]:

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from mpc_net.liveness import Liveness
-from mpc_net.records import RecordError, RecordType, SendBuffer, decode, encode
+from mpc_net.records import RecordError, RecordType, SendBuffer, decode, encode, encode_offset
 from mpc_net.sdp import DEFAULT_MAX_MESSAGE_SIZE, MESSAGE_SIZE_CAP, max_message_size
 from mpc_net.transport import HIGH_WATER, DataChannelTransport, PeerLost
 
@@ -98,12 +98,35 @@ class RecordingProtocol(asyncio.Protocol):
         self.events.append(("lost", exc))
 
 
+def play_handshake(transport: DataChannelTransport, peer_received: int = 0) -> None:
+    """The peer's side of a channel's handshake, played into `transport`, with our side's check
+    of its AUTH taken as passed (handshake.py's checks are test_auth.py's)."""
+    transport.on_message(encode(RecordType.HELLO, b"hello"))
+    transport.on_message(encode(RecordType.AUTH, b"auth"))
+    transport.peer_verified()
+    transport.on_message(encode_offset(RecordType.RESUME, peer_received))
+
+
+async def unchecked_handshake(transport: DataChannelTransport) -> None:
+    """Both sides run this over a real channel or wire: the handshake's records without its
+    checks, so that the transport links as after a real one."""
+    transport.send_handshake(RecordType.HELLO, b"hello")
+    transport.send_handshake(RecordType.AUTH, b"auth")
+    for kind in (RecordType.HELLO, RecordType.AUTH):
+        assert (await transport.receive_handshake())[0] is kind
+    transport.peer_verified()
+    assert (await transport.receive_handshake())[0] is RecordType.RESUME
+    assert transport.linked
+
+
 def make_transport(**kwargs) -> tuple[DataChannelTransport, ScriptedChannel, list[PeerLost]]:
     channel = ScriptedChannel()
     lost: list[PeerLost] = []
     transport = DataChannelTransport(channel, 7, max_message_size=1024, on_lost=lost.append,
                                      **kwargs)
-    transport.link(0)  # as at the end of a handshake on a first channel
+    play_handshake(transport)  # as on a first channel
+    assert channel.records() == [(RecordType.RESUME, bytes(8))]
+    channel.sent.clear()
     return transport, channel, lost
 
 
@@ -215,10 +238,11 @@ async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cl
             transport = DataChannelTransport(pc.channel, 1, on_lost=lost.append,
                                              max_message_size=max_message_size(pc.remote_sdp))
             pc.bind(transport.events_for(pc.channel))
-            transport.link(0)
             protocol = RecordingProtocol()
-            transport.attach(protocol)
             ends[name] = (transport, protocol)
+        await asyncio.gather(*(unchecked_handshake(t) for t, _ in ends.values()))
+        for transport, protocol in ends.values():
+            transport.attach(protocol)
         stream = bytes(range(256)) * 8192  # 2 MiB: several maximal messages, flow control
         sender, _ = ends["offerer"]
         receiver, received = ends["answerer"]
@@ -272,8 +296,7 @@ async def test_stream_resumes_on_a_new_channel_without_loss_or_repetition() -> N
     received = RecordingProtocol()
     a.attach(RecordingProtocol())
     b.attach(received)
-    a.link(0)
-    b.link(0)
+    await asyncio.gather(unchecked_handshake(a), unchecked_handshake(b))
     stream = bytes(range(256)) * 40
     a.write(stream[:4000])
     await asyncio.sleep(0.2)  # delivered, and acknowledged by b's keepalive tick
@@ -291,8 +314,7 @@ async def test_stream_resumes_on_a_new_channel_without_loss_or_repetition() -> N
     new[0].peer, new[1].peer = b, a
     a.replace_channel(new[0], 1000)
     b.replace_channel(new[1], 1000)
-    a.link(b.received)  # what the RESUME records carry
-    b.link(a.received)
+    await asyncio.gather(unchecked_handshake(a), unchecked_handshake(b))  # RESUME: received
     await asyncio.sleep(0.1)
     assert b"".join(e for e in received.events if isinstance(e, bytes)) == stream
     for t in (a, b):
@@ -300,11 +322,21 @@ async def test_stream_resumes_on_a_new_channel_without_loss_or_repetition() -> N
 
 
 async def test_resuming_at_an_offset_never_sent_is_refused() -> None:
-    (a, _), _, _ = lossy_pair()
+    (a, _), wires, _ = lossy_pair()
+    wires[0].cut = True
+    a.attach(RecordingProtocol())
+    play_handshake(a)
     a.write(b"abc")
     await next_tick()
-    with pytest.raises(RecordError):
-        a.link(10)
+    a.on_channel_close()
+    a.replace_channel(new := LossyWire(), 1000)
+    new.cut = True
+    play_handshake(a, peer_received=10)  # 3 bytes were sent, not 10
+    for kind in (RecordType.HELLO, RecordType.AUTH):
+        assert (await a.receive_handshake())[0] is kind
+    with pytest.raises(RecordError, match="cannot resume our stream"):
+        await a.receive_handshake()
+    assert not a.linked
     a.abort()
 
 
@@ -319,3 +351,143 @@ async def test_events_of_a_replaced_channel_are_ignored() -> None:
     assert interrupted == [1] and a.received == 0  # once, naming a's peer
     for t in (a, b):
         t.abort()
+
+
+# -- nothing before authentication reaches the stream ----------------------------------------
+
+# How far a channel's handshake got before the stray record, as the records that got it there
+# (and whether our side had checked the peer's AUTH), and the record that comes next.
+STAGES = {
+    "before HELLO": ([], False, RecordType.HELLO),
+    "before AUTH": ([RecordType.HELLO], False, RecordType.AUTH),
+    "before RESUME": ([RecordType.HELLO, RecordType.AUTH], False, RecordType.RESUME),
+    "before RESUME, AUTH checked": ([RecordType.HELLO, RecordType.AUTH], True, RecordType.RESUME),
+    "after RESUME, AUTH not checked yet": (
+        [RecordType.HELLO, RecordType.AUTH, RecordType.RESUME], False, None),
+}
+STRAY = {
+    RecordType.DATA: b"\x00" * 12 + b"forged!!",  # a 20-byte MPyC frame
+    RecordType.GOODBYE: b"",
+    RecordType.ACK: (20).to_bytes(8, "big"),
+    RecordType.PING: bytes(8),
+    RecordType.PONG: bytes(8),
+    RecordType.HELLO: b"hello",
+    RecordType.AUTH: b"auth",
+    RecordType.RESUME: (20).to_bytes(8, "big"),
+}
+BODIES = {RecordType.HELLO: b"hello", RecordType.AUTH: b"auth", RecordType.RESUME: bytes(8)}
+
+
+def interrupted_transport() -> tuple[DataChannelTransport, RecordingProtocol]:
+    """A transport mid-run: 3 bytes received, 100 sent and not acknowledged, channel lost."""
+    interruptions: list[int] = []
+    transport = DataChannelTransport(ScriptedChannel(), 7, max_message_size=1024,
+                                     on_lost=pytest.fail,
+                                     on_interrupted=lambda pid, _: interruptions.append(pid))
+    protocol = RecordingProtocol()
+    transport.attach(protocol)
+    play_handshake(transport)
+    transport.on_message(encode(RecordType.DATA, b"abc"))
+    transport.write(b"x" * 100)
+    transport._flush()
+    transport.on_channel_close()
+    assert interruptions == [7] and transport.received == 3
+    return transport, protocol
+
+
+@pytest.mark.parametrize("stage, kind", [
+    (stage, kind) for stage, (_, _, expected) in STAGES.items() for kind in STRAY
+    if kind is not expected], ids=lambda v: v.name if isinstance(v, RecordType) else v)
+@pytest.mark.parametrize("channel", ["first channel", "replaced channel"])
+async def test_a_record_out_of_place_in_the_handshake_ends_the_attempt_and_is_not_kept(
+        channel: str, stage: str, kind: RecordType) -> None:
+    if channel == "first channel":
+        transport = DataChannelTransport(ScriptedChannel(), 7, max_message_size=1024,
+                                         on_lost=pytest.fail, on_interrupted=lambda *_: None)
+        protocol = RecordingProtocol()
+        transport.attach(protocol)  # so that a GOODBYE or DATA would reach it at once
+        received, events = 0, ["made"]
+    else:
+        transport, protocol = interrupted_transport()
+        received, events = 3, ["made", b"abc"]
+    buffered = (transport._buffer.acknowledged, transport._buffer.sent)
+    wire = ScriptedChannel()
+    transport.replace_channel(wire, 1024)
+    before, verified, _ = STAGES[stage]
+    for step in before:
+        transport.on_message(encode(step, BODIES[step]))
+    if verified:
+        transport.peer_verified()
+
+    transport.on_message(encode(kind, STRAY[kind]))
+    for _ in range(1000):  # whatever follows is dropped: the backlog stays bounded
+        transport.on_message(encode(RecordType.DATA, b"more"))
+    assert transport._handshake.qsize() <= 3
+
+    queued = [step for step in before if step is not RecordType.RESUME]
+    for step in queued:
+        assert (await transport.receive_handshake())[0] is step
+    with pytest.raises(RecordError, match=f"it sent {kind.name} where"):
+        await transport.receive_handshake()
+    transport.peer_verified()  # too late: the attempt is over
+    assert not transport.linked
+    assert transport.received == received  # nothing counted ...
+    assert protocol.events == events  # ... nor passed to MPyC (no bytes, no connection_lost)
+    assert (transport._buffer.acknowledged, transport._buffer.sent) == buffered  # ACK ignored
+    assert all(k is RecordType.RESUME for k, _ in wire.records())  # and no DATA or PING sent
+    assert not transport.is_closing()
+
+    # The next channel starts from the last authenticated state.
+    honest = ScriptedChannel()
+    transport.replace_channel(honest, 1024)
+    play_handshake(transport, peer_received=buffered[0])
+    assert transport.linked
+    await next_tick()
+    assert honest.records()[0] == (RecordType.RESUME, received.to_bytes(8, "big"))
+    assert b"".join(b for k, b in honest.records() if k is RecordType.DATA) == (
+        b"x" * 100 if channel == "replaced channel" else b"")
+    transport.abort()
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+async def test_refused_ends_the_handshake_in_every_stage(stage: str) -> None:
+    transport = DataChannelTransport(ScriptedChannel(), 7, max_message_size=1024,
+                                     on_lost=pytest.fail)
+    before, verified, _ = STAGES[stage]
+    for step in before:
+        transport.on_message(encode(step, BODIES[step]))
+    if verified:
+        transport.peer_verified()
+    transport.on_message(encode(RecordType.REFUSED, b"no"))
+    transport.on_message(encode(RecordType.DATA, b"forged"))
+    for step in (s for s in before if s is not RecordType.RESUME):
+        assert (await transport.receive_handshake())[0] is step
+    assert await transport.receive_handshake() == (RecordType.REFUSED, b"no")
+    assert transport._handshake.empty() and transport.received == 0 and not transport.linked
+    transport.abort()
+
+
+async def test_the_peers_data_right_after_its_resume_flows_once_its_auth_is_checked() -> None:
+    """The honest order: the peer's RESUME may come before or after our check of its AUTH;
+    its DATA comes only after our RESUME, and so after our check."""
+    for resume_first in (True, False):
+        channel = ScriptedChannel()
+        transport = DataChannelTransport(channel, 7, max_message_size=1024, on_lost=pytest.fail)
+        protocol = RecordingProtocol()
+        transport.attach(protocol)
+        transport.write(b"mine")
+        for step in (RecordType.HELLO, RecordType.AUTH):
+            transport.on_message(encode(step, BODIES[step]))
+        if resume_first:
+            transport.on_message(encode_offset(RecordType.RESUME, 0))
+            assert not transport.linked
+        transport.peer_verified()
+        if not resume_first:
+            transport.on_message(encode_offset(RecordType.RESUME, 0))
+        assert transport.linked
+        transport.on_message(encode(RecordType.DATA, b"theirs"))
+        await next_tick()
+        assert protocol.events == ["made", b"theirs"]
+        # Our RESUME goes out before any of our DATA.
+        assert channel.records() == [(RecordType.RESUME, bytes(8)), (RecordType.DATA, b"mine")]
+        transport.abort()

@@ -14,6 +14,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from ..text import printable
 from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, SignalingError
 from .session import CONNECT_FAILED, CONNECTION_CLOSED, SignalingSession
 
@@ -29,7 +30,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return printable(text.splitlines()[0]) if text else type(exc).__name__
 
 
 class SignalingClient(SignalingSession):
@@ -104,6 +105,6 @@ class SignalingClient(SignalingSession):
             raise self._closed(exc) from exc
 
     def _closed(self, exc: ConnectionClosed) -> SignalingError:
-        return SignalingError(
-            CONNECTION_CLOSED, f"connection to room server {self.url} closed: {exc}"
+        return SignalingError(  # the close reason is the server's text
+            CONNECTION_CLOSED, f"connection to room server {self.url} closed: {printable(str(exc))}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ..text import printable
 from . import protocol
 from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, ProtocolError, SignalingError
 
@@ -76,8 +77,13 @@ class SignalingSession:
 
     def _parse(self, raw: str | bytes) -> dict:
         try:
-            return protocol.parse_server_message(raw, max_bytes=self._max_bytes)
+            msg = protocol.parse_server_message(raw, max_bytes=self._max_bytes)
         except ProtocolError as exc:
             raise SignalingError(
                 exc.code, f"invalid message from room server {self.url}: {exc.message}"
             ) from exc
+        # The server's own words end up on the user's terminal.
+        if msg["type"] in ("error", "closing"):
+            for field in msg.keys() & {"code", "message"}:
+                msg[field] = printable(msg[field])
+        return msg
