@@ -27,21 +27,23 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
     Returns 0 if every party succeeded. After the first failure the others get `grace`
     seconds to notice it themselves (they report the lost party) before they are stopped.
     The last lines of a failed party's log are shown; `logs` is a new temporary directory,
-    removed at the end, unless `log_dir` is given.
+    removed at the end, unless `log_dir` is given. The throwaway keys are always removed.
     """
     logs = Path(log_dir or tempfile.mkdtemp(prefix="mpc-net-"))
     logs.mkdir(parents=True, exist_ok=True)
     try:
-        return await _run_parties(script, script_args, parties, party_options, logs,
-                                  log_dir is not None, grace)
+        with tempfile.TemporaryDirectory(prefix="mpc-net-keys-") as keys:
+            credentials = _throwaway_credentials(Path(keys), parties)
+            return await _run_parties(script, script_args, parties, party_options, credentials,
+                                      logs, log_dir is not None, grace)
     finally:
         if log_dir is None:
-            shutil.rmtree(logs, ignore_errors=True)  # the logs, and the throwaway keys
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 async def _run_parties(script: str, script_args: list[str], parties: int,
-                       party_options: list[str], logs: Path, kept: bool, grace: float) -> int:
-    credentials = _throwaway_credentials(logs, parties)
+                       party_options: list[str], credentials: list[list[str]], logs: Path,
+                       kept: bool, grace: float) -> int:
     room = f"local-{secrets.token_hex(4)}"
     async with RoomServer("127.0.0.1", 0) as server:
         procs: dict[int, asyncio.subprocess.Process] = {}
@@ -72,14 +74,13 @@ async def _run_parties(script: str, script_args: list[str], parties: int,
                     await proc.wait()
 
 
-def _throwaway_credentials(directory: Path, parties: int) -> list[list[str]]:
+def _throwaway_credentials(keys: Path, parties: int) -> list[list[str]]:
     """Fresh keys and a roster for this run only: authenticated channels with no setup.
 
-    They go into a new directory of their own (mode 0700), never over files already in the
-    log directory, which may be shared and hold links planted to redirect the writes.
+    `keys` is a new directory of their own (mode 0700), never the log directory, which may be
+    shared and hold links planted to redirect the writes.
     """
     identities = [FileIdentity.generate() for _ in range(parties)]
-    keys = Path(tempfile.mkdtemp(prefix="keys-", dir=directory))
     roster_file = keys / "roster.json"
     write_roster(Roster.of([i.public_key for i in identities]), roster_file)
     options = []

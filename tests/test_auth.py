@@ -328,19 +328,24 @@ def test_key_and_roster_files_are_never_written_through_a_planted_link(
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_local_mode_writes_its_throwaway_keys_into_a_directory_of_their_own(tmp_path) -> None:
+def test_local_mode_keeps_its_throwaway_keys_out_of_the_log_directory(tmp_path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     logs = tmp_path / "logs"
     logs.mkdir()
     for name in ("party0.key", "party1.key", "roster.json"):
         (logs / name).symlink_to(victim)
-    done = mpc_net("run", str(DEMOS / "stats.py"), "-M2", "--log-dir", str(logs))
+    keys_home = tmp_path / "tmp"
+    keys_home.mkdir()
+    done = mpc_net("run", str(DEMOS / "stats.py"), "-M2", "--log-dir", str(logs),
+                   env={**os.environ, "TMPDIR": str(keys_home)})
     assert done.returncode == 0, done.stderr
     assert victim.read_text() == "precious\n"
-    [keys] = logs.glob("keys-*")
-    assert os.stat(keys).st_mode & 0o777 == 0o700
-    assert all(os.stat(k).st_mode & 0o777 == 0o600 for k in keys.glob("*.key"))
+    assert {p.name for p in logs.iterdir()} == {"party0.key", "party1.key", "roster.json",
+                                                 "party1.log"}
+    assert all((logs / name).is_symlink() for name in ("party0.key", "party1.key", "roster.json"))
+    # The keys lived in a directory of their own (mode 0700, made by tempfile) and are gone.
+    assert not list(keys_home.iterdir())
 
 
 def test_roster_command_and_show(tmp_path) -> None:
