@@ -550,8 +550,9 @@ def _default_loop() -> str:
 
 def use_loop(name: str) -> None:
     if name == "uvloop":
-        import uvloop
-
+        # Optional on purpose, as in MPyC, which runs on uvloop only where it is installed; no
+        # dependency brings it, so it is looked up by name (the default takes it only if found).
+        uvloop = importlib.import_module("uvloop")
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
