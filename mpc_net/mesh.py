@@ -21,7 +21,6 @@ from .auth import (
     Roster,
     RosterError,
     decode_public_key,
-    encode_public_key,
 )
 from .auth import short_authentication_string as sas
 from .handshake import Identity, Verify, authenticate
@@ -40,8 +39,8 @@ class Signaling(Protocol):
 
     async def connect(self, url: str) -> None: ...
 
-    async def join(self, room: str, party: int, parties: int, *, key: str | None = None,
-                   token: str | None = None) -> dict: ...
+    async def join(self, room: str, party: int, parties: int, *, identity: Identity,
+                   roster: Roster | None = None, token: str | None = None) -> dict: ...
 
     async def send_signal(self, to: int, data: dict) -> None: ...
 
@@ -143,6 +142,7 @@ class Mesh:
         self.connected = False  # from then on a lost peer is the runtime's business
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
+        self._other_roster = False  # whether another roster uses our room's name
         self._present: set[int] = set()
         # Parties that left before connecting: since when we tried to reach them, and how.
         self._left: dict[int, tuple[float, str | None]] = {}
@@ -178,6 +178,9 @@ class Mesh:
                                "not using %s", ", ".join(unused(self._ice_servers)))
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined["peers"] or "nobody yet")
+            if cfg.roster is None:
+                logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
+                               "roster): anyone who knows its name can take one", cfg.room)
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))
             await self._run_signaling(started)
@@ -249,8 +252,33 @@ class Mesh:
             self._peer_gone(message["party"])
         elif kind == "signal":
             self._spawn(self._signal_received(message["from"], message["data"]))
+        elif kind == "other-roster":
+            self._warn_other_roster()
+        elif kind == "ice-servers":
+            self._ice_servers = self.config.ice_servers + message["ice_servers"]
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
+
+    def _warn_other_roster(self) -> None:
+        """Parties of another roster use our room's name: they and we never meet, so a party
+        of ours that runs with another roster file would be waited for in vain. We still wait
+        (a stranger must not end our run), bounded by the join timeout, and say why."""
+        if self._other_roster:
+            return
+        self._other_roster = True
+        cfg = self.config
+        if cfg.roster is None:
+            ours = "we run without a roster (--trust-room-server)"
+        else:
+            ours = f"ours has check code {sas(cfg.roster.session_id)}"
+        missing = [j for j in self.others if j not in self._present]
+        waiting = (f"; waiting for parties {missing} of our roster up to the join timeout "
+                   f"({cfg.join_timeout:g} s)") if missing else ""
+        logger.warning("party %d: room %r is also used by parties with another roster (or "
+                       "with none), now or a moment ago; they cannot meet ours. If one of them "
+                       "is meant to be one of our parties, it runs with another roster file: "
+                       "every party needs the same roster file (%s)%s", cfg.pid, cfg.room,
+                       ours, waiting)
 
     def _peer_present(self, j: int, key: str | None) -> None:
         self._present.add(j)
@@ -414,8 +442,10 @@ class Mesh:
                                 f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
+            hint = ("; parties with another roster use this room name: check that every party "
+                    "has the same roster file") if self._other_roster else ""
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
-                            f"within {cfg.join_timeout:g} s")
+                            f"within {cfg.join_timeout:g} s{hint}")
 
     def _unreachable(self, j: int) -> str:
         return (f"could not connect to party {j} within {self.config.connect_timeout:g} s "
@@ -489,9 +519,8 @@ class Mesh:
         """Connect the signaling client to the room server and join our room."""
         cfg = self.config
         await self._client.connect(cfg.signaling_url)
-        return await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                       key=encode_public_key(cfg.identity.public_key),
-                                       token=cfg.join_token)
+        return await self._client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
+                                       roster=cfg.roster, token=cfg.join_token)
 
     async def _repair_session(self) -> None:
         self._client = self._new_signaling()
