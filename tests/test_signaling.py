@@ -724,7 +724,7 @@ async def test_client_join_errors_are_signaling_errors(server: RoomServer) -> No
     assert info.value.code == ErrorCode.PARTY_TAKEN
     assert str(info.value) == "party 0 of room solo is taken (party-taken)"
     with pytest.raises(SignalingError) as info:
-        # Refused locally, with the same code as the server.s.
+        # Refused locally, with the same code as the server's.
         await client.join("bad room", 0, 1, identity=key(0))
     assert info.value.code == ErrorCode.BAD_ROOM
     await client.send_signal(0, {})

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from seats import key, raw_join
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -65,8 +66,8 @@ async def _next(client: SignalingClient) -> dict:
 
 
 async def _join(ws: ClientConnection, room: str, party: int, parties: int, **extra: str) -> dict:
-    await ws.send(encode(protocol.join(room, party, parties) | extra))
-    return await _recv(ws)
+    async with asyncio.timeout(TIMEOUT):
+        return await raw_join(ws, room, party, parties, **extra)
 
 
 @pytest.fixture
@@ -209,7 +210,8 @@ async def test_rate_limited_client_recovers_after_a_pause(start) -> None:
 
 
 async def test_rate_limit_is_per_connection(start) -> None:
-    server = await start(messages_per_second=0.001, message_burst=4)
+    # The burst is a join (hello and join) and three signals.
+    server = await start(messages_per_second=0.001, message_burst=5)
     async with connect(server.url) as a, connect(server.url) as b:
         assert (await _join(a, "r", 0, 2))["type"] == "joined"
         assert (await _join(b, "r", 1, 2))["type"] == "joined"
@@ -353,9 +355,10 @@ async def test_joins_need_a_right_token_when_tokens_are_set(start) -> None:
     client = SignalingClient()
     await client.connect(server.url)
     with pytest.raises(SignalingError) as info:
-        await client.join("s", 0, 1, token="nope")
+        await client.join("s", 0, 1, identity=key(0), token="nope")
     assert info.value.code == ErrorCode.BAD_TOKEN
-    assert (await client.join("s", 0, 1, token="first-secret"))["type"] == "joined"
+    joined = await client.join("s", 0, 1, identity=key(0), token="first-secret")
+    assert joined["type"] == "joined"
     await client.close()
 
 
@@ -402,7 +405,7 @@ async def test_stalled_reader_is_dropped_with_bounded_memory_while_its_room_work
     a, c = SignalingClient(), SignalingClient()
     for party, client in ((0, a), (2, c)):
         await client.connect(server.url)
-        await client.join("stall", party, 3)
+        await client.join("stall", party, 3, identity=key(party))
     assert (await _next(a))["type"] == "peer-joined"
     # Random text: compression would squeeze repetitive padding to almost nothing.
     data = {"pad": base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2)).decode()}
@@ -410,7 +413,7 @@ async def test_stalled_reader_is_dropped_with_bounded_memory_while_its_room_work
     try:
         # max_queue=1: this client stops reading from its socket after one message.
         async with connect(server.url, max_queue=1, close_timeout=0) as stalled:
-            await stalled.send(encode(protocol.join("stall", 1, 3)))
+            await _join(stalled, "stall", 1, 3)
             assert (await _next(a))["type"] == "peer-joined"
             assert (await _next(c))["type"] == "peer-joined"
             baseline = tracemalloc.get_traced_memory()[0]
@@ -536,11 +539,11 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
     url = next(r.url for r in caplog.records if getattr(r, "event", None) == "listening")
     client = SignalingClient()
     await client.connect(url)
-    await client.join("r", 0, 2)
+    await client.join("r", 0, 2, identity=key(0))
     other = SignalingClient()
     await other.connect(url)
     with pytest.raises(SignalingError, match="too-many-rooms"):  # the limits were applied
-        await other.join("s", 0, 1)
+        await other.join("s", 0, 1, identity=key(0))
     os.kill(os.getpid(), sig)
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
@@ -626,14 +629,14 @@ def test_json_logs_of_a_server_process() -> None:
         rest = proc.communicate(timeout=TIMEOUT + CLOSE_GRACE)[1]
     entries = [json.loads(line) for line in rest.splitlines()]
     events = [entry.get("event") for entry in entries]
-    assert events == ["joined", "left", "shutdown", "closing"], entries
-    assert entries[0]["room"] == "logged" and entries[0]["client"].startswith("127.0.0.1:")
+    assert events == ["open-room", "joined", "left", "shutdown", "closing"], entries
+    assert entries[1]["room"] == "logged" and entries[1]["client"].startswith("127.0.0.1:")
     assert proc.returncode == 0
 
 
 async def _join_and_leave(url: str) -> None:
     client = SignalingClient()
     await client.connect(url)
-    await client.join("logged", 0, 1)
+    await client.join("logged", 0, 1, identity=key(0))
     await client.leave()
     await client.close()

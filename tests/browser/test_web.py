@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from seats import key
 
 from mpc_net import web
 from mpc_net.signaling.client import SignalingClient
@@ -54,7 +55,7 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         # The room server answers on the same port.
         client = SignalingClient()
         await client.connect(server.url)
-        joined = await client.join("lab", 0, 2)
+        joined = await client.join("lab", 0, 2, identity=key(0))
         assert joined["peers"] == []
         await client.close()
 
