@@ -186,9 +186,9 @@ class Mesh:
             await self._run_signaling(started)
             self.connected = True
             await self._leave_room()
-        except SignalingError as exc:
+        except (SignalingError, MeshError) as exc:
             await self._abandon()
-            raise MeshError(str(exc)) from None
+            raise MeshError(self._explained(str(exc))) from None
         except BaseException:
             await self._abandon()
             raise
@@ -258,6 +258,13 @@ class Mesh:
             self._ice_servers = self.config.ice_servers + message["ice_servers"]
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
+
+    def _explained(self, failure: str) -> str:
+        """A failure while another roster uses our room's name is most likely that mistake."""
+        if not self._other_roster:
+            return failure
+        return (f"{failure}; parties with another roster use room {self.config.room!r}: check "
+                "that every party has the same roster file")
 
     def _warn_other_roster(self) -> None:
         """Parties of another roster use our room's name: they and we never meet, so a party
@@ -442,10 +449,8 @@ class Mesh:
                                 f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
-            hint = ("; parties with another roster use this room name: check that every party "
-                    "has the same roster file") if self._other_roster else ""
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
-                            f"within {cfg.join_timeout:g} s{hint}")
+                            f"within {cfg.join_timeout:g} s")
 
     def _unreachable(self, j: int) -> str:
         return (f"could not connect to party {j} within {self.config.connect_timeout:g} s "

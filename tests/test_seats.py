@@ -113,7 +113,7 @@ def test_a_party_with_another_roster_is_told_not_left_to_wait(tmp_path: Path) ->
             procs: dict[int, subprocess.Popen] = {}
             lines: dict[int, Lines] = {}
             for i in order:
-                [procs[i]] = start_parties(SCRIPT, 3, server.url, room, "--join-timeout", "30",
+                [procs[i]] = start_parties(SCRIPT, 3, server.url, room, "--join-timeout", "20",
                                            credentials=credentials, only=[i])
                 lines[i] = Lines(procs[i])
                 last_start = time.monotonic()
