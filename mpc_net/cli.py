@@ -386,7 +386,7 @@ def _keygen(options: argparse.Namespace) -> int:
 
 
 def _roster(options: argparse.Namespace) -> int:
-    from .auth import Roster, RosterError, encode_public_key, short_authentication_string
+    from .auth import Roster, RosterError, encode_public_key
     from .keys import KeyFileError, load_roster, public_key_of, write_roster
 
     def fail(message: str) -> int:
@@ -414,7 +414,6 @@ def _roster(options: argparse.Namespace) -> int:
     for i in range(len(roster)):
         print(f"party {i}: {encode_public_key(roster.keys[i])} {roster.names[i]}".rstrip())
     print(f"session id: {roster.session_id.hex()}")
-    print(f"check code: {short_authentication_string(roster.session_id)}")
     return 0
 
 

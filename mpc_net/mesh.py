@@ -22,7 +22,7 @@ from .auth import (
     RosterError,
     decode_public_key,
 )
-from .auth import short_authentication_string as sas
+from .checkcode import CheckCodeError, CheckExchange
 from .handshake import Identity, Verify, authenticate
 from .ice import server_kinds, unused
 from .sdp import candidate_types, fingerprints, max_message_size
@@ -143,6 +143,8 @@ class Mesh:
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
         self._other_roster = False  # whether another roster uses our room's name
+        self._check = CheckExchange(config.pid, config.parties)
+        self._check_shown = False
         self._present: set[int] = set()
         # Parties that left before connecting: since when we tried to reach them, and how.
         self._left: dict[int, tuple[float, str | None]] = {}
@@ -183,6 +185,7 @@ class Mesh:
                                "roster): anyone who knows its name can take one", cfg.room)
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))
+            self._reveal_when_ready()
             await self._run_signaling(started)
             self.connected = True
             await self._leave_room()
@@ -229,7 +232,7 @@ class Mesh:
     async def _run_signaling(self, started: float) -> None:
         receive = asyncio.ensure_future(self._client.recv())
         try:
-            while len(self.transports) < len(self.others):
+            while len(self.transports) < len(self.others) or not self._check.complete:
                 # Woken by a message, a failure, or a channel becoming ready; the timeout
                 # only paces the deadline checks.
                 self._progress = asyncio.get_running_loop().create_future()
@@ -250,6 +253,8 @@ class Mesh:
             self._peer_present(message["party"], message.get("key"))
         elif kind == "peer-left":
             self._peer_gone(message["party"])
+        elif kind == "signal" and isinstance(message["data"].get("check"), dict):
+            self._check_received(message["from"], message["data"]["check"])
         elif kind == "signal":
             self._spawn(self._signal_received(message["from"], message["data"]))
         elif kind == "other-roster":
@@ -277,7 +282,7 @@ class Mesh:
         if cfg.roster is None:
             ours = "we run without a roster (--trust-room-server)"
         else:
-            ours = f"ours has check code {sas(cfg.roster.session_id)}"
+            ours = f"ours has session id {cfg.roster.session_id.hex()[:16]}..."
         missing = [j for j in self.others if j not in self._present]
         waiting = (f"; waiting for parties {missing} of our roster up to the join timeout "
                    f"({cfg.join_timeout:g} s)") if missing else ""
@@ -290,6 +295,10 @@ class Mesh:
     def _peer_present(self, j: int, key: str | None) -> None:
         self._present.add(j)
         self._left.pop(j, None)
+        if not self.connected:  # a newcomer, or a party back: where the exchange stands
+            self._send_check(j, self._check.commit())
+            if self._check.revealed:
+                self._send_check(j, self._check.reveal())
         if self.config.roster is None and not self._roster.done():
             self._learn_key(j, key)
             if not self._roster.done():
@@ -316,10 +325,42 @@ class Mesh:
         except RosterError as exc:
             raise MeshError(f"the keys announced in the room are unusable: {exc}") from None
         logger.warning("WARNING: trusting the keys relayed by the room server "
-                       "(--trust-room-server): whoever runs it could pose as any party.")
-        logger.warning("Compare this code with every other party, by voice, not through the "
-                       "room server: %s", sas(roster.session_id))
+                       "(--trust-room-server): whoever runs it could pose as any party; "
+                       "compare the check code that follows with every other party.")
         self._roster.set_result(roster)
+        self._reveal_when_ready()
+
+    # -- the check code -----------------------------------------------------------------------
+
+    def _send_check(self, j: int, message: dict) -> None:
+        self._spawn(self._client.send_signal(j, {"check": message}))
+
+    def _reveal_when_ready(self) -> None:
+        """Reveal our nonce once every commitment is in and our roster is fixed."""
+        if self._check.ready and self._roster.done():
+            message = self._check.reveal()
+            for j in sorted(self._present):
+                self._send_check(j, message)
+        self._show_check_code()
+
+    def _check_received(self, j: int, message: dict) -> None:
+        try:
+            self._check.received(j, message)
+        except CheckCodeError as exc:
+            raise MeshError(str(exc)) from None
+        self._reveal_when_ready()
+
+    def _show_check_code(self) -> None:
+        if not self._check.complete or not self._roster.done() or self._check_shown:
+            return
+        self._check_shown = True
+        code = self._check.code(self._roster.result().session_id)
+        level = logging.WARNING if self.config.roster is None else logging.INFO
+        logger.log(level, "party %d: check code of this run: %s (compare it with every other "
+                   "party by voice, not through the room server: equal codes mean that all "
+                   "hold the same keys)", self.config.pid, code)
+        if not self._progress.done():
+            self._progress.set_result(None)
 
     def _peer_gone(self, j: int) -> None:
         self._present.discard(j)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Hashable
 
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +17,8 @@ from mpc_net.auth import Roster, encode_public_key
 from mpc_net.keys import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.rooms import Outgoing, Rooms
+
+from helpers import ROOT
 
 
 class SeatKey:
@@ -78,3 +83,33 @@ async def raw_join(ws: ClientConnection, room: str, party: int, parties: int,
     await ws.send(protocol.encode(join_message(reply["challenge"], room, party, parties,
                                                **options)))
     return json.loads(await ws.recv())
+
+
+# A room server that seats anyone by room name alone, unchecked, as a room server that lies
+# may: what stays between strangers and a run is then the channel handshake.
+_LAX_SERVER = """
+import asyncio, logging, sys
+from mpc_net.signaling.rooms import Rooms
+from mpc_net.signaling.server import RoomServer, serve_until_signal, setup_logging
+
+Rooms._check_seat = lambda self, msg, challenge: None
+setup_logging()
+asyncio.run(serve_until_signal("127.0.0.1", 0))
+"""
+
+
+class LaxRoomServerProcess:
+    """A room server process that seats anyone (see _LAX_SERVER); `url` is where it listens."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _LAX_SERVER], cwd=ROOT,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r"listening on (ws://\S+)", line)
+        assert match, f"room server did not start: {line!r}"
+        self.url = match.group(1)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.proc.stderr.close()
