@@ -25,7 +25,7 @@ from .auth import (
 from .checkcode import CheckCodeError, CheckExchange
 from .handshake import Identity, Verify, authenticate
 from .ice import server_kinds, unused
-from .sdp import candidate_types, fingerprints, max_message_size
+from .sdp import candidate_types, check_fingerprint_lines, fingerprints, max_message_size
 from .signaling.protocol import SignalingError
 from .transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport, PeerLost
 
@@ -115,6 +115,10 @@ def _description(sender: int, data: object, kind: str) -> dict[str, str]:
         or not isinstance(description.get("sdp"), str)
     ):
         raise MeshError(f"party {sender} sent a signal that is not an SDP {kind}")
+    try:
+        check_fingerprint_lines(description["sdp"])
+    except ValueError as exc:
+        raise MeshError(f"party {sender} sent an SDP {kind} with {exc}") from None
     return {"type": kind, "sdp": description["sdp"]}
 
 
