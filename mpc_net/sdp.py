@@ -42,7 +42,9 @@ def fingerprints(sdp: str) -> str:
 # What a lax SDP parser might still take for a fingerprint: the attribute in any case, blanks
 # anywhere. Every such line must be in the one form that fingerprints() reads.
 _FINGERPRINT_LIKE = re.compile(r"[ \t]*a[ \t]*=[ \t]*fingerprint[ \t]*:", re.IGNORECASE)
-_CANONICAL_FINGERPRINT = re.compile(r"a=fingerprint:[a-z0-9-]+ [0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+")
+# Hash names are case-insensitive (RFC 8122), and fingerprints() reads them in any case.
+_CANONICAL_FINGERPRINT = re.compile(
+    r"a=fingerprint:[A-Za-z0-9-]+ [0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+")
 
 
 def check_fingerprint_lines(sdp: str) -> None:

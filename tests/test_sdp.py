@@ -25,7 +25,7 @@ async def test_real_descriptions_and_several_fingerprints_pass() -> None:
     sdp = await _aiortc_offer()
     check_fingerprint_lines(sdp)
     assert len(fingerprints(sdp).split(",")) >= 1
-    several = sdp + f"a=fingerprint:sha-1 {':'.join(['CD'] * 20)}\r\n"
+    several = sdp + f"a=fingerprint:SHA-1 {':'.join(['CD'] * 20)}\r\n"  # names have any case
     check_fingerprint_lines(several)
     assert _description(1, {"description": {"type": "offer", "sdp": several}}, "offer")
 
@@ -39,7 +39,6 @@ async def test_real_descriptions_and_several_fingerprints_pass() -> None:
     f"a=Fingerprint:sha-256 {HEX}",
     f"a = fingerprint:sha-256 {HEX}",
     f"a=fingerprint :sha-256 {HEX}",
-    f"a=fingerprint:SHA-256 {HEX}",  # upper-case hash name
     f"a=fingerprint:sha-256 {HEX[:-1]}",  # a half byte
     "a=fingerprint:sha-256",
 ])
