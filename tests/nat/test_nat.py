@@ -203,16 +203,18 @@ def _strings(value):
 def test_turn_credentials_from_the_room_server(network, credentials, auction_output):
     net = network("symmetric", "symmetric", "symmetric")
     net.start_coturn(secret="shared-secret")
+    # Credentials go to parties that prove their seat and hold a join token.
     net.start_room_server("--turn-url", ROOM_TURN_URL, "--turn-secret", "shared-secret",
-                          "--turn-ttl", "600", wiretap=True)
+                          "--join-token", "members", wiretap=True)
     asked = time.time()
-    runs = net.run_parties(AUCTION, "room-turn", credentials, STUN)  # no TURN flag of their own
+    members = [c + ["--join-token", "members"] for c in credentials]
+    runs = net.run_parties(AUCTION, "room-turn", members, STUN)  # no TURN flag of their own
     assert_demo_ran(runs, auction_output)
     for run in runs:
         for peer, pair in run.paths.items():
             assert "relay" in pair, f"party {run.index} -> {peer}: {pair}"
-    # The room server handed out TURN REST credentials of the right lifetime; the secret
-    # itself never left it.
+    # The room server handed out TURN REST credentials of the default lifetime (10 minutes);
+    # the secret itself never left it.
     messages = net.tapped_messages()
     issued = [(user, password) for user, password in _issued_credentials(messages)
               if rest_credentials("shared-secret", int(user.split(":")[0]),
@@ -227,7 +229,8 @@ def test_turn_credentials_from_the_room_server(network, credentials, auction_out
 def test_wrong_turn_credentials_from_the_room_server_fail_clearly(network, credentials):
     net = network("symmetric", "symmetric", "symmetric")
     net.start_coturn(secret="coturn-secret")
-    net.start_room_server("--turn-url", ROOM_TURN_URL, "--turn-secret", "another-secret")
+    net.start_room_server("--turn-url", ROOM_TURN_URL, "--turn-secret", "another-secret",
+                          "--turn-open-relay")
     runs = net.run_parties(AUCTION, "wrong-turn", credentials, STUN)
     assert_no_path(runs)
     assert re.search(r"user <\d+:[^>]*>.*error 401", net.logs["coturn log"].read_text())
@@ -241,7 +244,7 @@ def test_expired_turn_credentials_from_the_room_server_fail_clearly(network, cre
     net = network("udp-blocked", "symmetric", "symmetric")
     net.start_coturn(secret="shared-secret")
     net.start_room_server("--turn-url", f"turn:{SERVER}:{TURN_PORT}?transport=tcp",
-                          "--turn-secret", "shared-secret", "--turn-ttl", "1")
+                          "--turn-secret", "shared-secret", "--turn-ttl", "1", "--turn-open-relay")
     runs = net.run_parties(AUCTION, "expired-turn", credentials, start_delays={1: 2.5, 2: 2.5})
     assert_no_path(runs, parties=[0])
     for i in (1, 2):  # they connect to each other, not to party 0; the first failure ends all
