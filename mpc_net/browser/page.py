@@ -49,7 +49,8 @@ async def prepare(key_slot: str) -> JsProxy:
 
 
 def describe_roster(text: str) -> JsProxy:
-    """What the page says about a roster: its parties and check code, or what is wrong."""
+    """What the page says about a roster: its parties and whose key is ours, or what is
+    wrong."""
     try:
         roster = Roster.from_json(text)
     except RosterError as exc:
