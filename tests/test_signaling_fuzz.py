@@ -487,3 +487,38 @@ async def test_memory_stays_bounded_across_rounds(served: tuple[RoomServer, Trou
     # that, a round leaves no more than noise behind.
     growth = sizes[-1] - sizes[2]
     assert growth < 64 * 1024, sizes
+
+
+# -- seats ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(change=st.sampled_from(["room", "party", "parties", "key", "proof", "roster", "drop"]),
+       data=st.data())
+def test_a_proven_join_changed_in_any_field_takes_no_seat(change: str, data: st.DataObject,
+                                                           ) -> None:
+    rooms = seats.new_rooms()
+    roster = seats.roster_of(3)
+    [(_, challenge)] = rooms.handle("c", protocol.hello())
+    msg = seats.join_message(challenge["challenge"], "lab", 1, 3, roster=roster)
+    if change == "room":
+        msg["room"] = data.draw(st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+                                .filter(lambda name: name != "lab"))
+    elif change == "party":
+        msg["party"] = data.draw(st.sampled_from([0, 2]))
+    elif change == "parties":
+        msg["parties"] = data.draw(st.integers(2, MAX_PARTIES).filter(lambda n: n != 3))
+    elif change == "key":
+        msg["key"] = seats.key(data.draw(st.sampled_from([0, 2, 9]))).public_text
+    elif change == "proof":
+        proof = data.draw(st.binary(min_size=64, max_size=64))
+        msg["proof"] = protocol.encode_bytes(proof)
+    elif change == "roster":
+        msg["roster"] = json.loads(seats.roster_of(3, first=data.draw(st.integers(1, 5)))
+                                   .to_json())
+    else:
+        del msg["roster"]
+    with pytest.raises(ProtocolError) as info:
+        rooms.handle("c", parse_client_message(encode(msg)))
+    assert info.value.code in {ErrorCode.BAD_PROOF, ErrorCode.BAD_ROSTER}
+    assert not rooms.is_seated("c") and rooms.rooms == {}
