@@ -494,6 +494,10 @@ class Mesh:
                                 f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
+            if not missing:
+                raise MeshError(f"the check-code exchange did not finish within "
+                                f"{cfg.join_timeout:g} s: a party or the room server held back "
+                                "its messages")
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
                             f"within {cfg.join_timeout:g} s")
 
