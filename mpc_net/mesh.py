@@ -494,7 +494,7 @@ class Mesh:
                                 f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
-            if not missing:
+            if not missing and len(self.transports) == len(self.others):
                 raise MeshError(f"the check-code exchange did not finish within "
                                 f"{cfg.join_timeout:g} s: a party or the room server held back "
                                 "its messages")
