@@ -35,8 +35,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
 
+from mpc_net.auth import encode_public_key
+from mpc_net.signaling import protocol
 from mpc_net.signaling.server import (
     add_limit_arguments,
     limits_from,
@@ -46,7 +50,7 @@ from mpc_net.signaling.server import (
 
 CONNECT_CONCURRENCY = 100  # below the listen backlog, so no SYN is dropped and retried 1 s later
 SERVER_OPTIONS = ["--max-connections-per-address", "0"]
-_ROUTINE = re.compile(r"joined \(|left \(|shutting down|closing \d+ connections")
+_ROUTINE = re.compile(r"joined \(|left \(|open seats|shutting down|closing \d+ connections")
 
 
 @dataclass
@@ -61,6 +65,12 @@ class Client:
     signals: int = 0
     inbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     heard: asyncio.Event = field(default_factory=asyncio.Event)
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                  serialization.PublicFormat.Raw)
 
     def start(self) -> asyncio.Task:
         return asyncio.create_task(self._read())
@@ -82,9 +92,14 @@ class Client:
         return msg
 
     async def join(self) -> float:
+        """A proven seat: hello, then a join that signs the challenge (open seats)."""
         began = time.perf_counter()
-        await self.ws.send(json.dumps({"type": "join", "version": 1, "room": self.room,
-                                       "party": self.party, "parties": self.parties}))
+        await self.ws.send(protocol.encode(protocol.hello()))
+        challenge = protocol.decode_bytes((await self.expect("challenge"))["challenge"])
+        statement = protocol.seat_statement(challenge, self.room, self.party, self.parties, None)
+        await self.ws.send(protocol.encode(protocol.join(
+            self.room, self.party, self.parties, key=encode_public_key(self.public_key),
+            proof=self.key.sign(statement))))
         await self.expect("joined")
         return time.perf_counter() - began
 

@@ -120,11 +120,28 @@ class Roster:
                             for k, n in zip(self.keys, self.names, strict=True)]}
 
 
-def short_authentication_string(session_id: bytes) -> str:
-    """Twelve digits that people can read to each other to confirm they hold the same roster."""
-    number = int.from_bytes(hashlib.sha256(b"mpc-net/sas/v1" + session_id).digest()[:8], "big")
-    digits = f"{number % 10**12:012d}"
-    return "-".join(digits[i:i + 4] for i in range(0, 12, 4))
+CHECK_NONCE_BYTES = 32
+CHECK_CODE_DIGITS = 16  # about 53 bits
+
+
+def check_commitment(pid: int, nonce: bytes) -> bytes:
+    """What a party commits to before anyone reveals: its check-code nonce."""
+    return hashlib.sha256(b"mpc-net/check-commit/v1" + struct.pack(">H", pid) + nonce).digest()
+
+
+def short_authentication_string(session_id: bytes, nonces: list[bytes]) -> str:
+    """The check code of a run: sixteen digits that people read to each other.
+
+    It covers the roster each party holds and a fresh nonce of every party, exchanged by commit
+    then reveal (as ZRTP does): each party reveals its nonce only after it holds everybody's
+    commitment and its roster, so whoever relays them has fixed everything it substitutes
+    before the nonce that decides the code is known. Equal codes despite different rosters then
+    take luck of 10**-16 (2**-53) per run, and no precomputation helps; a fixed code of a roster
+    would fall to a birthday search instead.
+    """
+    digest = hashlib.sha256(b"mpc-net/check-code/v2" + session_id + b"".join(nonces)).digest()
+    digits = f"{int.from_bytes(digest[:8], 'big') % 10**CHECK_CODE_DIGITS:0{CHECK_CODE_DIGITS}d}"
+    return "-".join(digits[i:i + 4] for i in range(0, CHECK_CODE_DIGITS, 4))
 
 
 def fingerprint_digest(fingerprints: str) -> bytes:

@@ -194,13 +194,19 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--turn-url", metavar="URL",
                         help="TURN server sharing --turn-secret (coturn: use-auth-secret), "
                              "turn:HOST[:PORT][?transport=udp|tcp] without credentials; every "
-                             "party that joins gets short-lived credentials for it")
+                             "party that proves its seat (and holds a join token) gets "
+                             "short-lived credentials for it, renewed while it stays")
     signal.add_argument("--turn-secret", metavar="SECRET",
                         help="the shared secret (coturn: static-auth-secret); also from "
                              "$MPC_NET_TURN_SECRET, which keeps it out of process listings")
-    signal.add_argument("--turn-ttl", type=positive_int, default=3600, metavar="SECONDS",
-                        help="how long handed-out TURN credentials stay valid "
-                             "(default %(default)s)")
+    from .ice import TurnRest
+
+    signal.add_argument("--turn-ttl", type=positive_int, default=TurnRest.ttl,
+                        metavar="SECONDS", help="how long handed-out TURN credentials stay "
+                        "valid (default %(default)s)")
+    signal.add_argument("--turn-open-relay", action="store_true",
+                        help="hand TURN credentials to parties without a join token: anyone "
+                             "who can take a seat may then relay through the TURN server")
     signal.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
     from .signaling.server import add_limit_arguments
@@ -370,7 +376,7 @@ def _keygen(options: argparse.Namespace) -> int:
 
 
 def _roster(options: argparse.Namespace) -> int:
-    from .auth import Roster, RosterError, encode_public_key, short_authentication_string
+    from .auth import Roster, RosterError, encode_public_key
     from .keys import KeyFileError, load_roster, public_key_of, write_roster
 
     def fail(message: str) -> int:
@@ -398,7 +404,6 @@ def _roster(options: argparse.Namespace) -> int:
     for i in range(len(roster)):
         print(f"party {i}: {encode_public_key(roster.keys[i])} {roster.names[i]}".rstrip())
     print(f"session id: {roster.session_id.hex()}")
-    print(f"check code: {short_authentication_string(roster.session_id)}")
     return 0
 
 
@@ -416,11 +421,16 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
         limits = limits_from(options)
     except (IceConfigError, ValueError) as exc:
         signal.error(str(exc))
+    if turn is not None and not limits.join_tokens and not options.turn_open_relay:
+        signal.error("--turn-secret without --join-token would hand TURN credentials to anyone "
+                     "(an open relay); require a join token, or accept that with "
+                     "--turn-open-relay")
 
     setup_logging(options.log_format, bool(options.verbose))
     try:
         asyncio.run(serve_until_signal(options.host, options.port, ice_servers=ice_servers,
-                                       turn=turn, limits=limits))
+                                       turn=turn, limits=limits,
+                                       open_relay=options.turn_open_relay))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -105,11 +105,11 @@ def turn_rest_credentials(secret: str, expires: int, user: str) -> tuple[str, st
 @dataclasses.dataclass(frozen=True)
 class TurnRest:
     """A TURN server that shares `secret` with the room server, which hands each party
-    credentials valid for `ttl` seconds."""
+    credentials valid for `ttl` seconds (renewed while its seat stays)."""
 
     url: str
     secret: str
-    ttl: int = 3600
+    ttl: int = 600
 
     def __post_init__(self) -> None:
         parse_url(self.url, credentials=False)

@@ -67,6 +67,12 @@ class FileIdentity:
 
 
 async def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    return check_signature(public_key, signature, data)
+
+
+def check_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Whether `signature` is public_key's Ed25519 signature of `data` (the room server checks
+    seats with it, synchronously)."""
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
     except (InvalidSignature, ValueError):

@@ -21,12 +21,11 @@ from .auth import (
     Roster,
     RosterError,
     decode_public_key,
-    encode_public_key,
 )
-from .auth import short_authentication_string as sas
+from .checkcode import CheckCodeError, CheckExchange
 from .handshake import Identity, Verify, authenticate
 from .ice import server_kinds, unused
-from .sdp import candidate_types, fingerprints, max_message_size
+from .sdp import candidate_types, check_fingerprint_lines, fingerprints, max_message_size
 from .signaling.protocol import SignalingError
 from .transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport, PeerLost
 
@@ -43,8 +42,8 @@ class Signaling(Protocol):
 
     async def connect(self, url: str) -> None: ...
 
-    async def join(self, room: str, party: int, parties: int, *, key: str | None = None,
-                   token: str | None = None) -> dict: ...
+    async def join(self, room: str, party: int, parties: int, *, identity: Identity,
+                   roster: Roster | None = None, token: str | None = None) -> dict: ...
 
     async def send_signal(self, to: int, data: dict) -> None: ...
 
@@ -119,6 +118,10 @@ def _description(sender: int, data: object, kind: str) -> dict[str, str]:
         or not isinstance(description.get("sdp"), str)
     ):
         raise MeshError(f"party {sender} sent a signal that is not an SDP {kind}")
+    try:
+        check_fingerprint_lines(description["sdp"])
+    except ValueError as exc:
+        raise MeshError(f"party {sender} sent an SDP {kind} with {exc}") from None
     return {"type": kind, "sdp": description["sdp"]}
 
 
@@ -146,6 +149,9 @@ class Mesh:
         self.connected = False  # from then on a lost peer is the runtime's business
         self._tasks: set[asyncio.Task] = set()
         self._announced: dict[int, bytes] = {}  # keys relayed by the room server
+        self._other_roster = False  # whether another roster uses our room's name
+        self._check = CheckExchange(config.pid, config.parties)
+        self._check_shown = False
         self._present: set[int] = set()
         # Parties that left before connecting: since when we tried to reach them, and how.
         self._left: dict[int, tuple[float, str | None]] = {}
@@ -181,14 +187,18 @@ class Mesh:
                                "not using %s", ", ".join(unused(self._ice_servers)))
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined["peers"] or "nobody yet")
+            if cfg.roster is None:
+                logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
+                               "roster): anyone who knows its name can take one", cfg.room)
             for j in joined["peers"]:
                 self._peer_present(j, joined["keys"].get(j))
+            self._reveal_when_ready()
             await self._run_signaling(started)
             self.connected = True
             await self._leave_room()
-        except SignalingError as exc:
+        except (SignalingError, MeshError) as exc:
             await self._abandon()
-            raise MeshError(str(exc)) from None
+            raise MeshError(self._explained(str(exc))) from None
         except BaseException:
             await self._abandon()
             raise
@@ -230,7 +240,7 @@ class Mesh:
         receive = asyncio.ensure_future(self._client.recv())
         reported = started
         try:
-            while len(self.transports) < len(self.others):
+            while len(self.transports) < len(self.others) or not self._check.complete:
                 # Woken by a message, a failure, or a channel becoming ready; the timeout
                 # only paces the deadline checks.
                 self._progress = asyncio.get_running_loop().create_future()
@@ -268,14 +278,52 @@ class Mesh:
             self._peer_present(message["party"], message.get("key"))
         elif kind == "peer-left":
             self._peer_gone(message["party"])
+        elif kind == "signal" and isinstance(message["data"].get("check"), dict):
+            self._check_received(message["from"], message["data"]["check"])
         elif kind == "signal":
             self._spawn(self._signal_received(message["from"], message["data"]))
+        elif kind == "other-roster":
+            self._warn_other_roster()
+        elif kind == "ice-servers":
+            self._ice_servers = self.config.ice_servers + message["ice_servers"]
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
+
+    def _explained(self, failure: str) -> str:
+        """A failure while another roster uses our room's name is most likely that mistake."""
+        if not self._other_roster:
+            return failure
+        return (f"{failure}; parties with another roster use room {self.config.room!r}: check "
+                "that every party has the same roster file")
+
+    def _warn_other_roster(self) -> None:
+        """Parties of another roster use our room's name: they and we never meet, so a party
+        of ours that runs with another roster file would be waited for in vain. We still wait
+        (a stranger must not end our run), bounded by the join timeout, and say why."""
+        if self._other_roster:
+            return
+        self._other_roster = True
+        cfg = self.config
+        if cfg.roster is None:
+            ours = "we run without a roster (--trust-room-server)"
+        else:
+            ours = f"ours has session id {cfg.roster.session_id.hex()[:16]}..."
+        missing = [j for j in self.others if j not in self._present]
+        waiting = (f"; waiting for parties {missing} of our roster up to the join timeout "
+                   f"({cfg.join_timeout:g} s)") if missing else ""
+        logger.warning("party %d: room %r is also used by parties with another roster (or "
+                       "with none), now or a moment ago; they cannot meet ours. If one of them "
+                       "is meant to be one of our parties, it runs with another roster file: "
+                       "every party needs the same roster file (%s)%s", cfg.pid, cfg.room,
+                       ours, waiting)
 
     def _peer_present(self, j: int, key: str | None) -> None:
         self._present.add(j)
         self._left.pop(j, None)
+        if not self.connected:  # a newcomer, or a party back: where the exchange stands
+            self._send_check(j, self._check.commit())
+            if self._check.revealed:
+                self._send_check(j, self._check.reveal())
         if self.config.roster is None and not self._roster.done():
             self._learn_key(j, key)
             if not self._roster.done():
@@ -302,10 +350,42 @@ class Mesh:
         except RosterError as exc:
             raise MeshError(f"the keys announced in the room are unusable: {exc}") from None
         logger.warning("WARNING: trusting the keys relayed by the room server "
-                       "(--trust-room-server): whoever runs it could pose as any party.")
-        logger.warning("Compare this code with every other party, by voice, not through the "
-                       "room server: %s", sas(roster.session_id))
+                       "(--trust-room-server): whoever runs it could pose as any party; "
+                       "compare the check code that follows with every other party.")
         self._roster.set_result(roster)
+        self._reveal_when_ready()
+
+    # -- the check code -----------------------------------------------------------------------
+
+    def _send_check(self, j: int, message: dict) -> None:
+        self._spawn(self._client.send_signal(j, {"check": message}))
+
+    def _reveal_when_ready(self) -> None:
+        """Reveal our nonce once every commitment is in and our roster is fixed."""
+        if self._check.ready and self._roster.done():
+            message = self._check.reveal()
+            for j in sorted(self._present):
+                self._send_check(j, message)
+        self._show_check_code()
+
+    def _check_received(self, j: int, message: dict) -> None:
+        try:
+            self._check.received(j, message)
+        except CheckCodeError as exc:
+            raise MeshError(str(exc)) from None
+        self._reveal_when_ready()
+
+    def _show_check_code(self) -> None:
+        if not self._check.complete or not self._roster.done() or self._check_shown:
+            return
+        self._check_shown = True
+        code = self._check.code(self._roster.result().session_id)
+        level = logging.WARNING if self.config.roster is None else logging.INFO
+        logger.log(level, "party %d: check code of this run: %s (compare it with every other "
+                   "party by voice, not through the room server: equal codes mean that all "
+                   "hold the same keys)", self.config.pid, code)
+        if not self._progress.done():
+            self._progress.set_result(None)
 
     def _peer_gone(self, j: int) -> None:
         self._present.discard(j)
@@ -452,6 +532,10 @@ class Mesh:
                                 f"(did it fail? see its output); {tried or 'nothing was tried'}")
         if now - started > cfg.join_timeout:
             missing = [j for j in self.others if j not in self._present]
+            if not missing and len(self.transports) == len(self.others):
+                raise MeshError(f"the check-code exchange did not finish within "
+                                f"{cfg.join_timeout:g} s: a party or the room server held back "
+                                "its messages")
             raise MeshError(f"parties {missing} did not join room {cfg.room!r} "
                             f"within {cfg.join_timeout:g} s")
 
@@ -527,9 +611,8 @@ class Mesh:
         """Connect the signaling client to the room server and join our room."""
         cfg = self.config
         await self._client.connect(cfg.signaling_url)
-        return await self._client.join(cfg.room, cfg.pid, cfg.parties,
-                                       key=encode_public_key(cfg.identity.public_key),
-                                       token=cfg.join_token)
+        return await self._client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
+                                       roster=cfg.roster, token=cfg.join_token)
 
     async def _repair_session(self) -> None:
         self._client = self._new_signaling()

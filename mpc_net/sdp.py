@@ -39,6 +39,27 @@ def fingerprints(sdp: str) -> str:
     return ",".join(found)
 
 
+# What a lax SDP parser might still take for a fingerprint: the attribute in any case, blanks
+# anywhere. Every such line must be in the one form that fingerprints() reads.
+_FINGERPRINT_LIKE = re.compile(r"[ \t]*a[ \t]*=[ \t]*fingerprint[ \t]*:", re.IGNORECASE)
+# Hash names are case-insensitive (RFC 8122), and fingerprints() reads them in any case.
+_CANONICAL_FINGERPRINT = re.compile(
+    r"a=fingerprint:[A-Za-z0-9-]+ [0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+")
+
+
+def check_fingerprint_lines(sdp: str) -> None:
+    """Raise ValueError unless every fingerprint line of `sdp` is in canonical form.
+
+    The handshake binds the fingerprints that fingerprints() reads; a browser whose SDP parser
+    is laxer than that could accept a certificate under a line it did not see, so descriptions
+    with odd fingerprint lines (blanks, tabs, other case) are refused instead.
+    """
+    for line in sdp.split("\n"):
+        line = line.removesuffix("\r")
+        if _FINGERPRINT_LIKE.match(line) and not _CANONICAL_FINGERPRINT.fullmatch(line):
+            raise ValueError(f"a fingerprint line not in canonical form: {line[:100]!r}")
+
+
 _CANDIDATE_TYPE = re.compile(r"^a=candidate:.* typ (\w+)", re.MULTILINE)
 
 

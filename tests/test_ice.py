@@ -12,6 +12,7 @@ from aiortc import RTCIceServer
 from aiortc.rtcicetransport import connection_kwargs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seats import new_rooms, seat
 
 from mpc_net.ice import (
     IceConfigError,
@@ -22,8 +23,6 @@ from mpc_net.ice import (
     unused,
 )
 from mpc_net.sdp import candidate_types
-from mpc_net.signaling import protocol
-from mpc_net.signaling.rooms import Rooms
 
 from helpers import DEMOS, mpc_net
 
@@ -117,16 +116,23 @@ def test_turn_rest_credentials_follow_the_coturn_scheme() -> None:
 
 
 def test_room_server_hands_each_party_fresh_turn_credentials() -> None:
-    rooms = Rooms([{"urls": ["stun:203.0.113.10:3478"]}],
-                  TurnRest("turn:203.0.113.10:3478", "sesame", ttl=600))
-    reply = rooms.handle("conn-0", protocol.parse_client_message(
-        protocol.encode(protocol.join("lab", 0, 2))))[0][1]
+    now = [1_900_000_000.0]
+    rooms = new_rooms(ice_servers=[{"urls": ["stun:203.0.113.10:3478"]}],
+                      turn=TurnRest("turn:203.0.113.10:3478", "sesame"), clock=lambda: now[0])
+    reply = seat(rooms, "conn-0", "lab", 0, 2)[0][1]
     stun, turn = reply["ice_servers"]
     assert stun == {"urls": ["stun:203.0.113.10:3478"]}
     assert turn["urls"] == ["turn:203.0.113.10:3478"]
     expires, user = turn["username"].split(":")
-    assert user == "lab-0" and int(expires) > 0
+    # Ten minutes by default, and a seat that stays gets fresh ones before they expire.
+    assert user == "lab-0" and int(expires) == now[0] + 600
     assert turn_rest_credentials("sesame", int(expires), user)[1] == turn["credential"]
+    now[0] += 300
+    [(conn, renewal)] = rooms.renew()
+    assert conn == "conn-0" and renewal["type"] == "ice-servers"
+    assert renewal["ice_servers"][1]["username"] == f"{int(now[0]) + 600}:lab-0"
+    rooms.disconnect("conn-0")
+    assert rooms.renew() == []
 
 
 @pytest.mark.parametrize("turn, message", [

@@ -24,7 +24,7 @@ from mpc_net.records import RecordType
 from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 from mpc_net.sdp import fingerprints
 from mpc_net.signaling import protocol
-from mpc_net.signaling.rooms import Outgoing
+from mpc_net.signaling.rooms import Outgoing, Room
 from mpc_net.signaling.server import RoomServer
 
 from helpers import DEMOS, ROOT, make_credentials, program_lines, start_parties
@@ -139,7 +139,7 @@ class MitmRoomServer(RoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if msg["type"] == "signal":
+            if msg["type"] == "signal" and "description" in msg["data"]:
                 sender, receiver = msg["from"], self._party_of(client)
                 description = msg["data"].get("description", {})
                 if self.intercept and {sender, receiver} == {0, 1}:
@@ -149,10 +149,15 @@ class MitmRoomServer(RoomServer):
             client.send(msg)
 
     def _party_of(self, client: Hashable) -> int:
-        return next(p for p, c in self.rooms.rooms[ROOM].members.items() if c is client)
+        return next(p for p, c in self.room.members.items() if c is client)
+
+    @property
+    def room(self) -> Room:
+        """The one room of the test (rooms are keyed by name and roster)."""
+        return next(room for (name, _), room in self.rooms.rooms.items() if name == ROOM)
 
     def _signal(self, receiver: int, sender: int, description: dict) -> None:
-        client = self.rooms.rooms[ROOM].members[receiver]
+        client = self.room.members[receiver]
         client.send(protocol.relayed_signal(sender, {"description": description}))
 
     async def _intercept(self, sender: int, description: dict) -> None:
@@ -206,7 +211,8 @@ def start_party(i: int, url: str, credentials: list[list[str]]) -> subprocess.Po
 
 async def joined(server: RoomServer, party: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while party not in getattr(server.rooms.rooms.get(ROOM), "members", {}):
+    while not any(name == ROOM and party in room.members
+                  for (name, _), room in server.rooms.rooms.items()):
         assert time.monotonic() < deadline, f"party {party} did not join the room"
         await asyncio.sleep(0.05)
 

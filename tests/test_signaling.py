@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seats import SeatKey, join_message, key, new_rooms, raw_join, roster_of, seat
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosedError
 
+from mpc_net.auth import Roster
 from mpc_net.signaling import protocol
 from mpc_net.signaling.client import (
     CONNECT_FAILED,
@@ -34,7 +37,7 @@ from mpc_net.signaling.protocol import (
     parse_client_message,
     parse_server_message,
 )
-from mpc_net.signaling.rooms import Rooms
+from mpc_net.signaling.rooms import RECENT_SECONDS, Rooms
 from mpc_net.signaling.server import Limits, RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step; a hang fails fast instead of at pytest's limit
@@ -61,24 +64,33 @@ def test_error_codes_are_the_documented_ones() -> None:
         "too-many-connections",
         "idle-timeout",
         "bad-token",
+        "no-challenge",
+        "bad-proof",
+        "bad-roster",
     }
+
+
+PROOF = bytes(protocol.PROOF_BYTES)  # the shape of a proof; only Rooms checks that it verifies
 
 
 def test_client_builders_round_trip() -> None:
     for msg in (
-        protocol.join("room-1", 2, 3),
-        protocol.join("r", 0, 1, key="k" * 1024, token="t"),
+        protocol.hello(),
+        protocol.join("room-1", 2, 3, key="k", proof=PROOF),
+        protocol.join("r", 0, 1, key="k" * 1024, proof=PROOF, roster={"x": [1]}, token="t"),
         protocol.signal(7, {"type": "offer", "sdp": "v=0\r\n"}),
         protocol.leave(),
     ):
         assert parse_client_message(encode(msg)) == msg
         assert parse_client_message(encode(msg).encode()) == msg
-    assert protocol.join("r", 1, 2) == {
+    assert protocol.join("r", 1, 2, key="k", proof=PROOF) == {
         "type": "join",
-        "version": 1,
+        "version": 2,
         "room": "r",
         "party": 1,
         "parties": 2,
+        "key": "k",
+        "proof": "A" * 86,
     }
 
 
@@ -87,6 +99,9 @@ def test_server_builders_round_trip() -> None:
     for msg in (
         protocol.joined("r", 1, 3, [0, 2], ice),
         protocol.joined("r", 0, 1, [], []),
+        protocol.challenge(bytes(range(32))),
+        protocol.other_roster(),
+        protocol.ice_servers(ice),
         protocol.peer_joined(4),
         protocol.peer_left(0),
         protocol.relayed_signal(255, {"candidate": {"sdpMid": "0"}}),
@@ -101,8 +116,9 @@ def test_encode_is_compact_ascii() -> None:
 
 
 def test_unknown_fields_are_dropped_and_credentials_kept() -> None:
-    raw = encode(protocol.join("r", 0, 2) | {"extra": [1], "key": "pk", "token": "tk"})
-    assert parse_client_message(raw) == protocol.join("r", 0, 2, key="pk", token="tk")
+    raw = encode(protocol.join("r", 0, 2, key="pk", proof=PROOF) | {"extra": [1], "token": "tk"})
+    assert parse_client_message(raw) == protocol.join("r", 0, 2, key="pk", proof=PROOF,
+                                                      token="tk")
 
 
 def test_ice_server_urls_are_normalized_to_lists() -> None:
@@ -115,8 +131,9 @@ def test_ice_server_urls_are_normalized_to_lists() -> None:
 
 
 def _join(**fields: object) -> str:
-    base = {"type": "join", "version": 1, "room": "r", "party": 0, "parties": 2}
-    return json.dumps(base | fields)
+    base = {"type": "join", "version": 2, "room": "r", "party": 0, "parties": 2, "key": "k",
+            "proof": "A" * 86}
+    return json.dumps({k: v for k, v in (base | fields).items() if v is not ...})
 
 
 def _signal(**fields: object) -> str:
@@ -142,15 +159,22 @@ BAD_CLIENT_MESSAGES = [
     ("{}", ErrorCode.BAD_MESSAGE),
     ('{"type": 3}', ErrorCode.BAD_MESSAGE),
     ('{"type": "hello"}', ErrorCode.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1}', ErrorCode.UNSUPPORTED_VERSION),
     ('{"type": "joined"}', ErrorCode.BAD_MESSAGE),
-    ('{"type": "join", "version": 1, "room": "x"}', ErrorCode.BAD_MESSAGE),
+    ('{"type": "join", "version": 2, "room": "x"}', ErrorCode.BAD_MESSAGE),
+    (_join(key=...), ErrorCode.BAD_MESSAGE),
+    (_join(proof=...), ErrorCode.BAD_MESSAGE),
+    (_join(proof="A" * 85), ErrorCode.BAD_MESSAGE),
+    (_join(proof="A" * 85 + "B"), ErrorCode.BAD_MESSAGE),  # not the canonical spelling
+    (_join(proof="A" * 84 + "=="), ErrorCode.BAD_MESSAGE),
+    (_join(roster=[1]), ErrorCode.BAD_MESSAGE),
     (_join(version=None), ErrorCode.BAD_MESSAGE),
     (_join(party=True), ErrorCode.BAD_MESSAGE),
     (_join(parties=2.0), ErrorCode.BAD_MESSAGE),
     (_join(room=5), ErrorCode.BAD_MESSAGE),
     (_join(key=1), ErrorCode.BAD_MESSAGE),
     (_join(token="t" * 1025), ErrorCode.BAD_MESSAGE),
-    (_join(version=2), ErrorCode.UNSUPPORTED_VERSION),
+    (_join(version=1), ErrorCode.UNSUPPORTED_VERSION),
     (_join(version=True), ErrorCode.BAD_MESSAGE),
     (_join(room=""), ErrorCode.BAD_ROOM),
     (_join(room="a b"), ErrorCode.BAD_ROOM),
@@ -207,9 +231,11 @@ def test_accepted_signal_data_depth_limit() -> None:
 
 def test_builders_reject_what_parsers_reject() -> None:
     with pytest.raises(ProtocolError, match="bad-room"):
-        protocol.join("no spaces", 0, 2)
+        protocol.join("no spaces", 0, 2, key="k", proof=PROOF)
     with pytest.raises(ProtocolError, match="party-out-of-range"):
-        protocol.join("r", 2, 2)
+        protocol.join("r", 2, 2, key="k", proof=PROOF)
+    with pytest.raises(ProtocolError, match="party-out-of-range"):
+        protocol.seat_statement(bytes(32), "r", 70000, 2, None)
     with pytest.raises(ProtocolError, match="bad-message"):
         protocol.signal(True, {})
 
@@ -232,6 +258,9 @@ _JOINED = {"type": "joined", "room": "r", "party": 0, "parties": 2, "peers": [1]
         {"type": "closing"},
         {"type": "closing", "message": 1},
         {"type": "join", "version": 1, "room": "r", "party": 0, "parties": 2},
+        {"type": "challenge", "challenge": "A" * 42},
+        {"type": "challenge"},
+        {"type": "ice-servers", "ice_servers": [{}]},
     ],
 )
 def test_bad_server_messages_are_rejected(msg: dict) -> None:
@@ -261,17 +290,20 @@ FIELD_VALUES = st.integers(-3, MAX_PARTIES + 3) | st.booleans() | st.text(max_si
 def message_like(draw: st.DrawFn) -> dict:
     """A valid client message, sometimes with fields removed or replaced by odd values."""
     parties = draw(st.integers(1, MAX_PARTIES))
-    kind = draw(st.sampled_from(["join", "signal", "leave"]))
-    if kind == "join":
-        msg = {"type": kind, "version": 1, "room": draw(ROOM_NAMES)}
+    kind = draw(st.sampled_from(["hello", "join", "signal", "leave"]))
+    if kind == "hello":
+        msg = {"type": kind, "version": protocol.VERSION}
+    elif kind == "join":
+        msg = {"type": kind, "version": protocol.VERSION, "room": draw(ROOM_NAMES)}
         msg |= {"party": draw(st.integers(0, parties - 1)), "parties": parties}
+        msg |= {"key": draw(st.text(max_size=8)), "proof": "A" * 86}
     elif kind == "signal":
         data = draw(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4))
         msg = {"type": kind, "to": draw(st.integers(0, MAX_PARTIES - 1)), "data": data}
     else:
         msg = {"type": kind}
     for _ in range(draw(st.integers(0, 2))):
-        name = draw(st.sampled_from([*msg, "key", "token", "extra"]))
+        name = draw(st.sampled_from([*msg, "key", "proof", "roster", "token", "extra"]))
         if draw(st.booleans()):
             msg.pop(name, None)
         else:
@@ -317,15 +349,20 @@ def test_accepted_messages_are_canonical_and_relayable(value: dict) -> None:
 # -- rooms ----------------------------------------------------------------------------------------
 
 
+def _peer_joined(party: int) -> dict:
+    return protocol.peer_joined(party, key(party).public_text)
+
+
 def test_rooms_join_relay_leave() -> None:
-    rooms = Rooms(ice_servers=[{"urls": "stun:stun.example.org"}])
+    rooms = new_rooms(ice_servers=[{"urls": "stun:stun.example.org"}])
     a, b, c = "conn-a", "conn-b", "conn-c"
-    out = rooms.handle(a, protocol.join("r", 0, 3))
+    out = seat(rooms, a, "r", 0, 3)
     assert out == [(a, protocol.joined("r", 0, 3, [], [{"urls": ["stun:stun.example.org"]}]))]
-    rooms.handle(c, protocol.join("r", 2, 3))
-    out = rooms.handle(b, protocol.join("r", 1, 3))
-    assert out[0] == (b, protocol.joined("r", 1, 3, [0, 2], rooms.ice_servers))
-    assert sorted(out[1:]) == [(a, protocol.peer_joined(1)), (c, protocol.peer_joined(1))]
+    seat(rooms, c, "r", 2, 3)
+    out = seat(rooms, b, "r", 1, 3)
+    keys = {0: key(0).public_text, 2: key(2).public_text}
+    assert out[0] == (b, protocol.joined("r", 1, 3, [0, 2], rooms.ice_servers, keys))
+    assert sorted(out[1:]) == [(a, _peer_joined(1)), (c, _peer_joined(1))]
     assert rooms.handle(a, protocol.signal(2, {"sdp": "o"})) == [
         (c, protocol.relayed_signal(0, {"sdp": "o"}))
     ]
@@ -342,13 +379,13 @@ def test_rooms_join_relay_leave() -> None:
 
 
 def test_rooms_errors() -> None:
-    rooms = Rooms()
+    rooms = new_rooms()
     a, b = object(), object()
-    rooms.handle(a, protocol.join("r", 0, 2))
+    seat(rooms, a, "r", 0, 2)
     cases = [
-        (b, protocol.join("r", 0, 2), ErrorCode.PARTY_TAKEN),
-        (b, protocol.join("r", 1, 3), ErrorCode.PARTY_COUNT_MISMATCH),
-        (a, protocol.join("other", 0, 2), ErrorCode.ALREADY_JOINED),
+        (b, ("r", 0, 2), ErrorCode.PARTY_TAKEN),
+        (b, ("r", 1, 3), ErrorCode.PARTY_COUNT_MISMATCH),
+        (a, ("other", 0, 2), ErrorCode.ALREADY_JOINED),
         (b, protocol.signal(0, {}), ErrorCode.NOT_JOINED),
         (b, protocol.leave(), ErrorCode.NOT_JOINED),
         (a, protocol.signal(1, {}), ErrorCode.UNKNOWN_PEER),
@@ -357,27 +394,129 @@ def test_rooms_errors() -> None:
     ]
     for conn, msg, code in cases:
         with pytest.raises(ProtocolError) as info:
-            rooms.handle(conn, msg)
+            seat(rooms, conn, *msg) if isinstance(msg, tuple) else rooms.handle(conn, msg)
         assert info.value.code == code
     # Rejections leave no trace: b holds no seat and no room "other" exists.
-    assert list(rooms.rooms) == ["r"] and rooms.disconnect(b) == []
-    rooms.handle(b, protocol.join("r", 1, 2))
+    assert list(rooms.rooms) == [("r", None)] and rooms.disconnect(b) == []
+    seat(rooms, b, "r", 1, 2)
     relayed = protocol.relayed_signal(1, {"x": 1})
     assert rooms.handle(b, protocol.signal(0, {"x": 1})) == [(a, relayed)]
 
 
 def test_rooms_are_isolated_and_recreated() -> None:
-    rooms = Rooms()
+    rooms = new_rooms()
     a, b = "a", "b"
-    rooms.handle(a, protocol.join("one", 0, 2))
-    assert rooms.handle(b, protocol.join("two", 1, 2))[1:] == []  # nobody in "two" to notify
+    seat(rooms, a, "one", 0, 2)
+    assert seat(rooms, b, "two", 1, 2)[1:] == []  # nobody in "two" to notify
     with pytest.raises(ProtocolError, match="unknown-peer"):
         rooms.handle(a, protocol.signal(1, {}))  # party 1 of another room
     rooms.handle(a, protocol.leave())
-    assert list(rooms.rooms) == ["two"]
+    assert list(rooms.rooms) == [("two", None)]
     # An emptied room is gone, so a new join may pick another party count.
-    rooms.handle(a, protocol.join("one", 2, 5))
-    assert rooms.rooms["one"].parties == 5
+    seat(rooms, a, "one", 2, 5)
+    assert rooms.rooms[("one", None)].parties == 5
+
+
+def _refused(rooms: Rooms, conn: object, msg: dict) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        rooms.handle(conn, msg)
+    assert not rooms.is_seated(conn)
+    return info.value
+
+
+def test_a_seat_needs_a_fresh_challenge_signed_with_the_seats_roster_key() -> None:
+    rooms = new_rooms()
+    roster = roster_of(3)
+    conn = "c"
+
+    def challenge() -> str:
+        return rooms.handle(conn, protocol.hello())[0][1]["challenge"]
+
+    # Without a hello there is no challenge to sign.
+    fresh = challenge()
+    error = _refused(rooms, "no-hello", join_message(fresh, "r", 1, 3, roster=roster))
+    assert error.code == ErrorCode.NO_CHALLENGE
+    refusals = {
+        # signed by party 2's key, or over another challenge, room, seat or roster
+        "signer": lambda: join_message(challenge(), "r", 1, 3, roster=roster, signer=key(2)),
+        "challenge": lambda: challenge() and join_message(fresh, "r", 1, 3, roster=roster),
+        "room": lambda: join_message(challenge(), "s", 1, 3, roster=roster) | {"room": "r"},
+        "party": lambda: join_message(challenge(), "r", 2, 3, roster=roster, signer=key(1))
+        | {"party": 1},
+        "roster": lambda: join_message(challenge(), "r", 1, 3)
+        | {"roster": json.loads(roster.to_json())},
+    }
+    for what, make in refusals.items():
+        assert _refused(rooms, conn, make()).code == ErrorCode.BAD_PROOF, what
+    # The key must be the roster's key of the seat, whoever signs.
+    stranger = SeatKey()
+    error = _refused(rooms, conn, join_message(challenge(), "r", 1, 3, roster=roster,
+                                               signer=stranger))
+    assert (error.code, error.message) == (ErrorCode.BAD_PROOF,
+                                           "the key is not the roster's key of party 1")
+    error = _refused(rooms, conn, join_message(challenge(), "r", 1, 4, roster=roster))
+    assert (error.code, error.message) == (ErrorCode.BAD_ROSTER,
+                                           "the roster lists 3 parties, not 4")
+    bad = join_message(challenge(), "r", 1, 3, roster=roster)
+    bad["roster"] = {"mpc-net-roster": 1, "parties": [{"key": "ed25519:x"}] * 3}
+    assert _refused(rooms, conn, bad).code == ErrorCode.BAD_ROSTER
+    msg = join_message(challenge(), "r", 1, 3, roster=roster)
+    assert rooms.handle(conn, msg)[0][1]["type"] == "joined"
+    assert list(rooms.rooms) == [("r", roster.session_id)]
+    # A proof is good for its connection's challenge only, and only once.
+    assert _refused(rooms, "replay", msg).code == ErrorCode.NO_CHALLENGE
+    rooms.handle("replay", protocol.hello())
+    assert _refused(rooms, "replay", msg | {"party": 1}).code == ErrorCode.BAD_PROOF
+
+
+def test_outsider_who_takes_a_seat_by_name_first_meets_nobody_and_learns_only_of_another_roster(
+) -> None:
+    rooms = new_rooms()
+    roster = roster_of(2)
+    # It comes first, as party 1, with an open seat or with a roster of its own making.
+    outsider, forger = "outsider", "forger"
+    assert seat(rooms, outsider, "lab", 1, 2)[1:] == []
+    forged = Roster.of([key(0).public_key, key(7).public_key])
+    out = seat(rooms, forger, "lab", 1, 2, signer=key(7), roster=forged)
+    assert out[0][1]["peers"] == [] and out[1:] == [(forger, protocol.other_roster()),
+                                                     (outsider, protocol.other_roster())]
+    # The roster's parties still get their seats and meet each other only.
+    a, b = "a", "b"
+    out = seat(rooms, a, "lab", 0, 2, roster=roster)
+    assert out == [(a, protocol.joined("lab", 0, 2, [], [])), (a, protocol.other_roster())]
+    out = seat(rooms, b, "lab", 1, 2, roster=roster)
+    assert out[0] == (b, protocol.joined("lab", 1, 2, [0], [], {0: key(0).public_text}))
+    assert out[1:] == [(a, _peer_joined(1)), (b, protocol.other_roster())]
+    assert rooms.handle(a, protocol.signal(1, {"sdp": "x"})) == [
+        (b, protocol.relayed_signal(0, {"sdp": "x"}))]
+    # The outsiders' signals reach none of them, and their rooms hear nothing of the run.
+    for conn in (outsider, forger):
+        with pytest.raises(ProtocolError, match="unknown-peer"):
+            rooms.handle(conn, protocol.signal(0, {"sdp": "junk"}))
+    assert rooms.disconnect(b) == [(a, protocol.peer_left(1))]
+
+
+def test_other_roster_notices_are_bounded_and_remembered_for_late_joiners() -> None:
+    now = [1000.0]
+    rooms = new_rooms(clock=lambda: now[0])
+    roster = roster_of(3)
+    seat(rooms, "a", "lab", 0, 3, roster=roster)
+    # Someone cycling through rosters of its own making: the members hear of it once.
+    told = []
+    for i in range(20):
+        out = seat(rooms, f"x{i}", "lab", 0, 1, signer=key(10 + i),
+                   roster=Roster.of([key(10 + i).public_key]))
+        told += [conn for conn, msg in out if msg == protocol.other_roster()]
+        rooms.disconnect(f"x{i}")
+    assert told.count("a") == 1 and len(told) == 21
+    # A room of another roster that closed a moment ago is still mentioned to a late joiner...
+    rooms.disconnect("a")
+    late = seat(rooms, "late", "lab", 2, 3, roster=roster_of(3, first=5), signer=key(7))
+    assert late[1:] == [("late", protocol.other_roster())]
+    rooms.disconnect("late")
+    # ... but not for ever.
+    now[0] += RECENT_SECONDS + 1
+    assert seat(rooms, "later", "lab", 0, 3, roster=roster)[1:] == []
 
 
 # -- real server on loopback ----------------------------------------------------------------------
@@ -411,11 +550,11 @@ async def _open_room(url: str, name: str, parties: int) -> list[SignalingClient]
         client = SignalingClient()
         await client.connect(url)
         async with asyncio.timeout(TIMEOUT):
-            reply = await client.join(name, party, parties)
+            reply = await client.join(name, party, parties, identity=key(party))
         assert reply["peers"] == list(range(party))
         assert reply["ice_servers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
         for earlier in clients:
-            assert await _recv(earlier) == {"type": "peer-joined", "party": party}
+            assert await _recv(earlier) == _peer_joined(party)
         clients.append(client)
     return clients
 
@@ -455,55 +594,35 @@ def _big_signal(size: int) -> str:
     return _signal(data={"pad": "x" * size})
 
 
-# Each case: joins that must succeed first (raw dicts), the bad message, the expected code.
+# Each case: seats that the offender takes first, the bad message (or a proven join of a seat),
+# the expected code.
 BAD_INPUTS = {
-    "party-taken": ([], encode(protocol.join("valid", 1, 3)), ErrorCode.PARTY_TAKEN),
-    "party-count-mismatch": (
-        [],
-        encode(protocol.join("valid", 3, 4)),
-        ErrorCode.PARTY_COUNT_MISMATCH,
-    ),
-    "party-out-of-range": (
-        [],
-        _join(room="valid", party=3, parties=3),
-        ErrorCode.PARTY_OUT_OF_RANGE,
-    ),
+    "party-taken": ([], ("valid", 1, 3), ErrorCode.PARTY_TAKEN),
+    "party-count-mismatch": ([], ("valid", 3, 4), ErrorCode.PARTY_COUNT_MISMATCH),
+    "party-out-of-range": ([], _join(room="valid", party=3, parties=3),
+                           ErrorCode.PARTY_OUT_OF_RANGE),
     "negative-party": ([], _join(party=-1), ErrorCode.PARTY_OUT_OF_RANGE),
     "malformed-json": ([], '{"type": "join", ', ErrorCode.BAD_JSON),
     "binary-garbage": ([], b"\x00\xff\x80", ErrorCode.BAD_JSON),
-    "unknown-type": ([], '{"type": "hello"}', ErrorCode.BAD_MESSAGE),
-    "missing-fields": ([], '{"type": "join", "version": 1, "room": "x"}', ErrorCode.BAD_MESSAGE),
-    "missing-signal-data": (
-        [protocol.join("pair", 0, 2)],
-        '{"type": "signal", "to": 1}',
-        ErrorCode.BAD_MESSAGE,
-    ),
+    "unknown-type": ([], '{"type": "joined"}', ErrorCode.BAD_MESSAGE),
+    "missing-fields": ([], '{"type": "join", "version": 2, "room": "x"}', ErrorCode.BAD_MESSAGE),
+    "missing-signal-data": ([("pair", 0, 2)], '{"type": "signal", "to": 1}',
+                            ErrorCode.BAD_MESSAGE),
     "bool-party": ([], _join(party=False), ErrorCode.BAD_MESSAGE),
     "oversized": ([], _big_signal(MAX_MESSAGE_BYTES), ErrorCode.TOO_LARGE),
-    "signal-to-absent-party": (
-        [protocol.join("lonely", 0, 2)],
-        encode(protocol.signal(1, {})),
-        ErrorCode.UNKNOWN_PEER,
-    ),
-    "signal-to-self": (
-        [protocol.join("lonely", 0, 2)],
-        encode(protocol.signal(0, {})),
-        ErrorCode.UNKNOWN_PEER,
-    ),
-    "signal-to-other-room": (
-        [protocol.join("lonely", 0, 3)],
-        encode(protocol.signal(2, {})),
-        ErrorCode.UNKNOWN_PEER,
-    ),
+    "signal-to-absent-party": ([("lonely", 0, 2)], encode(protocol.signal(1, {})),
+                               ErrorCode.UNKNOWN_PEER),
+    "signal-to-self": ([("lonely", 0, 2)], encode(protocol.signal(0, {})),
+                       ErrorCode.UNKNOWN_PEER),
+    "signal-to-other-room": ([("lonely", 0, 3)], encode(protocol.signal(2, {})),
+                             ErrorCode.UNKNOWN_PEER),
     "signal-before-join": ([], encode(protocol.signal(0, {})), ErrorCode.NOT_JOINED),
     "leave-before-join": ([], encode(protocol.leave()), ErrorCode.NOT_JOINED),
-    "join-twice": (
-        [protocol.join("twice", 0, 2)],
-        _join(room="twice", party=1),
-        ErrorCode.ALREADY_JOINED,
-    ),
+    "join-twice": ([("twice", 0, 2)], ("twice", 1, 2), ErrorCode.ALREADY_JOINED),
+    "join-without-challenge": ([], _join(room="valid", party=1, parties=3),
+                               ErrorCode.NO_CHALLENGE),
     "bad-room": ([], _join(room="../etc"), ErrorCode.BAD_ROOM),
-    "old-version": ([], _join(version=0), ErrorCode.UNSUPPORTED_VERSION),
+    "old-version": ([], _join(version=1), ErrorCode.UNSUPPORTED_VERSION),
 }
 
 
@@ -515,15 +634,16 @@ async def test_bad_input_gets_error_while_valid_room_works(server: RoomServer, c
 
     async def offender() -> None:
         async with connect(server.url) as ws:
-            for join in setup:
-                await ws.send(encode(join))
-                assert (await _recv(ws))["type"] == "joined"
-            await ws.send(bad)
-            reply = await _recv(ws)
+            for seat_ in setup:
+                assert (await raw_join(ws, *seat_))["type"] == "joined"
+            if isinstance(bad, tuple):
+                reply = await raw_join(ws, *bad)
+            else:
+                await ws.send(bad)
+                reply = await _recv(ws)
             assert (reply["type"], reply["code"]) == ("error", code), reply
             # Still served: a retry in a fresh room works unless it is in a room already.
-            await ws.send(encode(protocol.join(f"probe-{case}", 0, 2)))
-            probe = await _recv(ws)
+            probe = await raw_join(ws, f"probe-{case}", 0, 2)
             if setup:
                 assert probe["code"] == ErrorCode.ALREADY_JOINED
             else:
@@ -533,6 +653,34 @@ async def test_bad_input_gets_error_while_valid_room_works(server: RoomServer, c
     await _exchange(valid, "after")
     await _leave_all(valid)
     await _rooms_drained(server)
+
+
+async def test_old_client_gets_unsupported_version_naming_both_versions(
+    server: RoomServer,
+) -> None:
+    async with connect(server.url) as ws:
+        # What a client of the first protocol sends: a join with no proof, version 1.
+        await ws.send(encode({"type": "join", "version": 1, "room": "lab", "party": 1,
+                              "parties": 2, "key": key(1).public_text}))
+        reply = await _recv(ws)
+    assert reply["type"] == "error" and reply["code"] == ErrorCode.UNSUPPORTED_VERSION
+    assert "version 1 is not the room server's version 2" in reply["message"]
+
+
+async def test_new_client_says_that_an_old_room_server_speaks_another_version() -> None:
+    async def old_server(ws) -> None:
+        async for _ in ws:  # a first-protocol server does not know hello
+            await ws.send(encode(protocol.error(ErrorCode.BAD_MESSAGE,
+                                                "unknown client message type 'hello'")))
+
+    async with serve(old_server, "127.0.0.1", 0) as old:
+        client = SignalingClient()
+        await client.connect(f"ws://127.0.0.1:{old.sockets[0].getsockname()[1]}")
+        with pytest.raises(SignalingError) as info:
+            await client.join("lab", 0, 2, identity=key(0))
+        await client.close()
+    assert info.value.code == ErrorCode.UNSUPPORTED_VERSION
+    assert "does not speak signaling protocol version 2" in str(info.value)
 
 
 async def test_message_beyond_transport_limit_closes_only_that_connection(
@@ -561,8 +709,8 @@ async def test_disconnect_notifies_peers_and_frees_the_seat(server: RoomServer) 
     assert await _recv(a) == {"type": "peer-left", "party": 1}
     again = SignalingClient()
     await again.connect(server.url)
-    assert (await again.join("drop", 1, 2))["peers"] == [0]
-    assert await _recv(a) == {"type": "peer-joined", "party": 1}
+    assert (await again.join("drop", 1, 2, identity=key(1)))["peers"] == [0]
+    assert await _recv(a) == _peer_joined(1)
     await a.close()
     await again.close()
 
@@ -572,11 +720,12 @@ async def test_client_join_errors_are_signaling_errors(server: RoomServer) -> No
     client = SignalingClient()
     await client.connect(server.url)
     with pytest.raises(SignalingError) as info:
-        await client.join("solo", 0, 1)
+        await client.join("solo", 0, 1, identity=key(0))
     assert info.value.code == ErrorCode.PARTY_TAKEN
     assert str(info.value) == "party 0 of room solo is taken (party-taken)"
     with pytest.raises(SignalingError) as info:
-        await client.join("bad room", 0, 1)  # refused locally, same code as the server's
+        # Refused locally, with the same code as the server's.
+        await client.join("bad room", 0, 1, identity=key(0))
     assert info.value.code == ErrorCode.BAD_ROOM
     await client.send_signal(0, {})
     assert (await _recv(client))["code"] == ErrorCode.NOT_JOINED
@@ -592,7 +741,7 @@ async def test_join_skips_messages_left_over_from_a_previous_room(server: RoomSe
     assert (await _recv(b))["code"] == ErrorCode.UNKNOWN_PEER
     await a.leave()
     async with asyncio.timeout(TIMEOUT):
-        assert (await a.join("second", 0, 1))["room"] == "second"
+        assert (await a.join("second", 0, 1, identity=key(0)))["room"] == "second"
     await a.close()
     await b.close()
 
@@ -658,7 +807,7 @@ async def test_serve_until_signal_logs_and_stops_on_sigterm(
     assert line.startswith("room server listening on ws://127.0.0.1:")
     client = SignalingClient()
     await client.connect(line.rsplit(" ", 1)[1])
-    assert (await client.join("r", 0, 1))["type"] == "joined"
+    assert (await client.join("r", 0, 1, identity=key(0)))["type"] == "joined"
     os.kill(os.getpid(), signal.SIGTERM)
     async with asyncio.timeout(TIMEOUT):
         await task
@@ -677,11 +826,11 @@ async def test_client_that_stops_reading_is_dropped_without_stalling_its_peer(
     server = flood_server
     sender = SignalingClient()
     await sender.connect(server.url)
-    await sender.join("stall", 0, 2)
+    await sender.join("stall", 0, 2, identity=key(0))
     # A tiny receive queue makes this client stop reading from the socket almost at once; as it
     # never reads the server's close either, closing it must not wait for the handshake.
     async with connect(server.url, max_queue=1, close_timeout=0) as idle:
-        await idle.send(encode(protocol.join("stall", 1, 2)))
+        assert (await raw_join(idle, "stall", 1, 2))["type"] == "joined"
         assert (await _recv(sender))["type"] == "peer-joined"
         # Random text: compression would squeeze repetitive padding to almost nothing.
         data = {"pad": base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2)).decode()}
@@ -711,9 +860,9 @@ async def test_burst_from_one_member_does_not_drop_a_reading_member(
     clients = [SignalingClient(), SignalingClient()]
     for party, client in enumerate(clients):
         await client.connect(server.url)
-        await client.join("burst", party, 2)
+        await client.join("burst", party, 2, identity=key(party))
     a, b = clients
-    assert await _recv(a) == {"type": "peer-joined", "party": 1}
+    assert await _recv(a) == _peer_joined(1)
     count = 8 * NO_RATE_LIMIT.send_queue_messages  # far more than one outbox holds
 
     async def burst() -> None:

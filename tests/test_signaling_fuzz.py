@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 
 import pytest
+import seats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -39,7 +40,6 @@ from mpc_net.signaling.protocol import (
     parse_client_message,
     parse_server_message,
 )
-from mpc_net.signaling.rooms import Rooms
 from mpc_net.signaling.server import Limits, RoomServer
 
 TIMEOUT = 5
@@ -65,8 +65,11 @@ DATA = st.dictionaries(st.sampled_from(["sdp", "candidate", "x"]), JSON, max_siz
 def valid_client_messages(draw: st.DrawFn) -> dict:
     parties = draw(st.integers(1, 4))
     return draw(st.one_of(
+        st.just(protocol.hello()),
+        # Well formed, but its proof signs no challenge: a seat is never had this way.
         st.builds(protocol.join, ROOMS, st.integers(0, parties - 1), st.just(parties),
-                  key=st.none() | st.text(max_size=20), token=st.none() | st.text(max_size=20)),
+                  key=st.text(max_size=20), proof=st.binary(min_size=64, max_size=64),
+                  token=st.none() | st.text(max_size=20)),
         st.builds(protocol.signal, st.integers(0, 4), DATA),
         st.just(protocol.leave()),
     ))
@@ -103,6 +106,9 @@ NASTY = st.sampled_from([
     '{"type":"signal","to":1,"data":' + '{"a":' * 40 + "1" + "}" * 40 + "}",
     '{"type":"join","version":1,"room":"r","party":0,"parties":2,"token":"\\ud800"}',
     '{"type":"join","version":1,"room":"r","party":0,"parties":2,"key":"\\udfff\\u0000"}',
+    '{"type":"join","version":2,"room":"r","party":0,"parties":2,"key":"\\udfff",'
+    '"proof":"' + "A" * 86 + '","roster":{"mpc-net-roster":1,"parties":[{"key":"\\ud800"}]}}',
+    '{"type":"hello","version":2.0}',
     '{"type":"leave","type":"join"}',
     "\x00",
     "",
@@ -205,7 +211,7 @@ class RoomsMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rooms = Rooms(max_rooms=2)
+        self.rooms = seats.new_rooms(max_rooms=2)
         self.count = 0
 
     @rule(target=connections)
@@ -223,16 +229,33 @@ class RoomsMachine(RuleBasedStateMachine):
         for _, reply in outgoing:
             assert parse_server_message(encode(reply)) == reply
 
+    @rule(conn=connections, room=ROOMS, seat=st.integers(0, 3), parties=st.integers(1, 4),
+          roster=st.booleans())
+    def take_seat(self, conn: Hashable, room: str, seat: int, parties: int,
+                  roster: bool) -> None:
+        """A proven join: open seats, or a roster's (of keys 0..parties-1)."""
+        party = seat % parties
+        try:
+            outgoing = seats.seat(self.rooms, conn, room, party, parties,
+                                  roster=seats.roster_of(parties) if roster else None)
+        except ProtocolError as exc:
+            assert exc.code in {ErrorCode.ALREADY_JOINED, ErrorCode.PARTY_TAKEN,
+                                ErrorCode.PARTY_COUNT_MISMATCH, ErrorCode.TOO_MANY_ROOMS}, exc
+            return
+        for _, reply in outgoing:
+            assert parse_server_message(encode(reply)) == reply
+
     @rule(conn=consumes(connections))
     def disconnect(self, conn: Hashable) -> None:
         for _, reply in self.rooms.disconnect(conn):
             assert reply["type"] == "peer-left"
+        assert conn not in self.rooms._challenges
 
     @invariant()
     def consistent(self) -> None:
-        seats = {(room.name, party): conn for room in self.rooms.rooms.values()
+        taken = {(room.name, room.session, party): conn for room in self.rooms.rooms.values()
                  for party, conn in room.members.items()}
-        assert len(seats) == self.rooms.party_count
+        assert len(taken) == self.rooms.party_count
         assert all(room.members for room in self.rooms.rooms.values())  # no empty rooms
         assert len(self.rooms.rooms) <= 2
         for room in self.rooms.rooms.values():
@@ -243,6 +266,7 @@ class RoomsMachine(RuleBasedStateMachine):
         for conn in [f"conn-{i}" for i in range(1, self.count + 1)]:
             self.rooms.disconnect(conn)
         assert self.rooms.rooms == {} and self.rooms.party_count == 0
+        assert not self.rooms._challenges
 
 
 TestRoomsMachine = RoomsMachine.TestCase
@@ -297,14 +321,30 @@ class Fuzzer:
         self.sockets: dict[int, ClientConnection] = {}
         self.replies = 0
 
-    async def send(self, index: int, raw: str | bytes) -> None:
+    async def send(self, index: int, raw: str | bytes | tuple[str, int, int]) -> None:
+        """Send raw text or bytes, or take a seat (room, party, parties) with a proven join."""
         ws = self.sockets.get(index)
         if ws is None:
             ws = self.sockets[index] = await connect(self.url, max_size=None)
         try:
-            await ws.send(raw)
+            if isinstance(raw, tuple):
+                await self._take_seat(ws, *raw)
+            else:
+                await ws.send(raw)
         except ConnectionClosed:
             del self.sockets[index]
+
+    async def _take_seat(self, ws: ClientConnection, room: str, party: int, parties: int) -> None:
+        await ws.send(encode(protocol.hello()))
+        async with asyncio.timeout(TIMEOUT):
+            while True:  # replies to what it sent before come first
+                msg = parse_server_message(await ws.recv())
+                self.replies += 1
+                if msg["type"] == "challenge":
+                    break
+                if msg["type"] == "error":
+                    assert msg["code"] in CODES, msg
+        await ws.send(encode(seats.join_message(msg["challenge"], room, party, parties)))
 
     async def settle(self) -> None:
         """Read every reply: each connection's probe is answered after all it sent before, and
@@ -337,6 +377,7 @@ class Fuzzer:
 ACTIONS = st.lists(
     st.tuples(st.integers(0, 3), st.one_of(
         st.builds(encode, valid_client_messages()),
+        st.tuples(ROOMS, st.integers(0, 2), st.just(3)),
         GARBAGE,
         st.just(_oversized(2 * MAX_BYTES + 10)),  # beyond the transport limit: 1009
     )),
@@ -351,7 +392,8 @@ async def _valid_room(url: str, name: str) -> list[SignalingClient]:
         client = SignalingClient()
         await client.connect(url)
         async with asyncio.timeout(TIMEOUT):
-            assert (await client.join(name, party, 3))["peers"] == list(range(party))
+            joined = await client.join(name, party, 3, identity=seats.key(party))
+            assert joined["peers"] == list(range(party))
         clients.append(client)
     return clients
 
@@ -401,17 +443,16 @@ async def test_server_survives_random_input_and_serves_a_valid_room(
     assert not trouble.records and not trouble.exceptions
 
 
-def _workload(seed: int) -> list[tuple[int, str | bytes]]:
+def _workload(seed: int) -> list[tuple[int, str | bytes | tuple[str, int, int]]]:
     """A fixed mix of joins, signals, leaves and garbage over 12 connections."""
     rng = random.Random(seed)
-    actions: list[tuple[int, str | bytes]] = []
+    actions: list[tuple[int, str | bytes | tuple[str, int, int]]] = []
     for _ in range(200):
         index = rng.randrange(12)
         kind = rng.randrange(5)
         if kind == 0:
             parties = rng.randint(2, 4)
-            msg = protocol.join(f"mem-{rng.randrange(4)}", rng.randrange(parties), parties)
-            actions.append((index, encode(msg)))
+            actions.append((index, (f"mem-{rng.randrange(4)}", rng.randrange(parties), parties)))
         elif kind == 1:
             data = {"sdp": "v=0 " + "x" * rng.randrange(2000)}
             actions.append((index, encode(protocol.signal(rng.randrange(4), data))))
@@ -446,3 +487,38 @@ async def test_memory_stays_bounded_across_rounds(served: tuple[RoomServer, Trou
     # that, a round leaves no more than noise behind.
     growth = sizes[-1] - sizes[2]
     assert growth < 64 * 1024, sizes
+
+
+# -- seats ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(change=st.sampled_from(["room", "party", "parties", "key", "proof", "roster", "drop"]),
+       data=st.data())
+def test_a_proven_join_changed_in_any_field_takes_no_seat(change: str, data: st.DataObject,
+                                                           ) -> None:
+    rooms = seats.new_rooms()
+    roster = seats.roster_of(3)
+    [(_, challenge)] = rooms.handle("c", protocol.hello())
+    msg = seats.join_message(challenge["challenge"], "lab", 1, 3, roster=roster)
+    if change == "room":
+        msg["room"] = data.draw(st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+                                .filter(lambda name: name != "lab"))
+    elif change == "party":
+        msg["party"] = data.draw(st.sampled_from([0, 2]))
+    elif change == "parties":
+        msg["parties"] = data.draw(st.integers(2, MAX_PARTIES).filter(lambda n: n != 3))
+    elif change == "key":
+        msg["key"] = seats.key(data.draw(st.sampled_from([0, 2, 9]))).public_text
+    elif change == "proof":
+        proof = data.draw(st.binary(min_size=64, max_size=64))
+        msg["proof"] = protocol.encode_bytes(proof)
+    elif change == "roster":
+        msg["roster"] = json.loads(seats.roster_of(3, first=data.draw(st.integers(1, 5)))
+                                   .to_json())
+    else:
+        del msg["roster"]
+    with pytest.raises(ProtocolError) as info:
+        rooms.handle("c", parse_client_message(encode(msg)))
+    assert info.value.code in {ErrorCode.BAD_PROOF, ErrorCode.BAD_ROSTER}
+    assert not rooms.is_seated("c") and rooms.rooms == {}

@@ -20,21 +20,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from seats import SeatKey, join_message, key, raw_join, roster_of
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request
 
+from mpc_net.ice import TurnRest
 from mpc_net.signaling import protocol
 from mpc_net.signaling.client import SERVER_CLOSING, SignalingClient, SignalingError
 from mpc_net.signaling.protocol import MAX_MESSAGE_BYTES, ErrorCode, encode
 from mpc_net.signaling.server import (
     CLOSE_GRACE,
+    OPEN_TIMEOUT,
     JsonFormatter,
     Limits,
     RoomServer,
     _Client,
     add_limit_arguments,
+    address_group,
     limits_from,
     serve_until_signal,
 )
@@ -65,8 +69,8 @@ async def _next(client: SignalingClient) -> dict:
 
 
 async def _join(ws: ClientConnection, room: str, party: int, parties: int, **extra: str) -> dict:
-    await ws.send(encode(protocol.join(room, party, parties) | extra))
-    return await _recv(ws)
+    async with asyncio.timeout(TIMEOUT):
+        return await raw_join(ws, room, party, parties, **extra)
 
 
 @pytest.fixture
@@ -209,7 +213,8 @@ async def test_rate_limited_client_recovers_after_a_pause(start) -> None:
 
 
 async def test_rate_limit_is_per_connection(start) -> None:
-    server = await start(messages_per_second=0.001, message_burst=4)
+    # The burst is a join (hello and join) and three signals.
+    server = await start(messages_per_second=0.001, message_burst=5)
     async with connect(server.url) as a, connect(server.url) as b:
         assert (await _join(a, "r", 0, 2))["type"] == "joined"
         assert (await _join(b, "r", 1, 2))["type"] == "joined"
@@ -307,6 +312,125 @@ async def test_silent_member_is_closed_and_its_peers_told(start) -> None:
         assert (await _recv(talker))["code"] in ("unknown-peer", "not-joined")
 
 
+async def test_member_that_sends_only_junk_keeps_no_seat(start) -> None:
+    server = await start(idle_timeout=0.4)
+    async with connect(server.url) as member, connect(server.url) as junk:
+        await _join(member, "r", 0, 2)
+        await _join(junk, "r", 1, 2)
+        assert (await _recv(member))["type"] == "peer-joined"
+        began = time.monotonic()
+        # Invalid messages, and valid ones the room refuses, are no activity.
+        junk_messages = ["{not json", encode(protocol.signal(1, {})),
+                         encode(protocol.leave())[:-1], encode(protocol.hello() | {"version": 1})]
+        replies = []
+        try:
+            for raw in junk_messages * 3:
+                await junk.send(raw)
+                replies.append(await _recv(junk))
+                await member.send(encode(protocol.hello()))  # a valid message keeps it
+                assert (await _recv(member))["type"] == "challenge"
+                await asyncio.sleep(0.1)
+        except ConnectionClosed:
+            pass
+        *_, last = replies + await _replies_until_closed(junk)
+        assert last == protocol.error(ErrorCode.IDLE_TIMEOUT, "silent for 0.4 s")
+        assert time.monotonic() - began < 0.4 + TIMEOUT
+        # Its errors went to it alone: the member heard nothing but its leaving.
+        assert await _recv(member) == protocol.peer_left(1)
+
+
+async def test_half_open_handshakes_end_within_seconds(start) -> None:
+    server = await start()
+    began = time.monotonic()
+    silent = await asyncio.open_connection("127.0.0.1", server.port)
+    partial = await asyncio.open_connection("127.0.0.1", server.port)
+    partial[1].write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+    for reader, writer in (silent, partial):
+        async with asyncio.timeout(OPEN_TIMEOUT + TIMEOUT):
+            while await reader.read(1024):
+                pass
+        writer.close()
+    assert time.monotonic() - began < OPEN_TIMEOUT + 2
+
+
+@pytest.mark.parametrize(("host", "group"), [
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("198.51.100.7", "198.51.100.7"),
+    ("unknown", "unknown"),
+])
+def test_connections_per_address_count_ipv6_by_64(host: str, group: str) -> None:
+    assert address_group(host) == group
+
+
+# -- TURN credentials ------------------------------------------------------------------------------
+
+TURN = TurnRest("turn:127.0.0.1:3478", "sesame")
+
+
+def test_turn_without_join_tokens_needs_an_explicit_open_relay(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(ValueError, match="open relay"):
+        RoomServer(turn=TURN)
+    assert RoomServer(turn=TURN, limits=Limits(join_tokens=("t",))).open_relay is False
+    assert RoomServer(turn=TURN, open_relay=True).open_relay is True
+
+
+def test_signal_command_refuses_an_open_relay_unless_told(tmp_path: Path) -> None:
+    turn = ["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "sesame", "--port", "0"]
+    done = subprocess.run([sys.executable, "-m", "mpc_net", "signal", *turn], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--turn-open-relay" in done.stderr
+    assert done.stderr.count("\n") <= 3 and "Traceback" not in done.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mpc_net", "signal", *turn,
+                             "--turn-open-relay"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        warning, listening = proc.stderr.readline(), proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=TIMEOUT + CLOSE_GRACE)
+    assert "open relay" in warning and "listening on ws://" in listening
+
+
+async def test_unauthenticated_joins_get_no_turn_credentials(start) -> None:
+    server = RoomServer("127.0.0.1", 0, turn=TURN,
+                        limits=Limits(join_tokens=("member-token",), message_burst=64))
+    await server.start()
+    try:
+        roster = roster_of(2)
+        stranger = SeatKey()
+        attempts = [
+            # a join of the first protocol, a proven seat without the token, a wrong token,
+            # the token without a proof of the roster key, and someone else's proof
+            lambda ws: ws.send(encode({"type": "join", "version": 1, "room": "r", "party": 1,
+                                       "parties": 2, "key": key(1).public_text})),
+            lambda ws: raw_join(ws, "r", 1, 2, roster=roster),
+            lambda ws: raw_join(ws, "r", 1, 2, roster=roster, token="guess"),
+            lambda ws: raw_join(ws, "r", 1, 2, roster=roster, signer=stranger,
+                                token="member-token"),
+            lambda ws: ws.send(encode(join_message(protocol.encode_bytes(bytes(32)), "r", 1, 2,
+                                                   token="member-token"))),
+        ]
+        heard = []
+        for i in range(20):
+            async with connect(server.url) as ws:
+                await attempts[i % len(attempts)](ws)
+                await ws.send(encode(protocol.leave()))  # its reply comes after all others
+                while (reply := await _recv(ws))["type"] != "error" or (
+                        "leave" not in reply["message"]):
+                    heard.append(reply)
+        assert heard and not any("credential" in encode(m) or m["type"] == "joined"
+                                 for m in heard), heard
+        # A member with the token and its roster key gets credentials.
+        async with connect(server.url) as ws:
+            joined = await _join(ws, "r", 1, 2, roster=roster, token="member-token")
+        assert joined["ice_servers"][0]["username"].endswith(":r-1")
+    finally:
+        await server.close()
+
+
 class _Quiet:
     """Enough of a _Client for RoomServer._deadline."""
 
@@ -353,9 +477,10 @@ async def test_joins_need_a_right_token_when_tokens_are_set(start) -> None:
     client = SignalingClient()
     await client.connect(server.url)
     with pytest.raises(SignalingError) as info:
-        await client.join("s", 0, 1, token="nope")
+        await client.join("s", 0, 1, identity=key(0), token="nope")
     assert info.value.code == ErrorCode.BAD_TOKEN
-    assert (await client.join("s", 0, 1, token="first-secret"))["type"] == "joined"
+    joined = await client.join("s", 0, 1, identity=key(0), token="first-secret")
+    assert joined["type"] == "joined"
     await client.close()
 
 
@@ -402,7 +527,7 @@ async def test_stalled_reader_is_dropped_with_bounded_memory_while_its_room_work
     a, c = SignalingClient(), SignalingClient()
     for party, client in ((0, a), (2, c)):
         await client.connect(server.url)
-        await client.join("stall", party, 3)
+        await client.join("stall", party, 3, identity=key(party))
     assert (await _next(a))["type"] == "peer-joined"
     # Random text: compression would squeeze repetitive padding to almost nothing.
     data = {"pad": base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2)).decode()}
@@ -410,7 +535,7 @@ async def test_stalled_reader_is_dropped_with_bounded_memory_while_its_room_work
     try:
         # max_queue=1: this client stops reading from its socket after one message.
         async with connect(server.url, max_queue=1, close_timeout=0) as stalled:
-            await stalled.send(encode(protocol.join("stall", 1, 3)))
+            await _join(stalled, "stall", 1, 3)
             assert (await _next(a))["type"] == "peer-joined"
             assert (await _next(c))["type"] == "peer-joined"
             baseline = tracemalloc.get_traced_memory()[0]
@@ -536,11 +661,11 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
     url = next(r.url for r in caplog.records if getattr(r, "event", None) == "listening")
     client = SignalingClient()
     await client.connect(url)
-    await client.join("r", 0, 2)
+    await client.join("r", 0, 2, identity=key(0))
     other = SignalingClient()
     await other.connect(url)
     with pytest.raises(SignalingError, match="too-many-rooms"):  # the limits were applied
-        await other.join("s", 0, 1)
+        await other.join("s", 0, 1, identity=key(0))
     os.kill(os.getpid(), sig)
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
@@ -626,14 +751,14 @@ def test_json_logs_of_a_server_process() -> None:
         rest = proc.communicate(timeout=TIMEOUT + CLOSE_GRACE)[1]
     entries = [json.loads(line) for line in rest.splitlines()]
     events = [entry.get("event") for entry in entries]
-    assert events == ["joined", "left", "shutdown", "closing"], entries
-    assert entries[0]["room"] == "logged" and entries[0]["client"].startswith("127.0.0.1:")
+    assert events == ["open-room", "joined", "left", "shutdown", "closing"], entries
+    assert entries[1]["room"] == "logged" and entries[1]["client"].startswith("127.0.0.1:")
     assert proc.returncode == 0
 
 
 async def _join_and_leave(url: str) -> None:
     client = SignalingClient()
     await client.connect(url)
-    await client.join("logged", 0, 1)
+    await client.join("logged", 0, 1, identity=key(0))
     await client.leave()
     await client.close()

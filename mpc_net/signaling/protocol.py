@@ -10,18 +10,25 @@ that one side builds is one that the other side accepts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
+import struct
 from enum import StrEnum
 from typing import Any
 
-VERSION = 1
+# 2: seats are proven with a signature over a server challenge; rooms are keyed by roster.
+VERSION = 2
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PARTIES = 256
 MAX_CREDENTIAL_CHARS = 1024
 # Far deeper than any SDP or ICE payload; the bound keeps re-encoding clear of recursion limits.
 MAX_DATA_DEPTH = 32
+CHALLENGE_BYTES = 32
+PROOF_BYTES = 64  # an Ed25519 signature
+SEAT_LABEL = b"mpc-net/seat/v1"
 
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -44,6 +51,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "too-many-connections"
     IDLE_TIMEOUT = "idle-timeout"
     BAD_TOKEN = "bad-token"
+    # A seat needs a fresh challenge (from `hello`) and a proof of the seat's key.
+    NO_CHALLENGE = "no-challenge"
+    BAD_PROOF = "bad-proof"
+    BAD_ROSTER = "bad-roster"
 
 
 # The code with which clients report the server's `closing` notice; it is not an error reply, so
@@ -257,14 +268,44 @@ def _type(msg: dict) -> str:
 # -- client -> server ----------------------------------------------------------------------------
 
 
+def _version(msg: dict) -> int:
+    version = _int(msg, "version")
+    if version != VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"signaling protocol version {version} is not the room server's version {VERSION}; "
+            "every party and the room server need an mpc-net release that speaks the same one",
+        )
+    return version
+
+
+def _bytes(msg: dict, name: str, size: int) -> str:
+    """A field of exactly `size` bytes in unpadded base64url, in its one canonical spelling."""
+    text = _field(msg, name, str, "a string")
+    if len(decode_bytes(text)) != size:
+        raise _bad(f"field {name!r} of {msg['type']} must be {size} bytes in unpadded base64url")
+    return text
+
+
+def encode_bytes(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_bytes(text: str) -> bytes:
+    """The bytes of a canonical unpadded base64url text; b"" for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+    return raw if encode_bytes(raw) == text else b""
+
+
 def _validate_client(msg: dict, max_bytes: int) -> dict:
     kind = _type(msg)
+    if kind == "hello":
+        return {"type": "hello", "version": _version(msg)}
     if kind == "join":
-        version = _int(msg, "version")
-        if version != VERSION:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version} is not {VERSION}"
-            )
+        _version(msg)
         room = _room(msg)
         parties = _party_count(msg)
         out = {
@@ -274,7 +315,13 @@ def _validate_client(msg: dict, max_bytes: int) -> dict:
             "party": _party_in_room(msg, parties),
             "parties": parties,
         }
+        # Every seat is proven: the key signs the server's challenge (see seat_statement).
         _optional_credential(msg, "key", out)
+        if "key" not in out:
+            raise _bad("join message lacks field 'key'")
+        out["proof"] = _bytes(msg, "proof", PROOF_BYTES)
+        if "roster" in msg:
+            out["roster"] = _field(msg, "roster", dict, "an object")
         _optional_credential(msg, "token", out)
         return out
     if kind == "signal":
@@ -291,12 +338,45 @@ def _validate_client(msg: dict, max_bytes: int) -> dict:
     raise _bad(f"unknown client message type {kind[:40]!r}")
 
 
+def hello() -> dict:
+    """Asks the server for a fresh challenge, which the next join must sign."""
+    return {"type": "hello", "version": VERSION}
+
+
+def check_seat(room: str, party: int, parties: int) -> None:
+    """Raise ProtocolError unless this is a seat a join may ask for."""
+    msg = {"type": "join", "room": room, "party": party, "parties": parties}
+    _room(msg)
+    _party_in_room(msg, _party_count(msg))
+
+
+def seat_statement(
+    challenge: bytes, room: str, party: int, parties: int, session_id: bytes | None
+) -> bytes:
+    """What a joining party signs with its key: the server's fresh challenge (so no proof is
+    replayed on another connection), the room, the seat and the roster's session id (none in
+    rooms without a roster). The label keeps these signatures apart from the channel's."""
+    check_seat(room, party, parties)
+    name = room.encode()
+    roster = b"\x01" + session_id if session_id is not None else b"\x00"
+    return b"".join([SEAT_LABEL, challenge, struct.pack(">H", len(name)), name,
+                     struct.pack(">HH", party, parties), roster])
+
+
 def join(
-    room: str, party: int, parties: int, *, key: str | None = None, token: str | None = None
+    room: str,
+    party: int,
+    parties: int,
+    *,
+    key: str,
+    proof: bytes,
+    roster: dict | None = None,
+    token: str | None = None,
 ) -> dict:
-    msg = {"type": "join", "version": VERSION, "room": room, "party": party, "parties": parties}
-    credentials = {"key": key, "token": token}
-    msg.update((name, value) for name, value in credentials.items() if value is not None)
+    msg = {"type": "join", "version": VERSION, "room": room, "party": party, "parties": parties,
+           "key": key, "proof": encode_bytes(proof)}
+    optional = {"roster": roster, "token": token}
+    msg.update((name, value) for name, value in optional.items() if value is not None)
     return _validate_client(msg, MAX_MESSAGE_BYTES)
 
 
@@ -334,6 +414,13 @@ def _validate_server(msg: dict) -> dict:
             "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list")),
             "keys": _announced_keys(msg, peers),
         }
+    if kind == "challenge":
+        return {"type": kind, "challenge": _bytes(msg, "challenge", CHALLENGE_BYTES)}
+    if kind == "other-roster":
+        return {"type": kind}
+    if kind == "ice-servers":
+        return {"type": kind,
+                "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list"))}
     if kind == "peer-joined":
         out = {"type": kind, "party": _party(msg, "party")}
         _optional_credential(msg, "key", out)
@@ -388,6 +475,21 @@ def joined(
             "keys": {str(p): k for p, k in (keys or {}).items()},
         }
     )
+
+
+def challenge(value: bytes) -> dict:
+    return _validate_server({"type": "challenge", "challenge": encode_bytes(value)})
+
+
+def other_roster() -> dict:
+    """Parties of another roster (or of none) use this room name, or did a short while ago:
+    the rooms do not meet, and a party of either that waits for the other waits in vain."""
+    return {"type": "other-roster"}
+
+
+def ice_servers(servers: list[dict]) -> dict:
+    """Fresh ICE servers (TURN credentials) for a party that stays in its room."""
+    return _validate_server({"type": "ice-servers", "ice_servers": servers})
 
 
 def peer_joined(party: int, key: str | None = None) -> dict:

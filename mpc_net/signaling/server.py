@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import http
+import ipaddress
 import json
 import logging
 import signal
@@ -33,6 +34,7 @@ from websockets.http11 import Request, Response
 
 from ..argtypes import number
 from ..ice import TurnRest
+from ..keys import check_signature
 from . import protocol
 from .protocol import MAX_MESSAGE_BYTES, ErrorCode, ProtocolError
 from .rooms import Outgoing, Rooms
@@ -46,6 +48,9 @@ CLOSE_GRACE = 5.0
 # handles each message at once, so a few suffice, and they bound what a fast sender costs.
 RECEIVE_QUEUE_FRAMES = 4
 SHUTDOWN_MESSAGE = "shutting down; connect again later"
+# A connection must finish its websocket handshake this soon, so half-open ones (which no
+# per-address count sees yet) cannot pile up.
+OPEN_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +141,10 @@ class _Client:
         self.ws = ws
         host, port = (ws.remote_address or ("unknown", 0))[:2]
         self.host: str = host
+        self.address_group = address_group(host)
         self._name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.rate = _RateLimit(limits.messages_per_second, limits.message_burst, now)
-        self.last_heard = now  # when it last sent anything
+        self.last_heard = now  # when it last sent a valid message
         self.unseated_since = now  # when it connected or last lost its seat in a room
         self._max_messages = limits.send_queue_messages
         self._max_bytes = limits.send_queue_bytes
@@ -237,10 +243,19 @@ class RoomServer:
         ice_servers: list[dict] | None = None,
         turn: TurnRest | None = None,
         limits: Limits | None = None,
+        open_relay: bool = False,
     ) -> None:
         self.host = host
         self.limits = limits or Limits()
-        self.rooms = Rooms(ice_servers, turn, max_rooms=self.limits.max_rooms)
+        if turn is not None and not self.limits.join_tokens and not open_relay:
+            # Credentials then go to anyone who can take a seat, and anyone can in open rooms
+            # or under a roster of their own making.
+            raise ValueError("TURN credentials without join tokens would make the TURN server "
+                             "an open relay: require a join token, or accept an open relay "
+                             "explicitly")
+        self.open_relay = turn is not None and open_relay
+        self.rooms = Rooms(check_signature, ice_servers, turn, max_rooms=self.limits.max_rooms)
+        self._renewal: asyncio.Task | None = None
         self._requested_port = port
         self._server: Server | None = None
         self._clients: set[_Client] = set()
@@ -281,13 +296,22 @@ class RoomServer:
             max_queue=RECEIVE_QUEUE_FRAMES,
             origins=origins,
             process_request=self.process_request,
+            open_timeout=OPEN_TIMEOUT,
         )
+        if self.open_relay:
+            logger.warning("WARNING: TURN credentials go to every party that takes a seat, "
+                           "without a join token: the TURN server is an open relay",
+                           extra=_event("open-relay"))
+        if self.rooms.turn is not None:
+            self._renewal = asyncio.create_task(self._renew(self.rooms.turn.ttl / 2))
 
     async def close(self, message: str = SHUTDOWN_MESSAGE) -> None:
         """Tell every client `closing`, close their connections (1001), and stop."""
         if self._server is None:
             return
         self._closing = True
+        if self._renewal is not None:
+            self._renewal.cancel()
         # Stop listening at once; websockets answers handshakes under way with 503.
         self._server.server.close()
         notice = protocol.closing(message)
@@ -361,7 +385,7 @@ class RoomServer:
             client.close(CloseCode.POLICY_VIOLATION, "too many connections",
                          protocol.error(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
             return False
-        self._addresses[client.host] += 1
+        self._addresses[client.address_group] += 1
         self._clients.add(client)
         logger.debug("%s: connected", client, extra=_event("connected", client))
         return True
@@ -370,15 +394,15 @@ class RoomServer:
         if len(self._clients) >= self.limits.max_connections:
             return f"the room server holds its limit of {self.limits.max_connections} connections"
         limit = self.limits.max_connections_per_address
-        if limit and self._addresses[client.host] >= limit:
-            return f"more than {limit} connections from {client.host}"
+        if limit and self._addresses[client.address_group] >= limit:
+            return f"more than {limit} connections from {client.address_group}"
         return None
 
     def _release(self, client: _Client) -> None:
         self._clients.discard(client)
-        self._addresses[client.host] -= 1
-        if not self._addresses[client.host]:
-            del self._addresses[client.host]  # so that the map holds live addresses only
+        self._addresses[client.address_group] -= 1
+        if not self._addresses[client.address_group]:
+            del self._addresses[client.address_group]  # so that the map holds live ones only
 
     async def _read(self, client: _Client) -> None:
         """Handle the client's messages until its connection is gone. Once the server is closing
@@ -425,7 +449,6 @@ class RoomServer:
 
     def _receive(self, client: _Client, raw: str | bytes) -> Outgoing:
         now = asyncio.get_running_loop().time()
-        client.last_heard = now
         verdict = client.rate.take(now)
         if verdict is not _Verdict.PASS:
             return self._rate_limited(client, verdict)
@@ -436,10 +459,12 @@ class RoomServer:
                 self._check_token(client, msg.get("token"))
             outgoing = self.rooms.handle(client, msg)
         except ProtocolError as exc:
-            # The connection stays open so that the client can correct itself, e.g. rejoin.
+            # The connection stays open so that the client can correct itself, e.g. rejoin; the
+            # error goes to it alone, and only valid messages keep it from timing out.
             logger.debug("%s: rejected: %s", client, exc,
                          extra=_event("rejected", client, code=exc.code))
             return [(client, protocol.error(exc.code, exc.message))]
+        client.last_heard = now
         if seated and not self.rooms.is_seated(client):
             client.unseated_since = now
         return outgoing
@@ -474,12 +499,32 @@ class RoomServer:
         for client, msg in outgoing:
             client.send(msg)
 
+    async def _renew(self, period: float) -> None:
+        """Seats that stay get fresh TURN credentials before theirs expire."""
+        while True:
+            await asyncio.sleep(period)
+            self._deliver(self.rooms.renew())
+
 
 def _event(name: str, client: _Client | None = None, **fields: object) -> dict[str, object]:
     """The `extra` of a log record: what JsonFormatter adds to the line as fields."""
     if client is not None:
         fields["client"] = str(client)
     return {"event": name, **fields}
+
+
+def address_group(host: str) -> str:
+    """What the per-address limit counts: an IPv4 address, or an IPv6 /64 (one subscriber's
+    prefix, from which any number of addresses are to be had)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _digest(token: str) -> bytes:

@@ -7,17 +7,35 @@ sends are the same for all of them and live here, on top of the shared `protocol
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Protocol
 
+from ..auth import Roster, encode_public_key
 from ..text import printable
 from . import protocol
-from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, ProtocolError, SignalingError
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    SERVER_CLOSING,
+    VERSION,
+    ErrorCode,
+    ProtocolError,
+    SignalingError,
+)
 
 logger = logging.getLogger("mpc_net.signaling")
 
 # Codes of failures that happen on the client's side; the server's codes are protocol.ErrorCode.
 CONNECT_FAILED = "connect-failed"
 CONNECTION_CLOSED = "connection-closed"
+
+
+class Signer(Protocol):
+    """A party's identity key (a key file natively, WebCrypto in browsers)."""
+
+    public_key: bytes
+
+    async def sign(self, data: bytes) -> bytes: ...
 
 
 class SignalingSession:
@@ -39,18 +57,48 @@ class SignalingSession:
         party: int,
         parties: int,
         *,
-        key: str | None = None,
+        identity: Signer,
+        roster: Roster | None = None,
         token: str | None = None,
     ) -> dict:
-        """Join a room and return the server's `joined` message."""
+        """Take seat `party` of a room and return the server's `joined` message.
+
+        The seat is proven by signing the server's fresh challenge with `identity`; with a
+        roster, the room is the roster's and the key must be its key of `party`. Without one the
+        seats are open (--trust-room-server)."""
+        session = roster.session_id if roster is not None else None
         try:
-            request = protocol.join(room, party, parties, key=key, token=token)
+            protocol.check_seat(room, party, parties)
+        except ProtocolError as exc:
+            raise SignalingError(exc.code, exc.message) from None
+        await self._send_text(protocol.encode(protocol.hello()))
+        try:
+            challenge = (await self._reply("challenge"))["challenge"]
+        except SignalingError as exc:
+            if exc.code != ErrorCode.BAD_MESSAGE:
+                raise
+            # A room server of an older release does not know `hello`.
+            raise SignalingError(ErrorCode.UNSUPPORTED_VERSION, f"room server {self.url} does "
+                                 f"not speak signaling protocol version {VERSION} (it said: "
+                                 f"{exc.message}); it needs the same mpc-net release as the "
+                                 "parties") from None
+        statement = protocol.seat_statement(protocol.decode_bytes(challenge), room, party,
+                                            parties, session)
+        try:
+            request = protocol.join(
+                room, party, parties, key=encode_public_key(identity.public_key),
+                proof=await identity.sign(statement),
+                roster=json.loads(roster.to_json()) if roster is not None else None, token=token)
         except ProtocolError as exc:
             raise SignalingError(exc.code, exc.message) from None
         await self._send_text(protocol.encode(request))
+        return await self._reply("joined")
+
+    async def _reply(self, kind: str) -> dict:
+        """The server's next message of `kind`; raise SignalingError for an error reply."""
         while True:
             msg = await self.recv()
-            if msg["type"] == "joined":
+            if msg["type"] == kind:
                 return msg
             if msg["type"] == "error":
                 raise SignalingError(msg["code"], msg["message"])

@@ -9,10 +9,12 @@ import shutil
 import zipfile
 
 import pytest
+from seats import key
 
 from mpc_net import bundle as builder
 from mpc_net.browser.candidates import keep_host_candidates
 from mpc_net.browser.demos import DEMOS, InputError, catalog, find
+from mpc_net.keys import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.protocol import SERVER_CLOSING, SignalingError
 from mpc_net.signaling.session import SignalingSession
@@ -71,26 +73,31 @@ class FakeSession(SignalingSession):
 
 
 async def test_the_session_joins_relays_and_reports_like_the_native_client() -> None:
-    session = FakeSession([protocol.relayed_signal(1, {"stale": True}),
+    session = FakeSession([protocol.challenge(bytes(32)),
+                           protocol.relayed_signal(1, {"stale": True}),
                            protocol.joined("lab", 0, 2, [1], [], {1: "ed25519:" + "A" * 43}),
                            protocol.peer_left(1),
                            protocol.error("party-taken", "party 0 is taken"),
                            protocol.closing("maintenance")])
-    joined = await session.join("lab", 0, 2, key="ed25519:" + "B" * 43)
+    joined = await session.join("lab", 0, 2, identity=key(0))
     assert joined["peers"] == [1] and joined["keys"] == {1: "ed25519:" + "A" * 43}
     await session.send_signal(1, {"description": {"type": "offer", "sdp": "v=0"}})
     await session.leave()
-    assert [m["type"] for m in session.sent] == ["join", "signal", "leave"]
+    assert [m["type"] for m in session.sent] == ["hello", "join", "signal", "leave"]
+    statement = protocol.seat_statement(bytes(32), "lab", 0, 2, None)
+    assert check_signature(key(0).public_key, protocol.decode_bytes(session.sent[1]["proof"]),
+                           statement)
     assert await session.recv() == {"type": "peer-left", "party": 1}
     assert (await session.recv())["code"] == "party-taken"
     with pytest.raises(SignalingError) as closing:
         await session.recv()
     assert closing.value.code == SERVER_CLOSING
     with pytest.raises(SignalingError, match="bad-room"):
-        await session.join("no spaces", 0, 2)
-    refused = FakeSession([protocol.error("party-taken", "party 0 is taken")])
+        await session.join("no spaces", 0, 2, identity=key(0))
+    refused = FakeSession([protocol.challenge(bytes(32)),
+                           protocol.error("party-taken", "party 0 is taken")])
     with pytest.raises(SignalingError, match="party 0 is taken"):
-        await refused.join("lab", 0, 2)
+        await refused.join("lab", 0, 2, identity=key(0))
 
 
 def test_a_pyodide_tarball_that_fails_its_integrity_check_is_refused(tmp_path,

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from seats import key
 
 from mpc_net import web
 from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
@@ -86,7 +87,7 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         # The room server answers on the same port.
         client = SignalingClient()
         await client.connect(server.url)
-        joined = await client.join("lab", 0, 2)
+        joined = await client.join("lab", 0, 2, identity=key(0))
         assert joined["peers"] == []
         await client.close()
 
