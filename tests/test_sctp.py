@@ -5,6 +5,7 @@ packets on the wire, nothing lost, and plain aiortc on the other end still works
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -244,3 +245,26 @@ def test_the_switch_leaves_every_change_to_aiortcs_sctp_out() -> None:
     done = subprocess.run([sys.executable, "-c", _STOCK_RUN], capture_output=True, text=True,
                           env={**os.environ, "MPC_NET_STOCK_SCTP": "1"}, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+async def test_failures_of_aiortcs_and_our_sctp_tasks_stay_off_the_programs_stdout(caplog) -> None:
+    """A transmit task that fails as DTLS shuts down ("protocol is shutdown") goes to the debug
+    log, whether aiortc's own code or ours in sctp.py ran it; other failures still reach the
+    loop's previous handler (MPyC's, which prints on stdout)."""
+    from mpc_net.rtc import sctp
+    from mpc_net.rtc.native import quiet_internal_errors
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    quiet_internal_errors(loop)
+    namespace: dict = {}
+    source = "async def fail():\n    raise ConnectionError('protocol is shutdown')\n"
+    for filename in (sctp.__file__, "/elsewhere/program.py"):
+        exec(compile(source, filename, "exec"), namespace)
+        task = loop.create_task(namespace["fail"]())
+        await asyncio.sleep(0)
+        del task  # never retrieved: the loop reports it when the task is collected
+        gc.collect()
+    assert [c["exception"].args for c in reported] == [("protocol is shutdown",)]
+    assert reported[0]["future"].get_coro().cr_code.co_filename == "/elsewhere/program.py"
