@@ -121,6 +121,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", metavar="DIR",
                         help="local mode: where the output of parties 1..m-1 goes "
                              "(default: a new temporary directory)")
+    parser.add_argument("--stats-json", metavar="FILE",
+                        help="at the end of the run, also when it fails, write a JSON report "
+                             "of it to FILE: per peer the path, round trip, MPyC and data "
+                             "channel traffic and connect time; the exit reason (see README). "
+                             "Local mode writes one file per party, FILE with the party index "
+                             "inserted (stats.json: stats.0.json, stats.1.json, ...)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more mpc-net detail on stderr (-vv: also aiortc's)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -269,6 +275,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     check_stock_sctp(run.error)
     parties = options.parties or 1
     local = options.index is None
+    stats_json = _stats_file(run, options.stats_json, 0 if local else None)
     if local:
         if options.room or options.signal:
             run.error("--room and --signal need -I (distributed mode)")
@@ -293,7 +300,9 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     if mpyc_options.HELP or mpyc_options.VERSION or parties == 1 and local:
         from .party import run_party
 
-        return run_party(argv, None)  # MPyC's help or version, or the program alone
+        if mpyc_options.HELP or mpyc_options.VERSION:
+            return run_party(argv, None)
+        return run_party(argv, None, stats_json)  # the program alone
     if local:
         from .local import run_local
 
@@ -307,7 +316,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
         gc.freeze()  # as in party.py: a shorter exit once the parties have ended
         gc.enable()
         return asyncio.run(run_local(script, rest, parties, party_options,
-                                     options.log_dir, options.peer_timeout + 5))
+                                     options.log_dir, options.peer_timeout + 5,
+                                     options.stats_json))
     from .config import host_addresses
     from .party import run_party
     from .rtc.native import use_host_addresses
@@ -317,7 +327,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     # then compares what MPyC really does.
     config.mix32_64bit = portable(mpyc_options)
     use_host_addresses(host_addresses(party))
-    return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config)
+    return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config,
+                     stats_json)
 
 
 def _party_options(options: argparse.Namespace) -> PartyOptions:
@@ -328,6 +339,20 @@ def _party_options(options: argparse.Namespace) -> PartyOptions:
         join_token=options.join_token, local_addresses=options.local_address,
         peer_timeout=options.peer_timeout, outage_limit=options.outage_limit,
         connect_timeout=options.connect_timeout, join_timeout=options.join_timeout)
+
+
+def _stats_file(run: argparse.ArgumentParser, path: str | None, party: int | None,
+                ) -> str | None:
+    """The checked --stats-json FILE of this process (local mode: of party `party`)."""
+    if path is None:
+        return None
+    from .stats import StatsFileError, check_writable, party_file
+
+    try:
+        check_writable(path)
+    except StatsFileError as exc:
+        run.error(str(exc))
+    return path if party is None else party_file(path, party)
 
 
 def _ice_servers(run: argparse.ArgumentParser, options: argparse.Namespace) -> list[dict]:
