@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import ipaddress
 import logging
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .argtypes import number, port, positive_float, positive_int
@@ -171,12 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("--show", metavar="FILE",
                         help="print the parties and the session id of a roster file")
 
-    bench = commands.add_parser(
-        "bench", help="measure mpc-net against MPyC's own TCP transport",
-        description="Run MPyC programs and transport benchmarks over MPyC's TCP transport and "
-                    "over mpc-net side by side (interleaved), and print medians and ratios. "
-                    "Progress goes to stderr, the tables to stdout.")
-    _bench_module().add_arguments(bench)
+    # Listed here only: main() hands everything after `bench` to the harness's own parser.
+    commands.add_parser("bench", add_help=False, help="measure mpc-net against MPyC's own TCP "
+                        "transport (in a checkout of mpc-net; see 'mpc-net bench --help')")
 
     web = commands.add_parser(
         "web", help="serve the browser app and a room server on one port",
@@ -379,10 +378,18 @@ def _web_module():
     return web
 
 
-def _bench_module():
-    from . import bench
-
-    return bench
+def _bench(arguments: list[str]) -> int:
+    """`mpc-net bench`: the harness in benchmarks/ of the checkout this package is in."""
+    root = Path(__file__).resolve().parent.parent
+    harness = root / "benchmarks" / "harness"
+    if not (harness / "__init__.py").is_file():
+        print("mpc-net bench: error: it needs a checkout of mpc-net's sources (it runs demos/ "
+              f"and benchmarks/ beside the package, and there is no {harness}): `git clone` the "
+              "repository, `pip install -e .` in it and run `mpc-net bench` there",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(harness.parent))
+    return importlib.import_module("harness").main(arguments, "mpc-net bench", _Parser)
 
 
 def _keygen(options: argparse.Namespace) -> int:
@@ -464,13 +471,17 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    options = parser.parse_args(argv)
+    if argv[:1] == ["bench"]:  # the harness (in a checkout, not here) reads its arguments
+        options = argparse.Namespace(command="bench", arguments=argv[1:])
+    else:
+        options = parser.parse_args(argv)
     try:
         commands = {"run": lambda: _run(parser, options),
                     "signal": lambda: _signal(parser, options),
                     "keygen": lambda: _keygen(options), "roster": lambda: _roster(options),
-                    "bench": lambda: _bench_module().run(options),
+                    "bench": lambda: _bench(options.arguments),
                     "web": lambda: _web_module().run(options)}
         code = commands[options.command]()
     except KeyboardInterrupt:
