@@ -124,11 +124,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="local mode: where the output of parties 1..m-1 goes "
                              "(default: a new temporary directory)")
     parser.add_argument("--stats-json", metavar="FILE",
-                        help="at the end of the run, also when it fails, write a JSON report "
-                             "of it to FILE: per peer the path, round trip, MPyC and data "
-                             "channel traffic and connect time; the exit reason (see README). "
-                             "Local mode writes one file per party, FILE with the party index "
-                             "inserted (stats.json: stats.0.json, stats.1.json, ...)")
+                        help="at the end of the run, failed or not, write a JSON report of it "
+                             "to FILE (see README); local mode: one per party, stats.json -> "
+                             "stats.0.json, stats.1.json, ...")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more mpc-net detail on stderr (-vv: also aiortc's)")
     parser.add_argument("-q", "--quiet", action="store_true",
