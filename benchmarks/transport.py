@@ -376,7 +376,7 @@ async def respond(link: str) -> None:
 
 
 def _udp_counters() -> dict[str, int]:
-    from mpc_net.bench import udp_counters
+    from harness.processes import udp_counters  # benchmarks/ is this script's directory
 
     return udp_counters()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import ipaddress
 import logging
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .argtypes import number, port, positive_float, positive_int
@@ -121,6 +123,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", metavar="DIR",
                         help="local mode: where the output of parties 1..m-1 goes "
                              "(default: a new temporary directory)")
+    parser.add_argument("--stats-json", metavar="FILE",
+                        help="at the end of the run, failed or not, write a JSON report of it "
+                             "to FILE (see README); local mode: one per party, stats.json -> "
+                             "stats.0.json, stats.1.json, ...")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more mpc-net detail on stderr (-vv: also aiortc's)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -165,12 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("--show", metavar="FILE",
                         help="print the parties and the session id of a roster file")
 
-    bench = commands.add_parser(
-        "bench", help="measure mpc-net against MPyC's own TCP transport",
-        description="Run MPyC programs and transport benchmarks over MPyC's TCP transport and "
-                    "over mpc-net side by side (interleaved), and print medians and ratios. "
-                    "Progress goes to stderr, the tables to stdout.")
-    _bench_module().add_arguments(bench)
+    # Listed here only: main() hands everything after `bench` to the harness's own parser.
+    commands.add_parser("bench", add_help=False, help="measure mpc-net against MPyC's own TCP "
+                        "transport (in a checkout of mpc-net; see 'mpc-net bench --help')")
 
     web = commands.add_parser(
         "web", help="serve the browser app and a room server on one port",
@@ -269,6 +272,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     check_stock_sctp(run.error)
     parties = options.parties or 1
     local = options.index is None
+    stats_json = _stats_file(run, options.stats_json, 0 if local else None)
     if local:
         if options.room or options.signal:
             run.error("--room and --signal need -I (distributed mode)")
@@ -293,7 +297,9 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     if mpyc_options.HELP or mpyc_options.VERSION or parties == 1 and local:
         from .party import run_party
 
-        return run_party(argv, None)  # MPyC's help or version, or the program alone
+        if mpyc_options.HELP or mpyc_options.VERSION:
+            return run_party(argv, None)
+        return run_party(argv, None, stats_json)  # the program alone
     if local:
         from .local import run_local
 
@@ -307,7 +313,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
         gc.freeze()  # as in party.py: a shorter exit once the parties have ended
         gc.enable()
         return asyncio.run(run_local(script, rest, parties, party_options,
-                                     options.log_dir, options.peer_timeout + 5))
+                                     options.log_dir, options.peer_timeout + 5,
+                                     options.stats_json))
     from .config import host_addresses
     from .party import run_party
     from .rtc.native import use_host_addresses
@@ -317,7 +324,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     # then compares what MPyC really does.
     config.mix32_64bit = portable(mpyc_options)
     use_host_addresses(host_addresses(party))
-    return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config)
+    return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config,
+                     stats_json)
 
 
 def _party_options(options: argparse.Namespace) -> PartyOptions:
@@ -328,6 +336,20 @@ def _party_options(options: argparse.Namespace) -> PartyOptions:
         join_token=options.join_token, local_addresses=options.local_address,
         peer_timeout=options.peer_timeout, outage_limit=options.outage_limit,
         connect_timeout=options.connect_timeout, join_timeout=options.join_timeout)
+
+
+def _stats_file(run: argparse.ArgumentParser, path: str | None, party: int | None,
+                ) -> str | None:
+    """The checked --stats-json FILE of this process (local mode: of party `party`)."""
+    if path is None:
+        return None
+    from .stats import StatsFileError, check_writable, party_file
+
+    try:
+        check_writable(path)
+    except StatsFileError as exc:
+        run.error(str(exc))
+    return path if party is None else party_file(path, party)
 
 
 def _ice_servers(run: argparse.ArgumentParser, options: argparse.Namespace) -> list[dict]:
@@ -354,10 +376,18 @@ def _web_module():
     return web
 
 
-def _bench_module():
-    from . import bench
-
-    return bench
+def _bench(arguments: list[str]) -> int:
+    """`mpc-net bench`: the harness in benchmarks/ of the checkout this package is in."""
+    root = Path(__file__).resolve().parent.parent
+    harness = root / "benchmarks" / "harness"
+    if not (harness / "__init__.py").is_file():
+        print("mpc-net bench: error: it needs a checkout of mpc-net's sources (it runs demos/ "
+              f"and benchmarks/ beside the package, and there is no {harness}): `git clone` the "
+              "repository, `pip install -e .` in it and run `mpc-net bench` there",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(harness.parent))
+    return importlib.import_module("harness").main(arguments, "mpc-net bench", _Parser)
 
 
 def _keygen(options: argparse.Namespace) -> int:
@@ -439,13 +469,17 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    options = parser.parse_args(argv)
+    if argv[:1] == ["bench"]:  # the harness (in a checkout, not here) reads its arguments
+        options = argparse.Namespace(command="bench", arguments=argv[1:])
+    else:
+        options = parser.parse_args(argv)
     try:
         commands = {"run": lambda: _run(parser, options),
                     "signal": lambda: _signal(parser, options),
                     "keygen": lambda: _keygen(options), "roster": lambda: _roster(options),
-                    "bench": lambda: _bench_module().run(options),
+                    "bench": lambda: _bench(options.arguments),
                     "web": lambda: _web_module().run(options)}
         code = commands[options.command]()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from pathlib import Path
 from .auth import Roster
 from .keys import FileIdentity, write_roster
 from .signaling.server import RoomServer
+from .stats import party_file
 
 logger = logging.getLogger("mpc_net.local")
 
@@ -21,20 +22,23 @@ LOG_TAIL_LINES = 15  # of a failed party's output, shown on this terminal
 
 
 async def run_local(script: str, script_args: list[str], parties: int, party_options: list[str],
-                    log_dir: str | None, grace: float) -> int:
+                    log_dir: str | None, grace: float, stats_json: str | None = None) -> int:
     """Run all parties; party 0 writes to this stdout, the others to log files.
 
     Returns 0 if every party succeeded. After the first failure the others get `grace`
     seconds to notice it themselves (they report the lost party) before they are stopped.
     The last lines of a failed party's log are shown; `logs` is a new temporary directory,
     removed at the end, unless `log_dir` is given. The throwaway keys are always removed.
+    With `stats_json`, every party writes its own run report (stats.party_file).
     """
     logs = Path(log_dir or tempfile.mkdtemp(prefix="mpc-net-"))
     logs.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="mpc-net-keys-") as keys:
             credentials = _throwaway_credentials(Path(keys), parties)
-            return await _run_parties(script, script_args, parties, party_options, credentials,
+            own = credentials if stats_json is None else [
+                [*c, "--stats-json", party_file(stats_json, i)] for i, c in enumerate(credentials)]
+            return await _run_parties(script, script_args, parties, party_options, own,
                                       logs, log_dir is not None, grace)
     finally:
         if log_dir is None:
@@ -42,7 +46,7 @@ async def run_local(script: str, script_args: list[str], parties: int, party_opt
 
 
 async def _run_parties(script: str, script_args: list[str], parties: int,
-                       party_options: list[str], credentials: list[list[str]], logs: Path,
+                       party_options: list[str], own: list[list[str]], logs: Path,
                        kept: bool, grace: float) -> int:
     room = f"local-{secrets.token_hex(4)}"
     async with RoomServer("127.0.0.1", 0) as server:
@@ -51,7 +55,7 @@ async def _run_parties(script: str, script_args: list[str], parties: int,
             for i in range(parties):
                 command = [sys.executable, "-m", "mpc_net", "run", "-M", str(parties), "-I", str(i),
                            "--room", room, "--signal", server.url, *party_options,
-                           *credentials[i],
+                           *own[i],  # its key and roster, and its report file
                            # The second `--`: every argument after it is the program's.
                            "--", script, "--", *script_args]
                 if i == 0:

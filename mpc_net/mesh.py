@@ -125,6 +125,10 @@ def _description(sender: int, data: object, kind: str) -> dict[str, str]:
     return {"type": kind, "sdp": description["sdp"]}
 
 
+def _path_text(path: tuple[str, str] | None) -> str:
+    return " -> ".join(path) if path else "unknown"
+
+
 class Mesh:
     def __init__(
         self,
@@ -160,8 +164,14 @@ class Mesh:
         self._repairs: dict[int, float] = {}  # interrupted parties, and their deadlines
         self._repair_errors: dict[int, str] = {}
         self._repair_task: asyncio.Task | None = None
-        self._paths: dict[int, str] = {}  # selected candidate pair types, for the report
+        # Selected candidate pair types (local, remote), for the logs and the run report.
+        self._paths: dict[int, tuple[str, str] | None] = {}
         self._progress: asyncio.Future[None] = asyncio.Future()  # replaced while connecting
+
+    @property
+    def paths(self) -> dict[int, tuple[str, str] | None]:
+        """Each connected peer's selected candidate pair types (local, remote), if known."""
+        return dict(self._paths)
 
     @property
     def others(self) -> list[int]:
@@ -220,7 +230,7 @@ class Mesh:
             self._repair_task.cancel()
         await asyncio.gather(*(self._close_peer(j) for j in list(self._peers)))
         for j, t in sorted(self.transports.items()):
-            path = self._paths.get(j, "unknown")
+            path = _path_text(self._paths.get(j))
             rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
             channels = f", {t.channels_used} channels" if t.channels_used > 1 else ""
             logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
@@ -481,11 +491,12 @@ class Mesh:
             self._repair_errors.pop(j, None)
             await self._note_path(j, pc, transport)
             logger.warning("party %d: the connection to party %d is restored (path %s); the stream "
-                           "goes on where it stopped", cfg.pid, j, self._paths[j])
+                           "goes on where it stopped", cfg.pid, j,
+                           _path_text(self._paths[j]))
         elif self._peers.get(j) is pc:
             await self._note_path(j, pc, transport)
             logger.info("party %d: channel to %s open and authenticated; path %s", cfg.pid,
-                        roster.label(j), self._paths[j])
+                        roster.label(j), _path_text(self._paths[j]))
             # Counted as connected only now: connect() cancels the tasks still running then.
             self.transports[j] = transport
             if not self._progress.done():
@@ -504,8 +515,7 @@ class Mesh:
                          ) -> None:
         """Read the path while it is there: closing a connection forgets its candidate pair."""
         transport.ping()  # a first round-trip time for the path report
-        path = await pc.selected_path()
-        self._paths[j] = " -> ".join(path) if path else "unknown"
+        self._paths[j] = await pc.selected_path()
 
     def _lost(self, error: PeerLost) -> None:
         if self.connected:

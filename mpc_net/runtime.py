@@ -207,8 +207,10 @@ class BrowserRun:
                 task.cancel()
 
 
-def install(make_mesh: Callable[[], Mesh]) -> None:
-    """Hook the MPyC runtime `mpc` (already set up from sys.argv) to connect over a Mesh."""
+def install(make_mesh: Callable[[], Mesh],
+            on_connected: Callable[[], None] = lambda: None) -> None:
+    """Hook the MPyC runtime `mpc` (already set up from sys.argv) to connect over a Mesh;
+    `on_connected` is called once every channel is open and authenticated."""
     from mpyc import asyncoro
     from mpyc.runtime import Runtime, mpc
 
@@ -225,6 +227,7 @@ def install(make_mesh: Callable[[], Mesh]) -> None:
             peer.protocol = rt._loop.create_future() if peer.pid == rt.pid else None
         mesh = make_mesh()
         transports = await mesh.connect()
+        on_connected()
         for peer_pid, transport in transports.items():
             # As over TCP, the lower pid plays the client: it sends its pid and PRSS keys.
             client = peer_pid > rt.pid

@@ -126,6 +126,7 @@ class DataChannelTransport(asyncio.WriteTransport):
         self.bytes_written = 0
         self.messages_sent = 0
         self.channels_used = 0
+        self.linked_at: float | None = None  # loop time the first handshake ended
         self._interval = keepalive_interval
         self._timeout = peer_timeout
         self._timer: asyncio.TimerHandle | None = None
@@ -318,6 +319,8 @@ class DataChannelTransport(asyncio.WriteTransport):
             self._end_attempt(f"it cannot resume our stream: {exc}")
             return
         self._stage = Stage.LINKED
+        if self.linked_at is None:
+            self.linked_at = self._loop.time()
         self._acknowledged = self._received
         self.interrupted = False
         self._handshake.put_nowait((RecordType.RESUME, self._peer_offset.to_bytes(8, "big")))

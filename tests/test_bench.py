@@ -24,7 +24,7 @@ def test_bench_quick_run_prints_tables_and_writes_json(tmp_path) -> None:
     printed = done.stdout
     assert "Machine:" in printed and "Command: mpc-net bench" in printed
     for heading in ("MPyC programs", "Ping-pong", "One-way transfer",
-                    "Time until all parties are connected", "Memory", "Targets of issue 6"):
+                    "Time until all parties are connected", "Memory", "Speed targets"):
         assert heading in printed
     for name in PROGRAMS:
         assert f"| {name} " in printed
@@ -38,10 +38,32 @@ def test_bench_quick_run_prints_tables_and_writes_json(tmp_path) -> None:
         assert program["parties"] == 3 and program["same_output"] is True
         assert {"tcp", "mpc-net"} == program["median"].keys()
         assert program["ratio"]["elapsed"]["median"] > 0
+        # mpc-net's traffic, from its parties' run reports
+        ours = program["median"]["mpc-net"]
+        assert ours["mpyc_messages"] > 0 and ours["channel_messages"] > 0
     assert set(report["transport"]) == TRANSPORT_TESTS
     assert set(report["transport"]["pingpong"]) == {"tcp", "udp", "rtc", "rtc-raw"}
-    assert report["transport"]["connect-3"]["mpc-net"]["median"]["after_last_start_s"] > 0
+    connect = report["transport"]["connect-3"]["mpc-net"]["median"]
+    assert connect["after_last_start_s"] > 0 and connect["mesh_s"] > 0
     assert report["transport"]["memory"]["rtc"]["median"]["bytes_per_peer_connection"] > 0
     assert {t["target"].split(" (")[0] for t in report["targets"]} >= {
         "median demo elapsed ratio, all demos", "ping-pong vs raw UDP",
         "memory per peer connection"}
+
+
+def test_bench_command_reads_its_arguments_with_the_harness() -> None:
+    done = mpc_net("bench", "--help")
+    assert done.returncode == 0 and "usage: mpc-net bench" in done.stdout
+    assert "--connect-parties" in done.stdout
+    done = mpc_net("bench", "--reps", "0")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("mpc-net bench: error: argument --reps: must be positive: '0' "
+                           "(see 'mpc-net bench --help')\n")
+
+
+def test_the_browser_wheel_ships_no_bench_harness() -> None:
+    from mpc_net.bundle import Sources
+
+    files = Sources.read().package
+    assert "mpc_net/stats.py" in files  # the package is read ...
+    assert not [name for name in files if "bench" in name or "harness" in name]  # ... alone

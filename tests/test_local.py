@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,13 +17,16 @@ SUMMARY = re.compile(r"party \d+ -> party \d+: path .*, (\d+) MPyC messages")
 def test_burst_of_100000_small_messages(tmp_path) -> None:
     """Thousands of secure comparisons at once: >= 100,000 MPyC messages, right result."""
     done = mpc_net("run", str(DEMOS / "comparisons.py"), "-M3", "--log-dir", str(tmp_path),
-                   timeout=300)
+                   "--stats-json", str(tmp_path / "stats.json"), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Matches the plaintext computation: True" in program_lines(done.stdout)
-    reports = done.stderr + "".join(p.read_text() for p in tmp_path.glob("party*.log"))
-    sent = [int(n) for n in SUMMARY.findall(reports)]
-    assert len(sent) == 6, reports  # every party reports on each of its two peers
+    summaries = done.stderr + "".join(p.read_text() for p in tmp_path.glob("party*.log"))
+    sent = [int(n) for n in SUMMARY.findall(summaries)]
+    assert len(sent) == 6, summaries  # every party reports on each of its two peers
     assert sum(sent) >= 100_000
+    # The run reports count the same.
+    reports = [json.loads((tmp_path / f"stats.{i}.json").read_text()) for i in range(3)]
+    assert sum(p["mpyc_messages_sent"] for r in reports for p in r["peers"]) == sum(sent)
 
 
 def test_machine_whose_only_interface_is_loopback() -> None:
