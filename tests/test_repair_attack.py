@@ -70,7 +70,7 @@ class RepairAnsweringRoomServer(MitmRoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if is_offer_to_1(msg, self._party_of(client)):
+            if is_offer_to_1(msg, self._party_of(client) if msg["type"] == "signal" else None):
                 self.offers += 1
                 if self.offers == 2:
                     self._spawn(self._answer_itself(msg["data"]["description"]))
@@ -103,7 +103,7 @@ class RepairMiddleRoomServer(MitmRoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if is_offer_to_1(msg, self._party_of(client)):
+            if is_offer_to_1(msg, self._party_of(client) if msg["type"] == "signal" else None):
                 self.offers += 1
             # The middle's own offer and answer go out by _signal, not through here.
             self.intercept = self.offers == 2
@@ -112,7 +112,7 @@ class RepairMiddleRoomServer(MitmRoomServer):
 
 def is_offer_to_1(msg: dict, receiver: int | None) -> bool:
     return (msg["type"] == "signal" and msg["from"] == 0 and receiver == 1
-            and msg["data"]["description"]["type"] == "offer")
+            and msg["data"].get("description", {}).get("type") == "offer")
 
 
 async def wait_for_text(path: Path, text: str, timeout: float) -> None:
