@@ -209,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
                              "who can take a seat may then relay through the TURN server")
     signal.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
-    from .signaling.server import add_limit_arguments
+    from .signaling.arguments import add_limit_arguments
 
     add_limit_arguments(signal)
     return parser
@@ -409,7 +409,9 @@ def _roster(options: argparse.Namespace) -> int:
 
 def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     from .ice import IceConfigError, TurnRest, parse_urls
-    from .signaling.server import limits_from, serve_until_signal, setup_logging
+    from .signaling.arguments import limits_from
+    from .signaling.logs import setup_logging
+    from .signaling.server import serve_until_signal
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
     secret = options.turn_secret or os.environ.get("MPC_NET_TURN_SECRET")

@@ -23,7 +23,9 @@ from websockets.http11 import Request, Response
 from .argtypes import port
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
-from .signaling.server import RoomServer, add_limit_arguments, limits_from, setup_logging
+from .signaling.arguments import add_limit_arguments, limits_from
+from .signaling.logs import setup_logging
+from .signaling.server import RoomServer
 
 logger = logging.getLogger("mpc_net.web")
 

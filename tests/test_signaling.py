@@ -28,6 +28,7 @@ from mpc_net.signaling.client import (
     SignalingClient,
     SignalingError,
 )
+from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_PARTIES,
@@ -38,7 +39,7 @@ from mpc_net.signaling.protocol import (
     parse_server_message,
 )
 from mpc_net.signaling.rooms import RECENT_SECONDS, Rooms
-from mpc_net.signaling.server import Limits, RoomServer, serve_until_signal
+from mpc_net.signaling.server import RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step; a hang fails fast instead of at pytest's limit
 

@@ -28,20 +28,14 @@ from websockets.http11 import Request
 
 from mpc_net.ice import TurnRest
 from mpc_net.signaling import protocol
+from mpc_net.signaling.arguments import add_limit_arguments, limits_from
 from mpc_net.signaling.client import SERVER_CLOSING, SignalingClient, SignalingError
+from mpc_net.signaling.limits import Limits, address_group
+from mpc_net.signaling.logs import JsonFormatter
+from mpc_net.signaling.outbox import CLOSE_GRACE
+from mpc_net.signaling.outbox import Client as _Client
 from mpc_net.signaling.protocol import MAX_MESSAGE_BYTES, ErrorCode, encode
-from mpc_net.signaling.server import (
-    CLOSE_GRACE,
-    OPEN_TIMEOUT,
-    JsonFormatter,
-    Limits,
-    RoomServer,
-    _Client,
-    add_limit_arguments,
-    address_group,
-    limits_from,
-    serve_until_signal,
-)
+from mpc_net.signaling.server import OPEN_TIMEOUT, RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step
 ROOT = Path(__file__).resolve().parent.parent
@@ -736,7 +730,8 @@ def test_json_logs_of_a_server_process() -> None:
     # -c puts the working directory, this checkout, first on the module path.
     code = textwrap.dedent("""
         import asyncio
-        from mpc_net.signaling.server import serve_until_signal, setup_logging
+        from mpc_net.signaling.logs import setup_logging
+        from mpc_net.signaling.server import serve_until_signal
         setup_logging("json")
         asyncio.run(serve_until_signal("127.0.0.1", 0))
     """)
