@@ -43,7 +43,7 @@ from mpc_net.auth import encode_public_key
 from mpc_net.signaling import protocol
 from mpc_net.signaling.arguments import add_limit_arguments, limits_from
 from mpc_net.signaling.logs import setup_logging
-from mpc_net.signaling.server import serve_until_signal
+from mpc_net.signaling.server import RoomServer, serve_until_signal
 
 CONNECT_CONCURRENCY = 100  # below the listen backlog, so no SYN is dropped and retried 1 s later
 SERVER_OPTIONS = ["--max-connections-per-address", "0"]
@@ -300,7 +300,7 @@ def drive(options: argparse.Namespace) -> None:
 def serve(options: argparse.Namespace) -> None:
     raise_file_limit()
     setup_logging("text")
-    asyncio.run(serve_until_signal("127.0.0.1", 0, limits=limits_from(options)))
+    asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0, limits=limits_from(options))))
 
 
 def main() -> None:

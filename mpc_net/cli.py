@@ -411,7 +411,7 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
     from .ice import IceConfigError, TurnRest, parse_urls
     from .signaling.arguments import limits_from
     from .signaling.logs import setup_logging
-    from .signaling.server import serve_until_signal
+    from .signaling.server import RoomServer, serve_until_signal
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
     secret = options.turn_secret or os.environ.get("MPC_NET_TURN_SECRET")
@@ -430,9 +430,10 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
 
     setup_logging(options.log_format, bool(options.verbose))
     try:
-        asyncio.run(serve_until_signal(options.host, options.port, ice_servers=ice_servers,
-                                       turn=turn, limits=limits,
-                                       open_relay=options.turn_open_relay))
+        asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
+                                                  ice_servers=ice_servers, turn=turn,
+                                                  limits=limits,
+                                                  open_relay=options.turn_open_relay)))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from http import HTTPStatus
 from pathlib import Path
@@ -24,8 +23,8 @@ from .argtypes import port
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
 from .signaling.arguments import add_limit_arguments, limits_from
-from .signaling.logs import setup_logging
-from .signaling.server import RoomServer
+from .signaling.logs import event, setup_logging
+from .signaling.server import RoomServer, serve_until_signal
 
 logger = logging.getLogger("mpc_net.web")
 
@@ -190,6 +189,10 @@ class WebServer(RoomServer):
     def page_url(self) -> str:
         return "http" + self.url.removeprefix("ws") + "/"
 
+    def announce(self) -> None:
+        logger.info("pages on %s and the room server on %s", self.page_url, self.url,
+                    extra=event("listening", url=self.url, pages=self.page_url))
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
@@ -233,8 +236,8 @@ def run(options: argparse.Namespace) -> int:
             return 1
     setup_logging(options.log_format, options.verbose > 0)
     try:
-        asyncio.run(_serve_until_signal(WebServer(options.host, options.port, bundle,
-                                                  ice_servers=ice_servers, limits=limits)))
+        asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
+                                                 ice_servers=ice_servers, limits=limits)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -245,18 +248,3 @@ def run(options: argparse.Namespace) -> int:
 def _announce_build(directory: Path) -> None:
     print(f"mpc-net web: building the browser bundle of this installation (once) into "
           f"{directory}", file=sys.stderr, flush=True)
-
-
-async def _serve_until_signal(server: WebServer) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with server:
-            logger.info("pages on %s and the room server on %s", server.page_url, server.url)
-            await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

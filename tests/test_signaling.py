@@ -800,7 +800,7 @@ async def test_serve_until_signal_logs_and_stops_on_sigterm(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mpc_net.signaling")
-    task = asyncio.create_task(serve_until_signal("127.0.0.1", 0))
+    task = asyncio.create_task(serve_until_signal(RoomServer("127.0.0.1", 0)))
     async with asyncio.timeout(TIMEOUT):
         while not any("listening" in r.getMessage() for r in caplog.records):
             await asyncio.sleep(0.01)

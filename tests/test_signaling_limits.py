@@ -648,7 +648,7 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mpc_net.signaling")
     limits = Limits(max_rooms=1)
-    task = asyncio.create_task(serve_until_signal("127.0.0.1", 0, limits=limits))
+    task = asyncio.create_task(serve_until_signal(RoomServer("127.0.0.1", 0, limits=limits)))
     async with asyncio.timeout(TIMEOUT):
         while not any("listening" in r.getMessage() for r in caplog.records):
             await asyncio.sleep(0.01)
@@ -731,9 +731,9 @@ def test_json_logs_of_a_server_process() -> None:
     code = textwrap.dedent("""
         import asyncio
         from mpc_net.signaling.logs import setup_logging
-        from mpc_net.signaling.server import serve_until_signal
+        from mpc_net.signaling.server import RoomServer, serve_until_signal
         setup_logging("json")
-        asyncio.run(serve_until_signal("127.0.0.1", 0))
+        asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0)))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE,
                             text=True)

@@ -12,7 +12,6 @@ import json
 import signal
 from collections import Counter
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -130,6 +129,11 @@ class RoomServer:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.close()
+
+    def announce(self) -> None:
+        """Log where the server listens: the first line that people and scripts look for."""
+        logger.info("room server listening on %s", self.url,
+                    extra=event("listening", url=self.url))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -291,9 +295,10 @@ def _is_upgrade(request: Request) -> bool:
     return any(value.strip().lower() == "websocket" for value in values)
 
 
-async def serve_until_signal(host: str, port: int, **kwargs: Any) -> None:
-    """Run a RoomServer until SIGINT or SIGTERM, then shut it down gracefully: every client
-    gets `closing`, then its connection is closed with 1001."""
+async def serve_until_signal(server: RoomServer) -> None:
+    """Run `server` (as `mpc-net signal` and `mpc-net web` do) until SIGINT or SIGTERM, then
+    shut it down gracefully: every client gets `closing`, then its connection is closed with
+    1001."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[signal.Signals] = loop.create_future()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -305,9 +310,8 @@ async def serve_until_signal(host: str, port: int, **kwargs: Any) -> None:
     for sig in signals:
         loop.add_signal_handler(sig, received, sig)
     try:
-        async with RoomServer(host, port, **kwargs) as server:
-            logger.info("room server listening on %s", server.url,
-                        extra=event("listening", url=server.url))
+        async with server:
+            server.announce()
             name = (await stop).name
             logger.info("room server shutting down on %s", name,
                         extra=event("shutdown", signal=name))
