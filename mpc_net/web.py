@@ -19,10 +19,9 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from .argtypes import port
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
-from .signaling.arguments import add_limit_arguments, limits_from
+from .signaling.arguments import add_limit_arguments, add_listen_arguments, limits_from
 from .signaling.logs import event, setup_logging
 from .signaling.server import RoomServer, serve_until_signal
 
@@ -195,21 +194,12 @@ class WebServer(RoomServer):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=port, default=8000,
-                        help="TCP port for the pages and the room server (default %(default)s; "
-                             "0 picks a free one)")
+    add_listen_arguments(parser, 8000, "TCP port for the pages and the room server")
     parser.add_argument("--bundle", type=Path,
                         help="a browser bundle from `python wasm/build.py` (default: "
                              f"${BUNDLE_VARIABLE}, else one built for this installation on "
                              "first use and kept in ~/.cache/mpc-net; building needs npm and "
                              "the package registries once)")
-    parser.add_argument("--ice", action="append", metavar="URL",
-                        help="a STUN or TURN server to hand to every party (repeatable; same "
-                             "forms as for `mpc-net run --ice`)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log every join, leave and error")
     add_limit_arguments(parser)
 
 

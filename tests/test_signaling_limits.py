@@ -131,7 +131,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     options = _signal_parser().parse_args([
         "--max-message-bytes", "1000", "--messages-per-second", "2.5", "--message-burst", "7",
         "--max-rooms", "3", "--max-connections", "11", "--max-connections-per-address", "0",
-        "--join-timeout", "0",
+        "--seat-timeout", "0",
         "--idle-timeout", "9.5", "--send-queue-messages", "5", "--send-queue-bytes", "4000",
         "--allowed-origin", "https://a.example", "--allowed-origin", "http://localhost:8000",
         "--join-token", "gamma", "--join-token-file", str(tokens), "--join-token", "alpha",
@@ -139,7 +139,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     ])
     assert limits_from(options) == Limits(
         max_message_bytes=1000, messages_per_second=2.5, message_burst=7, max_rooms=3,
-        max_connections=11, max_connections_per_address=0, join_timeout=0, idle_timeout=9.5,
+        max_connections=11, max_connections_per_address=0, seat_timeout=0, idle_timeout=9.5,
         send_queue_messages=5,
         send_queue_bytes=4000, allowed_origins=("https://a.example", "http://localhost:8000"),
         join_tokens=("gamma", "alpha", "beta"),
@@ -153,7 +153,8 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
         ["--messages-per-second", "0"],
         ["--max-rooms", "0"],
         ["--idle-timeout", "-1"],
-        ["--join-timeout", "nan"],
+        ["--seat-timeout", "nan"],
+        ["--join-timeout", "-1"],
         ["--send-queue-bytes", "lots"],
         ["--join-token-file", "/nonexistent/tokens"],
         ["--join-token", " "],
@@ -165,6 +166,16 @@ def test_bad_options_are_usage_errors(args: list[str], capsys: pytest.CaptureFix
         _signal_parser().parse_args(args)
     assert info.value.code == 2
     assert args[0] in capsys.readouterr().err
+
+
+def test_old_join_timeout_of_the_server_still_works_and_warns_once(
+        capsys: pytest.CaptureFixture) -> None:
+    options = _signal_parser().parse_args(["--join-timeout", "7", "--join-timeout", "8"])
+    assert limits_from(options).seat_timeout == 8
+    assert capsys.readouterr().err == (
+        "mpc-net signal: warning: --join-timeout is deprecated, use --seat-timeout\n")
+    options = _signal_parser().parse_args(["--seat-timeout", "5"])
+    assert limits_from(options).seat_timeout == 5 and capsys.readouterr().err == ""
 
 
 def test_empty_token_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -273,7 +284,7 @@ async def test_connections_in_all_are_bounded(start) -> None:
 
 
 async def test_connection_that_never_joins_is_closed(start) -> None:
-    server = await start(join_timeout=0.3)
+    server = await start(seat_timeout=0.3)
     async with connect(server.url) as ws:
         began = time.monotonic()
         for _ in range(5):  # talking is not joining
@@ -433,9 +444,9 @@ class _Quiet:
 
 
 def test_timeouts_of_zero_are_off() -> None:
-    server = RoomServer(limits=Limits(join_timeout=0, idle_timeout=0))
+    server = RoomServer(limits=Limits(seat_timeout=0, idle_timeout=0))
     assert server._deadline(_Quiet()) is None  # type: ignore[arg-type]
-    assert RoomServer()._deadline(_Quiet()) == Limits().join_timeout  # type: ignore[arg-type]
+    assert RoomServer()._deadline(_Quiet()) == Limits().seat_timeout  # type: ignore[arg-type]
 
 
 # -- origins and tokens ---------------------------------------------------------------------------

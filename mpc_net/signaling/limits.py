@@ -1,7 +1,7 @@
 """What one room server allows each client, and the pure pieces that enforce it.
 
 The server faces the internet, so every resource a client can make it hold is bounded: message
-size and rate, rooms, connections in all and per address, time without a join or without a
+size and rate, rooms, connections in all and per address, time without a seat or without a
 word, the bytes waiting for a slow reader. Nothing here does I/O; the server applies it.
 """
 
@@ -36,7 +36,8 @@ class Limits:
     max_connections: int = 10_000
     # Behind a reverse proxy every client has the proxy's address: raise it or set it to 0.
     max_connections_per_address: int = 64
-    join_timeout: float = 30.0
+    # How long a connection may stay without a seat in a room, after connecting or leaving.
+    seat_timeout: float = 30.0
     # Longer than a party's default wait for the others (`mpc-net run --join-timeout`, 300 s),
     # during which it says nothing.
     idle_timeout: float = 600.0
@@ -49,7 +50,7 @@ class Limits:
     def __post_init__(self) -> None:
         positive = ("max_message_bytes", "messages_per_second", "message_burst", "max_rooms",
                     "max_connections", "send_queue_messages", "send_queue_bytes")
-        at_least_zero = ("max_connections_per_address", "join_timeout", "idle_timeout")
+        at_least_zero = ("max_connections_per_address", "seat_timeout", "idle_timeout")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")

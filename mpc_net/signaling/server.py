@@ -225,14 +225,14 @@ class RoomServer:
         if self.rooms.is_seated(client):
             timeout, since = self.limits.idle_timeout, client.last_heard
         else:
-            timeout, since = self.limits.join_timeout, client.unseated_since
+            timeout, since = self.limits.seat_timeout, client.unseated_since
         return since + timeout if timeout else None
 
     def _time_out(self, client: Client) -> None:
         if self.rooms.is_seated(client):
             text = f"silent for {self.limits.idle_timeout:g} s"
         else:
-            text = f"no join within {self.limits.join_timeout:g} s"
+            text = f"no join within {self.limits.seat_timeout:g} s"
         logger.info("%s: %s, disconnecting", client, text,
                     extra=event("timeout", client, code=ErrorCode.IDLE_TIMEOUT))
         client.close(CloseCode.POLICY_VIOLATION, "idle timeout",
