@@ -29,7 +29,7 @@ from websockets.http11 import Request
 from mpc_net.ice import TurnRest
 from mpc_net.signaling import protocol
 from mpc_net.signaling.arguments import add_limit_arguments, limits_from
-from mpc_net.signaling.client import SERVER_CLOSING, SignalingClient, SignalingError
+from mpc_net.signaling.client import SignalingClient, SignalingError
 from mpc_net.signaling.limits import Limits, address_group
 from mpc_net.signaling.logs import JsonFormatter
 from mpc_net.signaling.outbox import CLOSE_GRACE
@@ -675,7 +675,7 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
             await client.recv()
-    assert info.value.code == SERVER_CLOSING
+    assert info.value.code == ErrorCode.SERVER_CLOSING
     async with asyncio.timeout(TIMEOUT):
         await task
         assert [msg async for msg in other] == []  # iteration ends at the notice

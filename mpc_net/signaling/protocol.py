@@ -34,6 +34,9 @@ _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ErrorCode(StrEnum):
+    """Every code of a signaling failure: the room server's error replies, and the failures
+    that a client (native or browser) sees on its own side."""
+
     BAD_JSON = "bad-json"
     BAD_MESSAGE = "bad-message"
     TOO_LARGE = "too-large"
@@ -55,11 +58,11 @@ class ErrorCode(StrEnum):
     NO_CHALLENGE = "no-challenge"
     BAD_PROOF = "bad-proof"
     BAD_ROSTER = "bad-roster"
-
-
-# The code with which clients report the server's `closing` notice; it is not an error reply, so
-# it is no ErrorCode, but both the native and the browser client raise it the same way.
-SERVER_CLOSING = "server-closing"
+    # A client's own, which no room server sends: the server announced its shutdown (`closing`,
+    # no error reply), the connection could not be opened, or it ended.
+    SERVER_CLOSING = "server-closing"
+    CONNECT_FAILED = "connect-failed"
+    CONNECTION_CLOSED = "connection-closed"
 
 
 class ProtocolError(Exception):
@@ -76,9 +79,10 @@ class ProtocolError(Exception):
 
 class SignalingError(Exception):
     """A client's signaling failure (an error reply, a lost or refused connection) with a code
-    and one readable line of text; shared by the native and the browser client."""
+    and one readable line of text; shared by the native and the browser client. The code is an
+    ErrorCode, or a plain string from a newer server."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode | str, message: str) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message

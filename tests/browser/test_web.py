@@ -27,7 +27,7 @@ from seats import key
 from mpc_net import web
 from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
 from mpc_net.signaling.client import SignalingClient
-from mpc_net.signaling.protocol import SERVER_CLOSING, SignalingError
+from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.server import serve_until_signal
 
 from helpers import ROOT
@@ -172,7 +172,7 @@ async def test_web_serves_until_a_signal_then_closes_every_connection(
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(10):
             await client.recv()
-    assert info.value.code == SERVER_CLOSING
+    assert info.value.code == ErrorCode.SERVER_CLOSING
     async with asyncio.timeout(10):
         await task
     assert any("shutting down on SIGTERM" in r.getMessage() for r in caplog.records)
