@@ -13,6 +13,7 @@ import sys
 from . import __version__
 from .argtypes import number, positive_float, positive_int
 from .config import ConfigError, PartyOptions
+from .signaling.arguments import add_signal_arguments
 
 logger = logging.getLogger("mpc_net")
 
@@ -184,8 +185,6 @@ def _parser() -> argparse.ArgumentParser:
         "signal", help="run a room server (signaling only, never MPC data)",
         description="Run a room server: parties meet in rooms and exchange session descriptions "
                     "through it. It never sees MPC data. Stop it with Ctrl-C or SIGTERM.")
-    from .signaling.arguments import add_signal_arguments
-
     add_signal_arguments(signal)
     return parser
 

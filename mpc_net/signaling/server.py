@@ -142,12 +142,7 @@ class RoomServer:
         chain this one into its own process_request."""
         if urlsplit(request.path).path != "/health":
             return None
-        body = {"status": "ok", **self.stats()}
-        response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
-        del response.headers["Content-Type"]  # respond() says text/plain
-        response.headers["Content-Type"] = "application/json"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _json_response(connection, {"status": "ok", **self.stats()})
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' hook: /health, a websocket handshake on any other path, else 404."""
@@ -288,6 +283,14 @@ class RoomServer:
         while True:
             await asyncio.sleep(period)
             self._deliver(self.rooms.renew())
+
+
+def _json_response(connection: ServerConnection, body: dict) -> Response:
+    response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
+    del response.headers["Content-Type"]  # respond() says text/plain
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _is_upgrade(request: Request) -> bool:
