@@ -383,8 +383,7 @@ def _roster(options: argparse.Namespace) -> int:
 
 def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     from .ice import IceConfigError, TurnRest, parse_urls
-    from .signaling.arguments import limits_from
-    from .signaling.logs import setup_logging
+    from .signaling.arguments import limits_from, start_logging
     from .signaling.server import RoomServer, serve_until_signal
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
@@ -402,7 +401,7 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
                      "(an open relay); require a join token, or accept that with "
                      "--turn-open-relay")
 
-    setup_logging(options.log_format, bool(options.verbose))
+    start_logging(options)
     try:
         asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
                                                   ice_servers=ice_servers, turn=turn,

@@ -21,8 +21,13 @@ from websockets.http11 import Request, Response
 
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
-from .signaling.arguments import add_limit_arguments, add_listen_arguments, limits_from
-from .signaling.logs import event, setup_logging
+from .signaling.arguments import (
+    add_limit_arguments,
+    add_listen_arguments,
+    limits_from,
+    start_logging,
+)
+from .signaling.logs import event
 from .signaling.server import RoomServer, serve_until_signal
 
 logger = logging.getLogger("mpc_net.web")
@@ -224,7 +229,7 @@ def run(options: argparse.Namespace) -> int:
             print(f"mpc-net web: error: cannot build the browser bundle: {exc}; or pass "
                   "--bundle DIR", file=sys.stderr)
             return 1
-    setup_logging(options.log_format, options.verbose > 0)
+    start_logging(options)
     try:
         asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
                                                  ice_servers=ice_servers, limits=limits)))

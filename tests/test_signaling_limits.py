@@ -168,14 +168,28 @@ def test_bad_options_are_usage_errors(args: list[str], capsys: pytest.CaptureFix
     assert args[0] in capsys.readouterr().err
 
 
-def test_old_join_timeout_of_the_server_still_works_and_warns_once(
-        capsys: pytest.CaptureFixture) -> None:
+def test_old_join_timeout_of_the_server_still_works_and_warns_once() -> None:
     options = _signal_parser().parse_args(["--join-timeout", "7", "--join-timeout", "8"])
     assert limits_from(options).seat_timeout == 8
-    assert capsys.readouterr().err == (
-        "mpc-net signal: warning: --join-timeout is deprecated, use --seat-timeout\n")
+    assert options.deprecated_options == {"--join-timeout": "--seat-timeout"}
     options = _signal_parser().parse_args(["--seat-timeout", "5"])
-    assert limits_from(options).seat_timeout == 5 and capsys.readouterr().err == ""
+    assert limits_from(options).seat_timeout == 5 and "deprecated_options" not in vars(options)
+
+
+def test_a_deprecated_option_is_one_warning_in_the_json_log() -> None:
+    # The real command: its log starts with the warning, as JSON like every other line.
+    proc = subprocess.Popen([sys.executable, "-m", "mpc_net", "signal", "--port", "0",
+                             "--join-timeout", "7", "--log-format", "json",
+                             "--join-timeout", "8"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        warning, listening = (json.loads(proc.stderr.readline()) for _ in range(2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=TIMEOUT + CLOSE_GRACE)[1]
+    assert (warning["level"], warning["event"], warning["option"]) == (
+        "warning", "deprecated-option", "--join-timeout")
+    assert "--seat-timeout" in warning["message"] and listening["event"] == "listening"
+    assert "deprecated" not in rest and proc.returncode == 0
 
 
 def test_empty_token_file_is_a_usage_error(tmp_path: Path) -> None:

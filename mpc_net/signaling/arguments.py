@@ -4,13 +4,13 @@ what to hand to parties, its limits and its log."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..argtypes import at_least_zero_float, at_least_zero_int, port, positive_float, positive_int
 from ..ice import TurnRest
 from .limits import Limits
+from .logs import event, logger, setup_logging
 
 
 def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,21 +106,25 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: text)")
 
 
+def start_logging(options: argparse.Namespace) -> None:
+    """Start the log of a room server command, and say in it (once each, so that JSON logs stay
+    JSON) which deprecated spellings of options the command line used."""
+    setup_logging(options.log_format, options.verbose > 0)
+    for old, new in getattr(options, "deprecated_options", {}).items():
+        logger.warning("option %s is now %s; the old name is deprecated", old, new,
+                       extra=event("deprecated-option", option=old, replacement=new))
+
+
 class _DeprecatedAlias(argparse.Action):
-    """An old spelling of an option: it still works, and says once (on stderr, as the command
-    has no log yet) what replaces it."""
+    """An old spelling of an option: it still works, and start_logging says what replaces it."""
 
     def __init__(self, *args: Any, replacement: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.replacement = replacement
-        self._warned = False
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        if not self._warned:
-            self._warned = True
-            print(f"{parser.prog}: warning: {option_string} is deprecated, use "
-                  f"{self.replacement}", file=sys.stderr)
+        vars(namespace).setdefault("deprecated_options", {})[option_string] = self.replacement
         setattr(namespace, self.dest, values)
 
 
