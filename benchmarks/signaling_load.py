@@ -41,12 +41,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from mpc_net.auth import encode_public_key
 from mpc_net.signaling import protocol
-from mpc_net.signaling.server import (
-    add_limit_arguments,
-    limits_from,
-    serve_until_signal,
-    setup_logging,
-)
+from mpc_net.signaling.arguments import add_limit_arguments, limits_from
+from mpc_net.signaling.logs import setup_logging
+from mpc_net.signaling.server import RoomServer, serve_until_signal
 
 CONNECT_CONCURRENCY = 100  # below the listen backlog, so no SYN is dropped and retried 1 s later
 SERVER_OPTIONS = ["--max-connections-per-address", "0"]
@@ -303,7 +300,7 @@ def drive(options: argparse.Namespace) -> None:
 def serve(options: argparse.Namespace) -> None:
     raise_file_limit()
     setup_logging("text")
-    asyncio.run(serve_until_signal("127.0.0.1", 0, limits=limits_from(options)))
+    asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0, limits=limits_from(options))))
 
 
 def main() -> None:

@@ -41,5 +41,8 @@ def number(kind: type, minimum: float, *, strict: bool = False,
 
 positive_int = number(int, 0, strict=True)
 positive_float = number(float, 0, strict=True)
+# For limits and timeouts that 0 turns off.
+at_least_zero_int = number(int, 0)
+at_least_zero_float = number(float, 0)
 # A TCP port to listen on; 0 lets the system pick a free one.
 port = number(int, 0, maximum=65535)

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .argtypes import number, port, positive_float, positive_int
+from .argtypes import number, positive_float, positive_int
 from .config import ConfigError, PartyOptions
+from .signaling.arguments import add_signal_arguments
 
 logger = logging.getLogger("mpc_net")
 
@@ -187,34 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         "signal", help="run a room server (signaling only, never MPC data)",
         description="Run a room server: parties meet in rooms and exchange session descriptions "
                     "through it. It never sees MPC data. Stop it with Ctrl-C or SIGTERM.")
-    signal.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    signal.add_argument("--port", type=port, default=8765,
-                        help="TCP port to listen on (default %(default)s)")
-    signal.add_argument("--ice", action="append", metavar="URL",
-                        help="a STUN or TURN server to hand to every party (repeatable; "
-                             "same forms as for `mpc-net run --ice`)")
-    signal.add_argument("--turn-url", metavar="URL",
-                        help="TURN server sharing --turn-secret (coturn: use-auth-secret), "
-                             "turn:HOST[:PORT][?transport=udp|tcp] without credentials; every "
-                             "party that proves its seat (and holds a join token) gets "
-                             "short-lived credentials for it, renewed while it stays")
-    signal.add_argument("--turn-secret", metavar="SECRET",
-                        help="the shared secret (coturn: static-auth-secret); also from "
-                             "$MPC_NET_TURN_SECRET, which keeps it out of process listings")
-    from .ice import TurnRest
-
-    signal.add_argument("--turn-ttl", type=positive_int, default=TurnRest.ttl,
-                        metavar="SECONDS", help="how long handed-out TURN credentials stay "
-                        "valid (default %(default)s)")
-    signal.add_argument("--turn-open-relay", action="store_true",
-                        help="hand TURN credentials to parties without a join token: anyone "
-                             "who can take a seat may then relay through the TURN server")
-    signal.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log every join, leave and error")
-    from .signaling.server import add_limit_arguments
-
-    add_limit_arguments(signal)
+    add_signal_arguments(signal)
     return parser
 
 
@@ -439,7 +413,8 @@ def _roster(options: argparse.Namespace) -> int:
 
 def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     from .ice import IceConfigError, TurnRest, parse_urls
-    from .signaling.server import limits_from, serve_until_signal, setup_logging
+    from .signaling.arguments import limits_from, start_logging
+    from .signaling.server import RoomServer, serve_until_signal
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
     secret = options.turn_secret or os.environ.get("MPC_NET_TURN_SECRET")
@@ -456,11 +431,12 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
                      "(an open relay); require a join token, or accept that with "
                      "--turn-open-relay")
 
-    setup_logging(options.log_format, bool(options.verbose))
+    start_logging(options)
     try:
-        asyncio.run(serve_until_signal(options.host, options.port, ice_servers=ice_servers,
-                                       turn=turn, limits=limits,
-                                       open_relay=options.turn_open_relay))
+        asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
+                                                  ice_servers=ice_servers, turn=turn,
+                                                  limits=limits,
+                                                  open_relay=options.turn_open_relay)))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from http import HTTPStatus
 from pathlib import Path
@@ -20,10 +19,16 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from .argtypes import port
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
-from .signaling.server import RoomServer, add_limit_arguments, limits_from, setup_logging
+from .signaling.arguments import (
+    add_limit_arguments,
+    add_listen_arguments,
+    limits_from,
+    start_logging,
+)
+from .signaling.logs import event
+from .signaling.server import RoomServer, serve_until_signal
 
 logger = logging.getLogger("mpc_net.web")
 
@@ -188,23 +193,18 @@ class WebServer(RoomServer):
     def page_url(self) -> str:
         return "http" + self.url.removeprefix("ws") + "/"
 
+    def announce(self) -> None:
+        logger.info("pages on %s and the room server on %s", self.page_url, self.url,
+                    extra=event("listening", url=self.url, pages=self.page_url))
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default %(default)s; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=port, default=8000,
-                        help="TCP port for the pages and the room server (default %(default)s; "
-                             "0 picks a free one)")
+    add_listen_arguments(parser, 8000, "TCP port for the pages and the room server")
     parser.add_argument("--bundle", type=Path,
                         help="a browser bundle from `python wasm/build.py` (default: "
                              f"${BUNDLE_VARIABLE}, else one built for this installation on "
                              "first use and kept in ~/.cache/mpc-net; building needs npm and "
                              "the package registries once)")
-    parser.add_argument("--ice", action="append", metavar="URL",
-                        help="a STUN or TURN server to hand to every party (repeatable; same "
-                             "forms as for `mpc-net run --ice`)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log every join, leave and error")
     add_limit_arguments(parser)
 
 
@@ -229,10 +229,10 @@ def run(options: argparse.Namespace) -> int:
             print(f"mpc-net web: error: cannot build the browser bundle: {exc}; or pass "
                   "--bundle DIR", file=sys.stderr)
             return 1
-    setup_logging(options.log_format, options.verbose > 0)
+    start_logging(options)
     try:
-        asyncio.run(_serve_until_signal(WebServer(options.host, options.port, bundle,
-                                                  ice_servers=ice_servers, limits=limits)))
+        asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
+                                                 ice_servers=ice_servers, limits=limits)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -243,18 +243,3 @@ def run(options: argparse.Namespace) -> int:
 def _announce_build(directory: Path) -> None:
     print(f"mpc-net web: building the browser bundle of this installation (once) into "
           f"{directory}", file=sys.stderr, flush=True)
-
-
-async def _serve_until_signal(server: WebServer) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with server:
-            logger.info("pages on %s and the room server on %s", server.page_url, server.url)
-            await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

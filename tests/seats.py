@@ -90,11 +90,12 @@ async def raw_join(ws: ClientConnection, room: str, party: int, parties: int,
 _LAX_SERVER = """
 import asyncio, logging, sys
 from mpc_net.signaling.rooms import Rooms
-from mpc_net.signaling.server import RoomServer, serve_until_signal, setup_logging
+from mpc_net.signaling.logs import setup_logging
+from mpc_net.signaling.server import RoomServer, serve_until_signal
 
 Rooms._check_seat = lambda self, msg, challenge: None
 setup_logging()
-asyncio.run(serve_until_signal("127.0.0.1", 0))
+asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0)))
 """
 
 

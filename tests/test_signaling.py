@@ -21,13 +21,8 @@ from websockets.exceptions import ConnectionClosedError
 
 from mpc_net.auth import Roster
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import (
-    CONNECT_FAILED,
-    CONNECTION_CLOSED,
-    SERVER_CLOSING,
-    SignalingClient,
-    SignalingError,
-)
+from mpc_net.signaling.client import SignalingClient, SignalingError
+from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_PARTIES,
@@ -38,7 +33,7 @@ from mpc_net.signaling.protocol import (
     parse_server_message,
 )
 from mpc_net.signaling.rooms import RECENT_SECONDS, Rooms
-from mpc_net.signaling.server import Limits, RoomServer, serve_until_signal
+from mpc_net.signaling.server import RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step; a hang fails fast instead of at pytest's limit
 
@@ -67,6 +62,10 @@ def test_error_codes_are_the_documented_ones() -> None:
         "no-challenge",
         "bad-proof",
         "bad-roster",
+        # the client's own
+        "server-closing",
+        "connect-failed",
+        "connection-closed",
     }
 
 
@@ -753,13 +752,13 @@ async def test_client_sees_server_close(server: RoomServer) -> None:
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
             await a.recv()  # the closing notice comes before anything else
-    assert info.value.code == SERVER_CLOSING
+    assert info.value.code == ErrorCode.SERVER_CLOSING
     assert str(info.value) == (
         f"room server {url}: shutting down; connect again later (server-closing)"
     )
     with pytest.raises(SignalingError) as info:
         await _recv(a)
-    assert info.value.code == CONNECTION_CLOSED
+    assert info.value.code == ErrorCode.CONNECTION_CLOSED
     assert str(info.value).startswith("connection to room server ws://127.0.0.1:")
     assert a._ws.close_code == 1001  # going away
     # Iteration ends quietly at the closing notice, as on a clean close.
@@ -790,7 +789,7 @@ async def test_connect_failures_are_one_line_signaling_errors(url: str, reason: 
     client = SignalingClient(open_timeout=TIMEOUT)
     with pytest.raises(SignalingError) as info:
         await client.connect(url)
-    assert info.value.code == CONNECT_FAILED
+    assert info.value.code == ErrorCode.CONNECT_FAILED
     text = str(info.value)
     assert url in text and reason in text and "\n" not in text
 
@@ -799,7 +798,7 @@ async def test_serve_until_signal_logs_and_stops_on_sigterm(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mpc_net.signaling")
-    task = asyncio.create_task(serve_until_signal("127.0.0.1", 0))
+    task = asyncio.create_task(serve_until_signal(RoomServer("127.0.0.1", 0)))
     async with asyncio.timeout(TIMEOUT):
         while not any("listening" in r.getMessage() for r in caplog.records):
             await asyncio.sleep(0.01)

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from mpc_net.signaling import protocol
 from mpc_net.signaling.client import SignalingClient
+from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_PARTIES,
     ErrorCode,
@@ -40,7 +41,7 @@ from mpc_net.signaling.protocol import (
     parse_client_message,
     parse_server_message,
 )
-from mpc_net.signaling.server import Limits, RoomServer
+from mpc_net.signaling.server import RoomServer
 
 TIMEOUT = 5
 # Small messages keep oversized input cheap to make; the server's transport limit is 2x this.

@@ -28,20 +28,14 @@ from websockets.http11 import Request
 
 from mpc_net.ice import TurnRest
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import SERVER_CLOSING, SignalingClient, SignalingError
+from mpc_net.signaling.arguments import add_limit_arguments, limits_from
+from mpc_net.signaling.client import SignalingClient, SignalingError
+from mpc_net.signaling.limits import Limits, address_group
+from mpc_net.signaling.logs import JsonFormatter
+from mpc_net.signaling.outbox import CLOSE_GRACE
+from mpc_net.signaling.outbox import Client as _Client
 from mpc_net.signaling.protocol import MAX_MESSAGE_BYTES, ErrorCode, encode
-from mpc_net.signaling.server import (
-    CLOSE_GRACE,
-    OPEN_TIMEOUT,
-    JsonFormatter,
-    Limits,
-    RoomServer,
-    _Client,
-    add_limit_arguments,
-    address_group,
-    limits_from,
-    serve_until_signal,
-)
+from mpc_net.signaling.server import OPEN_TIMEOUT, RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +131,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     options = _signal_parser().parse_args([
         "--max-message-bytes", "1000", "--messages-per-second", "2.5", "--message-burst", "7",
         "--max-rooms", "3", "--max-connections", "11", "--max-connections-per-address", "0",
-        "--join-timeout", "0",
+        "--seat-timeout", "0",
         "--idle-timeout", "9.5", "--send-queue-messages", "5", "--send-queue-bytes", "4000",
         "--allowed-origin", "https://a.example", "--allowed-origin", "http://localhost:8000",
         "--join-token", "gamma", "--join-token-file", str(tokens), "--join-token", "alpha",
@@ -145,7 +139,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     ])
     assert limits_from(options) == Limits(
         max_message_bytes=1000, messages_per_second=2.5, message_burst=7, max_rooms=3,
-        max_connections=11, max_connections_per_address=0, join_timeout=0, idle_timeout=9.5,
+        max_connections=11, max_connections_per_address=0, seat_timeout=0, idle_timeout=9.5,
         send_queue_messages=5,
         send_queue_bytes=4000, allowed_origins=("https://a.example", "http://localhost:8000"),
         join_tokens=("gamma", "alpha", "beta"),
@@ -159,7 +153,8 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
         ["--messages-per-second", "0"],
         ["--max-rooms", "0"],
         ["--idle-timeout", "-1"],
-        ["--join-timeout", "nan"],
+        ["--seat-timeout", "nan"],
+        ["--join-timeout", "-1"],
         ["--send-queue-bytes", "lots"],
         ["--join-token-file", "/nonexistent/tokens"],
         ["--join-token", " "],
@@ -171,6 +166,30 @@ def test_bad_options_are_usage_errors(args: list[str], capsys: pytest.CaptureFix
         _signal_parser().parse_args(args)
     assert info.value.code == 2
     assert args[0] in capsys.readouterr().err
+
+
+def test_old_join_timeout_of_the_server_still_works_and_warns_once() -> None:
+    options = _signal_parser().parse_args(["--join-timeout", "7", "--join-timeout", "8"])
+    assert limits_from(options).seat_timeout == 8
+    assert options.deprecated_options == {"--join-timeout": "--seat-timeout"}
+    options = _signal_parser().parse_args(["--seat-timeout", "5"])
+    assert limits_from(options).seat_timeout == 5 and "deprecated_options" not in vars(options)
+
+
+def test_a_deprecated_option_is_one_warning_in_the_json_log() -> None:
+    # The real command: its log starts with the warning, as JSON like every other line.
+    proc = subprocess.Popen([sys.executable, "-m", "mpc_net", "signal", "--port", "0",
+                             "--join-timeout", "7", "--log-format", "json",
+                             "--join-timeout", "8"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        warning, listening = (json.loads(proc.stderr.readline()) for _ in range(2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=TIMEOUT + CLOSE_GRACE)[1]
+    assert (warning["level"], warning["event"], warning["option"]) == (
+        "warning", "deprecated-option", "--join-timeout")
+    assert "--seat-timeout" in warning["message"] and listening["event"] == "listening"
+    assert "deprecated" not in rest and proc.returncode == 0
 
 
 def test_empty_token_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -279,7 +298,7 @@ async def test_connections_in_all_are_bounded(start) -> None:
 
 
 async def test_connection_that_never_joins_is_closed(start) -> None:
-    server = await start(join_timeout=0.3)
+    server = await start(seat_timeout=0.3)
     async with connect(server.url) as ws:
         began = time.monotonic()
         for _ in range(5):  # talking is not joining
@@ -439,9 +458,9 @@ class _Quiet:
 
 
 def test_timeouts_of_zero_are_off() -> None:
-    server = RoomServer(limits=Limits(join_timeout=0, idle_timeout=0))
+    server = RoomServer(limits=Limits(seat_timeout=0, idle_timeout=0))
     assert server._deadline(_Quiet()) is None  # type: ignore[arg-type]
-    assert RoomServer()._deadline(_Quiet()) == Limits().join_timeout  # type: ignore[arg-type]
+    assert RoomServer()._deadline(_Quiet()) == Limits().seat_timeout  # type: ignore[arg-type]
 
 
 # -- origins and tokens ---------------------------------------------------------------------------
@@ -654,7 +673,7 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mpc_net.signaling")
     limits = Limits(max_rooms=1)
-    task = asyncio.create_task(serve_until_signal("127.0.0.1", 0, limits=limits))
+    task = asyncio.create_task(serve_until_signal(RoomServer("127.0.0.1", 0, limits=limits)))
     async with asyncio.timeout(TIMEOUT):
         while not any("listening" in r.getMessage() for r in caplog.records):
             await asyncio.sleep(0.01)
@@ -670,7 +689,7 @@ async def test_signal_shuts_down_gracefully(sig: signal.Signals,
     with pytest.raises(SignalingError) as info:
         async with asyncio.timeout(TIMEOUT):
             await client.recv()
-    assert info.value.code == SERVER_CLOSING
+    assert info.value.code == ErrorCode.SERVER_CLOSING
     async with asyncio.timeout(TIMEOUT):
         await task
         assert [msg async for msg in other] == []  # iteration ends at the notice
@@ -736,9 +755,10 @@ def test_json_logs_of_a_server_process() -> None:
     # -c puts the working directory, this checkout, first on the module path.
     code = textwrap.dedent("""
         import asyncio
-        from mpc_net.signaling.server import serve_until_signal, setup_logging
+        from mpc_net.signaling.logs import setup_logging
+        from mpc_net.signaling.server import RoomServer, serve_until_signal
         setup_logging("json")
-        asyncio.run(serve_until_signal("127.0.0.1", 0))
+        asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0)))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE,
                             text=True)

@@ -7,8 +7,8 @@ import asyncio
 from js import WebSocket
 from pyodide.ffi import JsException
 
-from ..signaling.protocol import SignalingError
-from ..signaling.session import CONNECT_FAILED, CONNECTION_CLOSED, SignalingSession
+from ..signaling.protocol import ErrorCode, SignalingError
+from ..signaling.session import SignalingSession
 from .jsffi import Handlers
 
 OPEN = 1  # WebSocket.readyState
@@ -34,7 +34,7 @@ class BrowserSignalingClient(SignalingSession):
         try:
             self._ws = WebSocket.new(url)
         except JsException as exc:  # a SyntaxError for a malformed URL
-            raise SignalingError(CONNECT_FAILED, f"cannot connect to room server {url}: "
+            raise SignalingError(ErrorCode.CONNECT_FAILED, f"cannot connect to room server {url}: "
                                  f"{exc.message}") from None
         self._handlers.on(self._ws, "open", lambda _: _settle(self._opened, None))
         self._handlers.on(self._ws, "message", lambda e: self._inbox.put_nowait(str(e.data)))
@@ -46,7 +46,7 @@ class BrowserSignalingClient(SignalingSession):
             await self.close()
             # Browsers do not say why a WebSocket failed (on purpose), so neither can we.
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
-            raise SignalingError(CONNECT_FAILED,
+            raise SignalingError(ErrorCode.CONNECT_FAILED,
                                  f"cannot connect to room server {url}: {reason}") from None
         self.url = url
 
@@ -84,7 +84,7 @@ class BrowserSignalingClient(SignalingSession):
 
     def _lost(self) -> SignalingError:
         reason = self._closed.result() if self._closed and self._closed.done() else "closed"
-        return SignalingError(CONNECTION_CLOSED,
+        return SignalingError(ErrorCode.CONNECTION_CLOSED,
                               f"connection to room server {self.url} closed ({reason})")
 
 

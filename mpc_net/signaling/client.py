@@ -15,11 +15,10 @@ from websockets.exceptions import (
 )
 
 from ..text import printable
-from .protocol import MAX_MESSAGE_BYTES, SERVER_CLOSING, SignalingError
-from .session import CONNECT_FAILED, CONNECTION_CLOSED, SignalingSession
+from .protocol import MAX_MESSAGE_BYTES, ErrorCode, SignalingError
+from .session import SignalingSession
 
-__all__ = ["CONNECT_FAILED", "CONNECTION_CLOSED", "SERVER_CLOSING", "SignalingClient",
-           "SignalingError"]
+__all__ = ["SignalingClient", "SignalingError"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -39,8 +38,8 @@ class SignalingClient(SignalingSession):
     One task should read (recv or async iteration) at a time; join reads its reply itself.
     Every failure surfaces as SignalingError. When the room server shuts down it sends
     `closing` and then closes the connection: recv (and so join) raises SignalingError with code
-    SERVER_CLOSING for that notice, as the connection is about to end, and iteration ends there
-    as at any clean close.
+    ErrorCode.SERVER_CLOSING for that notice, as the connection is about to end, and iteration
+    ends there as at any clean close.
     """
 
     def __init__(
@@ -57,7 +56,7 @@ class SignalingClient(SignalingSession):
             )
         except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
             raise SignalingError(
-                CONNECT_FAILED, f"cannot connect to room server {url}: {_reason(exc)}"
+                ErrorCode.CONNECT_FAILED, f"cannot connect to room server {url}: {_reason(exc)}"
             ) from exc
         self.url = url
 
@@ -106,5 +105,5 @@ class SignalingClient(SignalingSession):
 
     def _closed(self, exc: ConnectionClosed) -> SignalingError:
         return SignalingError(  # the close reason is the server's text
-            CONNECTION_CLOSED, f"connection to room server {self.url} closed: {printable(str(exc))}"
-        )
+            ErrorCode.CONNECTION_CLOSED,
+            f"connection to room server {self.url} closed: {printable(str(exc))}")

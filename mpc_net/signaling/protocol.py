@@ -1,4 +1,5 @@
-"""Signaling message schema: validation, error codes and builders.
+"""Signaling message schema: validation and builders (error codes in errors.py, checks of single
+fields in fields.py; all are to be imported from here).
 
 Pure Python without I/O: the room server, the native client and the browser client (Pyodide)
 share this module, so every side applies exactly the same rules.
@@ -10,91 +11,50 @@ that one side builds is one that the other side accepts.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
-import re
 import struct
-from enum import StrEnum
-from typing import Any
+
+from . import fields
+from .errors import ErrorCode, ProtocolError, SignalingError
+from .fields import (
+    MAX_CREDENTIAL_CHARS,
+    MAX_DATA_DEPTH,
+    MAX_PARTIES,
+    decode_bytes,
+    encode_bytes,
+    validate_ice_servers,
+    validate_room,
+)
+
+# The names other modules use; errors.py and fields.py are parts of this module.
+__all__ = [
+    "CHALLENGE_BYTES", "MAX_CREDENTIAL_CHARS", "MAX_DATA_DEPTH", "MAX_MESSAGE_BYTES",
+    "MAX_PARTIES", "PROOF_BYTES", "SEAT_LABEL", "VERSION", "ErrorCode", "ProtocolError",
+    "SignalingError", "challenge", "check_seat", "closing", "decode_bytes", "encode",
+    "encode_bytes", "error", "hello", "ice_servers", "join", "joined", "leave", "other_roster",
+    "parse_client_message", "parse_server_message", "peer_joined", "peer_left",
+    "relayed_signal", "seat_statement", "signal", "validate_ice_servers", "validate_room",
+]
 
 # 2: seats are proven with a signature over a server challenge; rooms are keyed by roster.
 VERSION = 2
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_PARTIES = 256
-MAX_CREDENTIAL_CHARS = 1024
-# Far deeper than any SDP or ICE payload; the bound keeps re-encoding clear of recursion limits.
-MAX_DATA_DEPTH = 32
 CHALLENGE_BYTES = 32
 PROOF_BYTES = 64  # an Ed25519 signature
 SEAT_LABEL = b"mpc-net/seat/v1"
-
-_ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class ErrorCode(StrEnum):
-    BAD_JSON = "bad-json"
-    BAD_MESSAGE = "bad-message"
-    TOO_LARGE = "too-large"
-    UNSUPPORTED_VERSION = "unsupported-version"
-    BAD_ROOM = "bad-room"
-    PARTY_OUT_OF_RANGE = "party-out-of-range"
-    PARTY_COUNT_MISMATCH = "party-count-mismatch"
-    PARTY_TAKEN = "party-taken"
-    ALREADY_JOINED = "already-joined"
-    NOT_JOINED = "not-joined"
-    UNKNOWN_PEER = "unknown-peer"
-    # Limits of the room server: it refuses the message, or closes the connection after it.
-    RATE_LIMITED = "rate-limited"
-    TOO_MANY_ROOMS = "too-many-rooms"
-    TOO_MANY_CONNECTIONS = "too-many-connections"
-    IDLE_TIMEOUT = "idle-timeout"
-    BAD_TOKEN = "bad-token"
-    # A seat needs a fresh challenge (from `hello`) and a proof of the seat's key.
-    NO_CHALLENGE = "no-challenge"
-    BAD_PROOF = "bad-proof"
-    BAD_ROSTER = "bad-roster"
-
-
-# The code with which clients report the server's `closing` notice; it is not an error reply, so
-# it is no ErrorCode, but both the native and the browser client raise it the same way.
-SERVER_CLOSING = "server-closing"
-
-
-class ProtocolError(Exception):
-    """A message broke the protocol; `message` is one readable line for people."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-        self.message = message
 
 
 # -- parsing -------------------------------------------------------------------------------------
 
 
-class SignalingError(Exception):
-    """A client's signaling failure (an error reply, a lost or refused connection) with a code
-    and one readable line of text; shared by the native and the browser client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.code})"
-
-
 def parse_client_message(raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     """Validate a client -> server message; raise ProtocolError."""
-    return _validate_client(_load(raw, max_bytes), max_bytes)
+    return _validate_client(fields.load_json(raw, max_bytes), max_bytes)
 
 
 def parse_server_message(raw: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     """Validate a server -> client message; raise ProtocolError."""
-    return _validate_server(_load(raw, max_bytes))
+    return _validate_server(fields.load_json(raw, max_bytes))
 
 
 def encode(msg: dict) -> str:
@@ -102,174 +62,11 @@ def encode(msg: dict) -> str:
     return json.dumps(msg, separators=(",", ":"), allow_nan=False)
 
 
-def _load(raw: str | bytes, max_bytes: int) -> dict:
-    # Each character takes at least one byte, so the cheap length test comes first.
-    if len(raw) > max_bytes or (
-        isinstance(raw, str) and len(raw.encode("utf-8", "surrogatepass")) > max_bytes
-    ):
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers bad UTF-8, bad JSON and integers beyond Python's digit limit.
-        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {_first_line(exc)}") from None
-    if not isinstance(value, dict):
-        raise ProtocolError(ErrorCode.BAD_JSON, "a message must be a JSON object")
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are Python extensions that browsers' JSON.parse rejects.
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} out of range")
-    return value
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-# -- field checks --------------------------------------------------------------------------------
-
-
-def _bad(message: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.BAD_MESSAGE, message)
-
-
-def _field(msg: dict, name: str, kind: type, what: str) -> Any:
-    if name not in msg:
-        raise _bad(f"{msg['type']} message lacks field {name!r}")
-    value = msg[name]
-    # bool is a subclass of int, yet true is no party index.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _bad(f"field {name!r} of {msg['type']} must be {what}")
-    return value
-
-
-def _int(msg: dict, name: str) -> int:
-    return _field(msg, name, int, "an integer")
-
-
-def _party(msg: dict, name: str) -> int:
-    value = _int(msg, name)
-    if not 0 <= value < MAX_PARTIES:
-        raise ProtocolError(
-            ErrorCode.PARTY_OUT_OF_RANGE, f"{name} {value} is not in 0..{MAX_PARTIES - 1}"
-        )
-    return value
-
-
-def _party_count(msg: dict) -> int:
-    value = _int(msg, "parties")
-    if not 1 <= value <= MAX_PARTIES:
-        raise ProtocolError(
-            ErrorCode.PARTY_OUT_OF_RANGE, f"parties {value} is not in 1..{MAX_PARTIES}"
-        )
-    return value
-
-
-def _party_in_room(msg: dict, parties: int) -> int:
-    value = _int(msg, "party")
-    if not 0 <= value < parties:
-        raise ProtocolError(
-            ErrorCode.PARTY_OUT_OF_RANGE,
-            f"party {value} is not in 0..{parties - 1} for a room of {parties}",
-        )
-    return value
-
-
-def validate_room(name: object) -> str:
-    """Return a valid room name or raise ProtocolError(bad-room)."""
-    if not isinstance(name, str) or not _ROOM_NAME.fullmatch(name):
-        raise ProtocolError(
-            ErrorCode.BAD_ROOM, f"room name {str(name)[:80]!r} is not 1..64 of [A-Za-z0-9._-]"
-        )
-    return name
-
-
-def _room(msg: dict) -> str:
-    return validate_room(_field(msg, "room", str, "a string"))
-
-
-def _data(msg: dict) -> dict:
-    data = _field(msg, "data", dict, "an object")
-    # Walk iteratively: the depth is what we are bounding, so no recursion here.
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DATA_DEPTH:
-            raise _bad(f"signal data nested deeper than {MAX_DATA_DEPTH} levels")
-        if isinstance(value, dict):
-            if not all(isinstance(key, str) for key in value):
-                raise _bad("signal data has an object key that is not a string")
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-        else:
-            _json_leaf(value)
-    return data
-
-
-def _json_leaf(value: object) -> None:
-    # Parsed JSON passes by construction; this catches what a builder's caller put in, which
-    # encode() would otherwise refuse with a ValueError or TypeError.
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _bad(f"signal data holds {value}, which JSON cannot express")
-    if value is not None and not isinstance(value, str | int | float):
-        raise _bad(f"signal data holds a {type(value).__name__}, which is not JSON")
-
-
-def _optional_credential(msg: dict, name: str, out: dict) -> None:
-    if name in msg:
-        value = _field(msg, name, str, "a string")
-        if len(value) > MAX_CREDENTIAL_CHARS:
-            raise _bad(f"{name} longer than {MAX_CREDENTIAL_CHARS} characters")
-        out[name] = value
-
-
-def validate_ice_servers(servers: object) -> list[dict]:
-    """Normalize W3C RTCIceServer dicts: `urls` always a non-empty list of strings."""
-    if not isinstance(servers, list):
-        raise _bad("ice_servers must be a list")
-    result = []
-    for i, server in enumerate(servers):
-        where = f"ice_servers[{i}]"
-        if not isinstance(server, dict):
-            raise _bad(f"{where} must be an object")
-        urls = server.get("urls")
-        # The W3C dictionary allows one URL as a plain string; lists are easier to consume.
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-            raise _bad(f"{where}.urls must be a string or a non-empty list of strings")
-        entry: dict = {"urls": list(urls)}
-        for key in ("username", "credential"):
-            if key in server:
-                if not isinstance(server[key], str):
-                    raise _bad(f"{where}.{key} must be a string")
-                entry[key] = server[key]
-        result.append(entry)
-    return result
-
-
-def _type(msg: dict) -> str:
-    kind = msg.get("type")
-    if not isinstance(kind, str):
-        raise _bad("message lacks a string field 'type'")
-    return kind
-
-
 # -- client -> server ----------------------------------------------------------------------------
 
 
 def _version(msg: dict) -> int:
-    version = _int(msg, "version")
+    version = fields.integer(msg, "version")
     if version != VERSION:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION,
@@ -279,53 +76,32 @@ def _version(msg: dict) -> int:
     return version
 
 
-def _bytes(msg: dict, name: str, size: int) -> str:
-    """A field of exactly `size` bytes in unpadded base64url, in its one canonical spelling."""
-    text = _field(msg, name, str, "a string")
-    if len(decode_bytes(text)) != size:
-        raise _bad(f"field {name!r} of {msg['type']} must be {size} bytes in unpadded base64url")
-    return text
-
-
-def encode_bytes(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_bytes(text: str) -> bytes:
-    """The bytes of a canonical unpadded base64url text; b"" for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return b""
-    return raw if encode_bytes(raw) == text else b""
-
-
 def _validate_client(msg: dict, max_bytes: int) -> dict:
-    kind = _type(msg)
+    kind = fields.message_type(msg)
     if kind == "hello":
         return {"type": "hello", "version": _version(msg)}
     if kind == "join":
         _version(msg)
-        room = _room(msg)
-        parties = _party_count(msg)
+        room = fields.room(msg)
+        parties = fields.party_count(msg)
         out = {
             "type": "join",
             "version": VERSION,
             "room": room,
-            "party": _party_in_room(msg, parties),
+            "party": fields.party_in_room(msg, parties),
             "parties": parties,
         }
         # Every seat is proven: the key signs the server's challenge (see seat_statement).
-        _optional_credential(msg, "key", out)
+        fields.optional_credential(msg, "key", out)
         if "key" not in out:
-            raise _bad("join message lacks field 'key'")
-        out["proof"] = _bytes(msg, "proof", PROOF_BYTES)
+            raise fields.bad("join message lacks field 'key'")
+        out["proof"] = fields.exact_bytes(msg, "proof", PROOF_BYTES)
         if "roster" in msg:
-            out["roster"] = _field(msg, "roster", dict, "an object")
-        _optional_credential(msg, "token", out)
+            out["roster"] = fields.field(msg, "roster", dict, "an object")
+        fields.optional_credential(msg, "token", out)
         return out
     if kind == "signal":
-        out = {"type": "signal", "to": _party(msg, "to"), "data": _data(msg)}
+        out = {"type": "signal", "to": fields.party(msg, "to"), "data": fields.data(msg)}
         # The relayed copy names the sender instead and re-encodes the data; checking its size
         # here means every accepted signal reaches its receiver within the same bound.
         if len(encode(relayed_signal(MAX_PARTIES - 1, out["data"]))) > max_bytes:
@@ -335,7 +111,7 @@ def _validate_client(msg: dict, max_bytes: int) -> dict:
         return out
     if kind == "leave":
         return {"type": "leave"}
-    raise _bad(f"unknown client message type {kind[:40]!r}")
+    raise fields.bad(f"unknown client message type {kind[:40]!r}")
 
 
 def hello() -> dict:
@@ -346,8 +122,8 @@ def hello() -> dict:
 def check_seat(room: str, party: int, parties: int) -> None:
     """Raise ProtocolError unless this is a seat a join may ask for."""
     msg = {"type": "join", "room": room, "party": party, "parties": parties}
-    _room(msg)
-    _party_in_room(msg, _party_count(msg))
+    fields.room(msg)
+    fields.party_in_room(msg, fields.party_count(msg))
 
 
 def seat_statement(
@@ -392,65 +168,65 @@ def leave() -> dict:
 
 
 def _validate_server(msg: dict) -> dict:
-    kind = _type(msg)
+    kind = fields.message_type(msg)
     if kind == "joined":
-        parties = _party_count(msg)
-        party = _party_in_room(msg, parties)
-        peers = _field(msg, "peers", list, "a list")
+        parties = fields.party_count(msg)
+        party = fields.party_in_room(msg, parties)
+        peers = fields.field(msg, "peers", list, "a list")
         if any(not isinstance(p, int) or isinstance(p, bool) for p in peers):
-            raise _bad("peers must be party indexes")
+            raise fields.bad("peers must be party indexes")
         if (
             peers != sorted(set(peers))
             or party in peers
             or any(not 0 <= p < parties for p in peers)
         ):
-            raise _bad("peers must be sorted distinct other parties of the room")
+            raise fields.bad("peers must be sorted distinct other parties of the room")
         return {
             "type": "joined",
-            "room": _room(msg),
+            "room": fields.room(msg),
             "party": party,
             "parties": parties,
             "peers": list(peers),
-            "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list")),
+            "ice_servers": validate_ice_servers(fields.field(msg, "ice_servers", list, "a list")),
             "keys": _announced_keys(msg, peers),
         }
     if kind == "challenge":
-        return {"type": kind, "challenge": _bytes(msg, "challenge", CHALLENGE_BYTES)}
+        return {"type": kind, "challenge": fields.exact_bytes(msg, "challenge", CHALLENGE_BYTES)}
     if kind == "other-roster":
         return {"type": kind}
     if kind == "ice-servers":
-        return {"type": kind,
-                "ice_servers": validate_ice_servers(_field(msg, "ice_servers", list, "a list"))}
+        servers = fields.field(msg, "ice_servers", list, "a list")
+        return {"type": kind, "ice_servers": validate_ice_servers(servers)}
     if kind == "peer-joined":
-        out = {"type": kind, "party": _party(msg, "party")}
-        _optional_credential(msg, "key", out)
+        out = {"type": kind, "party": fields.party(msg, "party")}
+        fields.optional_credential(msg, "key", out)
         return out
     if kind == "peer-left":
-        return {"type": kind, "party": _party(msg, "party")}
+        return {"type": kind, "party": fields.party(msg, "party")}
     if kind == "signal":
-        return {"type": "signal", "from": _party(msg, "from"), "data": _data(msg)}
+        return {"type": "signal", "from": fields.party(msg, "from"), "data": fields.data(msg)}
     if kind == "error":
         # Codes stay plain strings: a newer server may send codes this version does not know.
         return {
             "type": "error",
-            "code": _field(msg, "code", str, "a string"),
-            "message": _field(msg, "message", str, "a string"),
+            "code": fields.field(msg, "code", str, "a string"),
+            "message": fields.field(msg, "message", str, "a string"),
         }
     if kind == "closing":
-        return {"type": "closing", "message": _field(msg, "message", str, "a string")}
-    raise _bad(f"unknown server message type {kind[:40]!r}")
+        return {"type": "closing", "message": fields.field(msg, "message", str, "a string")}
+    raise fields.bad(f"unknown server message type {kind[:40]!r}")
 
 
 def _announced_keys(msg: dict, peers: list[int]) -> dict[int, str]:
     """The public keys present peers announced when joining (JSON object keys are strings)."""
     keys = msg.get("keys", {})
     if not isinstance(keys, dict):
-        raise _bad("keys must be an object")
+        raise fields.bad("keys must be an object")
     out = {}
     for party, key in keys.items():
         if not str(party).isdigit() or int(party) not in peers:
-            raise _bad("keys must be indexed by present peers")
-        _optional_credential({"key": key}, "key", out)
+            raise fields.bad("keys must be indexed by present peers")
+        fields.optional_credential({"key": key}, "key", out)
         out[int(party)] = out.pop("key")
     return out
 

@@ -14,20 +14,9 @@ from typing import Protocol
 from ..auth import Roster, encode_public_key
 from ..text import printable
 from . import protocol
-from .protocol import (
-    MAX_MESSAGE_BYTES,
-    SERVER_CLOSING,
-    VERSION,
-    ErrorCode,
-    ProtocolError,
-    SignalingError,
-)
+from .protocol import MAX_MESSAGE_BYTES, VERSION, ErrorCode, ProtocolError, SignalingError
 
 logger = logging.getLogger("mpc_net.signaling")
-
-# Codes of failures that happen on the client's side; the server's codes are protocol.ErrorCode.
-CONNECT_FAILED = "connect-failed"
-CONNECTION_CLOSED = "connection-closed"
 
 
 class Signer(Protocol):
@@ -117,10 +106,11 @@ class SignalingSession:
 
     async def recv(self) -> dict:
         """Next validated server message: peer-joined, peer-left, signal or error; raise
-        SignalingError(SERVER_CLOSING) when the server announces its shutdown."""
+        SignalingError(ErrorCode.SERVER_CLOSING) when the server announces its shutdown."""
         msg = self._parse(await self._receive_text())
         if msg["type"] == "closing":
-            raise SignalingError(SERVER_CLOSING, f"room server {self.url}: {msg['message']}")
+            raise SignalingError(ErrorCode.SERVER_CLOSING,
+                                 f"room server {self.url}: {msg['message']}")
         return msg
 
     def _parse(self, raw: str | bytes) -> dict:

@@ -16,7 +16,7 @@ from mpc_net.browser.candidates import keep_host_candidates
 from mpc_net.browser.demos import DEMOS, InputError, catalog, find
 from mpc_net.keys import check_signature
 from mpc_net.signaling import protocol
-from mpc_net.signaling.protocol import SERVER_CLOSING, SignalingError
+from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.session import SignalingSession
 
 from helpers import ROOT
@@ -91,7 +91,7 @@ async def test_the_session_joins_relays_and_reports_like_the_native_client() -> 
     assert (await session.recv())["code"] == "party-taken"
     with pytest.raises(SignalingError) as closing:
         await session.recv()
-    assert closing.value.code == SERVER_CLOSING
+    assert closing.value.code == ErrorCode.SERVER_CLOSING
     with pytest.raises(SignalingError, match="bad-room"):
         await session.join("no spaces", 0, 2, identity=key(0))
     refused = FakeSession([protocol.challenge(bytes(32)),

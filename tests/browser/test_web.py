@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +27,8 @@ from seats import key
 from mpc_net import web
 from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
 from mpc_net.signaling.client import SignalingClient
+from mpc_net.signaling.protocol import ErrorCode, SignalingError
+from mpc_net.signaling.server import serve_until_signal
 
 from helpers import ROOT
 
@@ -146,6 +149,34 @@ async def test_malformed_paths_get_400_and_every_answer_the_security_headers(
             assert headers["Referrer-Policy"] == "no-referrer"
             assert headers["X-Content-Type-Options"] == "nosniff"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_web_serves_until_a_signal_then_closes_every_connection(
+        site: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mpc_net")
+    task = asyncio.create_task(serve_until_signal(web.WebServer("127.0.0.1", 0, site)))
+
+    def listening() -> logging.LogRecord | None:
+        return next((r for r in caplog.records if getattr(r, "event", None) == "listening"),
+                    None)
+
+    async with asyncio.timeout(10):
+        while listening() is None:
+            await asyncio.sleep(0.01)
+    record = listening()
+    assert record.getMessage() == f"pages on {record.pages} and the room server on {record.url}"
+    client = SignalingClient()
+    await client.connect(record.url)
+    await client.join("lab", 0, 2, identity=key(0))
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(SignalingError) as info:
+        async with asyncio.timeout(10):
+            await client.recv()
+    assert info.value.code == ErrorCode.SERVER_CLOSING
+    async with asyncio.timeout(10):
+        await task
+    assert any("shutting down on SIGTERM" in r.getMessage() for r in caplog.records)
+    await client.close()
 
 
 def test_missing_bundle_is_one_line_and_exit_code_2(tmp_path: Path, capsys) -> None:
