@@ -80,7 +80,9 @@ def test_outage_beyond_the_limit_fails_every_party_naming_the_party(
     results = outcomes(net, procs, timeout=limit + 10 + 20)
     for i, (code, seconds) in enumerate(results):
         assert code not in (0, None), f"party {i}: {results}"
-        assert seconds < limit + 10, f"party {i} took {seconds:.1f} s"
+        # Silence is noticed after the peer timeout, then the repair has `limit` seconds; the
+        # rest is slack for a loaded machine (seen: 15.5 s at a load average of 9 on 2 cores).
+        assert seconds < peer_timeout + limit + 10, f"party {i} took {seconds:.1f} s"
     for i in (0, 1):
         last = net.logs[f"party{i} stderr"].read_text().strip().splitlines()[-1]
         assert "party 2" in last and f"not restored within {limit:g} s" in last, last
