@@ -57,6 +57,7 @@ RELIED_ON: list[Member] = [
         "_transmit": (), "_data_channel_flush": ()}),
     *_methods("RTCSctpTransport", "method", {
         "_t3_expired": (), "_t3_start": (), "_get_inbound_stream": ("stream_id",),
+        "_update_rto": ("R",),
         "_data_channel_send": ("channel", "data"), "_set_state": ("state",),
         "_flight_size_increase": ("chunk",)}),
     *_attributes("RTCSctpTransport", {
@@ -67,7 +68,8 @@ RELIED_ON: list[Member] = [
         "_outbound_queue": deque, "_t3_handle": None, "_inbound_streams": dict,
         "_remote_max_message_size": int, "_data_channel_queue": deque,
         "_last_received_tsn": _OPTIONAL_INT, "_advertised_rwnd": int, "_local_port": int,
-        "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int}),
+        "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int, "_rto": (int, float),
+        "_srtt": _OPTIONAL_FLOAT, "_rttvar": _OPTIONAL_FLOAT}),
     *_attributes("RTCSctpTransport.State", {"ESTABLISHED": sctp_module.RTCSctpTransport.State,
                                             "CLOSED": sctp_module.RTCSctpTransport.State}),
     *_methods("RTCDtlsTransport", "coroutine", {"_send_data": ("data",)}),
@@ -81,6 +83,7 @@ RELIED_ON: list[Member] = [
     *_attributes("InboundStream()", {"reassembly": list}),
     *_attributes("aiortc.rtcsctptransport", {
         "SCTP_DATA_LAST_FRAG": int, "SCTP_DATA_FIRST_FRAG": int, "SCTP_MAX_PACKET_LENGTH": int,
+        "SCTP_RTO_MAX": (int, float),
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
         "crc32c": None, "tsn_plus_one": None, "uint32_gt": None}, kind="constant"),
