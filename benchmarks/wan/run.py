@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from plot import draw, pyplot  # beside this script
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 EMULATOR = HERE / "emulator.py"
@@ -113,6 +115,8 @@ def parse_args() -> argparse.Namespace:
     options.program = options.program or [program(p) for p in DEFAULT_PROGRAMS]
     if options.reps < 1:
         parser.error("--reps must be at least 1")
+    if options.plot:
+        pyplot()  # before an hour of runs: say at once that matplotlib is missing
     return options
 
 
@@ -353,8 +357,6 @@ def main() -> None:
     if options.json:
         options.json.write_text(json.dumps(results, indent=1) + "\n")
     if options.plot:
-        from plot import draw  # beside this script
-
         draw(results, options.plot)
         progress(f"picture: {options.plot}")
 
