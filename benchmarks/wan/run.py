@@ -288,24 +288,27 @@ class Bench:
                 for words in self.options.program:
                     name = " ".join(words)
                     runs: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
+                    before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
                             elapsed = self.run_one(variant, words, self.options.seed + rep)
                             runs[variant].append(elapsed)
                             progress(f"  {name} rep {rep + 1} {variant}: "
                                      + ("failed" if elapsed is None else f"{elapsed:.3f} s"))
-                    results.append(summarize(cond, measured, name, runs))
-                    self.network.ask("stats")
+                    after = json.loads(self.network.ask("stats"))
+                    drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
+                    results.append(summarize(cond, measured, name, runs, drops))
             finally:
                 self.network.close()
         return results
 
 
 def summarize(cond: Condition, measured: float, name: str,
-              runs: dict[str, list[float | None]]) -> dict:
+              runs: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
     ratios = [n / t for n, t in zip(runs["mpc-net"], runs["tcp"], strict=True) if n and t]
     return {"condition": dataclasses.asdict(cond), "label": cond.label,
             "measured_rtt_ms": measured, "program": name, "runs": runs,
+            "lost_packets": drops["lost"], "queue_drops": drops["queue_drops"],
             "tcp_s": median(runs["tcp"]), "mpc_net_s": median(runs["mpc-net"]),
             "ratio": statistics.median(ratios) if ratios else None,
             "ratio_range": [min(ratios), max(ratios)] if ratios else None}
@@ -334,12 +337,13 @@ def tables(results: list[dict]) -> str:
               "|---|---|---|---|"]
     for label, (configured, got) in measured.items():
         lines.append(f"| {label} | {configured:g} | {got:.2f} | {got - configured:+.2f} |")
-    lines += ["", "| network | program | TCP elapsed s | mpc-net elapsed s | ratio (range) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| network | program | TCP elapsed s | mpc-net elapsed s | ratio (range) "
+              "| packets lost / dropped by the queue |", "|---|---|---|---|---|---|"]
     for r in results:
         spread = "" if not r["ratio_range"] else " ({:.2f}-{:.2f})".format(*r["ratio_range"])
         lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_s'], 3)} | "
-                     f"{fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])}{spread} |")
+                     f"{fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])}{spread} | "
+                     f"{r['lost_packets']} / {r['queue_drops']} |")
     return "\n".join(lines)
 
 
