@@ -32,7 +32,8 @@ from helpers import ROOT
 class Member:
     owner: str  # a key of `owners()`
     name: str
-    kind: str  # "method", "coroutine", "attribute" (of a live object), "annotated", "constant"
+    kind: str  # "method", "coroutine", "attribute" (of a live object), "annotated", "constant",
+    # "assigned" (by the owner's class once connected: `self.NAME = ...` in its source)
     params: tuple[str, ...] | None = None  # of a method, after self
     type: type | tuple[type, ...] | None = None  # of an attribute or constant
     sctp: bool = True  # used only with mpc-net's SCTP changes (MPC_NET_STOCK_SCTP=0)
@@ -74,8 +75,9 @@ RELIED_ON: list[Member] = [
                                             "CLOSED": sctp_module.RTCSctpTransport.State}),
     *_methods("RTCDtlsTransport", "coroutine", {"_send_data": ("data",)}),
     *_methods("RTCDataChannel", "method", {"_addBufferedAmount": ("amount",)}),
-    *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None},
-                 kind="annotated"),
+    *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None,
+                               "_acked": None, "_book_size": None}, kind="annotated"),
+    Member("RTCSctpTransport", "_ssthresh", "assigned"),
     *_attributes("SackChunk()", {"cumulative_tsn": int, "advertised_rwnd": int,
                                  "duplicates": list, "gaps": list}),
     *_methods("InboundStream", "method", {"add_chunk": ("chunk",), "pop_messages": (),
@@ -130,6 +132,9 @@ def problem(member: Member, owner: object) -> str | None:
         for cls in reversed(owner.__mro__):
             hints.update(getattr(cls, "__annotations__", {}))
         return None if member.name in hints else "no longer declared"
+    if member.kind == "assigned":
+        cls = owner if isinstance(owner, type) else type(owner)
+        return None if f"self.{member.name} = " in inspect.getsource(cls) else "is never assigned"
     if member.kind in ("method", "coroutine"):
         cls = owner if isinstance(owner, type) else type(owner)
         try:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
-from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, SackChunk
 
 from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.sctp import (
@@ -166,6 +166,30 @@ async def test_a_large_message_starts_with_ten_packets_at_once(sctp: str) -> Non
     assert await asyncio.wait_for(b.received.get(), 10) == big
     expected = 3 if sctp == "stock" else INITIAL_WINDOW_PACKETS
     assert in_flight_at_first_sack == [expected]
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_slow_start_grows_the_window_by_what_a_sack_acknowledges_up_to_two_packets(
+        sctp: str) -> None:
+    """Our SACKs come for every second packet: one acknowledging two full packets opens the
+    window by two (doubling per round trip, as TCP with delayed ACKs); aiortc: by one."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+
+    async def lost(data: bytes) -> None:
+        pass  # nothing reaches the peer, so only the SACK below acknowledges anything
+
+    association.transport._send_data = lost
+    a.pc.channel.send(bytes(100_000))
+    await until(lambda: association._sent_queue)
+    before = association._cwnd
+    assert association._flight_size >= before  # the window is fully used
+    sack = SackChunk()
+    sack.cumulative_tsn = association._sent_queue[1].tsn  # the first two packets
+    sack.advertised_rwnd = 1024 * 1024
+    await association._receive_sack_chunk(sack)
+    packets = 1 if sctp == "stock" else 2
+    assert association._cwnd == before + packets * USERDATA_MAX_LENGTH
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 

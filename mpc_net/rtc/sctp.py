@@ -129,7 +129,26 @@ class PiggybackSctpTransport(RTCSctpTransport):
     async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
         if chunk.gaps:
             self._retransmissions_possible = True
+        cwnd = self._cwnd
+        slow_start = cwnd <= self._ssthresh
+        acknowledged = self._newly_acknowledged(chunk.cumulative_tsn) if slow_start else 0
         await super()._receive_sack_chunk(chunk)
+        if slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
+            # aiortc grew the window by one packet, RFC 9260's limit per SACK; with a SACK for
+            # every second packet that is 1.5x per round trip. Like TCP with delayed ACKs
+            # (RFC 3465, L = 2), up to two packets per SACK: doubling, as TCP and dcsctp's
+            # slow_start_tcp_style do.
+            self._cwnd += max(0, min(acknowledged - USERDATA_MAX_LENGTH, USERDATA_MAX_LENGTH))
+
+    def _newly_acknowledged(self, cumulative_tsn: int) -> int:
+        """Bytes of the chunks in flight that a SACK up to `cumulative_tsn` acknowledges."""
+        total = 0
+        for sent in self._sent_queue:
+            if uint32_gt(sent.tsn, cumulative_tsn):
+                break
+            if not sent._acked:
+                total += sent._book_size
+        return total
 
     def _t3_expired(self) -> None:
         self._retransmissions_possible = True
