@@ -89,10 +89,17 @@ def condition(text: str) -> Condition:
 
 
 def program(text: str) -> list[str]:
+    """`PATH ARGS`: PATH relative to the current directory, or else to the checkout."""
     words = shlex.split(text)
-    if not words or not (ROOT / words[0]).is_file():
-        raise argparse.ArgumentTypeError(f"no such program: {text!r}")
-    return words
+    for base in (Path.cwd(), ROOT):
+        if words and (base / words[0]).is_file():
+            return [str((base / words[0]).resolve()), *words[1:]]
+    raise argparse.ArgumentTypeError(f"no such program: {text!r}")
+
+
+def shown(path: str) -> str:
+    """A program's path as the tables show it: relative to the checkout when inside it."""
+    return str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else path
 
 
 def parse_args() -> argparse.Namespace:
@@ -286,7 +293,7 @@ class Bench:
                 measured = self.network.measured_rtt_ms()
                 progress(f"  UDP round trip {measured:.2f} ms (configured {cond.rtt_ms:g} ms)")
                 for words in self.options.program:
-                    name = " ".join(words)
+                    name = " ".join([shown(words[0]), *words[1:]])
                     runs: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
