@@ -1,4 +1,4 @@
-"""The WAN benchmark (benchmarks/wan/): its emulated network delays, caps and loses what it
+"""The WAN benchmark (benchmarks/wan.py): its emulated network delays, caps and loses what it
 says, and a run compares MPyC's TCP with mpc-net across it. Needs root or user namespaces, as
 the NAT tests do."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from helpers import ROOT
 
-RUN = ROOT / "benchmarks" / "wan" / "run.py"
+RUN = ROOT / "benchmarks" / "wan.py"
 
 
 def wan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

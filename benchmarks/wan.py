@@ -1,7 +1,7 @@
 """MPyC over TCP and `mpc-net run` side by side across an emulated wide-area network.
 
 Each party runs in a network namespace of its own, the room server in a "public" one, all
-joined by emulator.py (delay, bandwidth cap, seeded loss). For every network condition and
+joined by wan_emulator.py (delay, bandwidth cap, seeded loss). For every network condition and
 every program, runs alternate: MPyC's own TCP transport (`-P` addresses), then
 `mpc-net run --native-only` (WebRTC, the same network), so that only runs made next to each
 other are compared. The figure is MPyC's own elapsed time of party 0 ("Stop MPyC" line), and
@@ -10,8 +10,8 @@ the ratio mpc-net / TCP per repetition; the table gives their medians.
 Needs root (namespaces, TUN devices), or runs itself in a user namespace otherwise. Everything
 happens inside a private mount and network namespace: nothing is left on the machine.
 
-    sudo .venv/bin/python benchmarks/wan/run.py                      # the standard set
-    sudo .venv/bin/python benchmarks/wan/run.py --condition rtt=80,loss=0.5 \\
+    sudo .venv/bin/python benchmarks/wan.py                      # the standard set
+    sudo .venv/bin/python benchmarks/wan.py --condition rtt=80,loss=0.5 \\
         --program 'my_program.py --my-option 5' --reps 5 --plot wan.svg
 
 Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps every figure.
@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from plot import draw, pyplot  # beside this script
+from wan_plot import draw, pyplot  # beside this script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-EMULATOR = HERE / "emulator.py"
+EMULATOR = HERE / "wan_emulator.py"
 SANDBOXED = "MPC_NET_WAN_SANDBOX"
 
 SERVER_NS, SERVER = "pub", "10.77.0.1"

@@ -14,13 +14,13 @@ device after:
 
 Packets wait in a heap serviced by `select()` with microsecond timeouts (epoll's millisecond
 timeouts made round trips 0.7-0.9 ms short). The forwarding costs about 16 us of CPU per
-packet; `run.py` measures the round trip it adds on top of RTT and reports it.
+packet; `wan.py` measures the round trip it adds on top of RTT and reports it.
 
 Commands on stdin, one a line, each answered with one line on stdout:
 `seed N` (restart the loss pattern), `stats` (packets forwarded and dropped, JSON).
 
 Run as root, or in a user namespace that owns the network namespaces:
-    python emulator.py --rtt-ms 40 NS=10.77.0.10 NS2=10.77.0.11 ...
+    python wan_emulator.py forward --rtt-ms 40 NS=10.77.0.10 NS2=10.77.0.11 ...
 Also `echo PORT` and `ping HOST PORT COUNT`: a UDP echo and its client, to measure a path.
 """
 

@@ -1,6 +1,6 @@
 """The picture of a WAN benchmark: mpc-net / TCP elapsed-time ratio per program and network.
 
-    python benchmarks/wan/plot.py wan.json wan.svg     # from run.py --json
+    python benchmarks/wan_plot.py wan.json wan.svg     # from wan.py --json
 
 matplotlib is an optional dependency (the `bench` extra): it is looked up only when a picture
 is asked for.
@@ -53,12 +53,12 @@ def draw(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) != 3:
-        print("usage: plot.py RESULTS.json PICTURE", file=sys.stderr)
+        print("usage: wan_plot.py RESULTS.json PICTURE", file=sys.stderr)
         sys.exit(2)
     try:
         results = json.loads(Path(sys.argv[1]).read_text())
     except (OSError, ValueError) as exc:
-        print(f"plot.py: cannot read {sys.argv[1]}: {exc}", file=sys.stderr)
+        print(f"wan_plot.py: cannot read {sys.argv[1]}: {exc}", file=sys.stderr)
         sys.exit(2)
     draw(results, Path(sys.argv[2]))
 
