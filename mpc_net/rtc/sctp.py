@@ -15,12 +15,13 @@ The congestion window is fit for MPC rounds across the internet, as Chrome's SCT
 Linux TCP tune theirs within RFC 9260 section 7.2: aiortc starts at about 3 packets and sends at
 most 4 beyond those in flight at a time, so a round of a few hundred kilobytes took many round
 trips more than over TCP, which starts at 10 (RFC 6928). Here the window starts at 10 packets,
-as much may go out at once, and after an idle gap longer than the retransmission timeout it is
-halved per timeout but not below those 10 packets (RFC 9260 7.2.1; Linux's restart window),
-so the short pauses between MPC rounds keep it open. RFC 9260's 1 s minimum retransmission
-timeout made every lost last packet of a round cost a second; like Linux TCP, the timeout is
-the smoothed round trip plus at least 200 ms (a peer may delay its SACK that long), and it
-doubles on each expiry (6.3.3 E2, which aiortc leaves out).
+as much may go out at once, slow start doubles it per round trip as TCP's does, and after an
+idle gap longer than the retransmission timeout it is halved per timeout but not below those 10
+packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep it
+open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round cost
+a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a peer
+may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc leaves
+out).
 
 Only the acknowledgement and sending policy change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
