@@ -32,7 +32,8 @@ from helpers import ROOT
 class Member:
     owner: str  # a key of `owners()`
     name: str
-    kind: str  # "method", "coroutine", "attribute" (of a live object), "annotated", "constant"
+    kind: str  # "method", "coroutine", "attribute" (of a live object), "annotated", "constant",
+    # "assigned" (by the owner's class once connected: `self.NAME = ...` in its source)
     params: tuple[str, ...] | None = None  # of a method, after self
     type: type | tuple[type, ...] | None = None  # of an attribute or constant
     sctp: bool = True  # used only with mpc-net's SCTP changes (MPC_NET_STOCK_SCTP=0)
@@ -57,6 +58,7 @@ RELIED_ON: list[Member] = [
         "_transmit": (), "_data_channel_flush": ()}),
     *_methods("RTCSctpTransport", "method", {
         "_t3_expired": (), "_t3_start": (), "_get_inbound_stream": ("stream_id",),
+        "_update_rto": ("R",),
         "_data_channel_send": ("channel", "data"), "_set_state": ("state",),
         "_flight_size_increase": ("chunk",)}),
     *_attributes("RTCSctpTransport", {
@@ -67,13 +69,15 @@ RELIED_ON: list[Member] = [
         "_outbound_queue": deque, "_t3_handle": None, "_inbound_streams": dict,
         "_remote_max_message_size": int, "_data_channel_queue": deque,
         "_last_received_tsn": _OPTIONAL_INT, "_advertised_rwnd": int, "_local_port": int,
-        "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int}),
+        "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int, "_rto": (int, float),
+        "_srtt": _OPTIONAL_FLOAT, "_rttvar": _OPTIONAL_FLOAT}),
     *_attributes("RTCSctpTransport.State", {"ESTABLISHED": sctp_module.RTCSctpTransport.State,
                                             "CLOSED": sctp_module.RTCSctpTransport.State}),
     *_methods("RTCDtlsTransport", "coroutine", {"_send_data": ("data",)}),
     *_methods("RTCDataChannel", "method", {"_addBufferedAmount": ("amount",)}),
-    *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None},
-                 kind="annotated"),
+    *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None,
+                               "_acked": None, "_book_size": None}, kind="annotated"),
+    Member("RTCSctpTransport", "_ssthresh", "assigned"),
     *_attributes("SackChunk()", {"cumulative_tsn": int, "advertised_rwnd": int,
                                  "duplicates": list, "gaps": list}),
     *_methods("InboundStream", "method", {"add_chunk": ("chunk",), "pop_messages": (),
@@ -81,6 +85,7 @@ RELIED_ON: list[Member] = [
     *_attributes("InboundStream()", {"reassembly": list}),
     *_attributes("aiortc.rtcsctptransport", {
         "SCTP_DATA_LAST_FRAG": int, "SCTP_DATA_FIRST_FRAG": int, "SCTP_MAX_PACKET_LENGTH": int,
+        "SCTP_RTO_MAX": (int, float),
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
         "crc32c": None, "tsn_plus_one": None, "uint32_gt": None}, kind="constant"),
@@ -127,6 +132,9 @@ def problem(member: Member, owner: object) -> str | None:
         for cls in reversed(owner.__mro__):
             hints.update(getattr(cls, "__annotations__", {}))
         return None if member.name in hints else "no longer declared"
+    if member.kind == "assigned":
+        cls = owner if isinstance(owner, type) else type(owner)
+        return None if f"self.{member.name} = " in inspect.getsource(cls) else "is never assigned"
     if member.kind in ("method", "coroutine"):
         cls = owner if isinstance(owner, type) else type(owner)
         try:

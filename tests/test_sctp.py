@@ -1,5 +1,6 @@
-"""Delayed and piggybacked SACKs (mpc_net/rtc/sctp.py) on real aiortc associations: fewer
-packets on the wire, nothing lost, and plain aiortc on the other end still works. Tests with the
+"""Delayed and piggybacked SACKs and the congestion window (mpc_net/rtc/sctp.py) on real aiortc
+associations: fewer packets on the wire, a window open from the start, nothing lost, and plain
+aiortc on the other end still works. Tests with the
 `sctp` fixture run twice: also with MPC_NET_STOCK_SCTP=1, aiortc's SCTP as shipped."""
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ import sys
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, SackChunk
 
 from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
-from mpc_net.rtc.sctp import SACK_DELAY, PiggybackSctpTransport, _gap_blocks, run_eagerly
+from mpc_net.rtc.sctp import (
+    INITIAL_WINDOW_PACKETS,
+    RTO_MARGIN,
+    SACK_DELAY,
+    PiggybackSctpTransport,
+    _gap_blocks,
+    run_eagerly,
+)
 
 from helpers import DEMOS, mpc_net
 
@@ -137,6 +146,109 @@ async def test_plain_aiortc_on_the_other_end_exchanges_large_messages_both_ways(
         assert await asyncio.wait_for(plain.received.get(), 10) == big
         assert await asyncio.wait_for(ours.received.get(), 10) == big
     await asyncio.gather(ours.pc.close(), plain.pc.close())
+
+
+async def test_a_large_message_starts_with_ten_packets_at_once(sctp: str) -> None:
+    """Before any SACK can come back, the first send puts the whole initial window on the wire:
+    10 packets (aiortc: 3)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    in_flight_at_first_sack = []
+    receive_sack = association._receive_sack_chunk
+
+    async def watched(chunk) -> None:
+        if not in_flight_at_first_sack:
+            in_flight_at_first_sack.append(len(association._sent_queue))
+        await receive_sack(chunk)
+
+    association._receive_sack_chunk = watched
+    big = bytes(range(256)) * 400  # 100 KiB: far more than the initial window
+    a.pc.channel.send(big)
+    assert await asyncio.wait_for(b.received.get(), 10) == big
+    expected = 3 if sctp == "stock" else INITIAL_WINDOW_PACKETS
+    assert in_flight_at_first_sack == [expected]
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_slow_start_grows_the_window_by_what_a_sack_acknowledges_up_to_two_packets(
+        sctp: str) -> None:
+    """Our SACKs come for every second packet: one acknowledging two full packets opens the
+    window by two (doubling per round trip, as TCP with delayed ACKs); aiortc: by one."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+
+    async def lost(data: bytes) -> None:
+        pass  # nothing reaches the peer, so only the SACK below acknowledges anything
+
+    association.transport._send_data = lost
+    a.pc.channel.send(bytes(100_000))
+    await until(lambda: association._sent_queue)
+    before = association._cwnd
+    assert association._flight_size >= before  # the window is fully used
+    sack = SackChunk()
+    sack.cumulative_tsn = association._sent_queue[1].tsn  # the first two packets
+    sack.advertised_rwnd = 1024 * 1024
+    await association._receive_sack_chunk(sack)
+    packets = 1 if sctp == "stock" else 2
+    assert association._cwnd == before + packets * USERDATA_MAX_LENGTH
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_the_window_survives_short_pauses_and_shrinks_to_ten_packets_after_long_ones(
+) -> None:
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    a.pc.channel.send(b"measure the round trip")
+    assert await asyncio.wait_for(b.received.get(), 5) == b"measure the round trip"
+    await until(lambda: not association._sent_queue)
+    wide = 80 * USERDATA_MAX_LENGTH
+    for idle_rtos, expected_packets in ((0.5, 80), (2.5, 20), (10, INITIAL_WINDOW_PACKETS)):
+        association._cwnd = wide
+        association._data_sent_at -= idle_rtos * association._rto  # as if idle that long
+        a.pc.channel.send(bytes(200_000))
+        assert association._cwnd == expected_packets * USERDATA_MAX_LENGTH, idle_rtos
+        assert len(association._sent_queue) == min(expected_packets, INITIAL_WINDOW_PACKETS)
+        assert await asyncio.wait_for(b.received.get(), 10) == bytes(200_000)
+        await until(lambda: not association._sent_queue)
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_lost_last_packet_costs_a_fraction_of_a_second(sctp: str) -> None:
+    """The last packet of a message is lost once: only the retransmission timer can recover it.
+    RFC 9260's 1 s minimum timeout (aiortc's) against the round trip plus 200 ms."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    for i in range(20):  # round trips to measure
+        a.pc.channel.send(b"%d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not association._sent_queue)
+    expected_rto = 1.0 if sctp == "stock" else association._srtt + RTO_MARGIN
+    assert association._rto == pytest.approx(expected_rto, abs=0.1), association._rto
+    dtls = association.transport
+    send_data = dtls._send_data
+    dropped = []
+
+    async def lossy(data: bytes) -> None:
+        if not dropped and len(data) < 200 and data[12] == 0:  # the first small DATA packet
+            dropped.append(data)
+            return
+        await send_data(data)
+
+    dtls._send_data = lossy
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    a.pc.channel.send(b"the last word")
+    assert await asyncio.wait_for(b.received.get(), 10) == b"the last word"
+    took = loop.time() - started
+    assert dropped
+    if sctp == "stock":
+        assert took >= 1.0, took
+    else:
+        assert RTO_MARGIN <= took < 0.8, took
+        # Each expiry doubles the timeout until a new measurement.
+        association._t3_expired()
+        assert association._rto >= 2 * (association._srtt + RTO_MARGIN) - 0.01
+    await asyncio.gather(a.pc.close(), b.pc.close())
 
 
 def test_gap_blocks_are_offsets_from_the_cumulative_tsn() -> None:

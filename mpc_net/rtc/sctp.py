@@ -11,7 +11,19 @@ Sending also starts at once: aiortc hands every message to a new task, which run
 next turn of the event loop; here the message goes out within the `send` call unless the path
 has to wait (a TURN channel binding, say), and only then a task finishes the job.
 
-Only the acknowledgement policy and the timing change; the chunks on the wire are standard, so
+The congestion window is fit for MPC rounds across the internet, as Chrome's SCTP (dcsctp) and
+Linux TCP tune theirs within RFC 9260 section 7.2: aiortc starts at about 3 packets and sends at
+most 4 beyond those in flight at a time, so a round of a few hundred kilobytes took many round
+trips more than over TCP, which starts at 10 (RFC 6928). Here the window starts at 10 packets,
+as much may go out at once, slow start doubles it per round trip as TCP's does, and after an
+idle gap longer than the retransmission timeout it is halved per timeout but not below those 10
+packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep it
+open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round cost
+a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a peer
+may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc leaves
+out).
+
+Only the acknowledgement and sending policy change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
 aiortc, tests/browser through Chromium). MPC_NET_STOCK_SCTP=1 leaves all of this out
 (`patches.tune_association`).
@@ -29,6 +41,7 @@ from aiortc import RTCDataChannel
 from aiortc.rtcsctptransport import (
     SCTP_DATA_LAST_FRAG,
     SCTP_MAX_PACKET_LENGTH,
+    SCTP_RTO_MAX,
     SCTP_TSN_MODULO,
     USERDATA_MAX_LENGTH,
     WEBRTC_BINARY,
@@ -53,9 +66,18 @@ PACKETS_PER_SACK = 2
 
 _COMMON_HEADER = 12
 
+# The congestion window at the start, and how many packets one transmission may add to those in
+# flight (RFC 9260's Max.Burst, 4 there): dcsctp's cwnd_mtus_initial, TCP's initial window.
+INITIAL_WINDOW_PACKETS = 10
+MAX_BURST_PACKETS = INITIAL_WINDOW_PACKETS
+# The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
+# and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
+RTO_MARGIN = 0.2
+
 
 class PiggybackSctpTransport(RTCSctpTransport):
-    """aiortc's association, acknowledging late and inside DATA packets where it can.
+    """aiortc's association, acknowledging late and inside DATA packets where it can, with a
+    congestion window and retransmission timeout fit for MPC rounds.
 
     Installed on an existing association with `adopt`, because aiortc's RTCPeerConnection
     creates its association itself.
@@ -64,6 +86,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
     _sack_timer: asyncio.TimerHandle | None
     _packets_unacknowledged: int
     _retransmissions_possible: bool
+    _data_sent_at: float
 
     @classmethod
     def adopt(cls, association: RTCSctpTransport) -> None:
@@ -72,6 +95,8 @@ class PiggybackSctpTransport(RTCSctpTransport):
         association._sack_timer = None
         association._packets_unacknowledged = 0
         association._retransmissions_possible = False
+        association._data_sent_at = time.monotonic()
+        association._cwnd = INITIAL_WINDOW_PACKETS * USERDATA_MAX_LENGTH
 
     async def _send_sack(self) -> None:
         # aiortc calls this after every received packet that needs acknowledging.
@@ -93,6 +118,8 @@ class PiggybackSctpTransport(RTCSctpTransport):
             sack = self._take_sack(limit=SCTP_MAX_PACKET_LENGTH - _COMMON_HEADER - len(body))
             if sack is not None:
                 body = bytes(sack) + body  # RFC 9260 6.10: SACK ahead of DATA
+        if isinstance(chunk, DataChunk):
+            self._data_sent_at = time.monotonic()
         await self._send_packet(body)
 
     # aiortc looks through every chunk in flight for one to retransmit, each time it transmits:
@@ -103,18 +130,55 @@ class PiggybackSctpTransport(RTCSctpTransport):
     async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
         if chunk.gaps:
             self._retransmissions_possible = True
+        cwnd = self._cwnd
+        slow_start = cwnd <= self._ssthresh
+        acknowledged = self._newly_acknowledged(chunk.cumulative_tsn) if slow_start else 0
         await super()._receive_sack_chunk(chunk)
+        if slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
+            # aiortc grew the window by one packet, RFC 9260's limit per SACK; with a SACK for
+            # every second packet that is 1.5x per round trip. Like TCP with delayed ACKs
+            # (RFC 3465, L = 2), up to two packets per SACK: doubling, as TCP and dcsctp's
+            # slow_start_tcp_style do.
+            self._cwnd += max(0, min(acknowledged - USERDATA_MAX_LENGTH, USERDATA_MAX_LENGTH))
+
+    def _newly_acknowledged(self, cumulative_tsn: int) -> int:
+        """Bytes of the chunks in flight that a SACK up to `cumulative_tsn` acknowledges."""
+        total = 0
+        for sent in self._sent_queue:
+            if uint32_gt(sent.tsn, cumulative_tsn):
+                break
+            if not sent._acked:
+                total += sent._book_size
+        return total
 
     def _t3_expired(self) -> None:
         self._retransmissions_possible = True
         super()._t3_expired()
+        self._rto = min(2 * self._rto, SCTP_RTO_MAX)  # back off until a new measurement
+
+    def _update_rto(self, R: float) -> None:
+        super()._update_rto(R)
+        assert self._srtt is not None and self._rttvar is not None
+        self._rto = min(SCTP_RTO_MAX, self._srtt + max(4 * self._rttvar, RTO_MARGIN))
+
+    def _restart_after_idle(self) -> None:
+        """Halve the window per retransmission timeout without data in flight, down to the
+        initial window at the least (RFC 9260 7.2.1, with Linux's restart window as floor)."""
+        idle = time.monotonic() - self._data_sent_at
+        floor = INITIAL_WINDOW_PACKETS * USERDATA_MAX_LENGTH
+        if idle > self._rto and self._cwnd > floor:
+            halvings = min(int(idle / self._rto), 32)
+            self._cwnd = max(floor, self._cwnd >> halvings)
 
     async def _transmit(self) -> None:
         if self._retransmissions_possible or self._forward_tsn_chunk is not None:
             await super()._transmit()
             self._retransmissions_possible = any(c._retransmit for c in self._sent_queue)
             return
-        burst = (2 if self._fast_recovery_exit is not None else 4) * USERDATA_MAX_LENGTH
+        if self._outbound_queue and not self._sent_queue:
+            self._restart_after_idle()  # what it sends now ends the idle time
+        packets = 2 if self._fast_recovery_exit is not None else MAX_BURST_PACKETS
+        burst = packets * USERDATA_MAX_LENGTH
         window = min(self._flight_size + burst, self._cwnd)
         while self._outbound_queue and self._flight_size < window:
             chunk = self._outbound_queue.popleft()

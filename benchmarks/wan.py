@@ -1,0 +1,376 @@
+"""MPyC over TCP and `mpc-net run` side by side across an emulated wide-area network.
+
+Each party runs in a network namespace of its own, the room server in a "public" one, all
+joined by wan_emulator.py (delay, bandwidth cap, seeded loss). For every network condition and
+every program, runs alternate: MPyC's own TCP transport (`-P` addresses), then
+`mpc-net run --native-only` (WebRTC, the same network), so that only runs made next to each
+other are compared. The figure is MPyC's own elapsed time of party 0 ("Stop MPyC" line), and
+the ratio mpc-net / TCP per repetition; the table gives their medians.
+
+Needs root (namespaces, TUN devices), or runs itself in a user namespace otherwise. Everything
+happens inside a private mount and network namespace: nothing is left on the machine.
+
+    sudo .venv/bin/python benchmarks/wan.py                      # the standard set
+    sudo .venv/bin/python benchmarks/wan.py --condition rtt=80,loss=0.5 \\
+        --program 'my_program.py --my-option 5' --reps 5 --plot wan.svg
+
+Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from wan_plot import draw, pyplot  # beside this script
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+EMULATOR = HERE / "wan_emulator.py"
+SANDBOXED = "MPC_NET_WAN_SANDBOX"
+
+SERVER_NS, SERVER = "pub", "10.77.0.1"
+SIGNAL_PORT = 8765
+ECHO_PORT = 9000
+FIRST_TCP_PORT = 20000
+TIMEOUT_S = 300.0
+
+DEFAULT_PROGRAMS = ("demos/auction.py", "demos/sort.py", "demos/comparisons.py 300",
+                    "benchmarks/rounds.py", "benchmarks/bulk.py", "benchmarks/mix.py")
+DEFAULT_CONDITIONS = ("rtt=0", "rtt=10", "rtt=40", "rtt=40,bw=50", "rtt=40,loss=1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    rtt_ms: float = 0.0
+    bandwidth_mbit: float | None = None
+    loss_percent: float = 0.0
+
+    @property
+    def label(self) -> str:
+        parts = [f"{self.rtt_ms:g} ms"]
+        if self.bandwidth_mbit:
+            parts.append(f"{self.bandwidth_mbit:g} Mbit/s")
+        if self.loss_percent:
+            parts.append(f"{self.loss_percent:g} % loss")
+        return ", ".join(parts)
+
+    def emulator_options(self) -> list[str]:
+        options = ["--rtt-ms", str(self.rtt_ms), "--loss", str(self.loss_percent / 100)]
+        if self.bandwidth_mbit:
+            options += ["--bandwidth-mbit", str(self.bandwidth_mbit)]
+        return options
+
+
+def condition(text: str) -> Condition:
+    """`rtt=MS[,bw=MBIT][,loss=PERCENT]` (argparse type)."""
+    fields = {"rtt": "rtt_ms", "bw": "bandwidth_mbit", "loss": "loss_percent"}
+    values = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if key not in fields or number < 0 or (key == "loss" and number >= 100):
+            raise argparse.ArgumentTypeError(
+                f"not a condition: {text!r} (rtt=MS[,bw=MBIT][,loss=PERCENT], e.g. rtt=40,loss=1)")
+        values[fields[key]] = number
+    return Condition(**values)
+
+
+def program(text: str) -> list[str]:
+    """`PATH ARGS`: PATH relative to the current directory, or else to the checkout."""
+    words = shlex.split(text)
+    for base in (Path.cwd(), ROOT):
+        if words and (base / words[0]).is_file():
+            return [str((base / words[0]).resolve()), *words[1:]]
+    raise argparse.ArgumentTypeError(f"no such program: {text!r}")
+
+
+def shown(path: str) -> str:
+    """A program's path as the tables show it: relative to the checkout when inside it."""
+    return str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="MPyC TCP and mpc-net side by side across an emulated wide-area network.")
+    parser.add_argument("--condition", type=condition, action="append", metavar="SPEC",
+                        help="rtt=MS[,bw=MBIT][,loss=PERCENT] (repeatable; default: "
+                             + "; ".join(DEFAULT_CONDITIONS) + ")")
+    parser.add_argument("--program", type=program, action="append", metavar="'PATH ARGS'",
+                        help="an MPyC program and its arguments, as one string (repeatable; "
+                             "default: our demos and workloads)")
+    parser.add_argument("-M", dest="parties", type=int, default=3, choices=range(2, 9),
+                        metavar="m", help="number of parties (default 3)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="loss pattern of repetition 1")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--plot", type=Path, help="draw the ratios here (needs matplotlib)")
+    options = parser.parse_args()
+    options.condition = options.condition or [condition(c) for c in DEFAULT_CONDITIONS]
+    options.program = options.program or [program(p) for p in DEFAULT_PROGRAMS]
+    if options.reps < 1:
+        parser.error("--reps must be at least 1")
+    if options.plot:
+        pyplot()  # before an hour of runs: say at once that matplotlib is missing
+    return options
+
+
+def progress(message: str) -> None:
+    print(f"[wan] {message}", file=sys.stderr, flush=True)
+
+
+def sandbox() -> None:
+    """Run this script again inside a private mount and network namespace (and a user
+    namespace when not root), with its own /run for `ip netns`: nothing outside ever sees
+    the namespaces, and they go when the script ends."""
+    userns = ["--user", "--map-root-user"] if os.geteuid() != 0 else []
+    argv = ["unshare", *userns, "--mount", "--net", "sh", "-c",
+            'mount -t tmpfs -o mode=0755 tmpfs /run && ip link set lo up && exec "$@"', "sh",
+            sys.executable, *sys.argv]
+    env = dict(os.environ, **{SANDBOXED: "1"})
+    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    try:
+        sys.exit(subprocess.run(argv, env=env).returncode)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def party_ns(i: int) -> str:
+    return f"p{i}"
+
+
+def party_address(i: int) -> str:
+    return f"10.77.0.{10 + i}"
+
+
+def in_ns(namespace: str, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
+class Network:
+    """The emulator for one condition, and the room server behind it."""
+
+    def __init__(self, cond: Condition, parties: int, workdir: Path) -> None:
+        links = [f"{SERVER_NS}={SERVER}",
+                 *(f"{party_ns(i)}={party_address(i)}" for i in range(parties))]
+        self.emulator = subprocess.Popen(
+            [sys.executable, str(EMULATOR), "forward", *cond.emulator_options(), *links],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ask(None, "ready")
+        self.processes: list[subprocess.Popen] = []
+        log = open(workdir / "room-server.err", "w")
+        server = self.spawn(SERVER_NS, [sys.executable, "-m", "mpc_net", "signal", "--host",
+                                        SERVER, "--port", str(SIGNAL_PORT)], stderr=log)
+        deadline = time.monotonic() + 30
+        while "listening on" not in (workdir / "room-server.err").read_text():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the room server did not start: "
+                                   + (workdir / "room-server.err").read_text())
+            time.sleep(0.05)
+        self.url = f"ws://{SERVER}:{SIGNAL_PORT}"
+
+    def spawn(self, namespace: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(in_ns(namespace, argv), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    def ask(self, command: str | None, expect: str | None = None) -> str:
+        if command is not None:
+            self.emulator.stdin.write(command + "\n")
+            self.emulator.stdin.flush()
+        answer = self.emulator.stdout.readline().strip()
+        if not answer or (expect and answer != expect):
+            raise RuntimeError(f"the emulator answered {answer!r} to {command!r}")
+        return answer
+
+    def measured_rtt_ms(self) -> float:
+        """A UDP round trip between party 0 and party 1 through the emulator (median of 40)."""
+        echo = self.spawn(party_ns(1), [sys.executable, str(EMULATOR), "echo", str(ECHO_PORT)],
+                          stdout=subprocess.PIPE, text=True)
+        echo.stdout.readline()
+        done = subprocess.run(in_ns(party_ns(0), [sys.executable, str(EMULATOR), "ping",
+                                                   party_address(1), str(ECHO_PORT), "40"]),
+                              capture_output=True, text=True, timeout=60, check=True)
+        echo.kill()
+        echo.wait()
+        return float(done.stdout)
+
+    def close(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+        self.emulator.stdin.close()
+        self.emulator.wait()
+
+
+def parse_stop(stdout: str) -> float | None:
+    """MPyC's elapsed time from party 0's `Stop MPyC -- elapsed time: h:mm:ss.s|...` line."""
+    for line in stdout.splitlines():
+        if "Stop MPyC -- elapsed time: " in line:
+            clock = line.split("elapsed time: ")[1].split("|")[0]
+            hours, minutes, seconds = clock.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+class Bench:
+    def __init__(self, options: argparse.Namespace, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.parties = options.parties
+        self.credentials = self.make_credentials()
+        self.port = FIRST_TCP_PORT
+        self.rooms = 0
+
+    def make_credentials(self) -> list[list[str]]:
+        public = []
+        for i in range(self.parties):
+            key = self.workdir / f"party{i}.key"
+            done = subprocess.run([sys.executable, "-m", "mpc_net", "keygen", "--out", str(key)],
+                                  capture_output=True, text=True, check=True)
+            public.append(done.stdout.strip())
+        roster = self.workdir / "roster.json"
+        subprocess.run([sys.executable, "-m", "mpc_net", "roster", *public, "--out", str(roster)],
+                       capture_output=True, check=True)
+        return [["--key", str(self.workdir / f"party{i}.key"), "--roster", str(roster)]
+                for i in range(self.parties)]
+
+    def commands(self, variant: str, words: list[str]) -> list[list[str]]:
+        m = self.parties
+        if variant == "tcp":
+            self.port += 1
+            addresses = [a for i in range(m) for a in ("-P", f"{party_address(i)}:{self.port}")]
+            return [[sys.executable, *words, f"-M{m}", "-I", str(i), *addresses]
+                    for i in range(m)]
+        self.rooms += 1
+        return [[sys.executable, "-m", "mpc_net", "run", *words, f"-M{m}", "-I", str(i),
+                 "--room", f"wan{self.rooms}", "--signal", self.network.url, "--native-only",
+                 "--local-address", party_address(i), *self.credentials[i]] for i in range(m)]
+
+    def run_one(self, variant: str, words: list[str], seed: int) -> float | None:
+        self.network.ask(f"seed {seed}", "ok")
+        outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
+        procs = []
+        for i, argv in enumerate(self.commands(variant, words)):
+            with open(outputs[i], "w") as out:
+                procs.append(self.network.spawn(party_ns(i), argv, stdout=out,
+                                                stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + TIMEOUT_S
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        failed = [i for i, proc in enumerate(procs) if proc.returncode != 0]
+        if failed:
+            tail = outputs[failed[0]].read_text(errors="replace")[-1500:]
+            progress(f"  {variant}: party {failed[0]} failed (exit {procs[failed[0]].returncode})"
+                     f":\n{tail}")
+            return None
+        return parse_stop(outputs[0].read_text(errors="replace"))
+
+    def run(self) -> list[dict]:
+        results = []
+        for cond in self.options.condition:
+            progress(f"network: {cond.label}")
+            self.network = Network(cond, self.parties, self.workdir)
+            try:
+                measured = self.network.measured_rtt_ms()
+                progress(f"  UDP round trip {measured:.2f} ms (configured {cond.rtt_ms:g} ms)")
+                for words in self.options.program:
+                    name = " ".join([shown(words[0]), *words[1:]])
+                    runs: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
+                    before = json.loads(self.network.ask("stats"))
+                    for rep in range(self.options.reps):
+                        for variant in runs:
+                            elapsed = self.run_one(variant, words, self.options.seed + rep)
+                            runs[variant].append(elapsed)
+                            progress(f"  {name} rep {rep + 1} {variant}: "
+                                     + ("failed" if elapsed is None else f"{elapsed:.3f} s"))
+                    after = json.loads(self.network.ask("stats"))
+                    drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
+                    results.append(summarize(cond, measured, name, runs, drops))
+            finally:
+                self.network.close()
+        return results
+
+
+def summarize(cond: Condition, measured: float, name: str,
+              runs: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
+    ratios = [n / t for n, t in zip(runs["mpc-net"], runs["tcp"], strict=True) if n and t]
+    return {"condition": dataclasses.asdict(cond), "label": cond.label,
+            "measured_rtt_ms": measured, "program": name, "runs": runs,
+            "lost_packets": drops["lost"], "queue_drops": drops["queue_drops"],
+            "tcp_s": median(runs["tcp"]), "mpc_net_s": median(runs["mpc-net"]),
+            "ratio": statistics.median(ratios) if ratios else None,
+            "ratio_range": [min(ratios), max(ratios)] if ratios else None}
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "failed" if value is None else f"{value:.{digits}f}"
+
+
+def tables(results: list[dict]) -> str:
+    """One table of ratios (programs by conditions), then the overhead check and seconds."""
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    programs = list(dict.fromkeys(r["program"] for r in results))
+    cell = {(r["program"], r["label"]): r for r in results}
+    lines = ["| program | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for name in programs:
+        lines.append(f"| {name} | " + " | ".join(fmt(cell[name, label]["ratio"])
+                                                 for label in labels) + " |")
+    measured = {r["label"]: (r["condition"]["rtt_ms"], r["measured_rtt_ms"]) for r in results}
+    lines += ["", "| network | configured RTT ms | measured UDP RTT ms | emulator overhead ms |",
+              "|---|---|---|---|"]
+    for label, (configured, got) in measured.items():
+        lines.append(f"| {label} | {configured:g} | {got:.2f} | {got - configured:+.2f} |")
+    lines += ["", "| network | program | TCP elapsed s | mpc-net elapsed s | ratio (range) "
+              "| packets lost / dropped by the queue |", "|---|---|---|---|---|---|"]
+    for r in results:
+        spread = "" if not r["ratio_range"] else " ({:.2f}-{:.2f})".format(*r["ratio_range"])
+        lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_s'], 3)} | "
+                     f"{fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])}{spread} | "
+                     f"{r['lost_packets']} / {r['queue_drops']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    options = parse_args()
+    if os.environ.get(SANDBOXED) != "1":
+        sandbox()
+    with tempfile.TemporaryDirectory(prefix="mpc-net-wan-") as directory:
+        workdir = Path(directory)
+        for i in range(options.parties):
+            subprocess.run(["ip", "netns", "add", party_ns(i)], check=True)
+        subprocess.run(["ip", "netns", "add", SERVER_NS], check=True)
+        results = Bench(options, workdir).run()
+    print(tables(results))
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=1) + "\n")
+    if options.plot:
+        draw(results, options.plot)
+        progress(f"picture: {options.plot}")
+
+
+if __name__ == "__main__":
+    main()
