@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from wan_plot import draw, pyplot  # beside this script
+from harness.figures import parse_stop  # beside this script
+from wan_plot import draw, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -217,16 +218,6 @@ class Network:
         self.emulator.wait()
 
 
-def parse_stop(stdout: str) -> float | None:
-    """MPyC's elapsed time from party 0's `Stop MPyC -- elapsed time: h:mm:ss.s|...` line."""
-    for line in stdout.splitlines():
-        if "Stop MPyC -- elapsed time: " in line:
-            clock = line.split("elapsed time: ")[1].split("|")[0]
-            hours, minutes, seconds = clock.split(":")
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return None
-
-
 class Bench:
     def __init__(self, options: argparse.Namespace, workdir: Path) -> None:
         self.options = options
@@ -282,7 +273,8 @@ class Bench:
             progress(f"  {variant}: party {failed[0]} failed (exit {procs[failed[0]].returncode})"
                      f":\n{tail}")
             return None
-        return parse_stop(outputs[0].read_text(errors="replace"))
+        stop = parse_stop(outputs[0].read_text(errors="replace"))
+        return None if stop is None else stop[0]
 
     def run(self) -> list[dict]:
         results = []
