@@ -151,7 +151,9 @@ class MeshState:
         missing = [j for j, k in self.links.items() if k.state is not Link.UP]
         deadlines = [self.started + self.timeouts.join if self.links[j].since is None
                      else self.links[j].since + self.timeouts.connect for j in missing]
-        left = max(0.0, min(deadlines) - now)
+        left = max(0.0, min(deadlines, default=self.started + self.timeouts.join) - now)
+        if not missing:  # every channel is up; the check-code messages are not all in
+            return f"waiting for the check-code exchange: {left:.0f} s left"
         who = ("party " if len(missing) == 1 else "parties ") + ", ".join(map(str, missing))
         return f"waiting for {who}: {left:.0f} s left"
 
