@@ -1,6 +1,7 @@
 """The keys a run uses and its check code: the roster (from the roster file, or in
-trust-room-server mode from the keys the room server relays) and the commit-then-reveal
-exchange (checkcode.py) whose messages travel as signals."""
+trust-room-server mode from the keys the room server relays), the commit-then-reveal exchange
+(checkcode.py) whose messages travel as signals, and what the room server says of other
+rosters under our room's name."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Agreement:
         self._announced = {config.pid: config.identity.public_key}  # keys the room relayed
         self._check = CheckExchange(config.pid, config.parties)
         self.shown = False  # the check code is out: the exchange is complete
+        self.other_roster_seen = False  # whether another roster uses our room's name
 
     def greet(self, j: int, key: str | None, present: list[int]) -> bool:
         """Party j is in the room (a newcomer, or back): tell it where the exchange stands and
@@ -79,3 +81,30 @@ class Agreement:
                        "party by voice, not through the room server: equal codes mean that all "
                        "hold the same keys)", self.config.pid, code)
         return self.shown
+
+    def explained(self, failure: str) -> str:
+        """A failure while another roster uses our room's name is most likely that mistake."""
+        if not self.other_roster_seen:
+            return failure
+        return (f"{failure}; parties with another roster use room {self.config.room!r}: check "
+                "that every party has the same roster file")
+
+    def other_roster(self, missing: list[int]) -> None:
+        """Parties of another roster use our room's name: they and we never meet, so a party
+        of ours that runs with another roster file would be waited for in vain. We still wait
+        (a stranger must not end our run), bounded by the join timeout, and say why."""
+        if self.other_roster_seen:
+            return
+        self.other_roster_seen = True
+        cfg = self.config
+        if cfg.roster is None:
+            ours = "we run without a roster (--trust-room-server)"
+        else:
+            ours = f"ours has session id {cfg.roster.session_id.hex()[:16]}..."
+        waiting = (f"; waiting for parties {missing} of our roster up to the join timeout "
+                   f"({cfg.join_timeout:g} s)") if missing else ""
+        logger.warning("party %d: room %r is also used by parties with another roster (or "
+                       "with none), now or a moment ago; they cannot meet ours. If one of them "
+                       "is meant to be one of our parties, it runs with another roster file: "
+                       "every party needs the same roster file (%s)%s", cfg.pid, cfg.room,
+                       ours, waiting)

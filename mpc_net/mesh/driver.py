@@ -66,7 +66,6 @@ class Mesh:
         self._failure: MeshError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._repair_task: asyncio.Task | None = None
-        self._other_roster = False  # whether another roster uses our room's name
         self._client: Signaling | None = None
         self._state: MeshState | None = None
         self._agreement: Agreement | None = None
@@ -110,12 +109,14 @@ class Mesh:
             await self._leave_room()
         except (SignalingError, MeshError) as exc:
             await self.peers.abandon()
-            raise MeshError(self._explained(str(exc))) from None
+            raise MeshError(self._agreement.explained(str(exc))) from None
         except BaseException:
             await self.peers.abandon()
             raise
         finally:
             self.state.left_room()
+            if not self.state.connected and self._timer is not None:
+                self._timer.cancel()  # a failed mesh has no deadlines left
             await self._client.close()
             for task in self._tasks:
                 task.cancel()
@@ -213,39 +214,12 @@ class Mesh:
         elif kind == "signal":
             self._spawn(self.peers.signal_received(message["from"], message["data"]))
         elif kind == "other-roster":
-            self._warn_other_roster()
+            self._agreement.other_roster(
+                [j for j, k in self.state.links.items() if not k.present])
         elif kind == "ice-servers":
             self.peers.ice_servers = self.config.ice_servers + message["ice_servers"]
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
-
-    def _explained(self, failure: str) -> str:
-        """A failure while another roster uses our room's name is most likely that mistake."""
-        if not self._other_roster:
-            return failure
-        return (f"{failure}; parties with another roster use room {self.config.room!r}: check "
-                "that every party has the same roster file")
-
-    def _warn_other_roster(self) -> None:
-        """Parties of another roster use our room's name: they and we never meet, so a party
-        of ours that runs with another roster file would be waited for in vain. We still wait
-        (a stranger must not end our run), bounded by the join timeout, and say why."""
-        if self._other_roster:
-            return
-        self._other_roster = True
-        cfg = self.config
-        if cfg.roster is None:
-            ours = "we run without a roster (--trust-room-server)"
-        else:
-            ours = f"ours has session id {cfg.roster.session_id.hex()[:16]}..."
-        missing = [j for j, k in self.state.links.items() if not k.present]
-        waiting = (f"; waiting for parties {missing} of our roster up to the join timeout "
-                   f"({cfg.join_timeout:g} s)") if missing else ""
-        logger.warning("party %d: room %r is also used by parties with another roster (or "
-                       "with none), now or a moment ago; they cannot meet ours. If one of them "
-                       "is meant to be one of our parties, it runs with another roster file: "
-                       "every party needs the same roster file (%s)%s", cfg.pid, cfg.room,
-                       ours, waiting)
 
     def _send_check(self, j: int, message: dict) -> None:
         self._spawn(self._client.send_signal(j, {"check": message}))
