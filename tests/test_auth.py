@@ -419,12 +419,13 @@ from mpc_net.keys import FileIdentity, load_roster, verify
 from mpc_net.mesh import MeshConfig
 from mpc_net.party import run_party
 from mpc_net.rtc.native import use_host_addresses
+from mpc_net.runtime import mpyc_argv
 
 key, roster, url, room, pid, script = sys.argv[1:]
 use_host_addresses(["127.0.0.1"])
 config = MeshConfig(signaling_url=url, room=room, pid=int(pid), parties=3,
                     roster=load_roster(roster), identity=FileIdentity.load(key), verify=verify)
-sys.exit(run_party(script, [], config))
+sys.exit(run_party(mpyc_argv(script, [], 3, int(pid), True), config))
 """
 
 
