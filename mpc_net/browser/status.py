@@ -21,7 +21,7 @@ class PeerBoard:
 
     def __init__(self, ui: Any, pid: int, parties: int) -> None:
         self._ui = ui
-        self._rows = {j: {"party": j, "state": "not in the room yet", "path": "", "rtt": ""}
+        self._rows = {j: {"party": j, "state": Link.ABSENT.value, "path": "", "rtt": ""}
                       for j in range(parties) if j != pid}
         self._connections: dict[int, PeerConnection] = {}
         self._transports: dict[int, DataChannelTransport] = {}
@@ -58,13 +58,14 @@ class PeerBoard:
             self._ui.status("connecting", "Connecting to the other parties.")
         self._connections[j] = pc
         self._transports.pop(j, None)
-        self.set(j, state="connecting", path="", rtt="")
+        self.set(j, state=Link.CONNECTING.value, path="", rtt="")
 
     def authenticated(self, j: int, transport: DataChannelTransport) -> None:
+        self.set(j, state=Link.UP.value)  # also after a repair, on the same transport
         if self._transports.get(j) is transport:
             return
         self._transports[j] = transport
-        self.set(j, state="connected, authenticated", path="")
+        self.set(j, path="")
         # A task of its own: the mesh cancels its tasks once every channel stands.
         asyncio.ensure_future(self._refresh(j, self._connections[j]))
 
@@ -88,7 +89,7 @@ class PeerBoard:
     async def _refresh(self, j: int, pc: BrowserPeerConnection) -> None:
         transport = self._transports.get(j)
         if transport is None:
-            if self._rows[j]["state"] == "connecting":
+            if self._rows[j]["state"] == Link.CONNECTING.value:
                 self.set(j, path=f"ICE {pc.connection_state}")
             return
         path = await pc.selected_path()
