@@ -319,6 +319,8 @@ class Board:
 
     def link_changed(self, party, link, pc, transport) -> None:
         self.links.append((party, link))
+        assert pc is not None or link is not Link.CONNECTING  # the attempt is there to watch
+        assert transport is not None or link is not Link.UP
 
     def connected(self, transports) -> None:
         self.stood = transports

@@ -175,8 +175,8 @@ class MeshState:
         """The lower index offers, once it knows every key and the peer is in the room."""
         if (self.roster_known and link.present and link.party > self.pid
                 and link.state not in (Link.UP, Link.LOST)):
+            actions.append(Offer(link.party))  # first: observers then see the new attempt
             self._attempt(link, now, actions)
-            actions.append(Offer(link.party))
 
     def _attempt(self, link: PeerLink, now: float, actions: list[Action]) -> None:
         link.since = now
