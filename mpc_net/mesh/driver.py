@@ -108,15 +108,17 @@ class Mesh:
             self.state.connected = True
             await self._leave_room()
         except (SignalingError, MeshError) as exc:
+            self._fail(MeshError(str(exc)))  # from now on, events are echoes of this
             await self.peers.abandon()
             raise MeshError(self._agreement.explained(str(exc))) from None
         except BaseException:
+            self._fail(MeshError("cancelled"))
             await self.peers.abandon()
             raise
         finally:
             self.state.left_room()
             if not self.state.connected and self._timer is not None:
-                self._timer.cancel()  # a failed mesh has no deadlines left
+                self._timer.cancel()  # a failed or cancelled build has no deadlines left
             await self._client.close()
             for task in self._tasks:
                 task.cancel()
@@ -227,6 +229,8 @@ class Mesh:
     # -- the state machine's events and actions -------------------------------------------------
 
     def _feed(self, event: Event) -> None:
+        if self._failure is not None:
+            return  # the build failed: what still happens is the echo of that
         loop = asyncio.get_running_loop()
         for action in self.state.handle(event, loop.time()):
             self._act(action)
@@ -244,7 +248,7 @@ class Mesh:
                 self.peers.forget(j)
             case Fail(message):
                 self._fail(MeshError(message))
-            case Unreachable(j):
+            case Unreachable(j) if self._failure is None:
                 self._fail(MeshError(self.peers.unreachable(j)))
             case Lose(j, reason):
                 self.transports[j].fail(reason)
@@ -261,6 +265,8 @@ class Mesh:
         """Building failed: only the first failure is reported."""
         if self._failure is None and not self.state.connected:
             self._failure = error
+            if self._timer is not None:
+                self._timer.cancel()
             self._wake.set()
 
     def _spawn(self, coro) -> None:
