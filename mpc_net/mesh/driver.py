@@ -66,7 +66,6 @@ class Mesh:
         self._failure: MeshError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._repair_task: asyncio.Task | None = None
-        self._client: Signaling | None = None
         self._state: MeshState | None = None
         self._agreement: Agreement | None = None
 
@@ -93,9 +92,9 @@ class Mesh:
         timeouts = Timeouts(cfg.join_timeout, cfg.connect_timeout, cfg.outage_limit)
         self._state = MeshState(cfg.pid, cfg.parties, cfg.room, started, timeouts,
                                 roster_known=cfg.roster is not None)
-        self._agreement = Agreement(cfg, self._send_check)
+        self._agreement = Agreement(cfg, self.peers.send_check)
         self.peers.roster = self._agreement.roster
-        self._client = self.peers.client = self._new_signaling()
+        self.peers.client = self._new_signaling()
         try:
             joined = await self._join()
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
@@ -119,7 +118,7 @@ class Mesh:
             self.state.left_room()
             if not self.state.connected and self._timer is not None:
                 self._timer.cancel()  # a failed or cancelled build has no deadlines left
-            await self._client.close()
+            await self.peers.client.close()
             for task in self._tasks:
                 task.cancel()
         logger.info("party %d connected to all %d peers in %.2f s", cfg.pid, len(self.transports),
@@ -136,21 +135,15 @@ class Mesh:
         if self._timer is not None:
             self._timer.cancel()
         await self.peers.close(self.config.close_timeout)
-        for j, t in sorted(self.transports.items()):
-            path = self.paths.get(j, "unknown")
-            rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
-            channels = f", {t.channels_used} channels" if t.channels_used > 1 else ""
-            logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
-                        "data channel messages%s", self.config.pid, j, path, rtt, t.mpyc_writes,
-                        t.bytes_written, t.messages_sent, channels)
+        self.peers.report()
 
     # -- the room -----------------------------------------------------------------------------
 
     async def _join(self) -> dict:
         """Connect the signaling client to the room server and join our room."""
         cfg = self.config
-        await self._client.connect(cfg.signaling_url)
-        joined = await self._client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
+        await self.peers.client.connect(cfg.signaling_url)
+        joined = await self.peers.client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
                                          roster=cfg.roster, token=cfg.join_token)
         self.peers.ice_servers = cfg.ice_servers + joined["ice_servers"]
         if unused(self.peers.ice_servers) and not self.state.connected:
@@ -173,13 +166,13 @@ class Mesh:
     async def _leave_room(self) -> None:
         """The channels no longer need the room server, so failing to say goodbye is harmless."""
         try:
-            await self._client.leave()
+            await self.peers.client.leave()
         except SignalingError as exc:
             logger.debug("leaving the room: %s", exc)
 
     async def _serve(self, finished: Callable[[], bool]) -> None:
         """Handle room messages until `finished()`; the state's actions wake us."""
-        receive = asyncio.ensure_future(self._client.recv())
+        receive = asyncio.ensure_future(self.peers.client.recv())
         try:
             while not finished():
                 self._wake.clear()
@@ -189,7 +182,7 @@ class Mesh:
                 woken.cancel()
                 if receive in done:
                     self._handle(receive.result())
-                    receive = asyncio.ensure_future(self._client.recv())
+                    receive = asyncio.ensure_future(self.peers.client.recv())
                 if self._failure is not None:
                     raise self._failure
         finally:
@@ -222,9 +215,6 @@ class Mesh:
             self.peers.ice_servers = self.config.ice_servers + message["ice_servers"]
         elif kind == "error":
             raise MeshError(f"room server: {message['message']} ({message['code']})")
-
-    def _send_check(self, j: int, message: dict) -> None:
-        self._spawn(self._client.send_signal(j, {"check": message}))
 
     # -- the state machine's events and actions -------------------------------------------------
 
@@ -292,7 +282,7 @@ class Mesh:
         """Rejoin the room (the room server may have restarted meanwhile) until every
         interrupted channel is back or out of time."""
         while self.state.repairing:
-            self._client = self.peers.client = self._new_signaling()
+            self.peers.client = self._new_signaling()
             try:
                 self._enter(await self._join())
                 await self._serve(lambda: not self.state.repairing)
@@ -303,4 +293,4 @@ class Mesh:
                 await asyncio.sleep(1)
             finally:
                 self.state.left_room()
-                await self._client.close()
+                await self.peers.client.close()

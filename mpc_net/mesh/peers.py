@@ -86,6 +86,10 @@ class Peers:
                 return  # an answer to an offer we have since given up on
             await pc.accept_answer(answer)
 
+    def send_check(self, j: int, message: dict) -> None:
+        """A check-code message to party j, through the room."""
+        self._spawn(self.client.send_signal(j, {"check": message}))
+
     def opened(self, j: int) -> bool:
         """Whether the current attempt to reach party j has its channel open."""
         pc = self.connections.get(j)
@@ -188,3 +192,13 @@ class Peers:
             except TimeoutError:
                 logger.warning("party %d did not confirm the end of the stream", j)
         await pc.close()
+
+    def report(self) -> None:
+        """Each peer's path and traffic, for the log."""
+        for j, t in sorted(self.transports.items()):
+            path = self.paths.get(j, "unknown")
+            rtt = f"{t.round_trip_time * 1000:.1f} ms" if t.round_trip_time else "unknown"
+            channels = f", {t.channels_used} channels" if t.channels_used > 1 else ""
+            logger.info("party %d -> party %d: path %s, rtt %s, %d MPyC messages, %d bytes, in %d "
+                        "data channel messages%s", self.config.pid, j, path, rtt, t.mpyc_writes,
+                        t.bytes_written, t.messages_sent, channels)
