@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What `mpc-net run -I i` imports before its first connection (cli.py, party.py, mesh.py).
+# What `mpc-net run -I i` imports before its first connection (cli.py, party.py, mesh/).
 PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.keys", "mpc_net.signaling.protocol",
          "mpc_net.mesh", "mpc_net.signaling.client", "mpc_net.party", "mpyc.runtime",
          "mpc_net.rtc.native")

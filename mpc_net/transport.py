@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from .liveness import Liveness
+from .liveness import Liveness, Lost
 from .records import (
     RecordError,
     RecordType,
@@ -186,6 +186,11 @@ class DataChannelTransport(asyncio.WriteTransport):
     def received(self) -> int:
         """How much of the peer's stream has arrived over authenticated channels."""
         return self._received
+
+    @property
+    def attached(self) -> bool:
+        """Whether MPyC has the stream: only then may a new channel resume it."""
+        return self._protocol is not None
 
     @property
     def linked(self) -> bool:
@@ -409,8 +414,9 @@ class DataChannelTransport(asyncio.WriteTransport):
             # still unread, so its silence proves nothing.
             self._liveness.received(now)
         self._last_tick = now
-        if self._liveness.is_dead(now):
-            self._lose(f"nothing received for {self._liveness.silent_for(now):.1f} s")
+        verdict = self._liveness.verdict(now)
+        if isinstance(verdict, Lost):
+            self._lose(verdict.reason)
             return
         if self._stage is Stage.LINKED and self._channel.readyState == "open":
             # Nothing but the handshake goes to a peer not yet authenticated, not even a PING.
@@ -421,13 +427,15 @@ class DataChannelTransport(asyncio.WriteTransport):
         self._timer = self._loop.call_later(self._liveness.interval, self._tick)
 
     def _lose(self, reason: str) -> None:
-        """The current channel is gone: the end, an interruption, or a lost party."""
+        """The current channel is gone: the end of the stream, or news for `on_interrupted`
+        (the mesh, which asks liveness.Outage what it means and calls `fail` for a lost party).
+        Without `on_interrupted` a dead channel loses the party."""
         if self._lost:
             return
         self._stage = Stage.ENDED
         if self._protocol_done:
             self._shut()  # the stream had ended; the channel going away is expected
-        elif self._on_interrupted is not None and self._protocol is not None:
+        elif self._on_interrupted is not None:
             logger.debug("party %d interrupted: %s", self.peer_pid, reason)
             self.interrupted = True
             self._timer.cancel()

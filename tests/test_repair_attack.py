@@ -13,11 +13,13 @@ say at WARNING level why they dropped the channel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ class RepairAnsweringRoomServer(MitmRoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if is_offer_to_1(msg, self._party_of(client) if msg["type"] == "signal" else None):
+            if is_offer_to_1(msg, functools.partial(self._party_of, client)):
                 self.offers += 1
                 if self.offers == 2:
                     self._spawn(self._answer_itself(msg["data"]["description"]))
@@ -103,16 +105,18 @@ class RepairMiddleRoomServer(MitmRoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if is_offer_to_1(msg, self._party_of(client) if msg["type"] == "signal" else None):
+            if is_offer_to_1(msg, functools.partial(self._party_of, client)):
                 self.offers += 1
             # The middle's own offer and answer go out by _signal, not through here.
             self.intercept = self.offers == 2
             super()._deliver([(client, msg)])
 
 
-def is_offer_to_1(msg: dict, receiver: int | None) -> bool:
-    return (msg["type"] == "signal" and msg["from"] == 0 and receiver == 1
-            and msg["data"].get("description", {}).get("type") == "offer")
+def is_offer_to_1(msg: dict, receiver: Callable[[], int]) -> bool:
+    """Whether `msg` is party 0's offer to party 1 (`receiver` is asked only for signals: the
+    room's seat challenges go to clients before they are in the room)."""
+    return (msg["type"] == "signal" and msg["from"] == 0 and "description" in msg["data"]
+            and receiver() == 1 and msg["data"]["description"]["type"] == "offer")
 
 
 async def wait_for_text(path: Path, text: str, timeout: float) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from mpc_net.mesh import MeshError, _description
+from mpc_net.mesh import MeshError
+from mpc_net.mesh.peers import _description
 from mpc_net.sdp import check_fingerprint_lines, fingerprints
 
 HEX = ":".join(["AB"] * 32)

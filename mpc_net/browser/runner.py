@@ -15,11 +15,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..mesh import MeshConfig
+from ..mesh import Mesh, MeshConfig
 from ..rtc.browser import BrowserPeerConnection
 from ..runtime import BrowserRun, install, mpyc_argv
 from .signaling import BrowserSignalingClient
-from .status import ObservedMesh, PeerBoard
+from .status import PeerBoard
 
 
 class LineWriter(io.TextIOBase):
@@ -80,8 +80,8 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
             # MPyC sets itself up from sys.argv, and sends its log lines to this stdout.
             import mpyc.runtime  # noqa: F401
         stack.enter_context(contextlib.redirect_stdout(out))
-        install(lambda: ObservedMesh(config, new_peer_connection, run,
-                                     new_signaling=BrowserSignalingClient, board=board))
+        install(lambda: Mesh(config, new_peer_connection, run,
+                             new_signaling=BrowserSignalingClient, observer=board))
         run.install()
         refreshing = asyncio.ensure_future(board.keep_fresh())
         try:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from ..mesh import Mesh, MeshError
+from ..mesh import Link, PeerConnection
 from ..rtc.browser import BrowserPeerConnection
 from ..transport import DataChannelTransport
 from .jsffi import js_object
@@ -16,13 +16,14 @@ REFRESH_SECONDS = 0.5
 
 
 class PeerBoard:
-    """One row per other party, sent to the page's `ui.peer(j, row)` whenever it changes."""
+    """One row per other party, sent to the page's `ui.peer(j, row)` whenever it changes; the
+    mesh's observer (mesh.MeshObserver)."""
 
     def __init__(self, ui: Any, pid: int, parties: int) -> None:
         self._ui = ui
-        self._rows = {j: {"party": j, "state": "not in the room yet", "path": "", "rtt": ""}
+        self._rows = {j: {"party": j, "state": Link.ABSENT.value, "path": "", "rtt": ""}
                       for j in range(parties) if j != pid}
-        self._connections: dict[int, BrowserPeerConnection] = {}
+        self._connections: dict[int, PeerConnection] = {}
         self._transports: dict[int, DataChannelTransport] = {}
         self._computing_since: float | None = None
 
@@ -36,18 +37,35 @@ class PeerBoard:
             row.update(fields)
             self._ui.peer(j, js_object(row))
 
-    def connecting(self, j: int, pc: BrowserPeerConnection) -> None:
+    def link_changed(self, j: int, link: Link, pc: PeerConnection | None,
+                     transport: DataChannelTransport | None) -> None:
+        if link is Link.CONNECTING and pc is not None:
+            self.connecting(j, pc)
+        elif link is Link.UP and transport is not None:
+            self.authenticated(j, transport)
+        else:
+            self.set(j, state=link.value)
+
+    def connected(self, transports: dict[int, DataChannelTransport]) -> None:
+        # Once every channel stands the mesh cancels its tasks, which may cut the last
+        # authentication short of the board.
+        for j, transport in transports.items():
+            self.authenticated(j, transport)
+        self.computing()
+
+    def connecting(self, j: int, pc: PeerConnection) -> None:
         if not self._connections:
             self._ui.status("connecting", "Connecting to the other parties.")
         self._connections[j] = pc
         self._transports.pop(j, None)
-        self.set(j, state="connecting", path="", rtt="")
+        self.set(j, state=Link.CONNECTING.value, path="", rtt="")
 
     def authenticated(self, j: int, transport: DataChannelTransport) -> None:
+        self.set(j, state=Link.UP.value)  # also after a repair, on the same transport
         if self._transports.get(j) is transport:
             return
         self._transports[j] = transport
-        self.set(j, state="connected, authenticated", path="")
+        self.set(j, path="")
         # A task of its own: the mesh cancels its tasks once every channel stands.
         asyncio.ensure_future(self._refresh(j, self._connections[j]))
 
@@ -71,7 +89,7 @@ class PeerBoard:
     async def _refresh(self, j: int, pc: BrowserPeerConnection) -> None:
         transport = self._transports.get(j)
         if transport is None:
-            if self._rows[j]["state"] == "connecting":
+            if self._rows[j]["state"] == Link.CONNECTING.value:
                 self.set(j, path=f"ICE {pc.connection_state}")
             return
         path = await pc.selected_path()
@@ -80,50 +98,3 @@ class PeerBoard:
             self.set(j, path=" -> ".join(path))
         if rtt:
             self.set(j, rtt=f"{rtt * 1000:.1f} ms")
-
-
-class ObservedMesh(Mesh):
-    """A Mesh that reports each peer's progress to a PeerBoard.
-
-    It hooks the Mesh's own steps (presence, a new peer connection, authentication); a public
-    observer hook in Mesh would make these overrides unnecessary.
-    """
-
-    def __init__(self, *args: Any, board: PeerBoard, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._board = board
-
-    async def connect(self) -> dict[int, DataChannelTransport]:
-        transports = await super().connect()
-        # Once every channel stands the Mesh cancels its tasks, which may cut the last
-        # _authenticate short of the board.
-        for j, transport in transports.items():
-            self._board.authenticated(j, transport)
-        self._board.computing()
-        return transports
-
-    def _peer_present(self, j: int, key: str | None) -> None:
-        if j not in self.transports:
-            self._board.set(j, state="in the room")
-        super()._peer_present(j, key)
-
-    def _peer_gone(self, j: int) -> None:
-        if j not in self.transports:
-            self._board.set(j, state="left the room")
-        super()._peer_gone(j)
-
-    def _replace_peer(self, j: int) -> BrowserPeerConnection:
-        pc = super()._replace_peer(j)
-        self._board.connecting(j, pc)
-        return pc
-
-    async def _authenticate(self, j: int, pc: BrowserPeerConnection,
-                            transport: DataChannelTransport) -> None:
-        self._board.set(j, state="authenticating")
-        try:
-            await super()._authenticate(j, pc, transport)
-        except MeshError:
-            self._board.set(j, state="authentication failed")
-            raise
-        if self.transports.get(j) is transport:
-            self._board.authenticated(j, transport)

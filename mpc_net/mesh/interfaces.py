@@ -1,0 +1,95 @@
+"""What the mesh needs from the outside (a signaling client, peer connections), how it is
+configured, and how others watch it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Protocol
+
+from ..auth import Roster
+from ..handshake import Identity, Verify
+from ..transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport
+from .events import Link
+
+
+class Signaling(Protocol):
+    """What the mesh needs of a signaling client (native: websockets; browsers: WebSocket)."""
+
+    async def connect(self, url: str) -> None: ...
+
+    async def join(self, room: str, party: int, parties: int, *, identity: Identity,
+                   roster: Roster | None = None, token: str | None = None) -> dict: ...
+
+    async def send_signal(self, to: int, data: dict) -> None: ...
+
+    async def recv(self) -> dict: ...
+
+    async def leave(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class PeerConnection(Protocol):
+    """What the mesh needs of a backend's peer connection."""
+
+    channel: DataChannel
+    opened: asyncio.Future[None]
+
+    @property
+    def connection_state(self) -> str: ...
+
+    @property
+    def local_sdp(self) -> str: ...
+
+    @property
+    def remote_sdp(self) -> str: ...
+
+    async def create_offer(self) -> dict[str, str]: ...
+
+    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]: ...
+
+    async def accept_answer(self, answer: dict[str, str]) -> None: ...
+
+    def bind(self, events: ChannelEvents) -> None: ...
+
+    async def selected_path(self) -> tuple[str, str] | None: ...
+
+    async def close(self) -> None: ...
+
+
+class MeshObserver(Protocol):
+    """Watches the mesh (the page's status board does)."""
+
+    def link_changed(self, party: int, link: Link, pc: PeerConnection | None,
+                     transport: DataChannelTransport | None) -> None: ...
+
+    def connected(self, transports: dict[int, DataChannelTransport]) -> None: ...
+
+
+class MeshError(Exception):
+    """The mesh could not be built; the message says which party and why."""
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    signaling_url: str
+    room: str
+    pid: int
+    parties: int
+    identity: Identity
+    verify: Verify
+    # None: the weaker mode that trusts the keys the room server relays (`--trust-room-server`).
+    roster: Roster | None
+    ice_servers: list[dict] = dataclasses.field(default_factory=list)
+    relay_only: bool = False  # offer and use relay candidates only: peers never learn addresses
+    join_timeout: float = 300.0  # for every party to show up in the room
+    connect_timeout: float = 20.0  # for one channel, once both parties are in the room
+    peer_timeout: float = PEER_TIMEOUT
+    close_timeout: float = 5.0
+    # How long a channel lost mid-run may take to come back (0: a lost channel ends the run).
+    outage_limit: float = 0.0
+    join_token: str | None = None  # for room servers that require one (--join-token)
+    # MPyC's portable program-counter hop and array transfers, which 32-bit (browser) parties
+    # need; a room of native parties only may do without (--native-only). Checked in HELLO.
+    mix32_64bit: bool = True
