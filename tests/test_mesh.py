@@ -342,7 +342,7 @@ async def test_driver_builds_a_mesh_and_tells_its_observer(room_server, caplog) 
     codes = {r.getMessage().split("check code of this run: ")[1][:19] for r in caplog.records
              if "check code of this run" in r.getMessage()}
     assert len(codes) == 1  # both parties show the same code
-    assert meshes[0].paths == {1: "host -> host"}
+    assert meshes[0].paths == {1: ("host", "host")}
     for ts in transports:
         for t in ts.values():
             t.attach(asyncio.Protocol())  # as MPyC does, which then ends the stream
