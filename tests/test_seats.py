@@ -42,7 +42,8 @@ class Lines:
         return next((t for t, line in self.lines if words in line), None)
 
 
-async def _outsider(url: str, room: str, stop: asyncio.Event) -> list[dict]:
+async def _outsider(url: str, room: str, seated: asyncio.Event,
+                    stop: asyncio.Event) -> list[dict]:
     """Someone who knows only the room name: it tries today's join of the first protocol, then
     takes party 1 with an open seat before the roster's parties come, and sends junk all along.
     Returns everything the room server sent it."""
@@ -54,6 +55,7 @@ async def _outsider(url: str, room: str, stop: asyncio.Event) -> list[dict]:
     async with connect(url) as ws:
         heard.append(await raw_join(ws, room, 1, 2, signer=SeatKey()))
         assert heard[-1]["type"] == "joined", heard
+        seated.set()
         junk = [protocol.encode(protocol.signal(0, {"description": {"type": "answer",
                                                                     "sdp": "v=0"}})),
                 "{not json", protocol.encode(protocol.leave())[:-2]]
@@ -71,9 +73,10 @@ async def test_outsider_who_takes_the_seat_first_stops_nothing_and_learns_nothin
         tmp_path: Path) -> None:
     server = RoomServerProcess()
     try:
-        stop = asyncio.Event()
-        outsider = asyncio.create_task(_outsider(server.url, "guarded", stop))
-        await asyncio.sleep(1)  # it is there first
+        seated, stop = asyncio.Event(), asyncio.Event()
+        outsider = asyncio.create_task(_outsider(server.url, "guarded", seated, stop))
+        # It holds party 1's seat (an open one) before the roster's parties come.
+        await asyncio.wait_for(seated.wait(), 20)
         credentials = make_credentials(tmp_path, 2)
         procs = start_parties(SCRIPT, 2, server.url, "guarded", credentials=credentials)
         results = [await asyncio.to_thread(proc.communicate, timeout=120) for proc in procs]
