@@ -56,12 +56,13 @@ def free_port() -> int:
 
 
 class RoomServerProcess:
-    """`mpc-net signal` in its own process (port 0: a free one); `url` is where it listens."""
+    """`mpc-net signal` in its own process (port 0: a free one), or another `command` that logs
+    its address first as the room server does; `url` is where it listens."""
 
-    def __init__(self, port: int = 0, *options: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mpc_net", "signal", "--port", str(port), *options], cwd=ROOT,
-            stderr=subprocess.PIPE, text=True)
+    def __init__(self, port: int = 0, *options: str, command: list[str] | None = None) -> None:
+        command = command or [sys.executable, "-m", "mpc_net", "signal", "--port", str(port),
+                              *options]
+        self.proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # the server logs its address first
         match = re.search(r"listening on (ws://\S+)", line)
         assert match, f"room server did not start: {line!r}"

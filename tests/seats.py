@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import subprocess
 import sys
 from collections.abc import Hashable
 
@@ -18,7 +16,7 @@ from mpc_net.keys import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.rooms import Outgoing, Rooms
 
-from helpers import ROOT
+from helpers import RoomServerProcess
 
 
 class SeatKey:
@@ -99,18 +97,8 @@ asyncio.run(serve_until_signal(RoomServer("127.0.0.1", 0)))
 """
 
 
-class LaxRoomServerProcess:
+class LaxRoomServerProcess(RoomServerProcess):
     """A room server process that seats anyone (see _LAX_SERVER); `url` is where it listens."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _LAX_SERVER], cwd=ROOT,
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        match = re.search(r"listening on (ws://\S+)", line)
-        assert match, f"room server did not start: {line!r}"
-        self.url = match.group(1)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.proc.stderr.close()
+        super().__init__(command=[sys.executable, "-c", _LAX_SERVER])
