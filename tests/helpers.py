@@ -16,6 +16,16 @@ DEMOS = ROOT / "demos"
 _MPYC_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
+# An MPyC program that ends with an error on party 1 once all parties are connected.
+GIVES_UP_ON_PARTY_1 = """\
+from mpyc.runtime import mpc
+mpc.run(mpc.start())
+if mpc.pid == 1:
+    raise SystemExit('party 1 gives up')
+mpc.run(mpc.shutdown())
+"""
+
+
 def program_lines(stdout: str) -> list[str]:
     """What the program itself printed: stdout without MPyC's log lines."""
     return [line for line in stdout.splitlines() if not _MPYC_LOG_LINE.match(line)]

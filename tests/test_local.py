@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from helpers import DEMOS, ROOT, mpc_net, mpyc_tcp, program_lines
+from helpers import DEMOS, GIVES_UP_ON_PARTY_1, ROOT, mpc_net, mpyc_tcp, program_lines
 
 SUMMARY = re.compile(r"party \d+ -> party \d+: path .*, (\d+) MPyC messages")
 
@@ -48,12 +48,7 @@ def test_machine_whose_only_interface_is_loopback() -> None:
 def test_failing_party_fails_the_run(tmp_path) -> None:
     """A program that raises on one party: non-zero exit, and the report names that party."""
     script = tmp_path / "fails_on_party_1.py"
-    script.write_text(
-        "from mpyc.runtime import mpc\n"
-        "mpc.run(mpc.start())\n"
-        "if mpc.pid == 1:\n"
-        "    raise SystemExit('party 1 gives up')\n"
-        "mpc.run(mpc.shutdown())\n")
+    script.write_text(GIVES_UP_ON_PARTY_1)
     done = mpc_net("run", str(script), "-M3", "--log-dir", str(tmp_path), "--peer-timeout", "3")
     assert done.returncode == 1
     assert re.search(r"party 1 failed .*party1\.log", done.stderr), done.stderr

@@ -15,6 +15,7 @@ from mpc_net.signaling.protocol import VERSION as SIGNALING_VERSION
 
 from helpers import (
     DEMOS,
+    GIVES_UP_ON_PARTY_1,
     RoomServerProcess,
     make_credentials,
     mpc_net,
@@ -125,12 +126,7 @@ def test_a_mesh_that_cannot_be_built_is_reported(room_server, tmp_path) -> None:
 
 def test_a_program_that_exits_is_told_apart_from_its_lost_peer(tmp_path) -> None:
     script = tmp_path / "fails_on_party_1.py"
-    script.write_text(
-        "from mpyc.runtime import mpc\n"
-        "mpc.run(mpc.start())\n"
-        "if mpc.pid == 1:\n"
-        "    raise SystemExit('party 1 gives up')\n"
-        "mpc.run(mpc.shutdown())\n")
+    script.write_text(GIVES_UP_ON_PARTY_1)
     done = mpc_net("run", str(script), "-M3", "--peer-timeout", "3",
                    "--stats-json", str(tmp_path / "s.json"))
     assert done.returncode == 1
