@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .argtypes import bounds_error
+from .auth import Roster
 from .ice import (
     ENVIRONMENT_VARIABLE,
     IceConfigError,
@@ -74,10 +75,9 @@ def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) 
         validate_room(options.room)
     except ProtocolError as exc:
         raise ConfigError(exc.message) from None
-    url = urlsplit(options.signal)
-    if url.scheme not in ("ws", "wss") or not url.hostname:
-        raise ConfigError(f"--signal must be ws://HOST:PORT or wss://HOST:PORT, "
-                          f"not {options.signal!r}")
+    problem = signal_url_problem(options.signal)
+    if problem is not None:
+        raise ConfigError(f"--signal {problem}")
     identity, roster = _credentials(options)
     servers = ice_servers(options.ice, environ)
     return MeshConfig(signaling_url=options.signal, room=options.room, pid=i, parties=m,
@@ -87,6 +87,23 @@ def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) 
                       join_timeout=options.join_timeout,
                       connect_timeout=options.connect_timeout,
                       peer_timeout=options.peer_timeout, mix32_64bit=not options.native_only)
+
+
+def signal_url_problem(url: str) -> str | None:
+    """What is wrong with a room server's URL, or None: for the CLI, the API and the page."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return f"must be ws://HOST:PORT or wss://HOST:PORT, not {url!r}"
+    return None
+
+
+def key_holder_problem(roster: Roster, public_key: bytes, index: int) -> str | None:
+    """Whose key `public_key` is in `roster` if not party `index`'s (None: it is), in words
+    for "your key ... , not party i's"; for the CLI, the API and the page."""
+    holder = roster.index_of(public_key)
+    if holder == index:
+        return None
+    return "is not in the roster" if holder is None else f"is party {holder}'s"
 
 
 def ice_servers(urls: list[str], environ: Mapping[str, str] = os.environ) -> list[dict]:
@@ -131,9 +148,8 @@ def _credentials(options: PartyOptions):
     if len(roster) != options.parties:
         raise ConfigError(f"the roster {options.roster} lists {len(roster)} parties, "
                           f"not -M {options.parties}")
-    holder = roster.index_of(identity.public_key)
-    if holder != options.index:
-        where = "is not in the roster" if holder is None else f"is party {holder}'s"
+    where = key_holder_problem(roster, identity.public_key, options.index)
+    if where is not None:
         raise ConfigError(f"your key {encode_public_key(identity.public_key)} {where}, "
                           f"not party {options.index}'s")
     return identity, roster

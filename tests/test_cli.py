@@ -215,3 +215,20 @@ def test_progress_while_waiting_on_a_terminal_only() -> None:
     assert len(waiting.findall(outputs["terminal"][1].replace("\r\n", "\n"))) == 1
     assert len(waiting.findall(outputs["verbose"][1])) == 1
     assert not waiting.search(outputs["piped"][1])
+
+
+def test_the_checks_the_cli_and_the_page_share() -> None:
+    """One room server URL check and one "whose key is this" check, for `mpc-net run`, the
+    Python API and the browser page (mpc_net/browser/page.py)."""
+    from mpc_net.auth import Roster
+    from mpc_net.config import key_holder_problem, signal_url_problem
+
+    assert signal_url_problem("wss://rooms.example:443") is None
+    assert signal_url_problem("ws://127.0.0.1:8765") is None
+    for bad in ("http://127.0.0.1:8765", "ws://", "127.0.0.1:8765", ""):
+        assert signal_url_problem(bad) == f"must be ws://HOST:PORT or wss://HOST:PORT, not {bad!r}"
+    keys = [bytes([i]) * 32 for i in range(3)]
+    roster = Roster.of(keys)
+    assert key_holder_problem(roster, keys[1], 1) is None
+    assert key_holder_problem(roster, keys[2], 1) == "is party 2's"
+    assert key_holder_problem(roster, bytes([9]) * 32, 1) == "is not in the roster"

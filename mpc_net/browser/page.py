@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pyodide.ffi import JsException, JsProxy, can_run_sync
 
 from ..auth import Roster, RosterError, encode_public_key
+from ..config import key_holder_problem, signal_url_problem
 from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
 from ..rtc.browser import use_host_addresses
@@ -122,18 +123,16 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
                              "browser with JavaScript Promise integration (Chrome or Edge 137 "
                              "or later)")
     signal = form.get("signal", "")
-    url = urlsplit(signal)
-    if url.scheme not in ("ws", "wss") or not url.hostname:
-        raise FormError(f"the room server must be ws://HOST:PORT or wss://HOST:PORT, not "
-                        f"{signal!r}")
-    if roster.keys[pid] != _identity.public_key:
-        holder = roster.index_of(_identity.public_key)
-        where = "is not in the roster" if holder is None else f"is party {holder}'s"
+    problem = signal_url_problem(signal)
+    if problem is not None:
+        raise FormError(f"the room server {problem}")
+    where = key_holder_problem(roster, _identity.public_key, pid)
+    if where is not None:
         # Joining anyway lets every party see the refusal, instead of waiting for us.
         ui.warning(f"Your key {encode_public_key(_identity.public_key)} {where}, not party "
                    f"{pid}'s: the other parties will refuse this browser.")
     # As natively: with the room server on loopback, so are the parties.
-    use_host_addresses(["127.0.0.1"] if is_loopback_host(url.hostname) else None)
+    use_host_addresses(["127.0.0.1"] if is_loopback_host(urlsplit(signal).hostname) else None)
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
                         ice_servers=ice_servers)
