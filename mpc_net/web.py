@@ -1,19 +1,22 @@
 """`mpc-net web`: the browser bundle and a room server on one port.
 
-The room server is the usual one; websockets' `process_request` hook answers every request that
-is not a WebSocket upgrade with a file of the bundle (mpc_net/bundle.py builds it), so a page
-and the room it joins share one origin, one port and one process.
+The room server is the usual one; its connections answer every request that is not a WebSocket
+upgrade with a file of the bundle (mpc_net/bundle.py builds it), several on one connection
+(signaling/keepalive.py), so a page and the room it joins share one origin, one port and one
+process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -27,8 +30,9 @@ from .signaling.arguments import (
     limits_from,
     start_logging,
 )
+from .signaling.keepalive import KeepAliveConnection, asks_for_websocket
 from .signaling.logs import event
-from .signaling.server import RoomServer, serve_until_signal
+from .signaling.server import OPEN_TIMEOUT, SHUTDOWN_MESSAGE, RoomServer, serve_until_signal
 
 logger = logging.getLogger("mpc_net.web")
 
@@ -124,19 +128,17 @@ def respond(connection: ServerConnection, status: HTTPStatus, body: bytes,
 
 
 class StaticFiles:
-    """The `process_request` hook: files of `root` for plain GETs, None for WebSockets.
+    """Files of `root` for plain GETs, None for WebSocket upgrades (the room server's).
 
-    A file with a precompressed `NAME.gz` beside it goes out gzipped to clients that accept
-    it. websockets closes the connection after every HTTP response (`Connection: close`), so
-    a page's files come over one connection each.
+    A file with a precompressed `NAME.gz` beside it goes out gzipped to clients that accept it.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
-        if "websocket" in request.headers.get("Upgrade", "").lower():
-            return None  # the room server's
+        if asks_for_websocket(request):
+            return None
         text = {"Content-Type": "text/plain; charset=utf-8"}
         try:
             path = self._file(bundle_path(request.path))
@@ -178,9 +180,14 @@ class StaticFiles:
 class WebServer(RoomServer):
     """A RoomServer whose port also serves the browser bundle."""
 
+    # How long a page connection waits for its next request: long enough for a page to ask for
+    # its next file, short enough that idle connections do not pile up.
+    page_idle_timeout = OPEN_TIMEOUT
+
     def __init__(self, host: str, port: int, bundle: Path, **kwargs) -> None:
         super().__init__(host, port, **kwargs)
         self.files = StaticFiles(bundle)
+        self._page_connections: set[KeepAliveConnection] = set()  # plain HTTP ones
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         response = self.handle_http(connection, request) or self.files(connection, request)
@@ -188,6 +195,20 @@ class WebServer(RoomServer):
             for name, value in SECURITY_HEADERS.items():
                 response.headers[name] = value
         return response
+
+    def connection_options(self) -> dict[str, Any]:
+        # The keep-alive connection bounds each request and, after an upgrade, the handshake.
+        return {"open_timeout": None,
+                "create_connection": functools.partial(
+                    KeepAliveConnection, respond=self.process_request, headers=SECURITY_HEADERS,
+                    idle_timeout=self.page_idle_timeout, open_timeout=OPEN_TIMEOUT,
+                    registry=self._page_connections)}
+
+    async def close(self, message: str = SHUTDOWN_MESSAGE) -> None:
+        # No await before the room server stops listening, so no new page connection slips in.
+        for connection in list(self._page_connections):
+            connection.close_idle()
+        await super().close(message)
 
     @property
     def page_url(self) -> str:

@@ -12,6 +12,7 @@ import json
 import signal
 from collections import Counter
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -22,6 +23,7 @@ from websockets.http11 import Request, Response
 from ..ice import TurnRest
 from ..keys import check_signature
 from . import protocol
+from .keepalive import asks_for_websocket
 from .limits import JoinTokens, Limits, Verdict
 from .logs import event, logger
 from .outbox import Client
@@ -93,7 +95,7 @@ class RoomServer:
             max_queue=RECEIVE_QUEUE_FRAMES,
             origins=origins,
             process_request=self.process_request,
-            open_timeout=OPEN_TIMEOUT,
+            **self.connection_options(),
         )
         if self.open_relay:
             logger.warning("WARNING: TURN credentials go to every party that takes a seat, "
@@ -101,6 +103,10 @@ class RoomServer:
                            extra=event("open-relay"))
         if self.rooms.turn is not None:
             self._renewal = asyncio.create_task(self._renew(self.rooms.turn.ttl / 2))
+
+    def connection_options(self) -> dict[str, Any]:
+        """websockets' `serve` options for each connection; a subclass's way to change them."""
+        return {"open_timeout": OPEN_TIMEOUT}
 
     async def close(self, message: str = SHUTDOWN_MESSAGE) -> None:
         """Tell every client `closing`, close their connections (1001), and stop."""
@@ -147,7 +153,7 @@ class RoomServer:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' hook: /health, a websocket handshake on any other path, else 404."""
         response = self.handle_http(connection, request)
-        if response is None and not _is_upgrade(request):
+        if response is None and not asks_for_websocket(request):
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         return response
 
@@ -291,11 +297,6 @@ def _json_response(connection: ServerConnection, body: dict) -> Response:
     response.headers["Content-Type"] = "application/json"
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _is_upgrade(request: Request) -> bool:
-    values = ",".join(request.headers.get_all("Upgrade")).split(",")
-    return any(value.strip().lower() == "websocket" for value in values)
 
 
 async def serve_until_signal(server: RoomServer) -> None:
