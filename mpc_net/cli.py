@@ -413,7 +413,7 @@ def _roster(options: argparse.Namespace) -> int:
 
 def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     from .ice import IceConfigError, TurnRest, parse_urls
-    from .signaling.arguments import limits_from, start_logging
+    from .signaling.arguments import limits_from, start_logging, tls_from
     from .signaling.server import RoomServer, serve_until_signal
 
     signal = parser._subparsers._group_actions[0].choices["signal"]
@@ -424,6 +424,7 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
         ice_servers = parse_urls(options.ice or [])
         turn = TurnRest(options.turn_url, secret, options.turn_ttl) if secret else None
         limits = limits_from(options)
+        tls = tls_from(options)
     except (IceConfigError, ValueError) as exc:
         signal.error(str(exc))
     if turn is not None and not limits.join_tokens and not options.turn_open_relay:
@@ -436,7 +437,8 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
         asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
                                                   ice_servers=ice_servers, turn=turn,
                                                   limits=limits,
-                                                  open_relay=options.turn_open_relay)))
+                                                  open_relay=options.turn_open_relay,
+                                                  tls=tls)))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ from .signaling.arguments import (
     add_listen_arguments,
     limits_from,
     start_logging,
+    tls_from,
 )
 from .signaling.keepalive import KeepAliveConnection, asks_for_websocket
 from .signaling.logs import event
@@ -238,6 +239,7 @@ def run(options: argparse.Namespace) -> int:
     try:
         ice_servers = parse_urls(options.ice or [])
         limits = limits_from(options)
+        tls = tls_from(options)
     except (IceConfigError, ValueError) as exc:
         print(f"mpc-net web: error: {exc}", file=sys.stderr)
         return 2
@@ -253,7 +255,8 @@ def run(options: argparse.Namespace) -> int:
     start_logging(options)
     try:
         asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
-                                                 ice_servers=ice_servers, limits=limits)))
+                                                 ice_servers=ice_servers, limits=limits,
+                                                 tls=tls)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -74,7 +74,7 @@ class RoomServerProcess:
                               *options]
         self.proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # the server logs its address first
-        match = re.search(r"listening on (ws://\S+)", line)
+        match = re.search(r"listening on (wss?://\S+)", line)
         assert match, f"room server did not start: {line!r}"
         self.url = match.group(1)
 

@@ -37,7 +37,8 @@ class WebCryptoIdentity:
         """The key stored under `slot` in this browser, made on first use."""
         if not js.isSecureContext:
             raise RuntimeError("browsers offer WebCrypto only to secure pages: open this page "
-                               "over https (mpc-net web behind a TLS proxy) or on localhost")
+                               "over https (mpc-net web --tls-certificate, or a TLS proxy in "
+                               "front) or on localhost")
         db = await _open_database()
         try:
             pair = await _request(db.transaction(STORE, "readonly").objectStore(STORE).get(slot))

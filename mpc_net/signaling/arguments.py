@@ -4,6 +4,7 @@ what to hand to parties, its limits and its log."""
 from __future__ import annotations
 
 import argparse
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,12 @@ def add_listen_arguments(parser: argparse.ArgumentParser, default_port: int,
     parser.add_argument("--ice", action="append", metavar="URL",
                         help="a STUN or TURN server to hand to every party (repeatable; "
                              "same forms as for `mpc-net run --ice`)")
+    parser.add_argument("--tls-certificate", metavar="PEM",
+                        help="serve over TLS (wss://, and https:// for pages) with this "
+                             "certificate chain, with --tls-key; browsers on other machines "
+                             "need TLS, from here or from a reverse proxy in front")
+    parser.add_argument("--tls-key", metavar="PEM",
+                        help="the unencrypted private key of --tls-certificate")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
 
@@ -145,6 +152,43 @@ def limits_from(options: argparse.Namespace) -> Limits:
         allowed_origins=tuple(options.allowed_origin),
         join_tokens=tuple(dict.fromkeys(tokens)),
     )
+
+
+def tls_from(options: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context, None without --tls-certificate; ValueError in one line."""
+    certificate, key = options.tls_certificate, options.tls_key
+    if not certificate and not key:
+        return None
+    if not (certificate and key):
+        raise ValueError("--tls-certificate and --tls-key go together")
+    for path in (certificate, key):  # OpenSSL's own error would not say which file
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        # Never a password prompt: a server started by a service manager has no one to answer.
+        context.load_cert_chain(certificate, key, password=_no_password)
+    except _EncryptedKey:
+        raise ValueError(f"{key} is encrypted; give the key unencrypted, readable only by the "
+                         "user that runs the server") from None
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None)  # OpenSSL's, when it names one
+        detail = f" ({reason.lower().replace('_', ' ')})" if reason else ""
+        raise ValueError(f"{certificate} and {key} are not a PEM certificate and its "
+                         f"private key{detail}") from None
+    return context
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _EncryptedKey
 
 
 def _token(text: str) -> str:

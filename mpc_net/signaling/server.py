@@ -10,6 +10,7 @@ import asyncio
 import http
 import json
 import signal
+import ssl
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -44,8 +45,10 @@ class RoomServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, *,
                  ice_servers: list[dict] | None = None, turn: TurnRest | None = None,
-                 limits: Limits | None = None, open_relay: bool = False) -> None:
+                 limits: Limits | None = None, open_relay: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.limits = limits or Limits()
         if turn is not None and not self.limits.join_tokens and not open_relay:
             # Credentials then go to anyone who can take a seat, and anyone can in open rooms
@@ -72,7 +75,7 @@ class RoomServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
     def stats(self) -> dict[str, int]:
         return {
@@ -96,6 +99,7 @@ class RoomServer:
             origins=origins,
             process_request=self.process_request,
             **self.connection_options(),
+            **({"ssl": self.tls, "ssl_handshake_timeout": OPEN_TIMEOUT} if self.tls else {}),
         )
         if self.open_relay:
             logger.warning("WARNING: TURN credentials go to every party that takes a seat, "

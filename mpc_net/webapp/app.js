@@ -235,9 +235,11 @@ async function main() {
     await loadKey();
   } catch (e) {
     setPhase("failed", "No identity key.");
-    // A Python exception's message ends with the exception itself, e.g. "RuntimeError: ...".
+    // A Python exception's message ends with the exception itself, e.g. "RuntimeError: ...";
+    // people need its words, not its class.
     const lines = String(e.message || e).trim().split("\n");
-    showBox("error", `Could not load your identity key: ${lines[lines.length - 1]}`);
+    const reason = lines[lines.length - 1].replace(/^[A-Za-z_.]*(Error|Exception): /, "");
+    showBox("error", `Could not load your identity key: ${reason}`);
     return;
   }
   timings.ready = performance.now();

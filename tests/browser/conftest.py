@@ -78,11 +78,11 @@ def bundle(loopback, tmp_path_factory) -> Path:
 class WebServer:
     """`mpc-net web --port 0`; `origin` serves the pages, `url` is the room server."""
 
-    def __init__(self, loopback: Loopback, bundle: Path) -> None:
+    def __init__(self, loopback: Loopback, bundle: Path, *options: str) -> None:
         self.proc = loopback.popen(sys.executable, "-c", WEB_SERVER, "--port", "0",
-                                   "--bundle", str(bundle))
+                                   "--bundle", str(bundle), *options)
         line = self.proc.stderr.readline()
-        match = re.search(r"pages on (http://\S+)/ and the room server on (ws://\S+)", line)
+        match = re.search(r"pages on (https?://\S+)/ and the room server on (wss?://\S+)", line)
         assert match, f"mpc-net web did not start: {line!r}"
         self.origin, self.url = match.groups()
 

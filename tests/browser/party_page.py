@@ -116,7 +116,7 @@ class PartyPage:
             self.console_errors.append(message.text)
 
     def _only_loopback(self, route: Route, request: Request) -> None:
-        if request.url.startswith(("http://127.0.0.1:", "data:")):
+        if request.url.startswith((f"{self.origin}/", "http://127.0.0.1:", "data:")):
             route.continue_()
         else:
             self.foreign_requests.append(request.url)
