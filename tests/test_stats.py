@@ -83,16 +83,30 @@ def test_a_party_alone_writes_a_report_without_peers(tmp_path) -> None:
     assert report["exit"]["reason"] == "ok" and report["connect_s"] is None
 
 
+# Every party sends MPyC traffic, says so, and then waits (its event loop running) until a
+# lost party ends the run.
+EXCHANGES_THEN_WAITS = """\
+import asyncio
+from mpyc.runtime import mpc
+mpc.run(mpc.start())
+mpc.run(mpc.output(mpc.input(mpc.SecInt()(mpc.pid))))
+print('exchanged', flush=True)
+mpc.run(asyncio.sleep(120))
+mpc.run(mpc.shutdown())
+"""
+
+
 def test_killed_party_is_named_in_the_others_reports(room_server, tmp_path) -> None:
     credentials = make_credentials(tmp_path, 3)
     files = [tmp_path / f"party{i}.json" for i in range(3)]
-    procs = start_parties(DEMOS / "comparisons.py", 3, room_server.url, "doomed",
+    program = tmp_path / "exchange_then_wait.py"
+    program.write_text(EXCHANGES_THEN_WAITS)
+    procs = start_parties(program, 3, room_server.url, "doomed",
                           credentials=[[*c, "--stats-json", str(f)]
                                        for c, f in zip(credentials, files, strict=True)])
     deadline = time.monotonic() + 60
-    while "connected to all" not in procs[2].stderr.readline():
+    while "exchanged" not in procs[2].stdout.readline():  # mid-run, with MPyC traffic counted
         assert time.monotonic() < deadline and procs[2].poll() is None
-    time.sleep(1.5)
     procs[2].send_signal(signal.SIGKILL)
     for i in (0, 1):
         _, err = procs[i].communicate(timeout=30)
