@@ -109,10 +109,9 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
         pid = _number(form, "party", "party index", 0)
         if pid >= parties:
             raise FormError(f"the party index must be below the number of parties, {parties}")
-        roster = Roster.from_json(form.get("roster", ""))
-        if len(roster) != parties:
-            raise FormError(f"the roster lists {len(roster)} parties, not {parties}")
+        roster = _roster(form, parties)
         ice_servers = parse_urls(form.get("ice", "").split())
+        outage_limit = _seconds(form, "outage-limit", "outage limit")
         args = demo.arguments(form.get("input", ""), pid)
     except (InputError, RosterError, IceConfigError) as exc:
         raise FormError(str(exc)) from None
@@ -126,7 +125,7 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
     problem = signal_url_problem(signal)
     if problem is not None:
         raise FormError(f"the room server {problem}")
-    where = key_holder_problem(roster, _identity.public_key, pid)
+    where = None if roster is None else key_holder_problem(roster, _identity.public_key, pid)
     if where is not None:
         # Joining anyway lets every party see the refusal, instead of waiting for us.
         ui.warning(f"Your key {encode_public_key(_identity.public_key)} {where}, not party "
@@ -135,8 +134,40 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
     use_host_addresses(["127.0.0.1"] if is_loopback_host(urlsplit(signal).hostname) else None)
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
-                        ice_servers=ice_servers)
+                        ice_servers=ice_servers, relay_only=_checked(form, "relay-only"),
+                        outage_limit=outage_limit)
     return demo, args, config
+
+
+def _roster(form: dict, parties: int) -> Roster | None:
+    """The roster of the form; None when the party trusts the keys the room server relays
+    (as `mpc-net run --trust-room-server`), which the run's check code then guards."""
+    text = form.get("roster", "").strip()
+    if _checked(form, "trust-room-server"):
+        if text:
+            raise FormError("a roster and trusting the room server exclude each other: clear "
+                            "the roster, or untick trusting the room server")
+        return None
+    roster = Roster.from_json(text)
+    if len(roster) != parties:
+        raise FormError(f"the roster lists {len(roster)} parties, not {parties}")
+    return roster
+
+
+def _checked(form: dict, name: str) -> bool:
+    """A ticked checkbox, or a link's NAME=1."""
+    return str(form.get(name, "")).strip().lower() in ("on", "1", "true", "yes")
+
+
+def _seconds(form: dict, name: str, what: str) -> float:
+    text = str(form.get(name, "")).strip()
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        raise FormError(f"the {what} must be a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise FormError(f"the {what} must be 0 or more seconds")
+    return value
 
 
 def _number(form: dict, name: str, what: str, least: int) -> int:

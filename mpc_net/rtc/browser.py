@@ -21,6 +21,10 @@ from .events import ChannelEventRelay
 _host_addresses: list[str] | None = None
 
 DRAIN_SECONDS = 1.0  # at most, for a closing channel to send its backlog
+# Gathering ends once every STUN and TURN server has answered or been given up on, which for a
+# server that an interface cannot reach takes the browser tens of seconds; working servers
+# answer within a few round trips.
+GATHERING_SECONDS = 5.0
 
 
 def use_host_addresses(addresses: list[str] | None) -> None:
@@ -156,9 +160,13 @@ class BrowserPeerConnection:
         await self._pc.setRemoteDescription(js_object(description))
 
     async def _local_description(self) -> dict[str, str]:
-        """The local description once ICE gathering is complete (no trickle ICE)."""
+        """The local description once ICE gathering is complete (no trickle ICE), or with what
+        was gathered after GATHERING_SECONDS."""
         if self._pc.iceGatheringState != "complete":
-            await self._gathered
+            try:
+                await asyncio.wait_for(asyncio.shield(self._gathered), GATHERING_SECONDS)
+            except TimeoutError:
+                pass
         sdp = self._pc.localDescription.sdp
         if _host_addresses is not None:
             sdp = keep_host_candidates(sdp, _host_addresses)

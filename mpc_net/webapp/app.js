@@ -74,6 +74,8 @@ function fromBase64Url(text) {
   return new TextDecoder().decode(bytes);
 }
 
+const CHECKBOXES = ["relay-only", "trust-room-server"];
+
 function fillForm(bundle) {
   const select = $("demo");
   for (const demo of bundle.demos) {
@@ -81,8 +83,16 @@ function fillForm(bundle) {
   }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   $("signal").value = `${scheme}://${location.host}/`;
-  for (const name of ["room", "party", "parties", "demo", "input", "signal", "ice"]) {
+  for (const name of ["room", "party", "parties", "demo", "input", "signal", "ice",
+    "outage-limit"]) {
     if (params.has(name)) $(name).value = params.get(name);
+  }
+  for (const name of CHECKBOXES) {
+    if (params.has(name)) $(name).checked = ["1", "on", "true", "yes"].includes(params.get(name));
+  }
+  // Settings a link sets are shown, not hidden in a closed section.
+  if (["ice", "outage-limit", ...CHECKBOXES].some((name) => params.has(name))) {
+    $("network").open = true;
   }
   if (params.has("roster")) {
     try {
@@ -114,10 +124,14 @@ function showLinks(roster) {
   const parties = Number($("parties").value);
   const list = $("links");
   list.replaceChildren();
-  $("share").hidden = !(roster && room && parties >= 2 && parties <= 256);
+  const trusting = $("trust-room-server").checked;
+  $("share").hidden = !((roster || trusting) && room && parties >= 2 && parties <= 256);
   if ($("share").hidden) return;
-  const shared = new URLSearchParams({ room, parties, demo: $("demo").value,
-    roster: toBase64Url(roster) });
+  const shared = new URLSearchParams({ room, parties, demo: $("demo").value });
+  if (trusting) shared.set("trust-room-server", "1");
+  else shared.set("roster", toBase64Url(roster));
+  // Room-wide settings; relay-only is each party's own choice, so links leave it out.
+  if (Number($("outage-limit").value) > 0) shared.set("outage-limit", $("outage-limit").value);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   if ($("signal").value !== `${scheme}://${location.host}/`) shared.set("signal", $("signal").value);
   for (let i = 0; i < parties; i++) {
@@ -211,7 +225,8 @@ async function onJoin(event) {
 
 async function main() {
   $("join-form").addEventListener("submit", onJoin);
-  for (const id of ["roster", "room", "parties", "demo", "signal"]) {
+  for (const id of ["roster", "room", "parties", "demo", "signal", "outage-limit",
+    "trust-room-server"]) {
     $(id).addEventListener("input", describeRoster);
   }
   $("copy-key").addEventListener("click", () => {
