@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Iterable
 
-from .config import ConfigError, PartyOptions, host_addresses, mesh_config
+from .auth import program_hash
+from .config import ConfigError, PartyOptions, host_addresses, mesh_config, program_file_hash
 from .mesh import Mesh
 from .transport import PEER_TIMEOUT, PeerLost
 
@@ -27,7 +29,8 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
           join_token: str | None = None, local_addresses: Iterable[str] | None = None,
           peer_timeout: float = PEER_TIMEOUT, outage_limit: float = _defaults.outage_limit,
           connect_timeout: float = _defaults.connect_timeout,
-          join_timeout: float = _defaults.join_timeout, threshold: int | None = None):
+          join_timeout: float = _defaults.join_timeout, threshold: int | None = None,
+          program: str | bytes | None = None, allow_different_programs: bool = False):
     """Make MPyC's runtime `mpc` party `index` of `parties` in `room` on room server `signal`.
 
     Call it before `mpc.start()`, which then joins the room and connects to every other party
@@ -36,6 +39,13 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     URLs; $MPC_NET_ICE and $MPC_NET_JOIN_TOKEN count as there), with the same defaults;
     `threshold` is MPyC's -T (default: (parties - 1) // 2). Raises ConfigError, with the
     message `mpc-net run` would print, for options that cannot work.
+
+    Every party must run the same program, which the handshake checks by a hash of its text
+    (auth.program_hash; never of the arguments): by default the file of the `__main__` module,
+    the script that Python runs. Where there is none (a notebook, `python -c`), pass the text
+    all parties agree on as `program` (e.g. the code of the cells they run).
+    `allow_different_programs` accepts parties with another program, as `mpc-net run
+    --allow-different-programs` does.
 
     Returns `mpc`, for convenience.
     """
@@ -51,7 +61,8 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
         native_only=native_only, join_token=join_token,
         local_addresses=None if local_addresses is None else list(local_addresses),
         peer_timeout=peer_timeout, outage_limit=outage_limit, connect_timeout=connect_timeout,
-        join_timeout=join_timeout)
+        join_timeout=join_timeout, program_hash=_program_hash(program),
+        allow_different_programs=allow_different_programs)
     config = mesh_config(options)
     from mpyc.runtime import mpc
 
@@ -86,6 +97,23 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
 
     install(make_mesh)
     return mpc
+
+
+def _program_hash(program: str | bytes | None) -> bytes:
+    """The hash of `program` (text), or else of the `__main__` module's file."""
+    if isinstance(program, str):
+        program = program.encode()
+    if isinstance(program, bytes):
+        return program_hash(program)
+    if program is not None:
+        raise ConfigError(f"program must be the program's text (str or bytes), not "
+                          f"{type(program).__name__}")
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not os.path.isfile(path):
+        raise ConfigError("this program is not a file (a notebook? python -c?): pass its text, "
+                          "the same on every party, as program=... so that the parties can "
+                          "check that they run the same program")
+    return program_file_hash(path)
 
 
 def _become_party(mpc, parties: int, index: int, mix32_64bit: bool,

@@ -27,7 +27,8 @@ MAX_NAME_CHARS = 64
 ROSTER_FORMAT = 1
 HANDSHAKE_VERSION = 3
 TRANSCRIPT_LABEL = b"mpc-net/auth/v3"
-NO_PROGRAM = bytes(DIGEST_BYTES)  # the program hash of a party that does not state one
+NO_PROGRAM = bytes(DIGEST_BYTES)  # the program hash of a party that states none
+SHORT_HASH_DIGITS = 16  # hex digits of a program hash shown to people
 
 
 class AuthError(Exception):
@@ -148,6 +149,26 @@ def fingerprint_digest(fingerprints: str) -> bytes:
     return hashlib.sha256(fingerprints.encode()).digest()
 
 
+def program_hash(source: bytes) -> bytes:
+    """SHA-256 of a program's text, for the handshake: equal for copies of one program.
+
+    The text is normalised first, so that what editors and file transfers change does not count:
+    line endings become LF (CRLF and lone CR alike), a leading UTF-8 byte order mark is dropped,
+    and trailing newlines become exactly one (none for an empty text). Nothing else changes:
+    other whitespace, comments and encodings count. So for a file with LF line endings, no BOM
+    and one final newline, this is what `sha256sum` prints. The program's arguments are not
+    part of it: they may hold a party's private input.
+    """
+    text = source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    text = text.rstrip(b"\n")
+    return hashlib.sha256(text + b"\n" if text else b"").digest()
+
+
+def short_hash(digest: bytes) -> str:
+    """A program hash as people see it: its first hex digits."""
+    return digest.hex()[:SHORT_HASH_DIGITS]
+
+
 @dataclasses.dataclass(frozen=True)
 class Hello:
     """First handshake message. Only the signature that follows proves anything; the claims
@@ -160,9 +181,7 @@ class Hello:
     own_fingerprints: bytes  # digest of the sender's certificate fingerprints, as it sees them
     peer_fingerprints: bytes  # digest of the receiver's fingerprints, as the sender sees them
     mix32_64bit: bool  # whether the sender runs MPyC with --mix32-64bit; all parties must agree
-    # SHA-256 of the program text the sender runs; NO_PROGRAM (all zero) until parties state
-    # it. Signed in the transcript, so a later check of it needs no new handshake version.
-    program_hash: bytes = NO_PROGRAM
+    program_hash: bytes = NO_PROGRAM  # program_hash() of the program text the sender runs
 
     # The version byte comes first in every version, so any peer can name the one it got.
     _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{NONCE_BYTES}s{KEY_BYTES}s"
@@ -197,11 +216,23 @@ class ChannelView:
     local_fingerprints: str  # from our local description
     remote_fingerprints: str  # from the remote description, which DTLS checked
     mix32_64bit: bool = True  # MPyC's portable mode, which 32-bit (browser) parties need
+    program_hash: bytes = NO_PROGRAM  # of the program we run
+    # Whether we take a peer that runs another program (--allow-different-programs): our own
+    # choice only, so that nobody else can make us compute something other than we agreed.
+    allow_different_programs: bool = False
 
     def hello(self, nonce: bytes, public_key: bytes) -> Hello:
         return Hello(self.roster.session_id, self.pid, nonce, public_key,
                      fingerprint_digest(self.local_fingerprints),
-                     fingerprint_digest(self.remote_fingerprints), self.mix32_64bit)
+                     fingerprint_digest(self.remote_fingerprints), self.mix32_64bit,
+                     self.program_hash)
+
+    def program_difference(self, hello: Hello) -> str | None:
+        """How the peer's program differs from ours, in words naming both hashes; None: same."""
+        if hello.program_hash == self.program_hash:
+            return None
+        return (f"it runs program {short_hash(hello.program_hash)}, we run "
+                f"{short_hash(self.program_hash)} (SHA-256 of the program texts)")
 
     def check_hello(self, hello: Hello) -> None:
         """Refuse a peer's hello that cannot lead to a valid signature, saying why."""
@@ -222,6 +253,11 @@ class ChannelView:
             raise AuthError(f"it runs MPyC {theirs} --mix32-64bit and we run {ours}: all parties "
                             "must agree (browser parties need it; only rooms of native parties "
                             "may leave it out, with --native-only)")
+        difference = self.program_difference(hello)
+        if difference is not None and not self.allow_different_programs:
+            raise AuthError(f"program-mismatch: {difference}; all parties must run the same "
+                            "program (a room that agrees to differ: each party that accepts "
+                            "another's program passes --allow-different-programs)")
         if (hello.own_fingerprints != fingerprint_digest(self.remote_fingerprints)
                 or hello.peer_fingerprints != fingerprint_digest(self.local_fingerprints)):
             raise AuthError("fingerprint mismatch: the DTLS certificates differ between its "

@@ -94,6 +94,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "counter hop and numpy transfers (faster for arrays) instead of the "
                              "portable --mix32-64bit mode browser parties need; all parties must "
                              "agree, which the handshake checks; local mode does this by itself")
+    parser.add_argument("--allow-different-programs", action="store_true",
+                        help="take part even with parties whose program differs from SCRIPT "
+                             "(the handshake compares SHA-256 hashes of the program texts, not "
+                             "of their arguments, and refuses a difference by default); each "
+                             "party decides for itself, and a difference is logged")
     parser.add_argument("--join-token", metavar="TOKEN",
                         help="token for a room server that requires one (mpc-net signal "
                              "--join-token); also from $MPC_NET_JOIN_TOKEN")
@@ -258,7 +263,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     else:
         if options.parties is None:
             run.error("-I needs -M (the number of parties)")
-        party = _party_options(options)
+        party = _party_options(options, _program_hash(run, script))
         config = _mesh_config(run, party)
     # Local mode checks the arguments as its party 0 will, and runs no MPyC itself.
     pid = options.index if not local else 0 if parties > 1 else None
@@ -281,6 +286,8 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                          f"--outage-limit={options.outage_limit}",
                          *(f"--ice={url}" for url in options.ice or []),
                          *(["--relay-only"] if options.relay_only else []),
+                         *(["--allow-different-programs"]
+                           if options.allow_different_programs else []),
                          f"--connect-timeout={options.connect_timeout}",
                          "--native-only",  # every party is a process of ours
                          *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
@@ -302,14 +309,29 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
                      stats_json)
 
 
-def _party_options(options: argparse.Namespace) -> PartyOptions:
+def _party_options(options: argparse.Namespace, program_hash: bytes) -> PartyOptions:
     return PartyOptions(
         parties=options.parties, index=options.index, room=options.room, signal=options.signal,
         key=options.key, roster=options.roster, trust_room_server=options.trust_room_server,
         ice=options.ice or [], relay_only=options.relay_only, native_only=options.native_only,
         join_token=options.join_token, local_addresses=options.local_address,
         peer_timeout=options.peer_timeout, outage_limit=options.outage_limit,
-        connect_timeout=options.connect_timeout, join_timeout=options.join_timeout)
+        connect_timeout=options.connect_timeout, join_timeout=options.join_timeout,
+        program_hash=program_hash, allow_different_programs=options.allow_different_programs)
+
+
+def _program_hash(run: argparse.ArgumentParser, script: str) -> bytes:
+    """What the handshake says of SCRIPT: the hash of its text (never of its arguments)."""
+    from .auth import short_hash
+    from .config import program_file_hash
+
+    try:
+        digest = program_file_hash(script)
+    except ConfigError as exc:
+        run.error(str(exc))
+    logger.debug("program %s: SHA-256 %s (%s in messages)", script, digest.hex(),
+                 short_hash(digest))
+    return digest
 
 
 def _stats_file(run: argparse.ArgumentParser, path: str | None, party: int | None,

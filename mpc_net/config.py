@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .argtypes import bounds_error
-from .auth import Roster
+from .auth import NO_PROGRAM, Roster, program_hash
 from .ice import (
     ENVIRONMENT_VARIABLE,
     IceConfigError,
@@ -51,6 +51,8 @@ class PartyOptions:
     outage_limit: float = 0.0
     connect_timeout: float = 20.0
     join_timeout: float = 300.0
+    program_hash: bytes = NO_PROGRAM  # of the program this party runs (program_file_hash)
+    allow_different_programs: bool = False
 
 
 def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) -> MeshConfig:
@@ -86,7 +88,19 @@ def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) 
                       join_token=options.join_token or environ.get(JOIN_TOKEN_VARIABLE),
                       join_timeout=options.join_timeout,
                       connect_timeout=options.connect_timeout,
-                      peer_timeout=options.peer_timeout, mix32_64bit=not options.native_only)
+                      peer_timeout=options.peer_timeout, mix32_64bit=not options.native_only,
+                      program_hash=options.program_hash,
+                      allow_different_programs=options.allow_different_programs)
+
+
+def program_file_hash(path: str | os.PathLike) -> bytes:
+    """auth.program_hash of the program in file `path`, for the handshake."""
+    try:
+        with open(path, "rb") as file:
+            return program_hash(file.read())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the program {os.fspath(path)}: {exc.strerror or exc}"
+                          ) from None
 
 
 def signal_url_problem(url: str) -> str | None:

@@ -31,14 +31,15 @@ Verify = Callable[[bytes, bytes, bytes], Awaitable[bool]]  # (public key, signat
 
 
 async def authenticate(transport: DataChannelTransport, view: ChannelView, identity: Identity,
-                       verify: Verify, timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                       verify: Verify, timeout: float = HANDSHAKE_TIMEOUT) -> Hello:
     """Prove our identity to the peer and check its proof; raise AuthError with the reason.
+    Returns the peer's HELLO, whose claims its signature has proven.
 
     On failure the peer is told why (a REFUSED record), so both sides stop with a reason.
     """
     try:
         async with asyncio.timeout(timeout):
-            await _exchange(transport, view, identity, verify)
+            return await _exchange(transport, view, identity, verify)
     except TimeoutError:
         raise AuthError(f"it did not complete the handshake within {timeout:g} s") from None
     except AuthError as exc:
@@ -48,7 +49,7 @@ async def authenticate(transport: DataChannelTransport, view: ChannelView, ident
 
 
 async def _exchange(transport: DataChannelTransport, view: ChannelView, identity: Identity,
-                    verify: Verify) -> None:
+                    verify: Verify) -> Hello:
     mine = view.hello(secrets.token_bytes(NONCE_BYTES), identity.public_key)
     transport.send_handshake(RecordType.HELLO, mine.encode())
     theirs = Hello.decode(await _expect(transport, RecordType.HELLO))
@@ -66,6 +67,7 @@ async def _exchange(transport: DataChannelTransport, view: ChannelView, identity
     # then may DATA flow, both ways.
     transport.peer_verified()
     await _expect(transport, RecordType.RESUME)
+    return theirs
 
 
 async def _expect(transport: DataChannelTransport, kind: RecordType) -> bytes:

@@ -46,8 +46,9 @@ import mpc_net
 from mpyc.runtime import mpc
 """,
     """\
+# A notebook is no file to hash: the parties name the program they agree on.
 mpc_net.setup(3, int(sys.argv[1]), room=sys.argv[3], signal=sys.argv[2], key=sys.argv[4],
-              roster=sys.argv[5])
+              roster=sys.argv[5], program="the sum notebook, cells 1-4")
 await mpc.start()
 secint = mpc.SecInt()
 """,
@@ -186,3 +187,27 @@ def test_what_mpyc_was_told_on_the_command_line_is_checked(tmp_path: Path) -> No
         "refused: MPyC was set up as party 1 of 3 (-M, -I on the command line), not as party "
         "0 of 3",
         "refused: -T: threshold 2 too large for 3 parties"]
+
+
+NO_FILE = """\
+import mpc_net
+
+for program in (None, 3):
+    try:
+        mpc_net.setup(3, 0, room="r", signal="ws://127.0.0.1:9", trust_room_server=True,
+                      program=program)
+    except mpc_net.ConfigError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_a_program_that_is_no_file_must_name_its_text() -> None:
+    """Without a file to hash (a notebook, `python -c`), parties pass the program's text."""
+    done = subprocess.run([sys.executable, "-c", NO_FILE], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert program_lines(done.stdout) == [
+        "refused: this program is not a file (a notebook? python -c?): pass its text, the same "
+        "on every party, as program=... so that the parties can check that they run the same "
+        "program",
+        "refused: program must be the program's text (str or bytes), not int"]

@@ -10,6 +10,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 from seats import LaxRoomServerProcess
@@ -22,6 +23,8 @@ from mpc_net.auth import (
     RosterError,
     decode_public_key,
     encode_public_key,
+    program_hash,
+    short_hash,
 )
 from mpc_net.handshake import Refused, authenticate
 from mpc_net.keys import FileIdentity, verify
@@ -139,7 +142,7 @@ def parties() -> tuple[tuple[FileIdentity, FileIdentity], Roster]:
 async def test_handshake_succeeds_between_the_roster_parties(parties) -> None:
     identities, roster = parties
     results, wire_a, _ = await handshake((view(roster, 0), view(roster, 1)), identities)
-    assert results == [None, None]
+    assert all(isinstance(r, Hello) for r in results), results
     assert [decode(m)[0] for m in wire_a.sent] == [RecordType.HELLO, RecordType.AUTH,
                                                    RecordType.RESUME]
 
@@ -175,7 +178,7 @@ async def test_parties_must_agree_on_mpycs_portable_mode(parties) -> None:
     assert "it runs MPyC with --mix32-64bit and we run without" in str(results[1])
     both = (native_only, dataclasses.replace(view(roster, 0), mix32_64bit=False))
     results, _, _ = await handshake(both[::-1], identities)
-    assert results == [None, None]
+    assert all(isinstance(r, Hello) for r in results), results
 
 
 async def test_swapped_fingerprints_are_refused(parties) -> None:
@@ -271,12 +274,111 @@ async def test_a_refusal_is_shown_with_its_control_characters_escaped(parties) -
 
 def test_the_program_hash_is_signed(parties) -> None:
     _, roster = parties
-    alice, bob = view(roster, 0), view(roster, 1)
+    alice, bob = (dataclasses.replace(view(roster, i), program_hash=PROGRAM_A) for i in (0, 1))
     mine, theirs = alice.hello(bytes(32), roster.keys[0]), bob.hello(bytes(32), roster.keys[1])
-    assert mine.program_hash == bytes(32)  # not stated yet
-    other = dataclasses.replace(theirs, program_hash=b"\x01" * 32)
+    assert mine.program_hash == theirs.program_hash == PROGRAM_A
+    other = dataclasses.replace(theirs, program_hash=PROGRAM_B)
     assert Hello.decode(other.encode()) == other
     assert alice.transcript(mine, theirs, 0) != alice.transcript(mine, other, 0)
+
+
+# -- every party runs the same program --------------------------------------------------------
+
+PROGRAM_A = program_hash(b"print('a')\n")
+PROGRAM_B = program_hash(b"print('b')\n")
+
+
+def test_the_program_hash_normalises_line_endings_bom_and_final_newlines() -> None:
+    """What editors and transfers change does not count; anything else in the text does."""
+    import hashlib
+
+    lf = b"from mpyc.runtime import mpc\n\nx = 1  # one\n"
+    assert program_hash(lf) == hashlib.sha256(lf).digest()  # what `sha256sum` prints
+    for same in (lf.replace(b"\n", b"\r\n"), lf.replace(b"\n", b"\r"), b"\xef\xbb\xbf" + lf,
+                 lf.rstrip(b"\n"), lf + b"\n\n", lf.replace(b"\n", b"\r\n") + b"\r\n"):
+        assert program_hash(same) == program_hash(lf), same
+    for other in (lf.replace(b"one", b"two"), lf.replace(b"  #", b" #"), b" " + lf,
+                  lf.replace(b"\n\n", b"\n"), lf + b" \n", lf.replace(b"\n", b"\n\xef\xbb\xbf", 1)):
+        assert program_hash(other) != program_hash(lf), other
+    assert program_hash(b"") == program_hash(b"\n\r\n") == hashlib.sha256(b"").digest()
+    assert short_hash(program_hash(lf)) == hashlib.sha256(lf).hexdigest()[:16]
+
+
+def with_program(v: ChannelView, digest: bytes, allow: bool = False) -> ChannelView:
+    return dataclasses.replace(v, program_hash=digest, allow_different_programs=allow)
+
+
+async def test_parties_with_the_same_program_connect(parties) -> None:
+    identities, roster = parties
+    results, _, _ = await handshake(
+        (with_program(view(roster, 0), PROGRAM_A), with_program(view(roster, 1), PROGRAM_A)),
+        identities)
+    assert [r.program_hash for r in results] == [PROGRAM_A, PROGRAM_A]
+
+
+async def test_different_programs_are_refused_naming_both_hashes(parties) -> None:
+    identities, roster = parties
+    a, b = short_hash(PROGRAM_A), short_hash(PROGRAM_B)
+    results, _, _ = await handshake(
+        (with_program(view(roster, 0), PROGRAM_A), with_program(view(roster, 1), PROGRAM_B)),
+        identities)
+    assert all(isinstance(r, AuthError) for r in results), results
+    # Each refuses the other's HELLO itself, naming its peer's hash first.
+    assert f"program-mismatch: it runs program {b}, we run {a}" in str(results[0])
+    assert f"program-mismatch: it runs program {a}, we run {b}" in str(results[1])
+
+
+async def test_a_party_accepts_another_program_only_by_its_own_choice(parties) -> None:
+    identities, roster = parties
+    lenient = with_program(view(roster, 0), PROGRAM_A, allow=True)
+    strict = with_program(view(roster, 1), PROGRAM_B)
+    results, _, _ = await handshake((lenient, strict), identities)
+    # The strict party refuses; the lenient one is told so, with both hashes.
+    assert "program-mismatch" in str(results[1])
+    assert isinstance(results[0], Refused) and "program-mismatch" in str(results[0])
+    assert f"it runs program {short_hash(PROGRAM_A)}" in str(results[0])
+    # Both agree to differ: the channel stands, and each knows what the other runs.
+    both = (lenient, with_program(strict, PROGRAM_B, allow=True))
+    results, _, _ = await handshake(both, identities)
+    assert [r.program_hash for r in results] == [PROGRAM_B, PROGRAM_A]
+    assert lenient.program_difference(results[0]) == (
+        f"it runs program {short_hash(PROGRAM_B)}, we run {short_hash(PROGRAM_A)} "
+        "(SHA-256 of the program texts)")
+
+
+class RewritingWire(Wire):
+    """A relay that makes a HELLO claim another program hash (the last 32 bytes of HELLO)."""
+
+    def __init__(self, claim: bytes) -> None:
+        super().__init__()
+        self.claim = claim
+
+    def send(self, data: bytes) -> None:
+        kind, body = decode(data)
+        if kind is RecordType.HELLO:
+            data = encode(kind, bytes(body[:-32]) + self.claim)
+        super().send(data)
+
+
+async def test_a_relay_that_rewrites_the_program_hashes_is_refused(parties) -> None:
+    """Party 0 runs program A, party 1 program B; a relay tells each that the other runs its
+    own program: both HELLO checks pass, and both signatures, which cover the hashes, fail."""
+    identities, roster = parties
+    views = [with_program(view(roster, 0), PROGRAM_A), with_program(view(roster, 1), PROGRAM_B)]
+    wires = [RewritingWire(PROGRAM_B), RewritingWire(PROGRAM_A)]  # what 0 sends, what 1 sends
+    ends = [DataChannelTransport(w, 1 - i, max_message_size=1024, on_lost=lambda e: None)
+            for i, w in enumerate(wires)]
+    wires[0].peer, wires[1].peer = ends[1], ends[0]
+    results = await asyncio.gather(
+        *(authenticate(ends[i], views[i], identities[i], verify) for i in (0, 1)),
+        return_exceptions=True)
+    for t in ends:
+        t.abort()
+    assert all("bad signature" in str(r) for r in results), results
+    # Not vacuous: each got a HELLO with its own program's hash.
+    for i, wire in enumerate(wires):
+        hello = Hello.decode(bytes(decode(wire.sent[0])[1]))
+        assert hello.program_hash == views[1 - i].program_hash
 
 
 async def test_silent_peer_times_out(parties) -> None:
@@ -512,3 +614,53 @@ def test_trusting_the_room_server_works_and_shows_one_code(room_server) -> None:
         assert "WARNING: trusting the keys relayed by the room server" in err
         codes.update(re.findall(r"check code of this run: (\d{4}-\d{4}-\d{4}-\d{4})", err))
     assert len(codes) == 1  # every party holds the same announced roster
+
+
+def test_a_party_running_another_program_is_refused_and_every_party_stops(room_server,
+                                                                            tmp_path) -> None:
+    """Party 2 runs a changed copy of the program: it refuses both others, they refuse it, and
+    every party ends soon with a non-zero exit, naming both hashes; nobody computes."""
+    script = DEMOS / "auction.py"
+    changed = tmp_path / "auction.py"
+    changed.write_bytes(script.read_bytes() + b"# not quite the same program\n")
+    ours, theirs = (short_hash(program_hash(p.read_bytes())) for p in (script, changed))
+    credentials = make_credentials(tmp_path, 3)
+    started = time.monotonic()
+    procs = [*start_parties(script, 3, room_server.url, "two-programs", "--join-timeout", "20",
+                            credentials=credentials, only=[0, 1]),
+             *start_parties(changed, 3, room_server.url, "two-programs", "--join-timeout", "20",
+                            credentials=credentials, only=[2])]
+    told = []
+    for i, proc in enumerate(procs):
+        code, out, err = outcome(proc)
+        assert code not in (0, None), f"party {i} went ahead: {err}"
+        assert "Traceback" not in err and "Winner" not in out, err
+        if i == 2:
+            assert f"program-mismatch: it runs program {ours}, we run {theirs}" in err, err
+        if re.search(r"authentication of party \d failed: program-mismatch", err):
+            told.append(i)
+    # Party 2 and whoever met it say why; one that came after the others refused each other
+    # and left may only see them go, and gives up at its join timeout.
+    assert 2 in told and len(told) >= 2, told
+    assert time.monotonic() - started < 50
+
+
+def test_parties_that_agree_to_differ_run_and_say_so(room_server, tmp_path) -> None:
+    script = DEMOS / "auction.py"
+    changed = tmp_path / "auction.py"
+    changed.write_bytes(script.read_bytes() + b"# a harmless difference\n")
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    flag = "--allow-different-programs"
+    procs = [*start_parties(script, 3, room_server.url, "agree-to-differ", flag,
+                            credentials=credentials, only=[0, 1]),
+             *start_parties(changed, 3, room_server.url, "agree-to-differ", flag,
+                            credentials=credentials, only=[2])]
+    for i, proc in enumerate(procs):
+        code, out, err = outcome(proc)
+        assert code == 0, f"party {i}: {err}"
+        assert program_lines(out) == expected
+        others = [0, 1] if i == 2 else [2]
+        for j in others:
+            assert f"party {i}: party {j} runs another program, as allowed" in err, err
+        assert err.count("runs another program, as allowed") == len(others), err

@@ -2,7 +2,8 @@
 
 `prepare` loads this browser's identity key; `join` checks the form, runs the chosen demo as
 one party of the room and tells the page, in words, how it went. The page passes a `ui`
-object whose methods (status, peer, progress, output, log, warning, error) show things.
+object whose methods (status, program, peer, progress, output, log, warning, error) show
+things.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from urllib.parse import urlsplit
 
 from pyodide.ffi import JsException, JsProxy, can_run_sync
 
-from ..auth import Roster, RosterError, encode_public_key
-from ..config import key_holder_problem, signal_url_problem
+from ..auth import Roster, RosterError, encode_public_key, short_hash
+from ..config import key_holder_problem, program_file_hash, signal_url_problem
 from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
 from ..rtc.browser import use_host_addresses
@@ -73,6 +74,9 @@ async def join(form: JsProxy, ui: Any) -> JsProxy:
     run = BrowserRun()
     try:
         demo, args, config = _configure(form.to_py(), ui)
+        # Whoever compares programs by hand (`sha256sum demos/NAME.py`) needs to see ours.
+        ui.program(f"{demo.name}.py", short_hash(config.program_hash),
+                   config.program_hash.hex())
         ui.status("joining", f"Joining room {config.room} as party {config.pid} of "
                              f"{config.parties}.")
         await run_program(_script(demo), args, config, ui, run)
@@ -135,7 +139,8 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
                         ice_servers=ice_servers, relay_only=_checked(form, "relay-only"),
-                        outage_limit=outage_limit)
+                        outage_limit=outage_limit, program_hash=program_file_hash(_script(demo)),
+                        allow_different_programs=_checked(form, "allow_different_programs"))
     return demo, args, config
 
 

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 from typing import Protocol
 
-from ..auth import Roster
+from ..auth import NO_PROGRAM, Roster
 from ..handshake import Identity, Verify
 from ..transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport
 from .events import Link
@@ -93,3 +93,7 @@ class MeshConfig:
     # MPyC's portable program-counter hop and array transfers, which 32-bit (browser) parties
     # need; a room of native parties only may do without (--native-only). Checked in HELLO.
     mix32_64bit: bool = True
+    # auth.program_hash() of the program this party runs; every peer must state the same one
+    # in HELLO, unless we accept others (--allow-different-programs).
+    program_hash: bytes = NO_PROGRAM
+    allow_different_programs: bool = False

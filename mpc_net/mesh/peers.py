@@ -141,13 +141,19 @@ class Peers:
         cfg = self.config
         roster = await self.roster
         view = ChannelView(roster, cfg.room, cfg.pid, j, fingerprints(pc.local_sdp),
-                           fingerprints(pc.remote_sdp), cfg.mix32_64bit)
+                           fingerprints(pc.remote_sdp), cfg.mix32_64bit, cfg.program_hash,
+                           cfg.allow_different_programs)
         try:
-            await authenticate(transport, view, cfg.identity, cfg.verify)
+            theirs = await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
             self._feed(Refused(j, f"authentication of {roster.label(j)} failed: {exc}",
                                current=self.connections.get(j) is pc))
             return
+        difference = view.program_difference(theirs)
+        if difference is not None:
+            logger.warning("party %d: %s runs another program, as allowed "
+                           "(--allow-different-programs): %s", cfg.pid, roster.label(j),
+                           difference)
         if self.connections.get(j) is not pc:
             return
         # Read the path while it is there: closing a connection forgets its candidate pair.

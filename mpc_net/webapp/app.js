@@ -32,6 +32,11 @@ function log(line) {
 // Python's view of the page (see mpc_net/browser/page.py).
 const ui = {
   status: setPhase,
+  program(name, short, full) {
+    $("program-hash").textContent = short;
+    $("program-hash").title = `SHA-256 of ${name}: ${full}`;
+    $("program").hidden = false;
+  },
   peer(j, row) {
     let tr = document.querySelector(`#peers tr[data-party="${j}"]`);
     if (!tr) {
@@ -134,6 +139,9 @@ function showLinks(roster) {
   if (Number($("outage-limit").value) > 0) shared.set("outage-limit", $("outage-limit").value);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   if ($("signal").value !== `${scheme}://${location.host}/`) shared.set("signal", $("signal").value);
+  if (params.has("allow-different-programs")) {
+    shared.set("allow-different-programs", params.get("allow-different-programs"));
+  }
   for (let i = 0; i < parties; i++) {
     const url = `${location.origin}${location.pathname}?party=${i}&${shared}`;
     const a = document.createElement("a");
@@ -206,6 +214,10 @@ async function onJoin(event) {
   $("outputs").textContent = "";
   $("peers").tBodies[0].replaceChildren();
   const form = Object.fromEntries(new FormData($("join-form")));
+  // A room that agrees to run different programs says so in its links; never a form default.
+  if (params.has("allow-different-programs")) {
+    form.allow_different_programs = params.get("allow-different-programs");
+  }
   const started = performance.now();
   try {
     // callPromising lets Python block in mpc.run, where the browser has JSPI.

@@ -12,7 +12,10 @@ import pytest
 
 pytest.importorskip("playwright")
 
+from mpc_net.auth import program_hash  # noqa: E402
+
 from .party_page import PartyPage, link_roster  # noqa: E402
+from helpers import DEMOS as DEMO_FILES  # noqa: E402
 from helpers import program_lines  # noqa: E402
 
 # Each party's own input as typed into its page, and the same inputs as arguments of the TCP
@@ -80,6 +83,12 @@ def test_join_from_link(parties, natives, expected, screenshots, request) -> Non
     for page in parties:
         page.page.click("#join")
     check_run(parties, expected("auction"), screenshots, "link")
+    # The page shows the hash the handshake compared: the one of demos/auction.py natively.
+    digest = program_hash((DEMO_FILES / "auction.py").read_bytes()).hex()
+    for page in parties:
+        assert page.page.inner_text("#program-hash") == digest[:16]
+        assert page.page.get_attribute("#program-hash", "title") == (
+            f"SHA-256 of auction.py: {digest}")
 
 
 @pytest.mark.parametrize("demo", DEMOS)
