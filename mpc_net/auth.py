@@ -58,6 +58,14 @@ def decode_public_key(text: str) -> bytes:
     return raw
 
 
+def split_roster_entry(item: str) -> tuple[str, str]:
+    """A roster entry as `mpc-net roster` and the page take it, `NAME=KEY` or `KEY`, as
+    (name, key); the key part is a public key's text (or, for the CLI, a key file)."""
+    has_name = "=" in item and not item.startswith(KEY_PREFIX)
+    name, _, key = item.partition("=") if has_name else ("", "", item)
+    return name.strip(), key.strip()
+
+
 @dataclasses.dataclass(frozen=True)
 class Roster:
     """The parties' public keys in party order; all parties must hold the same roster."""

@@ -402,7 +402,7 @@ def _keygen(options: argparse.Namespace) -> int:
 
 
 def _roster(options: argparse.Namespace) -> int:
-    from .auth import Roster, RosterError, encode_public_key
+    from .auth import Roster, RosterError, encode_public_key, split_roster_entry
     from .keys import KeyFileError, load_roster, public_key_of, write_roster
 
     def fail(message: str) -> int:
@@ -419,8 +419,7 @@ def _roster(options: argparse.Namespace) -> int:
                 return fail("give the parties' public keys in party order and --out FILE")
             names, keys = [], []
             for item in options.keys:
-                has_name = "=" in item and not item.startswith("ed25519:")
-                name, _, source = item.partition("=") if has_name else ("", "", item)
+                name, source = split_roster_entry(item)
                 names.append(name)
                 keys.append(public_key_of(source))
             roster = Roster.of(keys, names)

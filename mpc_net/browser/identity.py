@@ -24,9 +24,10 @@ ED25519 = "Ed25519"
 class WebCryptoIdentity:
     """Satisfies handshake.Identity."""
 
-    def __init__(self, private_key: JsProxy, public_key: bytes) -> None:
+    def __init__(self, private_key: JsProxy, public_key: bytes, *, new: bool = False) -> None:
         self._private_key = private_key
         self.public_key = public_key
+        self.new = new  # made just now: this browser had none (first visit, or data cleared)
 
     @property
     def public_text(self) -> str:
@@ -42,7 +43,8 @@ class WebCryptoIdentity:
         db = await _open_database()
         try:
             pair = await _request(db.transaction(STORE, "readonly").objectStore(STORE).get(slot))
-            if pair is None:
+            new = pair is None
+            if new:
                 pair = await crypto.subtle.generateKey(js_object({"name": ED25519}), False,
                                                        to_js(["sign", "verify"]))
                 store = db.transaction(STORE, "readwrite").objectStore(STORE)
@@ -51,7 +53,7 @@ class WebCryptoIdentity:
         finally:
             db.close()
         raw = await crypto.subtle.exportKey("raw", pair.publicKey)
-        return cls(pair.privateKey, raw.to_bytes())
+        return cls(pair.privateKey, raw.to_bytes(), new=new)
 
     async def sign(self, data: bytes) -> bytes:
         signature = await crypto.subtle.sign(ED25519, self._private_key, to_js(data))

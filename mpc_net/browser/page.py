@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 
 from pyodide.ffi import JsException, JsProxy, can_run_sync
 
-from ..auth import Roster, RosterError, encode_public_key, short_hash
+from ..auth import (
+    Roster,
+    RosterError,
+    decode_public_key,
+    encode_public_key,
+    short_hash,
+    split_roster_entry,
+)
 from ..config import key_holder_problem, program_file_hash, signal_url_problem
 from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
@@ -46,8 +53,41 @@ async def prepare(key_slot: str) -> JsProxy:
         raise RuntimeError(f"this browser cannot keep an Ed25519 key in WebCrypto ({exc.name}: "
                            f"{exc.message}); use a current Chrome, Edge, Firefox or Safari"
                            ) from None
-    return js_object({"publicKey": _identity.public_text,
+    return js_object({"publicKey": _identity.public_text, "new": _identity.new,
                       "python": sys.version.split()[0]})
+
+
+def make_roster(text: str) -> JsProxy:
+    """A roster from the parties' public keys as people paste them, one party per line in
+    party order (`KEY` or `NAME=KEY`, as `mpc-net roster` takes them): {ok, roster, text}."""
+    items = [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        if len(items) < 2:
+            raise RosterError("paste the public keys of at least two parties, one per line, "
+                              "in party order")
+        entries = [split_roster_entry(item) for item in items]
+        roster = Roster.of([decode_public_key(key) for _, key in entries],
+                           [name for name, _ in entries])
+    except RosterError as exc:
+        return js_object({"ok": False, "text": f"Keys: {exc}"})
+    return js_object({"ok": True, "roster": roster.to_json(), "parties": len(roster),
+                      "text": f"A roster of {len(roster)} parties: send each party its link "
+                              "below."})
+
+
+def new_key_notice(roster_text: str) -> str:
+    """What a page that has just made its key says when its link's roster lists other keys
+    ("" when the roster holds it, or is unusable, which the form reports on its own)."""
+    try:
+        roster = Roster.from_json(roster_text)
+    except RosterError:
+        return ""
+    if _identity is None or roster.index_of(_identity.public_key) is not None:
+        return ""
+    return ("This browser had no identity key for this page, so it made a new one, which is "
+            "not in the roster of this link: this is another browser or profile, or its site "
+            "data was cleared and the old key is gone for good. Send your new public key "
+            "(above) to the organizer, who makes a new roster and new links for every party.")
 
 
 def describe_roster(text: str) -> JsProxy:

@@ -201,6 +201,19 @@ async function loadKey() {
   window.mpcNet.publicKey = info.publicKey;
   $("public-key").textContent = info.publicKey;
   $("copy-key").disabled = false;
+  if (info.new && params.has("roster")) showBox("warning", page.new_key_notice($("roster").value));
+}
+
+// The organizer's roster, made from the keys people paste; its links follow at once.
+function makeRoster() {
+  const result = page.make_roster($("keys").value);
+  $("keys-info").textContent = result.text;
+  $("keys-info").className = result.ok ? "hint" : "hint bad";
+  if (!result.ok) return;
+  $("roster").value = result.roster;
+  $("parties").value = String(result.parties);
+  describeRoster();
+  $("share").open = true;
 }
 
 async function onJoin(event) {
@@ -237,6 +250,7 @@ async function onJoin(event) {
 
 async function main() {
   $("join-form").addEventListener("submit", onJoin);
+  $("make-roster").addEventListener("click", makeRoster);
   for (const id of ["roster", "room", "parties", "demo", "signal", "outage-limit",
     "trust-room-server"]) {
     $(id).addEventListener("input", describeRoster);
@@ -274,6 +288,7 @@ async function main() {
   setPhase("ready", `Ready in ${(timings.ready / 1000).toFixed(1)} s. ` +
     "Check the form, enter your input, and join.");
   $("join").disabled = false;
+  $("make-roster").disabled = false;
 }
 
 main();
