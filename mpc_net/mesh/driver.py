@@ -227,7 +227,10 @@ class Mesh:
         if self._timer is not None:
             self._timer.cancel()
         deadline = self.state.next_deadline()
-        self._timer = None if deadline is None else loop.call_at(deadline, self._feed, Tick())
+        # A delay, not loop.call_at: Pyodide's loop refuses a time in the past, which a deadline
+        # can be where the clock is coarse (Firefox rounds performance.now() to a millisecond).
+        self._timer = None if deadline is None else loop.call_later(
+            max(0.0, deadline - loop.time()), self._feed, Tick())
         self._wake.set()
 
     def _act(self, action: Action) -> None:
