@@ -118,7 +118,9 @@ def browser(loopback, tmp_path_factory):
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+# Session scope (unlike Chromium's): the driver is a process of its own, with no event loop in
+# this thread, so one Firefox serves every module.
+@pytest.fixture(scope="session")
 def firefox(loopback):
     from .firefox import FIREFOX, Firefox, install_driver
 
