@@ -61,13 +61,14 @@ class Firefox:
         number = next(self._ids)
         self.proc.stdin.write(json.dumps({"id": number, "op": op, **args}) + "\n")
         self.proc.stdin.flush()
-        try:
-            answer = self._answers.get(timeout=seconds + SLACK)
-        except queue.Empty:
-            raise DriverError(f"the Firefox driver did not answer {op} in time") from None
-        if answer is None:
-            raise DriverError(f"the Firefox driver ended: {''.join(self._stderr)}")
-        assert answer["id"] == number, answer
+        answer = {"id": -1}
+        while answer["id"] != number:  # skipping late answers to requests given up on
+            try:
+                answer = self._answers.get(timeout=seconds + SLACK)
+            except queue.Empty:
+                raise DriverError(f"the Firefox driver did not answer {op} in time") from None
+            if answer is None:
+                raise DriverError(f"the Firefox driver ended: {''.join(self._stderr)}")
         if "error" in answer:
             raise (PlaywrightTimeout if answer["timeout"] else DriverError)(answer["error"])
         return answer["value"]
