@@ -17,8 +17,11 @@ command -v nsenter >/dev/null || missing+=(util-linux)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v turnserver >/dev/null || missing+=(coturn)
 # The browser tests (tests/browser) drive Debian's Chromium through the playwright package
-# (never `playwright install`); the bundle they build takes Pyodide from npm.
+# (never `playwright install`) and Debian's firefox-esr through puppeteer-core, which they
+# install on first use with `npm ci` from tests/browser/firefox/package-lock.json (it never
+# downloads a browser); the bundle they build takes Pyodide from npm.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
 command -v npm >/dev/null || missing+=(npm)
 # Debian and Ubuntu ship `python3 -m venv` without ensurepip until python3-venv is installed.
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

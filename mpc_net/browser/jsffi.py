@@ -18,10 +18,13 @@ def js_object(value: Any) -> Any:
 
 
 class Handlers:
-    """Python functions set as `on<event>` handlers of JavaScript objects, and taken off again.
+    """Python functions as event listeners of JavaScript objects, and taken off again.
 
+    Listeners, not `on<event>` attributes: Firefox's RTCPeerConnection (implemented in
+    JavaScript) never calls a proxy set as its `on<event>` handler, so its gathering and
+    connection state changes went unseen; as a listener it is called, in every browser.
     An exception in a handler would reach the page as an uncaught error; it is logged instead.
-    `clear()` detaches every handler before destroying its proxy, so the browser never calls a
+    `clear()` removes every listener before destroying its proxy, so the browser never calls a
     destroyed proxy (which would be an uncaught error too).
     """
 
@@ -36,11 +39,11 @@ class Handlers:
                 logger.exception("error in the %s handler", event)
 
         proxy = create_proxy(guarded)
-        setattr(target, f"on{event}", proxy)
+        target.addEventListener(event, proxy)
         self._installed.append((target, event, proxy))
 
     def clear(self) -> None:
         installed, self._installed = self._installed, []
         for target, event, proxy in installed:
-            setattr(target, f"on{event}", None)
+            target.removeEventListener(event, proxy)
             proxy.destroy()

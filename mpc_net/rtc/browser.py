@@ -31,7 +31,9 @@ def use_host_addresses(addresses: list[str] | None) -> None:
     """Offer host candidates on exactly these addresses (None: whatever the browser gathers).
 
     Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
-    microphone permission for the page; otherwise it hides addresses behind mDNS names.
+    microphone permission for the page; otherwise it hides addresses behind mDNS names. Firefox
+    offers it only with media.peerconnection.ice.loopback set, and with that permission (without
+    it, only the addresses of its default route).
     """
     global _host_addresses
     _host_addresses = list(addresses) if addresses is not None else None
@@ -174,8 +176,9 @@ class BrowserPeerConnection:
                 raise ConnectionError(
                     f"the browser offered no ICE candidate on {', '.join(_host_addresses)}; "
                     "Chromium offers 127.0.0.1 only when started with "
-                    "--allow-loopback-in-peer-connection and given camera and microphone "
-                    "permission for this page")
+                    "--allow-loopback-in-peer-connection, Firefox only with "
+                    "media.peerconnection.ice.loopback set, and both only with camera and "
+                    "microphone permission for this page")
         return {"type": self._pc.localDescription.type, "sdp": sdp}
 
     async def _selected_pair(self) -> tuple[JsProxy, JsProxy, JsProxy] | None:

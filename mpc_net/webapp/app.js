@@ -155,7 +155,7 @@ function showLinks(roster) {
 
 async function loadPython(bundle) {
   if (params.get("jspi") === "off") {
-    // Behave as a browser without JS Promise integration (Firefox, Safari) does.
+    // Behave as a browser without JS Promise integration (Safari, older Firefox) does.
     delete WebAssembly.Suspending;
     delete WebAssembly.promising;
   }

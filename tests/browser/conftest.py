@@ -1,7 +1,8 @@
 """Fixtures of the browser tests: the bundle, `mpc-net web`, headless Chromium (Debian's, driven
-by Playwright, never `playwright install`) and three browser parties.
+by Playwright, never `playwright install`), headless Firefox (Debian's firefox-esr, driven by
+puppeteer-core: firefox.py) and three browser parties in each.
 
-Chromium, the web server and the native parties all run in one network namespace that has only
+The browsers, the web server and the native parties all run in one network namespace that has only
 a loopback interface (the NAT tests' sandbox), so no packet can go anywhere else and ICE finds
 127.0.0.1 only. Where no namespace can be made the tests run on the machine's own loopback.
 """
@@ -117,13 +118,26 @@ def browser(loopback, tmp_path_factory):
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def party_pages(browser, web):
+# Session scope (unlike Chromium's): the driver is a process of its own, with no event loop in
+# this thread, so one Firefox serves every module.
+@pytest.fixture(scope="session")
+def firefox(loopback):
+    from .firefox import FIREFOX, Firefox, install_driver
+
+    if not FIREFOX.exists():
+        pytest.fail("needs Debian's firefox-esr package (tests/run.sh installs it)")
+    install_driver()
+    driver = Firefox(loopback)
+    yield driver
+    driver.close()
+
+
+def three_parties(browser, origin: str):
     """Three browser parties, each in its own browser context (so with its own key), loaded
     once and used by test after test, as a person would run one computation after another."""
     from .party_page import PartyPage
 
-    pages = [PartyPage(browser, web.origin) for _ in range(3)]
+    pages = [PartyPage(browser, origin) for _ in range(3)]
     for page in pages:
         page.open()
     for page in pages:
@@ -133,12 +147,31 @@ def party_pages(browser, web):
         page.close()
 
 
+@pytest.fixture(scope="module")
+def party_pages(browser, web):
+    yield from three_parties(browser, web.origin)
+
+
+@pytest.fixture(scope="module")
+def firefox_pages(firefox, web):
+    yield from three_parties(firefox, web.origin)
+
+
+def idle(pages):
+    """The pages, none of them still in an earlier test's run."""
+    for page in pages:
+        page.make_idle()
+    return pages
+
+
 @pytest.fixture
 def parties(party_pages):
-    """The three browser parties, none of them still in an earlier test's run."""
-    for page in party_pages:
-        page.make_idle()
-    return party_pages
+    return idle(party_pages)
+
+
+@pytest.fixture
+def firefox_parties(firefox_pages):
+    return idle(firefox_pages)
 
 
 @pytest.fixture(scope="session")

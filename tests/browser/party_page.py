@@ -1,12 +1,15 @@
-"""One browser party: a page of the web app in its own browser context (own key store)."""
+"""One browser party: a page of the web app in its own browser context (own key store), in
+Chromium (Playwright) or Firefox (firefox.py's driver), through one code path."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
+from playwright.sync_api import Browser, ConsoleMessage, Request, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from .firefox import Firefox, FirefoxTab
 
 # Waits go by CSS selectors: the page's Content-Security-Policy forbids the string evaluation
 # that Playwright's wait_for_function does in the page.
@@ -14,20 +17,53 @@ READY = "body:not([data-phase='loading'])"
 FINISHED = "body[data-phase='done'], body[data-phase='failed']"
 
 
+class ChromiumTab:
+    """A page in a browser context of its own; with an origin, requests beyond loopback are
+    refused and reported."""
+
+    def __init__(self, browser: Browser, origin: str | None) -> None:
+        self.origin = origin
+        self.context = browser.new_context(viewport={"width": 1100, "height": 900})
+        if origin is not None:
+            # Chromium offers 127.0.0.1 candidates only to pages allowed to enumerate devices.
+            self.context.grant_permissions(["camera", "microphone"], origin=origin)
+            self.context.route("**/*", self._only_loopback)
+        self.page = self.context.new_page()
+        self._problems: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self._problems.append(f"uncaught: {exc}"))
+
+    def problems(self) -> list[str]:
+        """Console errors, uncaught exceptions and requests beyond loopback since last asked."""
+        found, self._problems = self._problems, []
+        return found
+
+    def close(self) -> None:
+        self.context.close()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self._problems.append(message.text)
+
+    def _only_loopback(self, route: Route, request: Request) -> None:
+        if request.url.startswith((f"{self.origin}/", "http://127.0.0.1:", "data:")):
+            route.continue_()
+        else:
+            self._problems.append(f"request beyond loopback: {request.url}")
+            route.abort()
+
+
+def open_tab(browser: Browser | Firefox, origin: str | None = None) -> ChromiumTab | FirefoxTab:
+    return browser.tab(origin) if isinstance(browser, Firefox) else ChromiumTab(browser, origin)
+
+
 class PartyPage:
     """A page driven as a person would: through the form and what the page shows."""
 
-    def __init__(self, browser: Browser, origin: str) -> None:
+    def __init__(self, browser: Browser | Firefox, origin: str) -> None:
         self.origin = origin
-        self.context = browser.new_context(viewport={"width": 1100, "height": 900})
-        # Chromium offers 127.0.0.1 candidates only to pages allowed to enumerate devices.
-        self.context.grant_permissions(["camera", "microphone"], origin=origin)
-        self.foreign_requests: list[str] = []
-        self.context.route("**/*", self._only_loopback)
-        self.page: Page = self.context.new_page()
-        self.console_errors: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda exc: self.console_errors.append(f"uncaught: {exc}"))
+        self.tab = open_tab(browser, origin)
+        self.page = self.tab.page
         self.public_key = ""
         self.ready_seconds = 0.0
 
@@ -100,27 +136,13 @@ class PartyPage:
 
     def problems(self) -> list[str]:
         """Console errors, uncaught exceptions and requests beyond loopback since last asked."""
-        found = self.console_errors + [f"request beyond loopback: {url}"
-                                       for url in self.foreign_requests]
-        self.console_errors, self.foreign_requests = [], []
-        return found
+        return self.tab.problems()
 
     def screenshot(self, path: Path) -> None:
         self.page.screenshot(path=str(path), full_page=True)
 
     def close(self) -> None:
-        self.context.close()
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append(message.text)
-
-    def _only_loopback(self, route: Route, request: Request) -> None:
-        if request.url.startswith((f"{self.origin}/", "http://127.0.0.1:", "data:")):
-            route.continue_()
-        else:
-            self.foreign_requests.append(request.url)
-            route.abort()
+        self.tab.close()
 
 
 def link_roster(roster_json: str) -> str:

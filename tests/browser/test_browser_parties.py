@@ -209,7 +209,7 @@ def test_form_errors_are_shown_in_words(parties, natives) -> None:
 
 
 def test_a_browser_without_jspi(browser, web, natives, expected, screenshots, request) -> None:
-    """Without JSPI (as in Firefox or Safari) a synchronous-style program is refused up front,
+    """Without JSPI (as in Safari) a synchronous-style program is refused up front,
     before the party joins and keeps others waiting; a program that makes one mpc.run(main())
     call still runs, here with two native parties."""
     page = PartyPage(browser, web.origin)
