@@ -15,6 +15,7 @@ from pyodide.ffi import JsProxy, to_js
 from ..browser.candidates import keep_host_candidates
 from ..browser.jsffi import Handlers, js_object
 from ..sdp import candidate_types
+from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
 from .events import ChannelEventRelay
 
@@ -118,16 +119,16 @@ class BrowserPeerConnection:
         pair = await self._selected_pair()
         return None if pair is None else getattr(pair[2], "currentRoundTripTime", None)
 
-    async def create_offer(self) -> dict[str, str]:
+    async def create_offer(self) -> SessionDescription:
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return await self._local_description()
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
         await self._set_remote(offer)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return await self._local_description()
 
-    async def accept_answer(self, answer: dict[str, str]) -> None:
+    async def accept_answer(self, answer: SessionDescription) -> None:
         await self._set_remote(answer)
 
     def bind(self, transport: ChannelEvents) -> None:
@@ -150,12 +151,13 @@ class BrowserPeerConnection:
             await asyncio.sleep(0.02)
         self._pc.close()
 
-    async def _set_remote(self, description: dict[str, str]) -> None:
+    async def _set_remote(self, description: SessionDescription) -> None:
         # Before the await: the channel may open before this coroutine resumes.
-        self._remote_sdp = description["sdp"]
-        await self._pc.setRemoteDescription(js_object(description))
+        self._remote_sdp = description.sdp
+        await self._pc.setRemoteDescription(
+            js_object({"type": description.type, "sdp": description.sdp}))
 
-    async def _local_description(self) -> dict[str, str]:
+    async def _local_description(self) -> SessionDescription:
         """The local description once ICE gathering is complete (no trickle ICE)."""
         if self._pc.iceGatheringState != "complete":
             await self._gathered
@@ -168,7 +170,7 @@ class BrowserPeerConnection:
                     "Chromium offers 127.0.0.1 only when started with "
                     "--allow-loopback-in-peer-connection and given camera and microphone "
                     "permission for this page")
-        return {"type": self._pc.localDescription.type, "sdp": sdp}
+        return SessionDescription(self._pc.localDescription.type, sdp)
 
     async def _selected_pair(self) -> tuple[JsProxy, JsProxy, JsProxy] | None:
         if self._closed:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 
+from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
 from .events import ChannelEventRelay
 from .patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
@@ -102,17 +103,17 @@ class NativePeerConnection:
             return None
         return pair.local_candidate.type, pair.remote_candidate.type
 
-    async def create_offer(self) -> dict[str, str]:
+    async def create_offer(self) -> SessionDescription:
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._local_description()
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
-        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._local_description()
 
-    async def accept_answer(self, answer: dict[str, str]) -> None:
-        await self._pc.setRemoteDescription(RTCSessionDescription(**answer))
+    async def accept_answer(self, answer: SessionDescription) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
 
     def bind(self, transport: ChannelEvents) -> None:
         """Send the channel's events, including any that came before, to `transport`."""
@@ -121,9 +122,9 @@ class NativePeerConnection:
     async def close(self) -> None:
         await self._pc.close()
 
-    def _local_description(self) -> dict[str, str]:
+    def _local_description(self) -> SessionDescription:
         description = self._pc.localDescription
-        return {"type": description.type, "sdp": description.sdp}
+        return SessionDescription(description.type, description.sdp)
 
     def _on_open(self) -> None:
         if not self.opened.done():

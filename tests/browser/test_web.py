@@ -92,7 +92,7 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         client = SignalingClient()
         await client.connect(server.url)
         joined = await client.join("lab", 0, 2, identity=key(0))
-        assert joined["peers"] == []
+        assert joined.peers == []
         await client.close()
 
 
