@@ -170,7 +170,7 @@ class Initiator:
 
 
 def _loopback_only() -> None:
-    from mpc_net.rtc.native import use_host_addresses
+    from mpc_net.native.peer import use_host_addresses
 
     use_host_addresses([HOST])
 
@@ -260,7 +260,7 @@ class RawPeerConnection:
 def _new_peer_connection(link: str):
     _loopback_only()  # also raises aioice's receive buffers, as mpc-net does
     if link == "rtc":
-        from mpc_net.rtc.native import NativePeerConnection
+        from mpc_net.native.peer import NativePeerConnection
 
         return NativePeerConnection([])
     return RawPeerConnection()
@@ -517,8 +517,8 @@ def imports() -> dict:
 
     middle = time.perf_counter()
     import mpc_net.cli  # noqa: F401
-    import mpc_net.party  # noqa: F401
-    import mpc_net.rtc.native  # noqa: F401
+    import mpc_net.native.party  # noqa: F401
+    import mpc_net.native.peer  # noqa: F401
 
     end = time.perf_counter()
     return {"mpyc_s": middle - start, "mpc_net_s": end - middle}

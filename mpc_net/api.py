@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from .config import ConfigError, PartyOptions, host_addresses, mesh_config
+from .config import ConfigError, PartyOptions, mesh_config
 from .mesh import Mesh
 from .transport import PEER_TIMEOUT, PeerLost
 
@@ -71,9 +71,9 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     config.mix32_64bit = not native_only or portable(mpc.options)
     _become_party(mpc, parties, index, config.mix32_64bit, threshold)
 
-    from .rtc.native import NativePeerConnection, quiet_internal_errors, use_host_addresses
+    from .native.peer import NativePeerConnection, quiet_internal_errors
+    from .native.signaling import SignalingClient
 
-    use_host_addresses(host_addresses(options))
     for name in ("aioice", "aiortc", "websockets"):
         library = logging.getLogger(name)
         if library.level == logging.NOTSET:  # MPyC logs at INFO level: these would chatter
@@ -82,7 +82,7 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
 
     def make_mesh() -> Mesh:
         quiet_internal_errors(asyncio.get_running_loop())
-        return Mesh(config, NativePeerConnection, on_lost)
+        return Mesh(config, NativePeerConnection, on_lost, SignalingClient)
 
     install(make_mesh)
     return mpc

@@ -20,8 +20,8 @@ from collections.abc import Hashable
 import pytest
 
 from mpc_net.auth import Hello, fingerprint_digest
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.records import RecordType
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 from mpc_net.sdp import fingerprints
 from mpc_net.signaling import protocol
 from mpc_net.signaling.protocol import SessionDescription

@@ -15,7 +15,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, SackChunk
 
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.sctp import (
     INITIAL_WINDOW_PACKETS,
     RTO_MARGIN,
@@ -333,7 +333,7 @@ def test_a_malformed_switch_is_a_usage_error() -> None:
 
 _STOCK_RUN = """
 import asyncio, sys
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 
 async def main():
     use_host_addresses(["127.0.0.1"])
@@ -363,8 +363,8 @@ async def test_failures_of_aiortcs_and_our_sctp_tasks_stay_off_the_programs_stdo
     """A transmit task that fails as DTLS shuts down ("protocol is shutdown") goes to the debug
     log, whether aiortc's own code or ours in sctp.py ran it; other failures still reach the
     loop's previous handler (MPyC's, which prints on stdout)."""
+    from mpc_net.native.peer import quiet_internal_errors
     from mpc_net.rtc import sctp
-    from mpc_net.rtc.native import quiet_internal_errors
 
     loop = asyncio.get_running_loop()
     reported: list[dict] = []

@@ -21,8 +21,8 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosedError
 
 from mpc_net.auth import Roster
+from mpc_net.native.signaling import SignalingClient, SignalingError
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import SignalingClient, SignalingError
 from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_MESSAGE_BYTES,

@@ -30,8 +30,8 @@ from hypothesis.stateful import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from mpc_net.native.signaling import SignalingClient
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import SignalingClient
 from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_PARTIES,

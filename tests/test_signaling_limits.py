@@ -27,9 +27,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request
 
 from mpc_net.ice import TurnRest
+from mpc_net.native.signaling import SignalingClient, SignalingError
 from mpc_net.signaling import protocol
 from mpc_net.signaling.arguments import add_limit_arguments, limits_from
-from mpc_net.signaling.client import SignalingClient, SignalingError
 from mpc_net.signaling.limits import Limits, address_group
 from mpc_net.signaling.logs import JsonFormatter
 from mpc_net.signaling.outbox import CLOSE_GRACE

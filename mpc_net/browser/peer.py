@@ -12,26 +12,14 @@ import asyncio
 from js import RTCPeerConnection
 from pyodide.ffi import JsProxy, to_js
 
-from ..browser.candidates import keep_host_candidates
-from ..browser.jsffi import Handlers, js_object
+from ..rtc.events import ChannelEventRelay
 from ..sdp import candidate_types
 from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
-from .events import ChannelEventRelay
-
-_host_addresses: list[str] | None = None
+from .candidates import keep_host_candidates
+from .jsffi import Handlers, js_object
 
 DRAIN_SECONDS = 1.0  # at most, for a closing channel to send its backlog
-
-
-def use_host_addresses(addresses: list[str] | None) -> None:
-    """Offer host candidates on exactly these addresses (None: whatever the browser gathers).
-
-    Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
-    microphone permission for the page; otherwise it hides addresses behind mDNS names.
-    """
-    global _host_addresses
-    _host_addresses = list(addresses) if addresses is not None else None
 
 
 class _Channel:
@@ -66,7 +54,12 @@ class _Channel:
 class BrowserPeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
-    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
+    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False,
+                 host_addresses: list[str] | None = None) -> None:
+        # Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
+        # microphone permission for the page; otherwise it hides addresses behind mDNS names.
+        # So the chosen addresses filter what the browser gathers (None: keep it all).
+        self._host_addresses = host_addresses
         # An explicit list, even an empty one, as natively.
         self._pc = RTCPeerConnection.new(js_object({
             "iceServers": ice_servers, "iceTransportPolicy": "relay" if relay_only else "all"}))
@@ -162,11 +155,11 @@ class BrowserPeerConnection:
         if self._pc.iceGatheringState != "complete":
             await self._gathered
         sdp = self._pc.localDescription.sdp
-        if _host_addresses is not None:
-            sdp = keep_host_candidates(sdp, _host_addresses)
+        if self._host_addresses is not None:
+            sdp = keep_host_candidates(sdp, self._host_addresses)
             if not candidate_types(sdp):
                 raise ConnectionError(
-                    f"the browser offered no ICE candidate on {', '.join(_host_addresses)}; "
+                    f"the browser offered no ICE candidate on {', '.join(self._host_addresses)}; "
                     "Chromium offers 127.0.0.1 only when started with "
                     "--allow-loopback-in-peer-connection and given camera and microphone "
                     "permission for this page")

@@ -2,8 +2,8 @@
 repairs: it turns room messages, peer connections and channels into events, carries out the
 actions, and wakes for the state's next deadline (a timer, not a polling loop).
 
-Backend-neutral: the peer connections come from a factory (aiortc natively, the browser's
-RTCPeerConnection under Pyodide). Once every data channel is open this party leaves the room.
+Backend-neutral: the peer connections and signaling clients come from factories (native/ and
+browser/ hold one of each). Once every data channel is open this party leaves the room.
 """
 
 from __future__ import annotations
@@ -51,14 +51,10 @@ class Mesh:
         config: MeshConfig,
         new_peer_connection: Callable[..., PeerConnection],
         on_lost: Callable[[PeerLost], None],
-        new_signaling: Callable[[], Signaling] | None = None,
+        new_signaling: Callable[[], Signaling],
         observer: MeshObserver | None = None,
     ) -> None:
         self.config = config
-        if new_signaling is None:
-            from ..signaling.client import SignalingClient  # websockets: native only
-
-            new_signaling = SignalingClient
         self._new_signaling = new_signaling
         self._observer = observer
         self.peers = Peers(config, new_peer_connection, on_lost, self._feed, self._spawn)

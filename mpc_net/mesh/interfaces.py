@@ -84,6 +84,8 @@ class MeshConfig:
     roster: Roster | None
     ice_servers: list[dict] = dataclasses.field(default_factory=list)
     relay_only: bool = False  # offer and use relay candidates only: peers never learn addresses
+    # Offer host candidates on exactly these local addresses (None: the backend's own choice).
+    host_addresses: list[str] | None = None
     join_timeout: float = 300.0  # for every party to show up in the room
     connect_timeout: float = 20.0  # for one channel, once both parties are in the room
     peer_timeout: float = PEER_TIMEOUT

@@ -98,7 +98,8 @@ class Peers:
 
     def _replace(self, j: int) -> PeerConnection:
         self.forget(j)
-        pc = self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only)
+        pc = self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only,
+                                       host_addresses=self.config.host_addresses)
         self.connections[j] = pc
         pc.opened.add_done_callback(lambda f: self._channel_opened(j, pc, f))
         return pc

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import os
 
+from ..rtc.events import ChannelEventRelay
+from ..rtc.patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
 from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
-from .events import ChannelEventRelay
-from .patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
 
 with lean_imports():
     from aiortc import (
@@ -59,8 +59,11 @@ def _ice_server(server: dict) -> RTCIceServer:
 class NativePeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
-    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
+    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False,
+                 host_addresses: list[str] | None = None) -> None:
         apply_process_patches()
+        if host_addresses is not None:
+            use_host_addresses(host_addresses)  # aioice gathers them process-wide
         # An explicit list, even an empty one: given None, aiortc silently uses a public STUN.
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers],

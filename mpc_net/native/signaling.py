@@ -14,9 +14,15 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from ..signaling.protocol import (
+    MAX_MESSAGE_BYTES,
+    Closing,
+    ErrorCode,
+    ServerMessage,
+    SignalingError,
+)
+from ..signaling.session import SignalingSession
 from ..text import printable
-from .protocol import MAX_MESSAGE_BYTES, Closing, ErrorCode, ServerMessage, SignalingError
-from .session import SignalingSession
 
 __all__ = ["SignalingClient", "SignalingError"]
 

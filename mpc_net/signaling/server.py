@@ -21,7 +21,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from ..ice import TurnRest
-from ..keys import check_signature
+from ..native.identity import check_signature
 from . import protocol
 from .keepalive import asks_for_websocket
 from .limits import JoinTokens, Limits, Verdict

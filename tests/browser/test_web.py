@@ -27,7 +27,7 @@ from seats import key
 
 from mpc_net import web
 from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
-from mpc_net.signaling.client import SignalingClient
+from mpc_net.native.signaling import SignalingClient
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.server import serve_until_signal
 
