@@ -31,8 +31,15 @@ from .fields import (
     validate_ice_servers,
     validate_room,
 )
+from .payload import (
+    CheckCodeMessage,
+    SessionDescription,
+    SignalPayload,
+    parse_signal_data,
+    signal_data,
+)
 
-# The names other modules use; errors.py and fields.py are parts of this module.
+# The names other modules use; errors.py, fields.py and payload.py are parts of this module.
 __all__ = [
     "CHALLENGE_BYTES", "MAX_CREDENTIAL_CHARS", "MAX_DATA_DEPTH", "MAX_MESSAGE_BYTES",
     "MAX_PARTIES", "PROOF_BYTES", "SEAT_LABEL", "VERSION", "Challenge", "CheckCodeMessage",
@@ -411,58 +418,3 @@ def _from_wire(msg: dict, kinds: dict[str, type[_Message]], side: str) -> Any:
 def encode(msg: Message) -> str:
     """Compact JSON; ASCII only, so a lone surrogate in a string cannot break UTF-8 framing."""
     return json.dumps(msg.to_wire(), separators=(",", ":"), allow_nan=False)
-
-
-# -- the signal payload --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SessionDescription:
-    """An SDP offer or answer (WebRTC's RTCSessionDescriptionInit, without trickle ICE)."""
-
-    type: str
-    sdp: str
-
-    def __post_init__(self) -> None:
-        if self.type not in ("offer", "answer") or not isinstance(self.sdp, str):
-            raise fields.bad("a session description that is not an SDP offer or answer")
-
-
-@dataclass(frozen=True)
-class CheckCodeMessage:
-    """One step of the check-code exchange (checkcode.py): a commitment or a nonce."""
-
-    step: str
-    value: bytes
-
-    def __post_init__(self) -> None:
-        if self.step not in ("commit", "reveal") or not isinstance(self.value, bytes):
-            raise fields.bad("a malformed check-code message")
-
-
-SignalPayload = SessionDescription | CheckCodeMessage
-
-
-def parse_signal_data(data: dict) -> SignalPayload:
-    """What a party meant by a signal's data; raise ProtocolError."""
-    if "check" in data:
-        check = data["check"]
-        if not isinstance(check, dict) or len(check) != 1:
-            raise fields.bad("a malformed check-code message")
-        [(step, text)] = check.items()
-        value = decode_bytes(text) if isinstance(text, str) else b""
-        if not value and text != "":
-            raise fields.bad("a malformed check-code message")
-        return CheckCodeMessage(step, value)
-    description = data.get("description")
-    if not isinstance(description, dict):
-        raise fields.bad("a signal that is neither a session description nor a check-code "
-                         "message")
-    return SessionDescription(description.get("type"), description.get("sdp"))
-
-
-def signal_data(payload: SignalPayload) -> dict:
-    """The signal data that parse_signal_data reads as `payload`."""
-    if isinstance(payload, CheckCodeMessage):
-        return {"check": {payload.step: encode_bytes(payload.value)}}
-    return {"description": {"type": payload.type, "sdp": payload.sdp}}
