@@ -55,17 +55,9 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     config = mesh_config(options)
     from mpyc.runtime import mpc
 
-    from .runtime import install, portable, refused_option
+    from .runtime import install, portable
 
-    if mpc.start_time is not None:
-        raise ConfigError("mpc has been started already: call mpc_net.setup() before "
-                          "mpc.start()")
-    refusal = refused_option(mpc.options)
-    if refusal is not None:
-        raise ConfigError(refusal)
-    if len(mpc.parties) > 1 and (len(mpc.parties), mpc.pid) != (parties, index):
-        raise ConfigError(f"MPyC was set up as party {mpc.pid} of {len(mpc.parties)} (-M, -I "
-                          f"on the command line), not as party {index} of {parties}")
+    _check_mpc(mpc, parties, index)
     # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over native_only; the handshake
     # compares what MPyC really does.
     config.mix32_64bit = not native_only or portable(mpc.options)
@@ -86,6 +78,21 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
 
     install(make_mesh)
     return mpc
+
+
+def _check_mpc(mpc, parties: int, index: int) -> None:
+    """Raise ConfigError unless MPyC's runtime may still become party `index` of `parties`."""
+    from .runtime import refused_option
+
+    if mpc.start_time is not None:
+        raise ConfigError("mpc has been started already: call mpc_net.setup() before "
+                          "mpc.start()")
+    refusal = refused_option(mpc.options)
+    if refusal is not None:
+        raise ConfigError(refusal)
+    if len(mpc.parties) > 1 and (len(mpc.parties), mpc.pid) != (parties, index):
+        raise ConfigError(f"MPyC was set up as party {mpc.pid} of {len(mpc.parties)} (-M, -I "
+                          f"on the command line), not as party {index} of {parties}")
 
 
 def _become_party(mpc, parties: int, index: int, mix32_64bit: bool,
