@@ -1,5 +1,6 @@
-"""Signaling message schema: validation and builders (error codes in errors.py, checks of single
-fields in fields.py; all are to be imported from here).
+"""Signaling messages as typed objects, their validation and their JSON (error codes in
+errors.py, checks of single fields in fields.py, the signal payload in payload.py; all are to be
+imported from here).
 
 Pure Python without I/O: the room server, the native client and the browser client (Pyodide)
 share this module, so every side applies exactly the same rules.
