@@ -188,12 +188,11 @@ class Mesh:
     def _handle(self, message: protocol.ServerMessage) -> None:
         match message:
             case protocol.PeerJoined(j, key):
-                if not self.state.connected and self._agreement.greet(
-                        j, key, self.state.present + [j]):
-                    self._feed(PeerJoined(j))
+                roster_done = not self.state.connected and self._agreement.greet(
+                    j, key, self.state.present + [j])
+                self._feed(PeerJoined(j))
+                if roster_done:
                     self._feed(RosterKnown())
-                else:
-                    self._feed(PeerJoined(j))
             case protocol.PeerLeft(j):
                 tried = self.peers.attempt(j) if j in self.peers.connections else None
                 self._feed(PeerLeft(j, self.peers.opened(j), tried))
