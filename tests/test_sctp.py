@@ -24,6 +24,7 @@ from mpc_net.rtc.sctp import (
     _gap_blocks,
     run_eagerly,
 )
+from mpc_net.signaling.protocol import SessionDescription
 
 from helpers import DEMOS, mpc_net
 
@@ -51,12 +52,12 @@ class PlainPeerConnection:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0)
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
         from aiortc import RTCSessionDescription
 
-        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
-        return {"type": "answer", "sdp": self._pc.localDescription.sdp}
+        return SessionDescription("answer", self._pc.localDescription.sdp)
 
     async def close(self) -> None:
         await self._pc.close()

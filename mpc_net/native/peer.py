@@ -34,7 +34,8 @@ def quiet_internal_errors(loop: asyncio.AbstractEventLoop) -> None:
     """
     previous = loop.get_exception_handler()
     # Our SCTP changes (sctp.py) run as aiortc's own methods and fail the same way.
-    ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sctp.py")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = os.path.join(package, "rtc", "sctp.py")
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
         future = context.get("future") or context.get("task")
