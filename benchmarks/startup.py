@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # What `mpc-net run -I i` imports before its first connection (cli.py, party.py, mesh/).
-PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.keys", "mpc_net.signaling.protocol",
-         "mpc_net.mesh", "mpc_net.signaling.client", "mpc_net.party", "mpyc.runtime",
-         "mpc_net.rtc.native")
+PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signaling.protocol",
+         "mpc_net.mesh", "mpc_net.native.signaling", "mpc_net.native.party", "mpyc.runtime",
+         "mpc_net.native.peer")
 
 # The modules, and whether the cyclic garbage collector is off while importing them.
 VARIANTS = {

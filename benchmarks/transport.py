@@ -38,6 +38,10 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: this file imports mpc-net where it uses it
+    from mpc_net.signaling.protocol import SessionDescription
 
 HOST = "127.0.0.1"
 
@@ -170,7 +174,7 @@ class Initiator:
 
 
 def _loopback_only() -> None:
-    from mpc_net.rtc.native import use_host_addresses
+    from mpc_net.native.peer import use_host_addresses
 
     use_host_addresses([HOST])
 
@@ -237,21 +241,26 @@ class RawPeerConnection:
         else:
             self._handler(message)
 
-    async def create_offer(self) -> dict[str, str]:
+    async def create_offer(self) -> SessionDescription:
+        from mpc_net.signaling.protocol import SessionDescription
+
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return {"type": "offer", "sdp": self.pc.localDescription.sdp}
+        return SessionDescription("offer", self.pc.localDescription.sdp)
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
         from aiortc import RTCSessionDescription
 
-        await self.pc.setRemoteDescription(RTCSessionDescription(**offer))
+        from mpc_net.signaling.protocol import SessionDescription
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return {"type": "answer", "sdp": self.pc.localDescription.sdp}
+        return SessionDescription("answer", self.pc.localDescription.sdp)
 
-    async def accept_answer(self, answer: dict[str, str]) -> None:
+    async def accept_answer(self, answer: SessionDescription) -> None:
         from aiortc import RTCSessionDescription
 
-        await self.pc.setRemoteDescription(RTCSessionDescription(**answer))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp,
+                                                                 type=answer.type))
 
     async def close(self) -> None:
         await self.pc.close()
@@ -260,7 +269,7 @@ class RawPeerConnection:
 def _new_peer_connection(link: str):
     _loopback_only()  # also raises aioice's receive buffers, as mpc-net does
     if link == "rtc":
-        from mpc_net.rtc.native import NativePeerConnection
+        from mpc_net.native.peer import NativePeerConnection
 
         return NativePeerConnection([])
     return RawPeerConnection()
@@ -327,9 +336,11 @@ async def connect(link: str, initiator: Initiator,
             transport.close()
 
         return child, close_socket
+    from mpc_net.signaling.protocol import parse_signal_data, signal_data
+
     pc = _new_peer_connection(link)
-    child.tell({"offer": await pc.create_offer()})
-    await pc.accept_answer((await child.hear())["answer"])
+    child.tell({"offer": signal_data(await pc.create_offer())})
+    await pc.accept_answer(parse_signal_data((await child.hear())["answer"]))
     await asyncio.wait_for(pc.opened, 30)
     initiator.messenger = _messenger_on(link, pc, initiator, peer_pid=1)
     return child, pc.close
@@ -360,8 +371,10 @@ async def respond(link: str) -> None:
         say({"port": transport.get_extra_info("sockname")[1]})
     else:
         pc = _new_peer_connection(link)
-        offer = json.loads(await reader.readline())["offer"]
-        say({"answer": await pc.accept_offer(offer)})
+        from mpc_net.signaling.protocol import parse_signal_data, signal_data
+
+        offer = parse_signal_data(json.loads(await reader.readline())["offer"])
+        say({"answer": signal_data(await pc.accept_offer(offer))})
         await asyncio.wait_for(pc.opened, 30)
         responder.messenger = _messenger_on(link, pc, responder, peer_pid=0)
         closer = pc.close
@@ -517,8 +530,8 @@ def imports() -> dict:
 
     middle = time.perf_counter()
     import mpc_net.cli  # noqa: F401
-    import mpc_net.party  # noqa: F401
-    import mpc_net.rtc.native  # noqa: F401
+    import mpc_net.native.party  # noqa: F401
+    import mpc_net.native.peer  # noqa: F401
 
     end = time.perf_counter()
     return {"mpyc_s": middle - start, "mpc_net_s": end - middle}

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 
 from .auth import program_hash
-from .config import ConfigError, PartyOptions, host_addresses, mesh_config, program_file_hash
+from .config import ConfigError, PartyOptions, mesh_config, program_file_hash
 from .mesh import Mesh
 from .transport import PEER_TIMEOUT, PeerLost
 
@@ -66,7 +66,34 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     config = mesh_config(options)
     from mpyc.runtime import mpc
 
-    from .runtime import install, portable, refused_option
+    from .runtime import install, portable
+
+    _check_mpc(mpc, parties, index)
+    # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over native_only; the handshake
+    # compares what MPyC really does.
+    config.mix32_64bit = not native_only or portable(mpc.options)
+    _become_party(mpc, parties, index, config.mix32_64bit, threshold)
+
+    from .native.peer import NativePeerConnection, quiet_internal_errors
+    from .native.signaling import SignalingClient
+
+    for name in ("aioice", "aiortc", "websockets"):
+        library = logging.getLogger(name)
+        if library.level == logging.NOTSET:  # MPyC logs at INFO level: these would chatter
+            library.setLevel(logging.WARNING)
+    on_lost = _LostParty(script_style=not _loop_running())
+
+    def make_mesh() -> Mesh:
+        quiet_internal_errors(asyncio.get_running_loop())
+        return Mesh(config, NativePeerConnection, on_lost, SignalingClient)
+
+    install(make_mesh)
+    return mpc
+
+
+def _check_mpc(mpc, parties: int, index: int) -> None:
+    """Raise ConfigError unless MPyC's runtime may still become party `index` of `parties`."""
+    from .runtime import refused_option
 
     if mpc.start_time is not None:
         raise ConfigError("mpc has been started already: call mpc_net.setup() before "
@@ -77,26 +104,6 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     if len(mpc.parties) > 1 and (len(mpc.parties), mpc.pid) != (parties, index):
         raise ConfigError(f"MPyC was set up as party {mpc.pid} of {len(mpc.parties)} (-M, -I "
                           f"on the command line), not as party {index} of {parties}")
-    # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over native_only; the handshake
-    # compares what MPyC really does.
-    config.mix32_64bit = not native_only or portable(mpc.options)
-    _become_party(mpc, parties, index, config.mix32_64bit, threshold)
-
-    from .rtc.native import NativePeerConnection, quiet_internal_errors, use_host_addresses
-
-    use_host_addresses(host_addresses(options))
-    for name in ("aioice", "aiortc", "websockets"):
-        library = logging.getLogger(name)
-        if library.level == logging.NOTSET:  # MPyC logs at INFO level: these would chatter
-            library.setLevel(logging.WARNING)
-    on_lost = _LostParty(script_style=not _loop_running())
-
-    def make_mesh() -> Mesh:
-        quiet_internal_errors(asyncio.get_running_loop())
-        return Mesh(config, NativePeerConnection, on_lost)
-
-    install(make_mesh)
-    return mpc
 
 
 def _program_hash(program: str | bytes | None) -> bytes:

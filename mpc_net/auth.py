@@ -1,5 +1,5 @@
 """Party identities, rosters and the channel-binding handshake. Pure code, no I/O and no
-cryptography library: signing and verifying are passed in (aiortc side: `keys.py`; browsers:
+cryptography library: signing and verifying are passed in (natively: `native/identity.py`; browsers:
 WebCrypto), so native and browser parties share every rule here.
 
 DTLS protects a channel between two certificates, and whoever relays the session descriptions

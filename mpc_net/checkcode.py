@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 
 from .auth import CHECK_NONCE_BYTES, check_commitment, short_authentication_string
-from .signaling.protocol import decode_bytes, encode_bytes
+from .signaling.protocol import CheckCodeMessage
 
 
 class CheckCodeError(Exception):
@@ -26,17 +26,17 @@ class CheckExchange:
         self._nonces: dict[int, bytes] = {pid: self._nonce}
         self.revealed = False
 
-    def commit(self) -> dict:
+    def commit(self) -> CheckCodeMessage:
         """Our commitment, for every other party (again for one that comes back)."""
-        return {"commit": encode_bytes(check_commitment(self.pid, self._nonce))}
+        return CheckCodeMessage("commit", check_commitment(self.pid, self._nonce))
 
-    def reveal(self) -> dict:
+    def reveal(self) -> CheckCodeMessage:
         """Our nonce: only once every commitment is in and our roster is fixed (the caller
         knows the roster), so no one can choose what it sends after learning it."""
         if len(self._commitments) < self.parties - 1:
             raise RuntimeError("revealing before every commitment is in")
         self.revealed = True
-        return {"reveal": encode_bytes(self._nonce)}
+        return CheckCodeMessage("reveal", self._nonce)
 
     @property
     def ready(self) -> bool:
@@ -46,12 +46,9 @@ class CheckExchange:
     def complete(self) -> bool:
         return len(self._nonces) == self.parties
 
-    def received(self, j: int, message: object) -> None:
+    def received(self, j: int, message: CheckCodeMessage) -> None:
         """A commitment or a nonce from party j; raise CheckCodeError if it breaks the rules."""
-        if not isinstance(message, dict) or len(message) != 1:
-            raise CheckCodeError(f"party {j} sent a malformed check-code message")
-        [(kind, text)] = message.items()
-        value = decode_bytes(text) if isinstance(text, str) else b""
+        kind, value = message.step, message.value
         if kind == "commit" and len(value) == len(check_commitment(0, b"")):
             earlier = self._commitments.get(j)
             if earlier is not None and earlier != value and (self.revealed or j in self._nonces):

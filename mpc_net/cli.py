@@ -274,7 +274,7 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
     except MpycOptionError as exc:
         run.error(str(exc))
     if mpyc_options.HELP or mpyc_options.VERSION or parties == 1 and local:
-        from .party import run_party
+        from .native.party import run_party
 
         if mpyc_options.HELP or mpyc_options.VERSION:
             return run_party(argv, None)
@@ -296,15 +296,12 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
         return asyncio.run(run_local(script, rest, parties, party_options,
                                      options.log_dir, options.peer_timeout + 5,
                                      options.stats_json))
-    from .config import host_addresses
-    from .party import run_party
-    from .rtc.native import use_host_addresses
+    from .native.party import run_party
     from .runtime import portable
 
     # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over --native-only; the handshake
     # then compares what MPyC really does.
     config.mix32_64bit = portable(mpyc_options)
-    use_host_addresses(host_addresses(party))
     return run_party(mpyc_argv(script, rest, parties, pid, config.mix32_64bit), config,
                      stats_json)
 
@@ -387,7 +384,7 @@ def _bench(arguments: list[str]) -> int:
 
 
 def _keygen(options: argparse.Namespace) -> int:
-    from .keys import FileIdentity, KeyFileError
+    from .native.identity import FileIdentity, KeyFileError
 
     identity = FileIdentity.generate()
     try:
@@ -403,7 +400,7 @@ def _keygen(options: argparse.Namespace) -> int:
 
 def _roster(options: argparse.Namespace) -> int:
     from .auth import Roster, RosterError, encode_public_key, split_roster_entry
-    from .keys import KeyFileError, load_roster, public_key_of, write_roster
+    from .native.identity import KeyFileError, load_roster, public_key_of, write_roster
 
     def fail(message: str) -> int:
         print(f"mpc-net roster: error: {message} (see 'mpc-net roster --help')", file=sys.stderr)

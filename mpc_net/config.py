@@ -58,7 +58,7 @@ class PartyOptions:
 def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) -> MeshConfig:
     """Check `options` (and $MPC_NET_ICE, $MPC_NET_JOIN_TOKEN in `environ`) and make the
     MeshConfig; raises ConfigError before anything connects."""
-    from .keys import verify
+    from .native.identity import verify
     from .signaling.protocol import ProtocolError, validate_room
 
     m, i = options.parties, options.index
@@ -90,7 +90,8 @@ def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) 
                       connect_timeout=options.connect_timeout,
                       peer_timeout=options.peer_timeout, mix32_64bit=not options.native_only,
                       program_hash=options.program_hash,
-                      allow_different_programs=options.allow_different_programs)
+                      allow_different_programs=options.allow_different_programs,
+                      host_addresses=host_addresses(options))
 
 
 def program_file_hash(path: str | os.PathLike) -> bytes:
@@ -140,7 +141,7 @@ def host_addresses(options: PartyOptions) -> list[str] | None:
 def _credentials(options: PartyOptions):
     """This party's identity and the roster, checked against -M and -I before anything runs."""
     from .auth import encode_public_key
-    from .keys import FileIdentity, KeyFileError, load_roster
+    from .native.identity import FileIdentity, KeyFileError, load_roster
 
     if options.trust_room_server:
         if options.roster:

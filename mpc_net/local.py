@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .auth import Roster
-from .keys import FileIdentity, write_roster
+from .native.identity import FileIdentity, write_roster
 from .signaling.server import RoomServer
 from .stats import party_file
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection
 
 from mpc_net.auth import Roster, encode_public_key
-from mpc_net.keys import check_signature
+from mpc_net.native.identity import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.rooms import Outgoing, Rooms
 
@@ -50,36 +50,35 @@ def new_rooms(**options: object) -> Rooms:
     return Rooms(check_signature, **options)
 
 
-def join_message(challenge: str, room: str, party: int, parties: int, *,
+def join_message(challenge: bytes, room: str, party: int, parties: int, *,
                  signer: SeatKey | None = None, roster: Roster | None = None,
-                 token: str | None = None) -> dict:
+                 token: str | None = None) -> protocol.Join:
     """A join that proves its seat with `signer` (default: party's own key)."""
     signer = signer or key(party)
     session = roster.session_id if roster is not None else None
-    statement = protocol.seat_statement(protocol.decode_bytes(challenge), room, party, parties,
-                                        session)
+    statement = protocol.seat_statement(challenge, room, party, parties, session)
     document = json.loads(roster.to_json()) if roster is not None else None
-    return protocol.join(room, party, parties, key=signer.public_text,
+    return protocol.Join(room, party, parties, key=signer.public_text,
                          proof=signer.sign_now(statement), roster=document, token=token)
 
 
 def seat(rooms: Rooms, conn: Hashable, room: str, party: int, parties: int,
          **options: object) -> Outgoing:
     """hello then join on a Rooms; what the join sends."""
-    [(_, challenge)] = rooms.handle(conn, protocol.hello())
-    return rooms.handle(conn, join_message(challenge["challenge"], room, party, parties,
+    [(_, challenge)] = rooms.handle(conn, protocol.Hello())
+    return rooms.handle(conn, join_message(challenge.challenge, room, party, parties,
                                            **options))
 
 
 async def raw_join(ws: ClientConnection, room: str, party: int, parties: int,
                    **options: object) -> dict:
     """hello then join over a raw websocket; the server's reply to the join."""
-    await ws.send(protocol.encode(protocol.hello()))
+    await ws.send(protocol.encode(protocol.Hello()))
     reply = json.loads(await ws.recv())
     if reply["type"] != "challenge":
         return reply
-    await ws.send(protocol.encode(join_message(reply["challenge"], room, party, parties,
-                                               **options)))
+    challenge = protocol.decode_bytes(reply["challenge"])
+    await ws.send(protocol.encode(join_message(challenge, room, party, parties, **options)))
     return json.loads(await ws.recv())
 
 

@@ -217,7 +217,7 @@ def private_names_of_aiortc_used() -> dict[str, set[str]]:
 
 async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> None:
     used = private_names_of_aiortc_used()
-    assert "_nominated" in used["mpc_net/rtc/native.py"]
+    assert "_nominated" in used["mpc_net/native/peer.py"]
     assert "_send_sack" in used["mpc_net/rtc/sctp.py"]
     listed = {member.name for member in RELIED_ON}
     unlisted = []
@@ -236,7 +236,7 @@ async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> Non
 _DEFERRED = """
 import sys
 before = list(sys.meta_path)
-import mpc_net.rtc.native
+import mpc_net.native.peer
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
 assert {"dns.message", "dns.zone", "ifaddr"} <= lazy, sorted(lazy)

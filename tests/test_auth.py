@@ -27,7 +27,7 @@ from mpc_net.auth import (
     short_hash,
 )
 from mpc_net.handshake import Refused, authenticate
-from mpc_net.keys import FileIdentity, verify
+from mpc_net.native.identity import FileIdentity, verify
 from mpc_net.records import RecordType, decode, encode
 from mpc_net.transport import DataChannelTransport
 
@@ -517,10 +517,10 @@ def test_bad_key_and_roster_files_are_one_line_and_exit_code_2(tmp_path, case: s
 
 IMPOSTOR = """
 import sys
-from mpc_net.keys import FileIdentity, load_roster, verify
+from mpc_net.native.identity import FileIdentity, load_roster, verify
 from mpc_net.mesh import MeshConfig
-from mpc_net.party import run_party
-from mpc_net.rtc.native import use_host_addresses
+from mpc_net.native.party import run_party
+from mpc_net.native.peer import use_host_addresses
 from mpc_net.runtime import mpyc_argv
 
 key, roster, url, room, pid, script = sys.argv[1:]

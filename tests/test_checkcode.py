@@ -10,7 +10,12 @@ import pytest
 
 from mpc_net.auth import CHECK_CODE_DIGITS, check_commitment, short_authentication_string
 from mpc_net.checkcode import CheckCodeError, CheckExchange
-from mpc_net.signaling.protocol import encode_bytes
+from mpc_net.signaling.protocol import (
+    CheckCodeMessage,
+    ProtocolError,
+    encode_bytes,
+    parse_signal_data,
+)
 
 SESSION = bytes(range(32))
 
@@ -72,7 +77,7 @@ def test_a_nonce_must_match_its_commitment() -> None:
     with pytest.raises(CheckCodeError, match="does not match its commitment"):
         a.received(1, other.reveal())
     with pytest.raises(CheckCodeError, match="does not match"):
-        a.received(1, {"reveal": encode_bytes(bytes(32))})
+        a.received(1, CheckCodeMessage("reveal", bytes(32)))
     a.received(1, b.reveal())
     assert a.complete
     assert check_commitment(0, bytes(32)) != check_commitment(1, bytes(32))
@@ -97,5 +102,6 @@ def test_no_new_commitment_once_nonces_are_out() -> None:
     {"commit": encode_bytes(bytes(32)), "reveal": encode_bytes(bytes(32))}, {"other": "x"}, [1],
 ])
 def test_malformed_messages_are_refused(message: object) -> None:
-    with pytest.raises(CheckCodeError, match="malformed"):
-        CheckExchange(0, 2).received(1, message)
+    """Refused as a signal's payload (ProtocolError), or by the exchange (CheckCodeError)."""
+    with pytest.raises((ProtocolError, CheckCodeError), match="malformed"):
+        CheckExchange(0, 2).received(1, parse_signal_data({"check": message}))

@@ -23,6 +23,7 @@ from mpc_net.ice import (
     unused,
 )
 from mpc_net.sdp import candidate_types
+from mpc_net.signaling.protocol import IceServers
 
 from helpers import DEMOS, mpc_net
 
@@ -120,7 +121,7 @@ def test_room_server_hands_each_party_fresh_turn_credentials() -> None:
     rooms = new_rooms(ice_servers=[{"urls": ["stun:203.0.113.10:3478"]}],
                       turn=TurnRest("turn:203.0.113.10:3478", "sesame"), clock=lambda: now[0])
     reply = seat(rooms, "conn-0", "lab", 0, 2)[0][1]
-    stun, turn = reply["ice_servers"]
+    stun, turn = reply.ice_servers
     assert stun == {"urls": ["stun:203.0.113.10:3478"]}
     assert turn["urls"] == ["turn:203.0.113.10:3478"]
     expires, user = turn["username"].split(":")
@@ -129,8 +130,8 @@ def test_room_server_hands_each_party_fresh_turn_credentials() -> None:
     assert turn_rest_credentials("sesame", int(expires), user)[1] == turn["credential"]
     now[0] += 300
     [(conn, renewal)] = rooms.renew()
-    assert conn == "conn-0" and renewal["type"] == "ice-servers"
-    assert renewal["ice_servers"][1]["username"] == f"{int(now[0]) + 600}:lab-0"
+    assert conn == "conn-0" and isinstance(renewal, IceServers)
+    assert renewal.ice_servers[1]["username"] == f"{int(now[0]) + 600}:lab-0"
     rooms.disconnect("conn-0")
     assert rooms.renew() == []
 

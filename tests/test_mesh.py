@@ -304,7 +304,7 @@ def room_server():
 def config(url: str, pid: int, parties: int, **options) -> MeshConfig:
     from seats import key, roster_of
 
-    from mpc_net.keys import verify
+    from mpc_net.native.identity import verify
 
     return MeshConfig(signaling_url=url, room="test-mesh", pid=pid, parties=parties,
                       identity=key(pid), verify=verify, roster=roster_of(parties), **options)
@@ -327,12 +327,14 @@ class Board:
 
 
 async def test_driver_builds_a_mesh_and_tells_its_observer(room_server, caplog) -> None:
-    from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+    from mpc_net.native.peer import NativePeerConnection, use_host_addresses
+    from mpc_net.native.signaling import SignalingClient
 
     use_host_addresses(["127.0.0.1"])
     caplog.set_level(logging.INFO, logger="mpc_net.mesh")
     boards = [Board(), Board()]
     meshes = [Mesh(config(room_server.url, i, 2), NativePeerConnection, pytest.fail,
+                   SignalingClient,
                    observer=boards[i]) for i in range(2)]
     transports = await asyncio.wait_for(asyncio.gather(*(m.connect() for m in meshes)), 30)
     assert [sorted(t) for t in transports] == [[1], [0]]
@@ -354,17 +356,19 @@ async def test_driver_explains_a_join_timeout_while_another_roster_uses_the_room
         room_server, caplog) -> None:
     from seats import key, roster_of
 
-    from mpc_net.keys import verify
-    from mpc_net.rtc.native import NativePeerConnection
+    from mpc_net.native.identity import verify
+    from mpc_net.native.peer import NativePeerConnection
+    from mpc_net.native.signaling import SignalingClient
 
     ours = config(room_server.url, 0, 2, join_timeout=3.0)
     theirs = MeshConfig(signaling_url=room_server.url, room="test-mesh", pid=1, parties=2,
                         identity=key(3), verify=verify, roster=roster_of(2, first=2))
-    stranger = Mesh(theirs, NativePeerConnection, pytest.fail)
+    stranger = Mesh(theirs, NativePeerConnection, pytest.fail, SignalingClient)
     waiting = asyncio.ensure_future(stranger.connect())
     try:
         with pytest.raises(MeshError) as failure:
-            await asyncio.wait_for(Mesh(ours, NativePeerConnection, pytest.fail).connect(), 10)
+            mesh = Mesh(ours, NativePeerConnection, pytest.fail, SignalingClient)
+            await asyncio.wait_for(mesh.connect(), 10)
     finally:
         waiting.cancel()
     assert str(failure.value) == (

@@ -20,10 +20,11 @@ from collections.abc import Hashable
 import pytest
 
 from mpc_net.auth import Hello, fingerprint_digest
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.records import RecordType
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
 from mpc_net.sdp import fingerprints
 from mpc_net.signaling import protocol
+from mpc_net.signaling.protocol import SessionDescription
 from mpc_net.signaling.rooms import Outgoing, Room
 from mpc_net.signaling.server import RoomServer
 
@@ -139,13 +140,13 @@ class MitmRoomServer(RoomServer):
 
     def _deliver(self, outgoing: Outgoing) -> None:
         for client, msg in outgoing:
-            if msg["type"] == "signal" and "description" in msg["data"]:
-                sender, receiver = msg["from"], self._party_of(client)
-                description = msg["data"].get("description", {})
+            if isinstance(msg, protocol.RelayedSignal) and "description" in msg.data:
+                sender, receiver = msg.sender, self._party_of(client)
+                description = protocol.parse_signal_data(msg.data)
                 if self.intercept and {sender, receiver} == {0, 1}:
                     self._spawn(self._intercept(sender, description))
                     continue
-                self.relayed.append((sender, receiver, description.get("type")))
+                self.relayed.append((sender, receiver, description.type))
             client.send(msg)
 
     def _party_of(self, client: Hashable) -> int:
@@ -156,26 +157,26 @@ class MitmRoomServer(RoomServer):
         """The one room of the test (rooms are keyed by name and roster)."""
         return next(room for (name, _), room in self.rooms.rooms.items() if name == ROOM)
 
-    def _signal(self, receiver: int, sender: int, description: dict) -> None:
+    def _signal(self, receiver: int, sender: int, description: SessionDescription) -> None:
         client = self.room.members[receiver]
-        client.send(protocol.relayed_signal(sender, {"description": description}))
+        client.send(protocol.RelayedSignal(sender, protocol.signal_data(description)))
 
-    async def _intercept(self, sender: int, description: dict) -> None:
-        if sender == 0 and description["type"] == "offer":
+    async def _intercept(self, sender: int, description: SessionDescription) -> None:
+        if sender == 0 and description.type == "offer":
             relay = Relay(0, 1, self.rewrite_hello)
             self.relays.append(relay)
-            relay.honest_sdp[0] = description["sdp"]
+            relay.honest_sdp[0] = description.sdp
             answer = await relay.sides[0].pc.accept_offer(description)  # as if from party 1
             offer = await relay.sides[1].pc.create_offer()  # as if from party 0
-            relay.forged_sdp[0], relay.forged_sdp[1] = answer["sdp"], offer["sdp"]
+            relay.forged_sdp[0], relay.forged_sdp[1] = answer.sdp, offer.sdp
             self._signal(0, 1, answer)
             self._signal(1, 0, offer)
-        elif sender == 1 and description["type"] == "answer":
+        elif sender == 1 and description.type == "answer":
             relay = self.relays[-1]
-            relay.honest_sdp[1] = description["sdp"]
+            relay.honest_sdp[1] = description.sdp
             await relay.sides[1].pc.accept_answer(description)
         else:
-            raise AssertionError(f"unexpected {description.get('type')} from party {sender}")
+            raise AssertionError(f"unexpected {description.type} from party {sender}")
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -26,6 +26,7 @@ import pytest
 from test_mitm import ROOM, MitmRoomServer, Side, loopback_only  # noqa: F401 (a fixture)
 
 from mpc_net.records import RecordType, encode
+from mpc_net.signaling import protocol
 from mpc_net.signaling.rooms import Outgoing
 
 from helpers import ROOT, make_credentials, mpyc_tcp, program_lines
@@ -75,11 +76,11 @@ class RepairAnsweringRoomServer(MitmRoomServer):
             if is_offer_to_1(msg, functools.partial(self._party_of, client)):
                 self.offers += 1
                 if self.offers == 2:
-                    self._spawn(self._answer_itself(msg["data"]["description"]))
+                    self._spawn(self._answer_itself(protocol.parse_signal_data(msg.data)))
                     continue
             client.send(msg)
 
-    async def _answer_itself(self, offer: dict) -> None:
+    async def _answer_itself(self, offer: protocol.SessionDescription) -> None:
         side = Side(0, lambda _, message: self.heard.append(RecordType(message[0])))
         self.sides.append(side)
         answer = await side.pc.accept_offer(offer)
@@ -112,11 +113,13 @@ class RepairMiddleRoomServer(MitmRoomServer):
             super()._deliver([(client, msg)])
 
 
-def is_offer_to_1(msg: dict, receiver: Callable[[], int]) -> bool:
+def is_offer_to_1(msg: protocol.ServerMessage, receiver: Callable[[], int]) -> bool:
     """Whether `msg` is party 0's offer to party 1 (`receiver` is asked only for signals: the
     room's seat challenges go to clients before they are in the room)."""
-    return (msg["type"] == "signal" and msg["from"] == 0 and "description" in msg["data"]
-            and receiver() == 1 and msg["data"]["description"]["type"] == "offer")
+    if not (isinstance(msg, protocol.RelayedSignal) and msg.sender == 0
+            and "description" in msg.data):
+        return False
+    return receiver() == 1 and protocol.parse_signal_data(msg.data).type == "offer"
 
 
 async def wait_for_text(path: Path, text: str, timeout: float) -> None:

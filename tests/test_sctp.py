@@ -15,7 +15,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, SackChunk
 
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.sctp import (
     INITIAL_WINDOW_PACKETS,
     RTO_MARGIN,
@@ -24,6 +24,7 @@ from mpc_net.rtc.sctp import (
     _gap_blocks,
     run_eagerly,
 )
+from mpc_net.signaling.protocol import SessionDescription
 
 from helpers import DEMOS, mpc_net
 
@@ -51,12 +52,12 @@ class PlainPeerConnection:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self._pc.createDataChannel("mpc-net", negotiated=True, id=0)
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
         from aiortc import RTCSessionDescription
 
-        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
-        return {"type": "answer", "sdp": self._pc.localDescription.sdp}
+        return SessionDescription("answer", self._pc.localDescription.sdp)
 
     async def close(self) -> None:
         await self._pc.close()
@@ -333,7 +334,7 @@ def test_a_malformed_switch_is_a_usage_error() -> None:
 
 _STOCK_RUN = """
 import asyncio, sys
-from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 
 async def main():
     use_host_addresses(["127.0.0.1"])
@@ -363,8 +364,8 @@ async def test_failures_of_aiortcs_and_our_sctp_tasks_stay_off_the_programs_stdo
     """A transmit task that fails as DTLS shuts down ("protocol is shutdown") goes to the debug
     log, whether aiortc's own code or ours in sctp.py ran it; other failures still reach the
     loop's previous handler (MPyC's, which prints on stdout)."""
+    from mpc_net.native.peer import quiet_internal_errors
     from mpc_net.rtc import sctp
-    from mpc_net.rtc.native import quiet_internal_errors
 
     loop = asyncio.get_running_loop()
     reported: list[dict] = []

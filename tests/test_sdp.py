@@ -9,6 +9,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from mpc_net.mesh import MeshError
 from mpc_net.mesh.peers import _description
 from mpc_net.sdp import check_fingerprint_lines, fingerprints
+from mpc_net.signaling.protocol import SessionDescription
 
 HEX = ":".join(["AB"] * 32)
 
@@ -28,7 +29,7 @@ async def test_real_descriptions_and_several_fingerprints_pass() -> None:
     assert len(fingerprints(sdp).split(",")) >= 1
     several = sdp + f"a=fingerprint:SHA-1 {':'.join(['CD'] * 20)}\r\n"  # names have any case
     check_fingerprint_lines(several)
-    assert _description(1, {"description": {"type": "offer", "sdp": several}}, "offer")
+    assert _description(1, SessionDescription("offer", several), "offer")
 
 
 @pytest.mark.parametrize("line", [
@@ -49,4 +50,4 @@ async def test_odd_fingerprint_lines_are_refused(line: str) -> None:
         check_fingerprint_lines(sdp)
     with pytest.raises(MeshError, match="party 2 sent an SDP answer with a fingerprint line not "
                                         "in canonical form"):
-        _description(2, {"description": {"type": "answer", "sdp": sdp}}, "answer")
+        _description(2, SessionDescription("answer", sdp), "answer")

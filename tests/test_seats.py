@@ -49,21 +49,21 @@ async def _outsider(url: str, room: str, seated: asyncio.Event,
     Returns everything the room server sent it."""
     heard = []
     async with connect(url) as old:
-        await old.send(protocol.encode({"type": "join", "version": 1, "room": room, "party": 1,
+        await old.send(json.dumps({"type": "join", "version": 1, "room": room, "party": 1,
                                         "parties": 2}))
         heard.append(json.loads(await old.recv()))
     async with connect(url) as ws:
         heard.append(await raw_join(ws, room, 1, 2, signer=SeatKey()))
         assert heard[-1]["type"] == "joined", heard
         seated.set()
-        junk = [protocol.encode(protocol.signal(0, {"description": {"type": "answer",
+        junk = [protocol.encode(protocol.Signal(0, {"description": {"type": "answer",
                                                                     "sdp": "v=0"}})),
-                "{not json", protocol.encode(protocol.leave())[:-2]]
+                "{not json", protocol.encode(protocol.Leave())[:-2]]
         # Within the rate limit, so that it stays all along.
         while not stop.is_set():
             await ws.send(random.choice(junk))
             await asyncio.sleep(0.1)
-        await ws.send(protocol.encode(protocol.hello()))
+        await ws.send(protocol.encode(protocol.Hello()))
         while (msg := json.loads(await ws.recv()))["type"] != "challenge":
             heard.append(msg)
     return heard

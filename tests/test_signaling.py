@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -20,17 +21,19 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosedError
 
 from mpc_net.auth import Roster
+from mpc_net.native.signaling import SignalingClient, SignalingError
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import SignalingClient, SignalingError
 from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_PARTIES,
     ErrorCode,
     ProtocolError,
+    SessionDescription,
     encode,
     parse_client_message,
     parse_server_message,
+    signal_data,
 )
 from mpc_net.signaling.rooms import RECENT_SECONDS, Rooms
 from mpc_net.signaling.server import RoomServer, serve_until_signal
@@ -74,15 +77,15 @@ PROOF = bytes(protocol.PROOF_BYTES)  # the shape of a proof; only Rooms checks t
 
 def test_client_builders_round_trip() -> None:
     for msg in (
-        protocol.hello(),
-        protocol.join("room-1", 2, 3, key="k", proof=PROOF),
-        protocol.join("r", 0, 1, key="k" * 1024, proof=PROOF, roster={"x": [1]}, token="t"),
-        protocol.signal(7, {"type": "offer", "sdp": "v=0\r\n"}),
-        protocol.leave(),
+        protocol.Hello(),
+        protocol.Join("room-1", 2, 3, key="k", proof=PROOF),
+        protocol.Join("r", 0, 1, key="k" * 1024, proof=PROOF, roster={"x": [1]}, token="t"),
+        protocol.Signal(7, {"type": "offer", "sdp": "v=0\r\n"}),
+        protocol.Leave(),
     ):
         assert parse_client_message(encode(msg)) == msg
         assert parse_client_message(encode(msg).encode()) == msg
-    assert protocol.join("r", 1, 2, key="k", proof=PROOF) == {
+    assert protocol.Join("r", 1, 2, key="k", proof=PROOF).to_wire() == {
         "type": "join",
         "version": 2,
         "room": "r",
@@ -96,27 +99,67 @@ def test_client_builders_round_trip() -> None:
 def test_server_builders_round_trip() -> None:
     ice = [{"urls": ["turn:example.org"], "username": "u", "credential": "c"}]
     for msg in (
-        protocol.joined("r", 1, 3, [0, 2], ice),
-        protocol.joined("r", 0, 1, [], []),
-        protocol.challenge(bytes(range(32))),
-        protocol.other_roster(),
-        protocol.ice_servers(ice),
-        protocol.peer_joined(4),
-        protocol.peer_left(0),
-        protocol.relayed_signal(255, {"candidate": {"sdpMid": "0"}}),
-        protocol.error(ErrorCode.PARTY_TAKEN, "taken"),
-        protocol.closing("shutting down"),
+        protocol.Joined("r", 1, 3, [0, 2], ice),
+        protocol.Joined("r", 0, 1, [], []),
+        protocol.Challenge(bytes(range(32))),
+        protocol.OtherRoster(),
+        protocol.IceServers(ice),
+        protocol.PeerJoined(4),
+        protocol.PeerLeft(0),
+        protocol.RelayedSignal(255, {"candidate": {"sdpMid": "0"}}),
+        protocol.Error(ErrorCode.PARTY_TAKEN, "taken"),
+        protocol.Closing("shutting down"),
     ):
         assert parse_server_message(encode(msg)) == msg
 
 
+# What release 2 of the signaling protocol puts on the wire, written down before messages became
+# typed objects: the typed messages keep it byte for byte.
+WIRE = [
+    (protocol.Hello(), '{"type":"hello","version":2}'),
+    (protocol.Join("lab", 1, 3, key="ed25519:k", proof=bytes(range(64)),
+                   roster={"mpc-net-roster": 1}, token="t"),
+     '{"type":"join","version":2,"room":"lab","party":1,"parties":3,"key":"ed25519:k","proof":'
+     '"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-Pw",'
+     '"roster":{"mpc-net-roster":1},"token":"t"}'),
+    (protocol.Signal(2, signal_data(SessionDescription("offer", "v=0\r\n"))),
+     '{"type":"signal","to":2,"data":{"description":{"type":"offer","sdp":"v=0\\r\\n"}}}'),
+    (protocol.Leave(), '{"type":"leave"}'),
+    (protocol.Challenge(bytes(range(32))),
+     '{"type":"challenge","challenge":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}'),
+    (protocol.Joined("lab", 1, 3, [0], [{"urls": "stun:h:3478", "username": "u",
+                                         "credential": "c"}], {0: "ed25519:k"}),
+     '{"type":"joined","room":"lab","party":1,"parties":3,"peers":[0],"ice_servers":[{"urls":'
+     '["stun:h:3478"],"username":"u","credential":"c"}],"keys":{"0":"ed25519:k"}}'),
+    (protocol.OtherRoster(), '{"type":"other-roster"}'),
+    (protocol.IceServers([{"urls": ["turn:h"]}]),
+     '{"type":"ice-servers","ice_servers":[{"urls":["turn:h"]}]}'),
+    (protocol.PeerJoined(2, "ed25519:k"), '{"type":"peer-joined","party":2,"key":"ed25519:k"}'),
+    (protocol.PeerLeft(2), '{"type":"peer-left","party":2}'),
+    (protocol.RelayedSignal(0, signal_data(protocol.CheckCodeMessage("commit", bytes(3)))),
+     '{"type":"signal","from":0,"data":{"check":{"commit":"AAAA"}}}'),
+    (protocol.Error("party-taken", "é"), '{"type":"error","code":"party-taken","message":'
+     '"\\u00e9"}'),
+    (protocol.Closing("bye"), '{"type":"closing","message":"bye"}'),
+]
+
+
+@pytest.mark.parametrize(("msg", "text"), WIRE)
+def test_the_wire_format_is_unchanged(msg: protocol.Message, text: str) -> None:
+    assert encode(msg) == text
+    parse = (parse_client_message if isinstance(msg, protocol.ClientMessage)
+             else parse_server_message)
+    assert parse(text) == msg
+
+
 def test_encode_is_compact_ascii() -> None:
-    assert encode({"a": [1, "é"]}) == '{"a":[1,"\\u00e9"]}'
+    assert encode(protocol.Error("x", "é")) == '{"type":"error","code":"x","message":"\\u00e9"}'
 
 
 def test_unknown_fields_are_dropped_and_credentials_kept() -> None:
-    raw = encode(protocol.join("r", 0, 2, key="pk", proof=PROOF) | {"extra": [1], "token": "tk"})
-    assert parse_client_message(raw) == protocol.join("r", 0, 2, key="pk", proof=PROOF,
+    raw = json.dumps(protocol.Join("r", 0, 2, key="pk", proof=PROOF).to_wire()
+                     | {"extra": [1], "token": "tk"})
+    assert parse_client_message(raw) == protocol.Join("r", 0, 2, key="pk", proof=PROOF,
                                                       token="tk")
 
 
@@ -215,28 +258,29 @@ def test_size_limit_is_in_bytes_and_inclusive() -> None:
 
 
 def test_largest_accepted_signal_is_relayed_within_the_limit() -> None:
-    room = MAX_MESSAGE_BYTES - len(encode(protocol.relayed_signal(MAX_PARTIES - 1, {"pad": ""})))
+    room = MAX_MESSAGE_BYTES - len(encode(protocol.RelayedSignal(MAX_PARTIES - 1, {"pad": ""})))
     data = {"pad": "x" * room}
-    assert parse_client_message(encode(protocol.signal(1, data)))["data"] == data
-    assert len(encode(protocol.relayed_signal(MAX_PARTIES - 1, data))) == MAX_MESSAGE_BYTES
+    assert parse_client_message(encode(protocol.Signal(1, data))).data == data
+    assert len(encode(protocol.RelayedSignal(MAX_PARTIES - 1, data))) == MAX_MESSAGE_BYTES
     with pytest.raises(ProtocolError, match="too-large"):
-        parse_client_message(encode({"type": "signal", "to": 1, "data": {"pad": "x" * (room + 1)}}))
+        parse_client_message(json.dumps({"type": "signal", "to": 1,
+                                         "data": {"pad": "x" * (room + 1)}}))
 
 
 def test_accepted_signal_data_depth_limit() -> None:
     deep = _nested(protocol.MAX_DATA_DEPTH)
-    assert parse_client_message(_signal(data=deep))["data"] == deep
+    assert parse_client_message(_signal(data=deep)).data == deep
 
 
 def test_builders_reject_what_parsers_reject() -> None:
     with pytest.raises(ProtocolError, match="bad-room"):
-        protocol.join("no spaces", 0, 2, key="k", proof=PROOF)
+        protocol.Join("no spaces", 0, 2, key="k", proof=PROOF)
     with pytest.raises(ProtocolError, match="party-out-of-range"):
-        protocol.join("r", 2, 2, key="k", proof=PROOF)
+        protocol.Join("r", 2, 2, key="k", proof=PROOF)
     with pytest.raises(ProtocolError, match="party-out-of-range"):
         protocol.seat_statement(bytes(32), "r", 70000, 2, None)
     with pytest.raises(ProtocolError, match="bad-message"):
-        protocol.signal(True, {})
+        protocol.Signal(True, {})
 
 
 _JOINED = {"type": "joined", "room": "r", "party": 0, "parties": 2, "peers": [1], "ice_servers": []}
@@ -269,7 +313,7 @@ def test_bad_server_messages_are_rejected(msg: dict) -> None:
 
 def test_unknown_error_codes_from_newer_servers_are_kept() -> None:
     msg = parse_server_message('{"type":"error","code":"rate-limited","message":"slow down"}')
-    assert msg == {"type": "error", "code": "rate-limited", "message": "slow down"}
+    assert msg == protocol.Error("rate-limited", "slow down")
 
 
 # -- protocol properties ---------------------------------------------------------------------------
@@ -310,7 +354,7 @@ def message_like(draw: st.DrawFn) -> dict:
     return msg
 
 
-def _parse_or_protocol_error(raw: str | bytes) -> dict | None:
+def _parse_or_protocol_error(raw: str | bytes) -> protocol.ClientMessage | None:
     try:
         return parse_client_message(raw)
     except ProtocolError as exc:
@@ -340,39 +384,39 @@ def test_accepted_messages_are_canonical_and_relayable(value: dict) -> None:
     if msg is None:
         return
     assert parse_client_message(encode(msg)) == msg
-    if msg["type"] == "signal":
-        relayed = encode(protocol.relayed_signal(MAX_PARTIES - 1, msg["data"]))
-        assert parse_server_message(relayed)["data"] == msg["data"]
+    if isinstance(msg, protocol.Signal):
+        relayed = encode(protocol.RelayedSignal(MAX_PARTIES - 1, msg.data))
+        assert parse_server_message(relayed).data == msg.data
 
 
 # -- rooms ----------------------------------------------------------------------------------------
 
 
-def _peer_joined(party: int) -> dict:
-    return protocol.peer_joined(party, key(party).public_text)
+def _peer_joined(party: int) -> protocol.PeerJoined:
+    return protocol.PeerJoined(party, key(party).public_text)
 
 
 def test_rooms_join_relay_leave() -> None:
     rooms = new_rooms(ice_servers=[{"urls": "stun:stun.example.org"}])
     a, b, c = "conn-a", "conn-b", "conn-c"
     out = seat(rooms, a, "r", 0, 3)
-    assert out == [(a, protocol.joined("r", 0, 3, [], [{"urls": ["stun:stun.example.org"]}]))]
+    assert out == [(a, protocol.Joined("r", 0, 3, [], [{"urls": ["stun:stun.example.org"]}]))]
     seat(rooms, c, "r", 2, 3)
     out = seat(rooms, b, "r", 1, 3)
     keys = {0: key(0).public_text, 2: key(2).public_text}
-    assert out[0] == (b, protocol.joined("r", 1, 3, [0, 2], rooms.ice_servers, keys))
+    assert out[0] == (b, protocol.Joined("r", 1, 3, [0, 2], rooms.ice_servers, keys))
     assert sorted(out[1:]) == [(a, _peer_joined(1)), (c, _peer_joined(1))]
-    assert rooms.handle(a, protocol.signal(2, {"sdp": "o"})) == [
-        (c, protocol.relayed_signal(0, {"sdp": "o"}))
+    assert rooms.handle(a, protocol.Signal(2, {"sdp": "o"})) == [
+        (c, protocol.RelayedSignal(0, {"sdp": "o"}))
     ]
-    assert rooms.handle(c, protocol.signal(0, {"sdp": "a"})) == [
-        (a, protocol.relayed_signal(2, {"sdp": "a"}))
+    assert rooms.handle(c, protocol.Signal(0, {"sdp": "a"})) == [
+        (a, protocol.RelayedSignal(2, {"sdp": "a"}))
     ]
-    assert sorted(rooms.handle(b, protocol.leave())) == [
-        (a, protocol.peer_left(1)),
-        (c, protocol.peer_left(1)),
+    assert sorted(rooms.handle(b, protocol.Leave())) == [
+        (a, protocol.PeerLeft(1)),
+        (c, protocol.PeerLeft(1)),
     ]
-    assert sorted(rooms.disconnect(a)) == [(c, protocol.peer_left(0))]
+    assert sorted(rooms.disconnect(a)) == [(c, protocol.PeerLeft(0))]
     assert rooms.disconnect(c) == []
     assert rooms.rooms == {}
 
@@ -385,11 +429,11 @@ def test_rooms_errors() -> None:
         (b, ("r", 0, 2), ErrorCode.PARTY_TAKEN),
         (b, ("r", 1, 3), ErrorCode.PARTY_COUNT_MISMATCH),
         (a, ("other", 0, 2), ErrorCode.ALREADY_JOINED),
-        (b, protocol.signal(0, {}), ErrorCode.NOT_JOINED),
-        (b, protocol.leave(), ErrorCode.NOT_JOINED),
-        (a, protocol.signal(1, {}), ErrorCode.UNKNOWN_PEER),
-        (a, protocol.signal(0, {}), ErrorCode.UNKNOWN_PEER),
-        (a, protocol.signal(200, {}), ErrorCode.UNKNOWN_PEER),
+        (b, protocol.Signal(0, {}), ErrorCode.NOT_JOINED),
+        (b, protocol.Leave(), ErrorCode.NOT_JOINED),
+        (a, protocol.Signal(1, {}), ErrorCode.UNKNOWN_PEER),
+        (a, protocol.Signal(0, {}), ErrorCode.UNKNOWN_PEER),
+        (a, protocol.Signal(200, {}), ErrorCode.UNKNOWN_PEER),
     ]
     for conn, msg, code in cases:
         with pytest.raises(ProtocolError) as info:
@@ -398,8 +442,8 @@ def test_rooms_errors() -> None:
     # Rejections leave no trace: b holds no seat and no room "other" exists.
     assert list(rooms.rooms) == [("r", None)] and rooms.disconnect(b) == []
     seat(rooms, b, "r", 1, 2)
-    relayed = protocol.relayed_signal(1, {"x": 1})
-    assert rooms.handle(b, protocol.signal(0, {"x": 1})) == [(a, relayed)]
+    relayed = protocol.RelayedSignal(1, {"x": 1})
+    assert rooms.handle(b, protocol.Signal(0, {"x": 1})) == [(a, relayed)]
 
 
 def test_rooms_are_isolated_and_recreated() -> None:
@@ -408,8 +452,8 @@ def test_rooms_are_isolated_and_recreated() -> None:
     seat(rooms, a, "one", 0, 2)
     assert seat(rooms, b, "two", 1, 2)[1:] == []  # nobody in "two" to notify
     with pytest.raises(ProtocolError, match="unknown-peer"):
-        rooms.handle(a, protocol.signal(1, {}))  # party 1 of another room
-    rooms.handle(a, protocol.leave())
+        rooms.handle(a, protocol.Signal(1, {}))  # party 1 of another room
+    rooms.handle(a, protocol.Leave())
     assert list(rooms.rooms) == [("two", None)]
     # An emptied room is gone, so a new join may pick another party count.
     seat(rooms, a, "one", 2, 5)
@@ -428,8 +472,8 @@ def test_a_seat_needs_a_fresh_challenge_signed_with_the_seats_roster_key() -> No
     roster = roster_of(3)
     conn = "c"
 
-    def challenge() -> str:
-        return rooms.handle(conn, protocol.hello())[0][1]["challenge"]
+    def challenge() -> bytes:
+        return rooms.handle(conn, protocol.Hello())[0][1].challenge
 
     # Without a hello there is no challenge to sign.
     fresh = challenge()
@@ -439,11 +483,11 @@ def test_a_seat_needs_a_fresh_challenge_signed_with_the_seats_roster_key() -> No
         # signed by party 2's key, or over another challenge, room, seat or roster
         "signer": lambda: join_message(challenge(), "r", 1, 3, roster=roster, signer=key(2)),
         "challenge": lambda: challenge() and join_message(fresh, "r", 1, 3, roster=roster),
-        "room": lambda: join_message(challenge(), "s", 1, 3, roster=roster) | {"room": "r"},
-        "party": lambda: join_message(challenge(), "r", 2, 3, roster=roster, signer=key(1))
-        | {"party": 1},
-        "roster": lambda: join_message(challenge(), "r", 1, 3)
-        | {"roster": json.loads(roster.to_json())},
+        "room": lambda: replace(join_message(challenge(), "s", 1, 3, roster=roster), room="r"),
+        "party": lambda: replace(join_message(challenge(), "r", 2, 3, roster=roster,
+                                              signer=key(1)), party=1),
+        "roster": lambda: replace(join_message(challenge(), "r", 1, 3),
+                                  roster=json.loads(roster.to_json())),
     }
     for what, make in refusals.items():
         assert _refused(rooms, conn, make()).code == ErrorCode.BAD_PROOF, what
@@ -456,16 +500,16 @@ def test_a_seat_needs_a_fresh_challenge_signed_with_the_seats_roster_key() -> No
     error = _refused(rooms, conn, join_message(challenge(), "r", 1, 4, roster=roster))
     assert (error.code, error.message) == (ErrorCode.BAD_ROSTER,
                                            "the roster lists 3 parties, not 4")
-    bad = join_message(challenge(), "r", 1, 3, roster=roster)
-    bad["roster"] = {"mpc-net-roster": 1, "parties": [{"key": "ed25519:x"}] * 3}
+    bad = replace(join_message(challenge(), "r", 1, 3, roster=roster),
+                  roster={"mpc-net-roster": 1, "parties": [{"key": "ed25519:x"}] * 3})
     assert _refused(rooms, conn, bad).code == ErrorCode.BAD_ROSTER
     msg = join_message(challenge(), "r", 1, 3, roster=roster)
-    assert rooms.handle(conn, msg)[0][1]["type"] == "joined"
+    assert isinstance(rooms.handle(conn, msg)[0][1], protocol.Joined)
     assert list(rooms.rooms) == [("r", roster.session_id)]
     # A proof is good for its connection's challenge only, and only once.
     assert _refused(rooms, "replay", msg).code == ErrorCode.NO_CHALLENGE
-    rooms.handle("replay", protocol.hello())
-    assert _refused(rooms, "replay", msg | {"party": 1}).code == ErrorCode.BAD_PROOF
+    rooms.handle("replay", protocol.Hello())
+    assert _refused(rooms, "replay", replace(msg, party=1)).code == ErrorCode.BAD_PROOF
 
 
 def test_outsider_who_takes_a_seat_by_name_first_meets_nobody_and_learns_only_of_another_roster(
@@ -477,22 +521,22 @@ def test_outsider_who_takes_a_seat_by_name_first_meets_nobody_and_learns_only_of
     assert seat(rooms, outsider, "lab", 1, 2)[1:] == []
     forged = Roster.of([key(0).public_key, key(7).public_key])
     out = seat(rooms, forger, "lab", 1, 2, signer=key(7), roster=forged)
-    assert out[0][1]["peers"] == [] and out[1:] == [(forger, protocol.other_roster()),
-                                                     (outsider, protocol.other_roster())]
+    assert out[0][1].peers == [] and out[1:] == [(forger, protocol.OtherRoster()),
+                                                     (outsider, protocol.OtherRoster())]
     # The roster's parties still get their seats and meet each other only.
     a, b = "a", "b"
     out = seat(rooms, a, "lab", 0, 2, roster=roster)
-    assert out == [(a, protocol.joined("lab", 0, 2, [], [])), (a, protocol.other_roster())]
+    assert out == [(a, protocol.Joined("lab", 0, 2, [], [])), (a, protocol.OtherRoster())]
     out = seat(rooms, b, "lab", 1, 2, roster=roster)
-    assert out[0] == (b, protocol.joined("lab", 1, 2, [0], [], {0: key(0).public_text}))
-    assert out[1:] == [(a, _peer_joined(1)), (b, protocol.other_roster())]
-    assert rooms.handle(a, protocol.signal(1, {"sdp": "x"})) == [
-        (b, protocol.relayed_signal(0, {"sdp": "x"}))]
+    assert out[0] == (b, protocol.Joined("lab", 1, 2, [0], [], {0: key(0).public_text}))
+    assert out[1:] == [(a, _peer_joined(1)), (b, protocol.OtherRoster())]
+    assert rooms.handle(a, protocol.Signal(1, {"sdp": "x"})) == [
+        (b, protocol.RelayedSignal(0, {"sdp": "x"}))]
     # The outsiders' signals reach none of them, and their rooms hear nothing of the run.
     for conn in (outsider, forger):
         with pytest.raises(ProtocolError, match="unknown-peer"):
-            rooms.handle(conn, protocol.signal(0, {"sdp": "junk"}))
-    assert rooms.disconnect(b) == [(a, protocol.peer_left(1))]
+            rooms.handle(conn, protocol.Signal(0, {"sdp": "junk"}))
+    assert rooms.disconnect(b) == [(a, protocol.PeerLeft(1))]
 
 
 def test_other_roster_notices_are_bounded_and_remembered_for_late_joiners() -> None:
@@ -505,13 +549,13 @@ def test_other_roster_notices_are_bounded_and_remembered_for_late_joiners() -> N
     for i in range(20):
         out = seat(rooms, f"x{i}", "lab", 0, 1, signer=key(10 + i),
                    roster=Roster.of([key(10 + i).public_key]))
-        told += [conn for conn, msg in out if msg == protocol.other_roster()]
+        told += [conn for conn, msg in out if msg == protocol.OtherRoster()]
         rooms.disconnect(f"x{i}")
     assert told.count("a") == 1 and len(told) == 21
     # A room of another roster that closed a moment ago is still mentioned to a late joiner...
     rooms.disconnect("a")
     late = seat(rooms, "late", "lab", 2, 3, roster=roster_of(3, first=5), signer=key(7))
-    assert late[1:] == [("late", protocol.other_roster())]
+    assert late[1:] == [("late", protocol.OtherRoster())]
     rooms.disconnect("late")
     # ... but not for ever.
     now[0] += RECENT_SECONDS + 1
@@ -538,9 +582,10 @@ async def flood_server() -> AsyncIterator[RoomServer]:
 
 
 async def _recv(ws: ClientConnection | SignalingClient) -> dict:
+    """The next message as the wire has it."""
     async with asyncio.timeout(TIMEOUT):
         raw = await ws.recv()
-    return raw if isinstance(raw, dict) else json.loads(raw)
+    return json.loads(raw) if isinstance(raw, str | bytes) else raw.to_wire()
 
 
 async def _open_room(url: str, name: str, parties: int) -> list[SignalingClient]:
@@ -550,10 +595,10 @@ async def _open_room(url: str, name: str, parties: int) -> list[SignalingClient]
         await client.connect(url)
         async with asyncio.timeout(TIMEOUT):
             reply = await client.join(name, party, parties, identity=key(party))
-        assert reply["peers"] == list(range(party))
-        assert reply["ice_servers"] == [{"urls": ["stun:127.0.0.1:3478"]}]
+        assert reply.peers == list(range(party))
+        assert reply.ice_servers == [{"urls": ["stun:127.0.0.1:3478"]}]
         for earlier in clients:
-            assert await _recv(earlier) == _peer_joined(party)
+            assert await _recv(earlier) == _peer_joined(party).to_wire()
         clients.append(client)
     return clients
 
@@ -563,11 +608,12 @@ async def _exchange(clients: list[SignalingClient], tag: str) -> None:
     for i, sender in enumerate(clients):
         for j in range(len(clients)):
             if i != j:
-                await sender.send_signal(j, {"sdp": f"{tag} {i}->{j}"})
+                await sender.send_signal(j, SessionDescription("offer", f"{tag} {i}->{j}"))
     for j, receiver in enumerate(clients):
         got = [await _recv(receiver) for _ in range(len(clients) - 1)]
         expected = [
-            {"type": "signal", "from": i, "data": {"sdp": f"{tag} {i}->{j}"}}
+            {"type": "signal", "from": i,
+             "data": {"description": {"type": "offer", "sdp": f"{tag} {i}->{j}"}}}
             for i in range(len(clients))
             if i != j
         ]
@@ -609,14 +655,14 @@ BAD_INPUTS = {
                             ErrorCode.BAD_MESSAGE),
     "bool-party": ([], _join(party=False), ErrorCode.BAD_MESSAGE),
     "oversized": ([], _big_signal(MAX_MESSAGE_BYTES), ErrorCode.TOO_LARGE),
-    "signal-to-absent-party": ([("lonely", 0, 2)], encode(protocol.signal(1, {})),
+    "signal-to-absent-party": ([("lonely", 0, 2)], encode(protocol.Signal(1, {})),
                                ErrorCode.UNKNOWN_PEER),
-    "signal-to-self": ([("lonely", 0, 2)], encode(protocol.signal(0, {})),
+    "signal-to-self": ([("lonely", 0, 2)], encode(protocol.Signal(0, {})),
                        ErrorCode.UNKNOWN_PEER),
-    "signal-to-other-room": ([("lonely", 0, 3)], encode(protocol.signal(2, {})),
+    "signal-to-other-room": ([("lonely", 0, 3)], encode(protocol.Signal(2, {})),
                              ErrorCode.UNKNOWN_PEER),
-    "signal-before-join": ([], encode(protocol.signal(0, {})), ErrorCode.NOT_JOINED),
-    "leave-before-join": ([], encode(protocol.leave()), ErrorCode.NOT_JOINED),
+    "signal-before-join": ([], encode(protocol.Signal(0, {})), ErrorCode.NOT_JOINED),
+    "leave-before-join": ([], encode(protocol.Leave()), ErrorCode.NOT_JOINED),
     "join-twice": ([("twice", 0, 2)], ("twice", 1, 2), ErrorCode.ALREADY_JOINED),
     "join-without-challenge": ([], _join(room="valid", party=1, parties=3),
                                ErrorCode.NO_CHALLENGE),
@@ -659,7 +705,7 @@ async def test_old_client_gets_unsupported_version_naming_both_versions(
 ) -> None:
     async with connect(server.url) as ws:
         # What a client of the first protocol sends: a join with no proof, version 1.
-        await ws.send(encode({"type": "join", "version": 1, "room": "lab", "party": 1,
+        await ws.send(json.dumps({"type": "join", "version": 1, "room": "lab", "party": 1,
                               "parties": 2, "key": key(1).public_text}))
         reply = await _recv(ws)
     assert reply["type"] == "error" and reply["code"] == ErrorCode.UNSUPPORTED_VERSION
@@ -669,7 +715,7 @@ async def test_old_client_gets_unsupported_version_naming_both_versions(
 async def test_new_client_says_that_an_old_room_server_speaks_another_version() -> None:
     async def old_server(ws) -> None:
         async for _ in ws:  # a first-protocol server does not know hello
-            await ws.send(encode(protocol.error(ErrorCode.BAD_MESSAGE,
+            await ws.send(encode(protocol.Error(ErrorCode.BAD_MESSAGE,
                                                 "unknown client message type 'hello'")))
 
     async with serve(old_server, "127.0.0.1", 0) as old:
@@ -708,8 +754,8 @@ async def test_disconnect_notifies_peers_and_frees_the_seat(server: RoomServer) 
     assert await _recv(a) == {"type": "peer-left", "party": 1}
     again = SignalingClient()
     await again.connect(server.url)
-    assert (await again.join("drop", 1, 2, identity=key(1)))["peers"] == [0]
-    assert await _recv(a) == _peer_joined(1)
+    assert (await again.join("drop", 1, 2, identity=key(1))).peers == [0]
+    assert await _recv(a) == _peer_joined(1).to_wire()
     await a.close()
     await again.close()
 
@@ -726,7 +772,7 @@ async def test_client_join_errors_are_signaling_errors(server: RoomServer) -> No
         # Refused locally, with the same code as the server's.
         await client.join("bad room", 0, 1, identity=key(0))
     assert info.value.code == ErrorCode.BAD_ROOM
-    await client.send_signal(0, {})
+    await client.send_signal(0, SessionDescription("offer", "v=0"))
     assert (await _recv(client))["code"] == ErrorCode.NOT_JOINED
     await holder.close()
     await client.close()
@@ -734,13 +780,13 @@ async def test_client_join_errors_are_signaling_errors(server: RoomServer) -> No
 
 async def test_join_skips_messages_left_over_from_a_previous_room(server: RoomServer) -> None:
     a, b = await _open_room(server.url, "first", 2)
-    await b.send_signal(0, {"late": True})
+    await b.send_signal(0, SessionDescription("offer", "late"))
     # b's own error reply proves that the server has handled (and relayed) b's signal.
-    await b.send_signal(1, {})
+    await b.send_signal(1, SessionDescription("offer", "v=0"))
     assert (await _recv(b))["code"] == ErrorCode.UNKNOWN_PEER
     await a.leave()
     async with asyncio.timeout(TIMEOUT):
-        assert (await a.join("second", 0, 1, identity=key(0)))["room"] == "second"
+        assert (await a.join("second", 0, 1, identity=key(0))).room == "second"
     await a.close()
     await b.close()
 
@@ -766,7 +812,7 @@ async def test_client_sees_server_close(server: RoomServer) -> None:
         seen = [msg async for msg in b]
     assert all(msg["type"] == "peer-left" for msg in seen)
     with pytest.raises(SignalingError, match="connection-closed"):
-        await b.send_signal(0, {})
+        await b.send_signal(0, SessionDescription("offer", "v=0"))
 
 
 def _unused_port() -> int:
@@ -806,7 +852,7 @@ async def test_serve_until_signal_logs_and_stops_on_sigterm(
     assert line.startswith("room server listening on ws://127.0.0.1:")
     client = SignalingClient()
     await client.connect(line.rsplit(" ", 1)[1])
-    assert (await client.join("r", 0, 1, identity=key(0)))["type"] == "joined"
+    assert isinstance(await client.join("r", 0, 1, identity=key(0)), protocol.Joined)
     os.kill(os.getpid(), signal.SIGTERM)
     async with asyncio.timeout(TIMEOUT):
         await task
@@ -832,7 +878,8 @@ async def test_client_that_stops_reading_is_dropped_without_stalling_its_peer(
         assert (await raw_join(idle, "stall", 1, 2))["type"] == "joined"
         assert (await _recv(sender))["type"] == "peer-joined"
         # Random text: compression would squeeze repetitive padding to almost nothing.
-        data = {"pad": base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2)).decode()}
+        data = SessionDescription("offer", base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2))
+                                  .decode())
         dropped = asyncio.Event()
 
         async def flood() -> int:
@@ -848,7 +895,7 @@ async def test_client_that_stops_reading_is_dropped_without_stalling_its_peer(
             assert await _recv(sender) == {"type": "peer-left", "party": 1}
         finally:
             dropped.set()
-        assert await flooding * len(data["pad"]) > NO_RATE_LIMIT.send_queue_bytes
+        assert await flooding * len(data.sdp) > NO_RATE_LIMIT.send_queue_bytes
     await sender.close()
 
 
@@ -861,16 +908,16 @@ async def test_burst_from_one_member_does_not_drop_a_reading_member(
         await client.connect(server.url)
         await client.join("burst", party, 2, identity=key(party))
     a, b = clients
-    assert await _recv(a) == _peer_joined(1)
+    assert await _recv(a) == _peer_joined(1).to_wire()
     count = 8 * NO_RATE_LIMIT.send_queue_messages  # far more than one outbox holds
 
     async def burst() -> None:
         for i in range(count):
-            await a.send_signal(1, {"n": i})
+            await a.send_signal(1, SessionDescription("offer", str(i)))
 
     async def read() -> None:
         for i in range(count):
-            assert await _recv(b) == {"type": "signal", "from": 0, "data": {"n": i}}
+            assert (await _recv(b))["data"] == signal_data(SessionDescription("offer", str(i)))
 
     await asyncio.gather(burst(), read())
     await _leave_all([a, b])

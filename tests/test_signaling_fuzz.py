@@ -30,8 +30,8 @@ from hypothesis.stateful import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from mpc_net.native.signaling import SignalingClient
 from mpc_net.signaling import protocol
-from mpc_net.signaling.client import SignalingClient
 from mpc_net.signaling.limits import Limits
 from mpc_net.signaling.protocol import (
     MAX_PARTIES,
@@ -63,23 +63,24 @@ DATA = st.dictionaries(st.sampled_from(["sdp", "candidate", "x"]), JSON, max_siz
 
 
 @st.composite
-def valid_client_messages(draw: st.DrawFn) -> dict:
+def valid_client_messages(draw: st.DrawFn) -> protocol.ClientMessage:
     parties = draw(st.integers(1, 4))
     return draw(st.one_of(
-        st.just(protocol.hello()),
+        st.just(protocol.Hello()),
         # Well formed, but its proof signs no challenge: a seat is never had this way.
-        st.builds(protocol.join, ROOMS, st.integers(0, parties - 1), st.just(parties),
+        st.builds(protocol.Join, ROOMS, st.integers(0, parties - 1), st.just(parties),
                   key=st.text(max_size=20), proof=st.binary(min_size=64, max_size=64),
                   token=st.none() | st.text(max_size=20)),
-        st.builds(protocol.signal, st.integers(0, 4), DATA),
-        st.just(protocol.leave()),
+        st.builds(protocol.Signal, st.integers(0, 4), DATA),
+        st.just(protocol.Leave()),
     ))
 
 
 @st.composite
-def wrongly_typed(draw: st.DrawFn, messages: st.SearchStrategy[dict]) -> dict:
-    """A valid message with fields dropped, added or replaced by values of any type."""
-    msg = dict(draw(messages))
+def wrongly_typed(draw: st.DrawFn, messages: st.SearchStrategy[protocol.Message]) -> dict:
+    """A valid message's wire form with fields dropped, added or replaced by values of any
+    type."""
+    msg = draw(messages).to_wire()
     for _ in range(draw(st.integers(1, 3))):
         name = draw(st.sampled_from([*msg, "type", "version", "extra", "from", "peers"]))
         if draw(st.booleans()):
@@ -90,13 +91,13 @@ def wrongly_typed(draw: st.DrawFn, messages: st.SearchStrategy[dict]) -> dict:
 
 
 @st.composite
-def truncated(draw: st.DrawFn, messages: st.SearchStrategy[dict]) -> str:
+def truncated(draw: st.DrawFn, messages: st.SearchStrategy[protocol.Message]) -> str:
     text = encode(draw(messages))
     return text[: draw(st.integers(0, len(text) - 1))]
 
 
 def _oversized(size: int) -> str:
-    return encode({"type": "signal", "to": 1, "data": {"pad": "x" * size}})
+    return json.dumps({"type": "signal", "to": 1, "data": {"pad": "x" * size}})
 
 
 NASTY = st.sampled_from([
@@ -128,7 +129,8 @@ GARBAGE = st.one_of(
 # -- the schema -----------------------------------------------------------------------------------
 
 
-def _client_parse(raw: str | bytes, max_bytes: int = MAX_BYTES) -> dict | None:
+def _client_parse(raw: str | bytes,
+                  max_bytes: int = MAX_BYTES) -> protocol.ClientMessage | None:
     try:
         return parse_client_message(raw, max_bytes=max_bytes)
     except ProtocolError as exc:
@@ -147,7 +149,7 @@ def test_client_parser_raises_only_protocol_errors(raw: str | bytes, max_bytes: 
 
 @settings(max_examples=40, deadline=None)
 @given(valid_client_messages())
-def test_every_proper_prefix_of_a_message_is_bad_json(msg: dict) -> None:
+def test_every_proper_prefix_of_a_message_is_bad_json(msg: protocol.ClientMessage) -> None:
     text = encode(msg)
     assert parse_client_message(text) == msg
     for end in range(len(text)):
@@ -156,14 +158,33 @@ def test_every_proper_prefix_of_a_message_is_bad_json(msg: dict) -> None:
         assert info.value.code == ErrorCode.BAD_JSON
 
 
+KEYS = st.text(max_size=20)  # rooms check keys when seating; the schema only bounds them
+ICE_SERVERS = st.lists(st.fixed_dictionaries(
+    {"urls": st.text(max_size=12) | st.lists(st.text(max_size=12), min_size=1, max_size=2)},
+    optional={"username": st.text(max_size=8), "credential": st.text(max_size=8)}), max_size=2)
+
+
+@st.composite
+def joined_messages(draw: st.DrawFn) -> protocol.Joined:
+    parties = draw(st.integers(1, 8))
+    party = draw(st.integers(0, parties - 1))
+    peers = sorted(draw(st.sets(st.integers(0, parties - 1).filter(lambda p: p != party))))
+    keys = draw(st.dictionaries(st.sampled_from(peers), KEYS) if peers else st.just({}))
+    return protocol.Joined(draw(ROOMS), party, parties, peers, draw(ICE_SERVERS), keys)
+
+
 SERVER_MESSAGES = st.one_of(
-    st.builds(lambda peers, n: protocol.joined("r", n, n + 1, peers[:n], []),
+    st.builds(lambda peers, n: protocol.Joined("r", n, n + 1, peers[:n], []),
               st.just(list(range(8))), st.integers(0, 7)),
-    st.builds(protocol.peer_joined, st.integers(0, MAX_PARTIES - 1)),
-    st.builds(protocol.peer_left, st.integers(0, MAX_PARTIES - 1)),
-    st.builds(protocol.relayed_signal, st.integers(0, MAX_PARTIES - 1), DATA),
-    st.builds(protocol.error, st.sampled_from(sorted(CODES)), st.text(max_size=30)),
-    st.builds(protocol.closing, st.text(max_size=30)),
+    joined_messages(),
+    st.builds(protocol.Challenge, st.binary(min_size=32, max_size=32)),
+    st.just(protocol.OtherRoster()),
+    st.builds(protocol.IceServers, ICE_SERVERS),
+    st.builds(protocol.PeerJoined, st.integers(0, MAX_PARTIES - 1), st.none() | KEYS),
+    st.builds(protocol.PeerLeft, st.integers(0, MAX_PARTIES - 1)),
+    st.builds(protocol.RelayedSignal, st.integers(0, MAX_PARTIES - 1), DATA),
+    st.builds(protocol.Error, st.sampled_from(sorted(CODES)), st.text(max_size=30)),
+    st.builds(protocol.Closing, st.text(max_size=30)),
 )
 
 
@@ -182,8 +203,80 @@ def test_server_parser_raises_only_protocol_errors(raw: str | bytes) -> None:
 
 @settings(deadline=None)
 @given(SERVER_MESSAGES)
-def test_server_builders_round_trip(msg: dict) -> None:
+def test_server_builders_round_trip(msg: protocol.ServerMessage) -> None:
     assert parse_server_message(encode(msg)) == msg
+
+
+CLIENT_MESSAGES = st.one_of(
+    valid_client_messages(),
+    st.builds(protocol.Join, ROOMS, st.just(0), st.integers(1, MAX_PARTIES), key=KEYS,
+              proof=st.binary(min_size=64, max_size=64),
+              roster=st.none() | st.dictionaries(st.text(max_size=6), JSON, max_size=3),
+              token=st.none() | KEYS),
+)
+
+
+@settings(deadline=None)
+@given(CLIENT_MESSAGES)
+def test_client_messages_round_trip(msg: protocol.ClientMessage) -> None:
+    """parse(serialise(x)) == x, and the wire form is the JSON of to_wire()."""
+    assert parse_client_message(encode(msg)) == msg
+    assert json.loads(encode(msg)) == msg.to_wire()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(wrongly_typed(CLIENT_MESSAGES), wrongly_typed(SERVER_MESSAGES),
+                 st.dictionaries(st.sampled_from(["type", "to", "from", "data", "party"]), JSON)))
+def test_fuzzed_wire_dicts_parse_or_raise_protocol_errors(wire: dict) -> None:
+    """A dict off the wire is a typed message or a ProtocolError, in either direction."""
+    raw = json.dumps(wire)
+    for parse in (parse_client_message, parse_server_message):
+        try:
+            msg = parse(raw)
+        except ProtocolError as exc:
+            assert exc.code in CODES
+            continue
+        assert parse(encode(msg)) == msg
+
+
+SDP = st.text(max_size=40)
+PAYLOADS = st.one_of(
+    st.builds(protocol.SessionDescription, st.sampled_from(["offer", "answer"]), SDP),
+    st.builds(protocol.CheckCodeMessage, st.sampled_from(["commit", "reveal"]),
+              st.binary(max_size=40)),
+)
+
+
+@given(PAYLOADS)
+def test_signal_payloads_round_trip(payload: protocol.SignalPayload) -> None:
+    data = protocol.signal_data(payload)
+    assert protocol.parse_signal_data(data) == payload
+    # ... through a signal and its relayed copy, as the room server passes it on
+    relayed = parse_client_message(encode(protocol.Signal(1, data)))
+    assert protocol.parse_signal_data(relayed.data) == payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.builds(lambda p: protocol.signal_data(p), PAYLOADS).flatmap(
+        lambda data: st.builds(lambda junk: _perturb(data, junk), JSON)),
+    st.dictionaries(st.sampled_from(["description", "check", "type", "sdp"]), JSON),
+))
+def test_fuzzed_signal_data_parses_or_raises_protocol_errors(data: dict) -> None:
+    """What a stranger relays as signal data is a payload or a ProtocolError, nothing else."""
+    try:
+        payload = protocol.parse_signal_data(data)
+    except ProtocolError as exc:
+        assert exc.code == ErrorCode.BAD_MESSAGE and "\n" not in exc.message
+        return
+    assert protocol.parse_signal_data(protocol.signal_data(payload)) == payload
+
+
+def _perturb(data: dict, junk: object) -> dict:
+    """Replace the innermost value of a payload's data by `junk`."""
+    [(outer, inner)] = data.items()
+    name = next(iter(inner)) if outer == "check" else "sdp"
+    return {outer: inner | {name: junk}}
 
 
 NOT_JSON = st.one_of(
@@ -193,7 +286,7 @@ NOT_JSON = st.one_of(
 
 
 @settings(deadline=None)
-@given(DATA, NOT_JSON, st.sampled_from([protocol.signal, protocol.relayed_signal]))
+@given(DATA, NOT_JSON, st.sampled_from([protocol.Signal, protocol.RelayedSignal]))
 def test_builders_refuse_data_that_is_not_json(data: dict, bad: object, build) -> None:
     """A caller's mistake is a ProtocolError here, not a ValueError from encode() later."""
     with pytest.raises(ProtocolError) as info:
@@ -221,7 +314,7 @@ class RoomsMachine(RuleBasedStateMachine):
         return f"conn-{self.count}"
 
     @rule(conn=connections, msg=valid_client_messages())
-    def send(self, conn: Hashable, msg: dict) -> None:
+    def send(self, conn: Hashable, msg: protocol.ClientMessage) -> None:
         try:
             outgoing = self.rooms.handle(conn, parse_client_message(encode(msg)))
         except ProtocolError as exc:
@@ -249,7 +342,7 @@ class RoomsMachine(RuleBasedStateMachine):
     @rule(conn=consumes(connections))
     def disconnect(self, conn: Hashable) -> None:
         for _, reply in self.rooms.disconnect(conn):
-            assert reply["type"] == "peer-left"
+            assert isinstance(reply, protocol.PeerLeft)
         assert conn not in self.rooms._challenges
 
     @invariant()
@@ -336,16 +429,16 @@ class Fuzzer:
             del self.sockets[index]
 
     async def _take_seat(self, ws: ClientConnection, room: str, party: int, parties: int) -> None:
-        await ws.send(encode(protocol.hello()))
+        await ws.send(encode(protocol.Hello()))
         async with asyncio.timeout(TIMEOUT):
             while True:  # replies to what it sent before come first
                 msg = parse_server_message(await ws.recv())
                 self.replies += 1
-                if msg["type"] == "challenge":
+                if isinstance(msg, protocol.Challenge):
                     break
-                if msg["type"] == "error":
-                    assert msg["code"] in CODES, msg
-        await ws.send(encode(seats.join_message(msg["challenge"], room, party, parties)))
+                if isinstance(msg, protocol.Error):
+                    assert msg.code in CODES, msg
+        await ws.send(encode(seats.join_message(msg.challenge, room, party, parties)))
 
     async def settle(self) -> None:
         """Read every reply: each connection's probe is answered after all it sent before, and
@@ -361,9 +454,9 @@ class Fuzzer:
                 while True:
                     msg = parse_server_message(await ws.recv())
                     self.replies += 1
-                    if msg["type"] == "error":
-                        assert msg["code"] in CODES, msg
-                        if probe in msg["message"]:
+                    if isinstance(msg, protocol.Error):
+                        assert msg.code in CODES, msg
+                        if probe in msg.message:
                             return
         except ConnectionClosed:
             # The server may close a connection that broke a limit; it said why first.
@@ -394,7 +487,7 @@ async def _valid_room(url: str, name: str) -> list[SignalingClient]:
         await client.connect(url)
         async with asyncio.timeout(TIMEOUT):
             joined = await client.join(name, party, 3, identity=seats.key(party))
-            assert joined["peers"] == list(range(party))
+            assert joined.peers == list(range(party))
         clients.append(client)
     return clients
 
@@ -405,15 +498,16 @@ async def _exchange_and_leave(clients: list[SignalingClient]) -> None:
         for i, sender in enumerate(clients):
             for j in range(len(clients)):
                 if i != j:
-                    await sender.send_signal(j, {"sdp": f"{i}->{j}"})
+                    await sender.send_signal(j, protocol.SessionDescription("offer", f"{i}->{j}"))
         for j, receiver in enumerate(clients):
             got = []
             while len(got) < len(clients) - 1:
                 msg = await receiver.recv()
-                if msg["type"] == "signal":
+                if isinstance(msg, protocol.RelayedSignal):
                     got.append(msg)
-            assert sorted(m["from"] for m in got) == [i for i in range(len(clients)) if i != j]
-            assert all(m["data"] == {"sdp": f"{m['from']}->{j}"} for m in got)
+            assert sorted(m.sender for m in got) == [i for i in range(len(clients)) if i != j]
+            assert all(protocol.parse_signal_data(m.data)
+                       == protocol.SessionDescription("offer", f"{m.sender}->{j}") for m in got)
         for client in clients:
             await client.leave()
             await client.close()
@@ -456,9 +550,9 @@ def _workload(seed: int) -> list[tuple[int, str | bytes | tuple[str, int, int]]]
             actions.append((index, (f"mem-{rng.randrange(4)}", rng.randrange(parties), parties)))
         elif kind == 1:
             data = {"sdp": "v=0 " + "x" * rng.randrange(2000)}
-            actions.append((index, encode(protocol.signal(rng.randrange(4), data))))
+            actions.append((index, encode(protocol.Signal(rng.randrange(4), data))))
         elif kind == 2:
-            actions.append((index, encode(protocol.leave())))
+            actions.append((index, encode(protocol.Leave())))
         elif kind == 3:
             actions.append((index, rng.randbytes(rng.randrange(200))))
         else:
@@ -500,8 +594,8 @@ def test_a_proven_join_changed_in_any_field_takes_no_seat(change: str, data: st.
                                                            ) -> None:
     rooms = seats.new_rooms()
     roster = seats.roster_of(3)
-    [(_, challenge)] = rooms.handle("c", protocol.hello())
-    msg = seats.join_message(challenge["challenge"], "lab", 1, 3, roster=roster)
+    [(_, challenge)] = rooms.handle("c", protocol.Hello())
+    msg = seats.join_message(challenge.challenge, "lab", 1, 3, roster=roster).to_wire()
     if change == "room":
         msg["room"] = data.draw(st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
                                 .filter(lambda name: name != "lab"))
@@ -520,6 +614,6 @@ def test_a_proven_join_changed_in_any_field_takes_no_seat(change: str, data: st.
     else:
         del msg["roster"]
     with pytest.raises(ProtocolError) as info:
-        rooms.handle("c", parse_client_message(encode(msg)))
+        rooms.handle("c", parse_client_message(json.dumps(msg)))
     assert info.value.code in {ErrorCode.BAD_PROOF, ErrorCode.BAD_ROSTER}
     assert not rooms.is_seated("c") and rooms.rooms == {}

@@ -27,17 +27,25 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request
 
 from mpc_net.ice import TurnRest
+from mpc_net.native.signaling import SignalingClient, SignalingError
 from mpc_net.signaling import protocol
 from mpc_net.signaling.arguments import add_limit_arguments, limits_from
-from mpc_net.signaling.client import SignalingClient, SignalingError
 from mpc_net.signaling.limits import Limits, address_group
 from mpc_net.signaling.logs import JsonFormatter
 from mpc_net.signaling.outbox import CLOSE_GRACE
 from mpc_net.signaling.outbox import Client as _Client
-from mpc_net.signaling.protocol import MAX_MESSAGE_BYTES, ErrorCode, encode
+from mpc_net.signaling.protocol import (
+    MAX_MESSAGE_BYTES,
+    ErrorCode,
+    SessionDescription,
+    encode,
+    signal_data,
+)
 from mpc_net.signaling.server import OPEN_TIMEOUT, RoomServer, serve_until_signal
 
 TIMEOUT = 5  # seconds for any single network step
+PING = SessionDescription("offer", "ping")  # c's signals while a floods
+STILL = SessionDescription("offer", "still here")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,7 +65,7 @@ async def _replies_until_closed(ws: ClientConnection) -> list[dict]:
             return replies
 
 
-async def _next(client: SignalingClient) -> dict:
+async def _next(client: SignalingClient) -> protocol.ServerMessage:
     async with asyncio.timeout(TIMEOUT):
         return await client.recv()
 
@@ -207,7 +215,7 @@ async def test_excess_messages_get_rate_limited_and_persistent_abuse_is_closed(s
     server = await start(messages_per_second=0.001, message_burst=3)
     async with connect(server.url) as ws:
         for _ in range(10):
-            await ws.send(encode(protocol.leave()))
+            await ws.send(encode(protocol.Leave()))
         replies = await _replies_until_closed(ws)
         assert ws.close_code == 1008  # policy violation
     codes = [reply["code"] for reply in replies]
@@ -224,7 +232,7 @@ async def test_rate_limited_client_recovers_after_a_pause(start) -> None:
     server = await start(messages_per_second=20, message_burst=2)
     async with connect(server.url) as ws:
         for _ in range(3):
-            await ws.send(encode(protocol.leave()))
+            await ws.send(encode(protocol.Leave()))
         assert [(await _recv(ws))["code"] for _ in range(3)] == [
             "not-joined", "not-joined", "rate-limited"]
         await asyncio.sleep(0.25)  # five tokens' worth: pays the debt and refills the bucket
@@ -239,13 +247,13 @@ async def test_rate_limit_is_per_connection(start) -> None:
         assert (await _join(b, "r", 1, 2))["type"] == "joined"
         assert (await _recv(a))["type"] == "peer-joined"
         for _ in range(10):  # b spends its burst and more, and is closed
-            await b.send(encode(protocol.signal(0, {"n": 1})))
+            await b.send(encode(protocol.Signal(0, {"n": 1})))
         await _replies_until_closed(b)
         # a's own budget is untouched: it hears b's three signals and b leaving, and sends.
         got = [await _recv(a) for _ in range(4)]
-        assert got[:3] == [protocol.relayed_signal(1, {"n": 1})] * 3
-        assert got[3] == protocol.peer_left(1)
-        await a.send(encode(protocol.signal(1, {})))
+        assert got[:3] == [protocol.RelayedSignal(1, {"n": 1}).to_wire()] * 3
+        assert got[3] == protocol.PeerLeft(1).to_wire()
+        await a.send(encode(protocol.Signal(1, {})))
         assert (await _recv(a))["code"] == "unknown-peer"
 
 
@@ -261,7 +269,7 @@ async def test_room_count_is_bounded(start) -> None:
         assert refused["code"] == ErrorCode.TOO_MANY_ROOMS
         assert refused["message"] == "the room server holds its limit of 2 rooms; try later"
         assert (await _join(c, "one", 1, 2))["type"] == "joined"  # existing rooms stay open
-        await b.send(encode(protocol.leave()))
+        await b.send(encode(protocol.Leave()))
         async with connect(server.url) as d:
             assert (await _join(d, "three", 0, 1))["type"] == "joined"
     await _drained(server)
@@ -290,9 +298,9 @@ async def test_connections_in_all_are_bounded(start) -> None:
     server = await start(max_connections=2, max_connections_per_address=0)
     async with connect(server.url), connect(server.url):
         async with connect(server.url) as refused:
-            assert await _replies_until_closed(refused) == [protocol.error(
+            assert await _replies_until_closed(refused) == [protocol.Error(
                 ErrorCode.TOO_MANY_CONNECTIONS,
-                "the room server holds its limit of 2 connections")]
+                "the room server holds its limit of 2 connections").to_wire()]
             assert refused.close_code == 1008
     await _drained(server)
 
@@ -307,7 +315,7 @@ async def test_connection_that_never_joins_is_closed(start) -> None:
         replies = await _replies_until_closed(ws)
         assert 0.3 <= time.monotonic() - began < 0.3 + TIMEOUT
         assert ws.close_code == 1008
-    assert replies[-1] == protocol.error(ErrorCode.IDLE_TIMEOUT, "no join within 0.3 s")
+    assert replies[-1] == protocol.Error(ErrorCode.IDLE_TIMEOUT, "no join within 0.3 s").to_wire()
     await _drained(server)
 
 
@@ -318,16 +326,17 @@ async def test_silent_member_is_closed_and_its_peers_told(start) -> None:
         await _join(silent, "r", 1, 2)
         assert (await _recv(talker))["type"] == "peer-joined"
         for _ in range(6):  # 0.6 s in all, longer than the idle timeout, but never silent
-            await talker.send(encode(protocol.signal(1, {})))
+            await talker.send(encode(protocol.Signal(1, {})))
             await asyncio.sleep(0.1)
         *heard, last = await _replies_until_closed(silent)
-        assert last == protocol.error(ErrorCode.IDLE_TIMEOUT, "silent for 0.4 s")
+        assert last == protocol.Error(ErrorCode.IDLE_TIMEOUT, "silent for 0.4 s").to_wire()
         assert silent.close_code == 1008
         # About four signals came before the timeout; a busy machine may shift that by one or two.
-        assert 1 <= len(heard) <= 6 and all(m == protocol.relayed_signal(0, {}) for m in heard)
+        assert 1 <= len(heard) <= 6
+        assert all(m == protocol.RelayedSignal(0, {}).to_wire() for m in heard)
         # The talker is still there: it hears that party 1 left and gets answers.
-        assert await _recv(talker) == protocol.peer_left(1)
-        await talker.send(encode(protocol.leave()))
+        assert await _recv(talker) == protocol.PeerLeft(1).to_wire()
+        await talker.send(encode(protocol.Leave()))
         assert (await _recv(talker))["code"] in ("unknown-peer", "not-joined")
 
 
@@ -339,23 +348,23 @@ async def test_member_that_sends_only_junk_keeps_no_seat(start) -> None:
         assert (await _recv(member))["type"] == "peer-joined"
         began = time.monotonic()
         # Invalid messages, and valid ones the room refuses, are no activity.
-        junk_messages = ["{not json", encode(protocol.signal(1, {})),
-                         encode(protocol.leave())[:-1], encode(protocol.hello() | {"version": 1})]
+        junk_messages = ["{not json", encode(protocol.Signal(1, {})),
+                         encode(protocol.Leave())[:-1], json.dumps({"type": "hello", "version": 1})]
         replies = []
         try:
             for raw in junk_messages * 3:
                 await junk.send(raw)
                 replies.append(await _recv(junk))
-                await member.send(encode(protocol.hello()))  # a valid message keeps it
+                await member.send(encode(protocol.Hello()))  # a valid message keeps it
                 assert (await _recv(member))["type"] == "challenge"
                 await asyncio.sleep(0.1)
         except ConnectionClosed:
             pass
         *_, last = replies + await _replies_until_closed(junk)
-        assert last == protocol.error(ErrorCode.IDLE_TIMEOUT, "silent for 0.4 s")
+        assert last == protocol.Error(ErrorCode.IDLE_TIMEOUT, "silent for 0.4 s").to_wire()
         assert time.monotonic() - began < 0.4 + TIMEOUT
         # Its errors went to it alone: the member heard nothing but its leaving.
-        assert await _recv(member) == protocol.peer_left(1)
+        assert await _recv(member) == protocol.PeerLeft(1).to_wire()
 
 
 async def test_half_open_handshakes_end_within_seconds(start) -> None:
@@ -423,24 +432,24 @@ async def test_unauthenticated_joins_get_no_turn_credentials(start) -> None:
         attempts = [
             # a join of the first protocol, a proven seat without the token, a wrong token,
             # the token without a proof of the roster key, and someone else's proof
-            lambda ws: ws.send(encode({"type": "join", "version": 1, "room": "r", "party": 1,
+            lambda ws: ws.send(json.dumps({"type": "join", "version": 1, "room": "r", "party": 1,
                                        "parties": 2, "key": key(1).public_text})),
             lambda ws: raw_join(ws, "r", 1, 2, roster=roster),
             lambda ws: raw_join(ws, "r", 1, 2, roster=roster, token="guess"),
             lambda ws: raw_join(ws, "r", 1, 2, roster=roster, signer=stranger,
                                 token="member-token"),
-            lambda ws: ws.send(encode(join_message(protocol.encode_bytes(bytes(32)), "r", 1, 2,
+            lambda ws: ws.send(encode(join_message(bytes(32), "r", 1, 2,
                                                    token="member-token"))),
         ]
         heard = []
         for i in range(20):
             async with connect(server.url) as ws:
                 await attempts[i % len(attempts)](ws)
-                await ws.send(encode(protocol.leave()))  # its reply comes after all others
+                await ws.send(encode(protocol.Leave()))  # its reply comes after all others
                 while (reply := await _recv(ws))["type"] != "error" or (
                         "leave" not in reply["message"]):
                     heard.append(reply)
-        assert heard and not any("credential" in encode(m) or m["type"] == "joined"
+        assert heard and not any("credential" in json.dumps(m) or m["type"] == "joined"
                                  for m in heard), heard
         # A member with the token and its roster key gets credentials.
         async with connect(server.url) as ws:
@@ -491,7 +500,7 @@ async def test_joins_need_a_right_token_when_tokens_are_set(start) -> None:
     async with connect(server.url) as ws:
         for extra in ({}, {"token": "wrong"}, {"token": "first-secre"}, {"token": "\ud800"}):
             reply = await _join(ws, "r", 0, 1, **extra)
-            assert reply == protocol.error(ErrorCode.BAD_TOKEN, BAD_TOKEN_TEXT)
+            assert reply == protocol.Error(ErrorCode.BAD_TOKEN, BAD_TOKEN_TEXT).to_wire()
         assert (await _join(ws, "r", 0, 1, token="second-secret"))["type"] == "joined"
     client = SignalingClient()
     await client.connect(server.url)
@@ -499,7 +508,7 @@ async def test_joins_need_a_right_token_when_tokens_are_set(start) -> None:
         await client.join("s", 0, 1, identity=key(0), token="nope")
     assert info.value.code == ErrorCode.BAD_TOKEN
     joined = await client.join("s", 0, 1, identity=key(0), token="first-secret")
-    assert joined["type"] == "joined"
+    assert isinstance(joined, protocol.Joined)
     await client.close()
 
 
@@ -527,7 +536,7 @@ async def test_outbox_is_bounded_in_messages_and_bytes(messages: int, size: int,
     ws = _StalledSocket()
     limits = Limits(send_queue_messages=messages, send_queue_bytes=10_000, max_message_bytes=5000)
     client = _Client(ws, limits, 0)
-    msg = protocol.relayed_signal(1, {"pad": "x" * (size - 44)})
+    msg = protocol.RelayedSignal(1, {"pad": "x" * (size - 44)})
     assert len(encode(msg)) == size
     for _ in range(fits):  # the writer takes the first one and hangs sending it
         client.send(msg)
@@ -547,37 +556,38 @@ async def test_stalled_reader_is_dropped_with_bounded_memory_while_its_room_work
     for party, client in ((0, a), (2, c)):
         await client.connect(server.url)
         await client.join("stall", party, 3, identity=key(party))
-    assert (await _next(a))["type"] == "peer-joined"
+    assert isinstance(await _next(a), protocol.PeerJoined)
     # Random text: compression would squeeze repetitive padding to almost nothing.
-    data = {"pad": base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2)).decode()}
+    data = SessionDescription("offer", base64.b64encode(os.urandom(MAX_MESSAGE_BYTES // 2))
+                              .decode())
     tracemalloc.start()
     try:
         # max_queue=1: this client stops reading from its socket after one message.
         async with connect(server.url, max_queue=1, close_timeout=0) as stalled:
             await _join(stalled, "stall", 1, 3)
-            assert (await _next(a))["type"] == "peer-joined"
-            assert (await _next(c))["type"] == "peer-joined"
+            assert isinstance(await _next(a), protocol.PeerJoined)
+            assert isinstance(await _next(c), protocol.PeerJoined)
             baseline = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             sent, peak_queue = await _flood_until_dropped(server, a, c, data)
             growth = tracemalloc.get_traced_memory()[1] - baseline
     finally:
         tracemalloc.stop()
-    flooded = sent * len(data["pad"])
+    flooded = sent * len(data.sdp)
     # The server queued at most its bound for the stalled reader while far more was sent, and
     # Python's memory (the test's clients included) grew by a few queues' worth, not the flood.
     assert peak_queue <= queue_bytes < 4 * queue_bytes < flooded
     assert growth < 8 * queue_bytes, (growth, flooded)
     # The others keep working: c signals a and back, then both leave.
-    await c.send_signal(0, {"still": "here"})
-    assert await _next_signal(a) == protocol.relayed_signal(2, {"still": "here"})
+    await c.send_signal(0, STILL)
+    assert await _next_signal(a) == protocol.RelayedSignal(2, signal_data(STILL))
     await a.close()
     await c.close()
     await _drained(server)
 
 
 async def _flood_until_dropped(
-    server: RoomServer, a: SignalingClient, c: SignalingClient, data: dict
+    server: RoomServer, a: SignalingClient, c: SignalingClient, data: SessionDescription
 ) -> tuple[int, int]:
     """a floods party 1 while c keeps signaling a; return the signals sent to party 1 and the
     most bytes the server ever held queued for one connection."""
@@ -600,19 +610,19 @@ async def _flood_until_dropped(
 
     async def ping() -> None:
         while not dropped.is_set():
-            await c.send_signal(0, {"ping": True})
+            await c.send_signal(0, PING)
             await asyncio.sleep(0.01)
 
     async def a_hears_pings() -> int:
         heard = 0
         while not dropped.is_set():
             msg = await a.recv()
-            heard += msg == protocol.relayed_signal(2, {"ping": True})
+            heard += msg == protocol.RelayedSignal(2, signal_data(PING))
         return heard
 
     async def c_sees_the_drop() -> None:
         msg = await c.recv()
-        assert msg == protocol.peer_left(1)
+        assert msg == protocol.PeerLeft(1)
         dropped.set()
 
     tasks = [asyncio.create_task(coro) for coro in (watch_queues(), flood(), ping())]
@@ -630,12 +640,12 @@ async def _flood_until_dropped(
     return sent, peak
 
 
-async def _next_signal(client: SignalingClient) -> dict:
+async def _next_signal(client: SignalingClient) -> protocol.RelayedSignal:
     """The next signal that is not one of c's pings."""
     async with asyncio.timeout(TIMEOUT):
         while True:
             msg = await client.recv()
-            if msg["type"] == "signal" and "ping" not in msg["data"]:
+            if isinstance(msg, protocol.RelayedSignal) and msg.data != signal_data(PING):
                 return msg
 
 
@@ -656,13 +666,13 @@ async def test_shutdown_tells_every_client_and_is_bounded_by_stalled_ones(start)
     async with connect(server.url) as sender:
         await _join(sender, "s", 1, 2)
         for _ in range(6):
-            await sender.send(encode(protocol.signal(0, flood)))
+            await sender.send(encode(protocol.Signal(0, flood)))
         began = time.monotonic()
         await server.close("maintenance")
         assert time.monotonic() - began < CLOSE_GRACE + 2
     for ws in [*members, lurker]:
         replies = await _replies_until_closed(ws)
-        assert replies[-1] == protocol.closing("maintenance")
+        assert replies[-1] == protocol.Closing("maintenance").to_wire()
         assert ws.close_code == 1001
     await stalled.close()
     await asyncio.gather(*(ws.close() for ws in members))

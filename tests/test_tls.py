@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from seats import key
 
 from mpc_net import web
-from mpc_net.signaling.client import SignalingClient
+from mpc_net.native.signaling import SignalingClient
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 
 from helpers import (

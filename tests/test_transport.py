@@ -224,7 +224,7 @@ async def test_silence_is_a_lost_party_and_keepalives_prevent_it() -> None:
 
 async def test_real_aiortc_channel_carries_a_large_stream_in_order_and_closes_cleanly(
         sctp: str) -> None:
-    from mpc_net.rtc.native import NativePeerConnection, use_host_addresses
+    from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 
     use_host_addresses(["127.0.0.1"])
     try:

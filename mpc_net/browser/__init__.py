@@ -1,5 +1,7 @@
-"""Browser parties: the Pyodide side of the web app (identity, signaling, running a demo).
+"""Browser parties: the Pyodide side of the web app, with the roles of native/ under the same
+names (peer.py, signaling.py, identity.py, party.py) and the page's own parts (page.py, the
+entry points its JavaScript calls; status.py, demos.py, candidates.py, jsffi.py).
 
-Only `demos` is importable outside Pyodide; the other modules use the browser through
-`pyodide.ffi` and `js`.
+Only `demos` and `candidates` are importable outside Pyodide; the other modules use the browser
+through `pyodide.ffi` and `js`.
 """

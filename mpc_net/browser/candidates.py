@@ -1,7 +1,7 @@
 """Which ICE host candidates a browser party offers. Pure code: it edits SDP text.
 
 The browser gathers on every interface and cannot be told which to use; natively, aioice is
-told (`rtc.native.use_host_addresses`). So the browser backend removes the host candidates on
+told (`MeshConfig.host_addresses`). So the browser backend removes the host candidates on
 other addresses from the description it sends, and the peer never tries them.
 """
 

@@ -29,13 +29,12 @@ from ..auth import (
 from ..config import key_holder_problem, program_file_hash, signal_url_problem
 from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
-from ..rtc.browser import use_host_addresses
 from ..runtime import BrowserRun, SyncStyleError
 from ..signaling.protocol import ProtocolError, validate_room
 from .demos import DEMOS_PACKAGE, Demo, InputError, find
 from .identity import WebCryptoIdentity, verify
 from .jsffi import js_object
-from .runner import run_program
+from .party import run_program
 
 _identity: WebCryptoIdentity | None = None
 
@@ -175,12 +174,13 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
         ui.warning(f"Your key {encode_public_key(_identity.public_key)} {where}, not party "
                    f"{pid}'s: the other parties will refuse this browser.")
     # As natively: with the room server on loopback, so are the parties.
-    use_host_addresses(["127.0.0.1"] if is_loopback_host(urlsplit(signal).hostname) else None)
+    loopback = ["127.0.0.1"] if is_loopback_host(urlsplit(signal).hostname) else None
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
                         ice_servers=ice_servers, relay_only=_checked(form, "relay-only"),
                         outage_limit=outage_limit, program_hash=program_file_hash(_script(demo)),
-                        allow_different_programs=_checked(form, "allow_different_programs"))
+                        allow_different_programs=_checked(form, "allow_different_programs"),
+                        host_addresses=loopback)
     return demo, args, config
 
 

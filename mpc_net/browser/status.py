@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from ..mesh import Link, PeerConnection
-from ..rtc.browser import BrowserPeerConnection
 from ..transport import DataChannelTransport
 from .jsffi import js_object
+from .peer import BrowserPeerConnection
 
 REFRESH_SECONDS = 0.5
 

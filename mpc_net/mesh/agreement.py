@@ -11,13 +11,14 @@ from collections.abc import Callable
 
 from ..auth import Roster, RosterError, decode_public_key
 from ..checkcode import CheckCodeError, CheckExchange
+from ..signaling.protocol import CheckCodeMessage
 from .interfaces import MeshConfig, MeshError
 
 logger = logging.getLogger("mpc_net.mesh")
 
 
 class Agreement:
-    def __init__(self, config: MeshConfig, send: Callable[[int, dict], None]) -> None:
+    def __init__(self, config: MeshConfig, send: Callable[[int, CheckCodeMessage], None]) -> None:
         self.config = config
         self._send = send  # a check-code message to one party
         self.roster: asyncio.Future[Roster] = asyncio.get_running_loop().create_future()
@@ -58,7 +59,7 @@ class Agreement:
                        "compare the check code that follows with every other party.")
         self.roster.set_result(roster)
 
-    def received(self, j: int, message: dict, present: list[int]) -> bool:
+    def received(self, j: int, message: CheckCodeMessage, present: list[int]) -> bool:
         """A check-code message from party j; True once the check code is out."""
         try:
             self._check.received(j, message)

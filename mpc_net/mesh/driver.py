@@ -2,8 +2,8 @@
 repairs: it turns room messages, peer connections and channels into events, carries out the
 actions, and wakes for the state's next deadline (a timer, not a polling loop).
 
-Backend-neutral: the peer connections come from a factory (aiortc natively, the browser's
-RTCPeerConnection under Pyodide). Once every data channel is open this party leaves the room.
+Backend-neutral: the peer connections and signaling clients come from factories (native/ and
+browser/ hold one of each). Once every data channel is open this party leaves the room.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 
 from ..ice import unused
-from ..signaling.protocol import SignalingError
+from ..signaling import protocol
+from ..signaling.protocol import ProtocolError, SignalingError
 from ..transport import DataChannelTransport, PeerLost
 from .agreement import Agreement
 from .events import (
@@ -50,14 +51,10 @@ class Mesh:
         config: MeshConfig,
         new_peer_connection: Callable[..., PeerConnection],
         on_lost: Callable[[PeerLost], None],
-        new_signaling: Callable[[], Signaling] | None = None,
+        new_signaling: Callable[[], Signaling],
         observer: MeshObserver | None = None,
     ) -> None:
         self.config = config
-        if new_signaling is None:
-            from ..signaling.client import SignalingClient  # websockets: native only
-
-            new_signaling = SignalingClient
         self._new_signaling = new_signaling
         self._observer = observer
         self.peers = Peers(config, new_peer_connection, on_lost, self._feed, self._spawn)
@@ -98,7 +95,7 @@ class Mesh:
         try:
             joined = await self._join()
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
-                        joined["peers"] or "nobody yet")
+                        joined.peers or "nobody yet")
             if cfg.roster is None:
                 logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
                                "roster): anyone who knows its name can take one", cfg.room)
@@ -139,25 +136,25 @@ class Mesh:
 
     # -- the room -----------------------------------------------------------------------------
 
-    async def _join(self) -> dict:
+    async def _join(self) -> protocol.Joined:
         """Connect the signaling client to the room server and join our room."""
         cfg = self.config
         await self.peers.client.connect(cfg.signaling_url)
         joined = await self.peers.client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
                                          roster=cfg.roster, token=cfg.join_token)
-        self.peers.ice_servers = cfg.ice_servers + joined["ice_servers"]
+        self.peers.ice_servers = cfg.ice_servers + joined.ice_servers
         if unused(self.peers.ice_servers) and not self.state.connected:
             logger.warning("aiortc uses only the first STUN and the first TURN server; "
                            "not using %s", ", ".join(unused(self.peers.ice_servers)))
         return joined
 
-    def _enter(self, joined: dict) -> None:
-        """We are in the room with `joined["peers"]`."""
+    def _enter(self, joined: protocol.Joined) -> None:
+        """We are in the room with `joined.peers`."""
         roster_done = False
         if not self.state.connected:
-            for j in joined["peers"]:
-                roster_done |= self._agreement.greet(j, joined["keys"].get(j), joined["peers"])
-        self._feed(Joined(tuple(joined["peers"])))
+            for j in joined.peers:
+                roster_done |= self._agreement.greet(j, joined.keys.get(j), joined.peers)
+        self._feed(Joined(tuple(joined.peers)))
         if roster_done:
             self._feed(RosterKnown())
         if self._agreement.reveal_when_ready(self.state.present):
@@ -188,33 +185,37 @@ class Mesh:
         finally:
             receive.cancel()
 
-    def _handle(self, message: dict) -> None:
-        kind = message["type"]
-        if kind == "peer-joined":
-            j = message["party"]
-            if not self.state.connected and self._agreement.greet(
-                    j, message.get("key"), self.state.present + [j]):
+    def _handle(self, message: protocol.ServerMessage) -> None:
+        match message:
+            case protocol.PeerJoined(j, key):
+                roster_done = not self.state.connected and self._agreement.greet(
+                    j, key, self.state.present + [j])
                 self._feed(PeerJoined(j))
-                self._feed(RosterKnown())
-            else:
-                self._feed(PeerJoined(j))
-        elif kind == "peer-left":
-            j = message["party"]
-            tried = self.peers.attempt(j) if j in self.peers.connections else None
-            self._feed(PeerLeft(j, self.peers.opened(j), tried))
-        elif kind == "signal" and isinstance(message["data"].get("check"), dict):
-            if self._agreement.received(message["from"], message["data"]["check"],
-                                        self.state.present):
+                if roster_done:
+                    self._feed(RosterKnown())
+            case protocol.PeerLeft(j):
+                tried = self.peers.attempt(j) if j in self.peers.connections else None
+                self._feed(PeerLeft(j, self.peers.opened(j), tried))
+            case protocol.RelayedSignal(j, data):
+                self._signal_received(j, data)
+            case protocol.OtherRoster():
+                self._agreement.other_roster(
+                    [j for j, k in self.state.links.items() if not k.present])
+            case protocol.IceServers(servers):
+                self.peers.ice_servers = self.config.ice_servers + servers
+            case protocol.Error(code, text):
+                raise MeshError(f"room server: {text} ({code})")
+
+    def _signal_received(self, j: int, data: dict) -> None:
+        try:
+            payload = protocol.parse_signal_data(data)
+        except ProtocolError as exc:
+            raise MeshError(f"party {j} sent {exc.message}") from None
+        if isinstance(payload, protocol.CheckCodeMessage):
+            if self._agreement.received(j, payload, self.state.present):
                 self._feed(CheckComplete())
-        elif kind == "signal":
-            self._spawn(self.peers.signal_received(message["from"], message["data"]))
-        elif kind == "other-roster":
-            self._agreement.other_roster(
-                [j for j, k in self.state.links.items() if not k.present])
-        elif kind == "ice-servers":
-            self.peers.ice_servers = self.config.ice_servers + message["ice_servers"]
-        elif kind == "error":
-            raise MeshError(f"room server: {message['message']} ({message['code']})")
+        else:
+            self._spawn(self.peers.signal_received(j, payload))
 
     # -- the state machine's events and actions -------------------------------------------------
 

@@ -12,6 +12,7 @@ from ..auth import AuthError, ChannelView, Roster
 from ..handshake import authenticate
 from ..ice import server_kinds
 from ..sdp import candidate_types, check_fingerprint_lines, fingerprints, max_message_size
+from ..signaling.protocol import CheckCodeMessage, SessionDescription, SignalPayload
 from ..transport import DataChannelTransport, PeerLost
 from .events import (
     AttemptFailed,
@@ -27,20 +28,14 @@ from .interfaces import MeshConfig, MeshError, PeerConnection, Signaling
 logger = logging.getLogger("mpc_net.mesh")
 
 
-def _description(sender: int, data: object, kind: str) -> dict[str, str]:
-    description = data.get("description") if isinstance(data, dict) else None
-    if (
-        not isinstance(description, dict)
-        or description.get("type") != kind
-        or not isinstance(description.get("sdp"), str)
-    ):
+def _description(sender: int, payload: SignalPayload, kind: str) -> SessionDescription:
+    if not isinstance(payload, SessionDescription) or payload.type != kind:
         raise MeshError(f"party {sender} sent a signal that is not an SDP {kind}")
     try:
-        check_fingerprint_lines(description["sdp"])
+        check_fingerprint_lines(payload.sdp)
     except ValueError as exc:
         raise MeshError(f"party {sender} sent an SDP {kind} with {exc}") from None
-    return {"type": kind, "sdp": description["sdp"]}
-
+    return payload
 
 
 def path_text(path: tuple[str, str] | None) -> str:
@@ -73,28 +68,28 @@ class Peers:
     async def _send_offer(self, j: int, pc: PeerConnection) -> None:
         await self._send_description(j, await pc.create_offer())
 
-    async def _send_description(self, j: int, description: dict[str, str]) -> None:
-        types = ", ".join(candidate_types(description["sdp"])) or "none"
+    async def _send_description(self, j: int, description: SessionDescription) -> None:
+        types = ", ".join(candidate_types(description.sdp)) or "none"
         logger.debug("party %d: sent %s to party %d; candidates: %s", self.config.pid,
-                     description["type"], j, types)
-        await self.client.send_signal(j, {"description": description})
+                     description.type, j, types)
+        await self.client.send_signal(j, description)
 
-    async def signal_received(self, j: int, data: object) -> None:
+    async def signal_received(self, j: int, payload: SignalPayload) -> None:
         if j < self.config.pid:
-            offer = _description(j, data, "offer")
+            offer = _description(j, payload, "offer")
             pc = self._replace(j)
             self._feed(AttemptStarted(j))
             await self._send_description(j, await pc.accept_offer(offer))
         else:
-            answer = _description(j, data, "answer")
+            answer = _description(j, payload, "answer")
             pc = self.connections.get(j)
             if pc is None:
                 return  # an answer to an offer we have since given up on
             await pc.accept_answer(answer)
 
-    def send_check(self, j: int, message: dict) -> None:
+    def send_check(self, j: int, message: CheckCodeMessage) -> None:
         """A check-code message to party j, through the room."""
-        self._spawn(self.client.send_signal(j, {"check": message}))
+        self._spawn(self.client.send_signal(j, message))
 
     def opened(self, j: int) -> bool:
         """Whether the current attempt to reach party j has its channel open."""
@@ -103,7 +98,8 @@ class Peers:
 
     def _replace(self, j: int) -> PeerConnection:
         self.forget(j)
-        pc = self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only)
+        pc = self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only,
+                                       host_addresses=self.config.host_addresses)
         self.connections[j] = pc
         pc.opened.add_done_callback(lambda f: self._channel_opened(j, pc, f))
         return pc

@@ -1,1 +1,2 @@
-"""Peer connection backends (aiortc natively, RTCPeerConnection in browsers)."""
+"""What both peer-connection backends (native/peer.py, browser/peer.py) share (events.py), and
+every change to aiortc and aioice, applied once per process (patches.py, sctp.py)."""

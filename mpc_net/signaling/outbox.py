@@ -51,7 +51,7 @@ class Client:
         """Nothing more is sent to, or read from, a connection the server is closing."""
         return self._close is not None or self._dropped
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: protocol.ServerMessage) -> None:
         if self.closing:
             return
         text = protocol.encode(msg)  # ASCII, so its length is its size in bytes
@@ -65,7 +65,7 @@ class Client:
         self.queued_bytes += len(text)
         self._wake.set()
 
-    def close(self, code: int, reason: str, last: dict) -> None:
+    def close(self, code: int, reason: str, last: protocol.ServerMessage) -> None:
         """Send `last` after what is queued, then close; `last` may exceed the bounds by itself,
         as it is the one message that explains the close. A client that has not taken it all
         and answered the close within CLOSE_GRACE is cut off."""

@@ -12,6 +12,7 @@ never meet its members; they may learn that another roster uses the name, nothin
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -24,7 +25,7 @@ from ..ice import TurnRest
 from . import protocol
 from .protocol import CHALLENGE_BYTES, ErrorCode, ProtocolError
 
-Outgoing = list[tuple[Hashable, dict]]
+Outgoing = list[tuple[Hashable, protocol.ServerMessage]]
 # (public key, signature, data) -> whether the signature verifies; Ed25519.
 Verify = Callable[[bytes, bytes, bytes], bool]
 Session = bytes | None  # a roster's session id; None for open seats (--trust-room-server)
@@ -84,11 +85,18 @@ class Rooms:
     def is_seated(self, conn: Hashable) -> bool:
         return conn in self._seats
 
-    def handle(self, conn: Hashable, msg: dict) -> Outgoing:
+    def handle(self, conn: Hashable, msg: protocol.ClientMessage) -> Outgoing:
         """Apply a message from parse_client_message; raise ProtocolError to reject it."""
-        handlers = {"hello": self._hello, "join": self._join, "signal": self._signal,
-                    "leave": self._leave}
-        return handlers[msg["type"]](conn, msg)
+        match msg:
+            case protocol.Hello():
+                return self._hello(conn)
+            case protocol.Join():
+                return self._join(conn, msg)
+            case protocol.Signal():
+                return self._signal(conn, msg)
+            case protocol.Leave():
+                return self._leave(conn)
+        raise TypeError(f"not a client message: {msg!r}")
 
     def disconnect(self, conn: Hashable) -> Outgoing:
         """Forget a connection; its room's remaining members learn that it left."""
@@ -103,21 +111,21 @@ class Rooms:
                     extra={"event": "left", "room": room.name, "party": party, "client": str(conn)})
         if not room.members:
             self._close(room)
-        return [(other, protocol.peer_left(party)) for other in room.members.values()]
+        return [(other, protocol.PeerLeft(party)) for other in room.members.values()]
 
     def renew(self) -> Outgoing:
         """Fresh TURN credentials for every seat, before the ones it holds expire."""
         if self.turn is None:
             return []
-        return [(conn, protocol.ice_servers(self._servers(room.name, party)))
+        return [(conn, protocol.IceServers(self._servers(room.name, party)))
                 for conn, (room, party) in self._seats.items()]
 
-    def _hello(self, conn: Hashable, msg: dict) -> Outgoing:
+    def _hello(self, conn: Hashable) -> Outgoing:
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         self._challenges[conn] = challenge
-        return [(conn, protocol.challenge(challenge))]
+        return [(conn, protocol.Challenge(challenge))]
 
-    def _join(self, conn: Hashable, msg: dict) -> Outgoing:
+    def _join(self, conn: Hashable, msg: protocol.Join) -> Outgoing:
         if conn in self._seats:
             room, party = self._seats[conn]
             raise ProtocolError(
@@ -128,7 +136,7 @@ class Rooms:
         if challenge is None:
             raise ProtocolError(ErrorCode.NO_CHALLENGE,
                                 "a join needs a fresh challenge: send hello first")
-        name, party, parties = msg["room"], msg["party"], msg["parties"]
+        name, party, parties = msg.room, msg.party, msg.parties
         session = self._check_seat(msg, challenge)
         room = self.rooms.get((name, session))
         if room is None:
@@ -150,29 +158,29 @@ class Rooms:
             self._open(room)
         others = dict(room.members)
         room.members[party] = conn
-        room.keys[party] = msg["key"]
+        room.keys[party] = msg.key
         self._seats[conn] = (room, party)
         logger.info("room %s: party %d/%d joined (%s)", room.label, party, parties, conn,
                     extra={"event": "joined", "room": name, "party": party, "parties": parties,
                            "open": session is None, "client": str(conn)})
         keys = {p: k for p, k in room.keys.items() if p in others}
-        reply = protocol.joined(name, party, parties, sorted(others),
+        reply = protocol.Joined(name, party, parties, sorted(others),
                                 self._servers(name, party), keys)
-        notice = protocol.peer_joined(party, msg["key"])
+        notice = protocol.PeerJoined(party, msg.key)
         return ([(conn, reply)] + [(other, notice) for other in others.values()]
                 + self._other_rosters(room, conn))
 
-    def _check_seat(self, msg: dict, challenge: bytes) -> Session:
+    def _check_seat(self, msg: protocol.Join, challenge: bytes) -> Session:
         """The session id of the roster whose seat the join proves (None: an open seat)."""
-        name, party, parties = msg["room"], msg["party"], msg["parties"]
+        name, party, parties = msg.room, msg.party, msg.parties
         try:
-            key = decode_public_key(msg["key"])
+            key = decode_public_key(msg.key)
         except RosterError as exc:
             raise ProtocolError(ErrorCode.BAD_PROOF, f"key: {exc}") from None
         session = None
-        if "roster" in msg:
+        if msg.roster is not None:
             try:
-                roster = Roster.from_json(protocol.encode(msg["roster"]))
+                roster = Roster.from_json(json.dumps(msg.roster))
             except RosterError as exc:
                 raise ProtocolError(ErrorCode.BAD_ROSTER, f"unusable roster: {exc}") from None
             if len(roster) != parties:
@@ -183,7 +191,7 @@ class Rooms:
                                     f"the key is not the roster's key of party {party}")
             session = roster.session_id
         statement = protocol.seat_statement(challenge, name, party, parties, session)
-        if not self._verify(key, protocol.decode_bytes(msg["proof"]), statement):
+        if not self._verify(key, msg.proof, statement):
             raise ProtocolError(ErrorCode.BAD_PROOF,
                                 f"the proof does not verify with the key of party {party}")
         return session
@@ -238,7 +246,7 @@ class Rooms:
         if not (live or recent or room.told):
             return []
         room.told = True
-        notice = protocol.other_roster()
+        notice = protocol.OtherRoster()
         out: Outgoing = [(conn, notice)]
         for session in live:
             other = self.rooms[(room.name, session)]
@@ -249,19 +257,19 @@ class Rooms:
                     extra={"event": "other-roster", "room": room.name})
         return out
 
-    def _leave(self, conn: Hashable, msg: dict) -> Outgoing:
+    def _leave(self, conn: Hashable) -> Outgoing:
         if conn not in self._seats:
             raise ProtocolError(ErrorCode.NOT_JOINED, "leave before join")
         return self.disconnect(conn)
 
-    def _signal(self, conn: Hashable, msg: dict) -> Outgoing:
+    def _signal(self, conn: Hashable, msg: protocol.Signal) -> Outgoing:
         seat = self._seats.get(conn)
         if seat is None:
             raise ProtocolError(ErrorCode.NOT_JOINED, "signal before join")
         room, party = seat
-        to = msg["to"]
+        to = msg.to
         if to == party or to not in room.members:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_PEER, f"party {to} is not another member of room {room.name}"
             )
-        return [(room.members[to], protocol.relayed_signal(party, msg["data"]))]
+        return [(room.members[to], protocol.RelayedSignal(party, msg.data))]

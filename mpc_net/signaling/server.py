@@ -22,7 +22,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from ..ice import TurnRest
-from ..keys import check_signature
+from ..native.identity import check_signature
 from . import protocol
 from .keepalive import asks_for_websocket
 from .limits import JoinTokens, Limits, Verdict
@@ -121,7 +121,7 @@ class RoomServer:
             self._renewal.cancel()
         # Stop listening at once; websockets answers handshakes under way with 503.
         self._server.server.close()
-        notice = protocol.closing(message)
+        notice = protocol.Closing(message)
         clients = list(self._clients)
         for client in clients:
             client.close(CloseCode.GOING_AWAY, "server shutting down", notice)
@@ -179,7 +179,7 @@ class RoomServer:
         if self._closing:
             # Its handshake finished as close() began, too late to be among those it told.
             client.close(CloseCode.GOING_AWAY, "server shutting down",
-                         protocol.closing(SHUTDOWN_MESSAGE))
+                         protocol.Closing(SHUTDOWN_MESSAGE))
             return False
         group = client.address_group
         refusal = self.limits.connection_refusal(len(self._clients), self._addresses[group], group)
@@ -187,7 +187,7 @@ class RoomServer:
             logger.info("%s: refused: %s", client, refusal,
                         extra=event("refused", client, code=ErrorCode.TOO_MANY_CONNECTIONS))
             client.close(CloseCode.POLICY_VIOLATION, "too many connections",
-                         protocol.error(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
+                         protocol.Error(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
             return False
         self._addresses[group] += 1
         self._clients.add(client)
@@ -241,7 +241,7 @@ class RoomServer:
         logger.info("%s: %s, disconnecting", client, text,
                     extra=event("timeout", client, code=ErrorCode.IDLE_TIMEOUT))
         client.close(CloseCode.POLICY_VIOLATION, "idle timeout",
-                     protocol.error(ErrorCode.IDLE_TIMEOUT, text))
+                     protocol.Error(ErrorCode.IDLE_TIMEOUT, text))
 
     def _receive(self, client: Client, raw: str | bytes) -> Outgoing:
         now = asyncio.get_running_loop().time()
@@ -251,15 +251,15 @@ class RoomServer:
         seated = self.rooms.is_seated(client)
         try:
             msg = protocol.parse_client_message(raw, max_bytes=self.limits.max_message_bytes)
-            if msg["type"] == "join":
-                self._check_token(client, msg.get("token"))
+            if isinstance(msg, protocol.Join):
+                self._check_token(client, msg.token)
             outgoing = self.rooms.handle(client, msg)
         except ProtocolError as exc:
             # The connection stays open so that the client can correct itself, e.g. rejoin; the
             # error goes to it alone, and only valid messages keep it from timing out.
             logger.debug("%s: rejected: %s", client, exc,
                          extra=event("rejected", client, code=exc.code))
-            return [(client, protocol.error(exc.code, exc.message))]
+            return [(client, protocol.Error(exc.code, exc.message))]
         client.last_heard = now
         if seated and not self.rooms.is_seated(client):
             client.unseated_since = now
@@ -270,12 +270,12 @@ class RoomServer:
         if verdict is Verdict.DISCONNECT:
             logger.info("%s: kept sending beyond %g messages per second, disconnecting", client,
                         rate, extra=event("rate-limited", client, code=ErrorCode.RATE_LIMITED))
-            client.close(CloseCode.POLICY_VIOLATION, "rate limit", protocol.error(
+            client.close(CloseCode.POLICY_VIOLATION, "rate limit", protocol.Error(
                 ErrorCode.RATE_LIMITED, f"kept sending beyond {rate:g} messages per second"))
             return []
         logger.debug("%s: rate limited", client,
                      extra=event("rejected", client, code=ErrorCode.RATE_LIMITED))
-        return [(client, protocol.error(
+        return [(client, protocol.Error(
             ErrorCode.RATE_LIMITED, f"more than {rate:g} messages per second; message dropped"))]
 
     def _check_token(self, client: Client, token: str | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..auth import Roster, encode_public_key
 from ..text import printable
@@ -17,6 +17,7 @@ from . import protocol
 from .protocol import MAX_MESSAGE_BYTES, VERSION, ErrorCode, ProtocolError, SignalingError
 
 logger = logging.getLogger("mpc_net.signaling")
+Reply = TypeVar("Reply", protocol.Challenge, protocol.Joined)
 
 
 class Signer(Protocol):
@@ -49,7 +50,7 @@ class SignalingSession:
         identity: Signer,
         roster: Roster | None = None,
         token: str | None = None,
-    ) -> dict:
+    ) -> protocol.Joined:
         """Take seat `party` of a room and return the server's `joined` message.
 
         The seat is proven by signing the server's fresh challenge with `identity`; with a
@@ -60,9 +61,9 @@ class SignalingSession:
             protocol.check_seat(room, party, parties)
         except ProtocolError as exc:
             raise SignalingError(exc.code, exc.message) from None
-        await self._send_text(protocol.encode(protocol.hello()))
+        await self._send_text(protocol.encode(protocol.Hello()))
         try:
-            challenge = (await self._reply("challenge"))["challenge"]
+            challenge = (await self._reply(protocol.Challenge)).challenge
         except SignalingError as exc:
             if exc.code != ErrorCode.BAD_MESSAGE:
                 raise
@@ -71,49 +72,48 @@ class SignalingSession:
                                  f"not speak signaling protocol version {VERSION} (it said: "
                                  f"{exc.message}); it needs the same mpc-net release as the "
                                  "parties") from None
-        statement = protocol.seat_statement(protocol.decode_bytes(challenge), room, party,
-                                            parties, session)
+        statement = protocol.seat_statement(challenge, room, party, parties, session)
         try:
-            request = protocol.join(
+            request = protocol.Join(
                 room, party, parties, key=encode_public_key(identity.public_key),
                 proof=await identity.sign(statement),
                 roster=json.loads(roster.to_json()) if roster is not None else None, token=token)
         except ProtocolError as exc:
             raise SignalingError(exc.code, exc.message) from None
         await self._send_text(protocol.encode(request))
-        return await self._reply("joined")
+        return await self._reply(protocol.Joined)
 
-    async def _reply(self, kind: str) -> dict:
+    async def _reply(self, kind: type[Reply]) -> Reply:
         """The server's next message of `kind`; raise SignalingError for an error reply."""
         while True:
             msg = await self.recv()
-            if msg["type"] == kind:
+            if isinstance(msg, kind):
                 return msg
-            if msg["type"] == "error":
-                raise SignalingError(msg["code"], msg["message"])
+            if isinstance(msg, protocol.Error):
+                raise SignalingError(msg.code, msg.message)
             # Presence and signals that were under way from a room this client left.
-            logger.debug("dropping stale %s message while joining", msg["type"])
+            logger.debug("dropping stale %s message while joining", msg.kind)
 
-    async def send_signal(self, to: int, data: dict) -> None:
+    async def send_signal(self, to: int, payload: protocol.SignalPayload) -> None:
         try:
-            msg = protocol.signal(to, data)
+            msg = protocol.Signal(to, protocol.signal_data(payload))
+            msg.check_size()
         except ProtocolError as exc:
             raise SignalingError(exc.code, exc.message) from None
         await self._send_text(protocol.encode(msg))
 
     async def leave(self) -> None:
-        await self._send_text(protocol.encode(protocol.leave()))
+        await self._send_text(protocol.encode(protocol.Leave()))
 
-    async def recv(self) -> dict:
+    async def recv(self) -> protocol.ServerMessage:
         """Next validated server message: peer-joined, peer-left, signal or error; raise
         SignalingError(ErrorCode.SERVER_CLOSING) when the server announces its shutdown."""
         msg = self._parse(await self._receive_text())
-        if msg["type"] == "closing":
-            raise SignalingError(ErrorCode.SERVER_CLOSING,
-                                 f"room server {self.url}: {msg['message']}")
+        if isinstance(msg, protocol.Closing):
+            raise SignalingError(ErrorCode.SERVER_CLOSING, f"room server {self.url}: {msg.message}")
         return msg
 
-    def _parse(self, raw: str | bytes) -> dict:
+    def _parse(self, raw: str | bytes) -> protocol.ServerMessage:
         try:
             msg = protocol.parse_server_message(raw, max_bytes=self._max_bytes)
         except ProtocolError as exc:
@@ -121,7 +121,8 @@ class SignalingSession:
                 exc.code, f"invalid message from room server {self.url}: {exc.message}"
             ) from exc
         # The server's own words end up on the user's terminal.
-        if msg["type"] in ("error", "closing"):
-            for field in msg.keys() & {"code", "message"}:
-                msg[field] = printable(msg[field])
+        if isinstance(msg, protocol.Error):
+            return protocol.Error(printable(msg.code), printable(msg.message))
+        if isinstance(msg, protocol.Closing):
+            return protocol.Closing(printable(msg.message))
         return msg

@@ -14,7 +14,7 @@ from seats import key
 from mpc_net import bundle as builder
 from mpc_net.browser.candidates import keep_host_candidates
 from mpc_net.browser.demos import DEMOS, InputError, catalog, find
-from mpc_net.keys import check_signature
+from mpc_net.native.identity import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.session import SignalingSession
@@ -59,11 +59,11 @@ def test_each_party_gets_its_own_input() -> None:
 class FakeSession(SignalingSession):
     """A session over two lists instead of a connection."""
 
-    def __init__(self, incoming: list[dict]) -> None:
+    def __init__(self, incoming: list[protocol.ServerMessage]) -> None:
         super().__init__()
         self.url = "ws://test"
         self.incoming = [protocol.encode(m) for m in incoming]
-        self.sent: list[dict] = []
+        self.sent: list[protocol.ClientMessage] = []
 
     async def _send_text(self, text: str) -> None:
         self.sent.append(protocol.parse_client_message(text))
@@ -73,29 +73,30 @@ class FakeSession(SignalingSession):
 
 
 async def test_the_session_joins_relays_and_reports_like_the_native_client() -> None:
-    session = FakeSession([protocol.challenge(bytes(32)),
-                           protocol.relayed_signal(1, {"stale": True}),
-                           protocol.joined("lab", 0, 2, [1], [], {1: "ed25519:" + "A" * 43}),
-                           protocol.peer_left(1),
-                           protocol.error("party-taken", "party 0 is taken"),
-                           protocol.closing("maintenance")])
+    session = FakeSession([protocol.Challenge(bytes(32)),
+                           protocol.RelayedSignal(1, {"stale": True}),
+                           protocol.Joined("lab", 0, 2, [1], [], {1: "ed25519:" + "A" * 43}),
+                           protocol.PeerLeft(1),
+                           protocol.Error("party-taken", "party 0 is taken"),
+                           protocol.Closing("maintenance")])
     joined = await session.join("lab", 0, 2, identity=key(0))
-    assert joined["peers"] == [1] and joined["keys"] == {1: "ed25519:" + "A" * 43}
-    await session.send_signal(1, {"description": {"type": "offer", "sdp": "v=0"}})
+    assert joined.peers == [1] and joined.keys == {1: "ed25519:" + "A" * 43}
+    offer = protocol.SessionDescription("offer", "v=0")
+    await session.send_signal(1, offer)
     await session.leave()
-    assert [m["type"] for m in session.sent] == ["hello", "join", "signal", "leave"]
+    assert [m.kind for m in session.sent] == ["hello", "join", "signal", "leave"]
+    assert protocol.parse_signal_data(session.sent[2].data) == offer
     statement = protocol.seat_statement(bytes(32), "lab", 0, 2, None)
-    assert check_signature(key(0).public_key, protocol.decode_bytes(session.sent[1]["proof"]),
-                           statement)
-    assert await session.recv() == {"type": "peer-left", "party": 1}
-    assert (await session.recv())["code"] == "party-taken"
+    assert check_signature(key(0).public_key, session.sent[1].proof, statement)
+    assert await session.recv() == protocol.PeerLeft(1)
+    assert (await session.recv()).code == "party-taken"
     with pytest.raises(SignalingError) as closing:
         await session.recv()
     assert closing.value.code == ErrorCode.SERVER_CLOSING
     with pytest.raises(SignalingError, match="bad-room"):
         await session.join("no spaces", 0, 2, identity=key(0))
-    refused = FakeSession([protocol.challenge(bytes(32)),
-                           protocol.error("party-taken", "party 0 is taken")])
+    refused = FakeSession([protocol.Challenge(bytes(32)),
+                           protocol.Error("party-taken", "party 0 is taken")])
     with pytest.raises(SignalingError, match="party 0 is taken"):
         await refused.join("lab", 0, 2, identity=key(0))
 

@@ -27,7 +27,7 @@ from seats import key
 
 from mpc_net import web
 from mpc_net.bundle import downloads, mpyc_wheel, pyodide_tarball
-from mpc_net.signaling.client import SignalingClient
+from mpc_net.native.signaling import SignalingClient
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.server import serve_until_signal
 
@@ -92,7 +92,7 @@ async def test_pages_and_rooms_share_one_port(site: Path) -> None:
         client = SignalingClient()
         await client.connect(server.url)
         joined = await client.join("lab", 0, 2, identity=key(0))
-        assert joined["peers"] == []
+        assert joined.peers == []
         await client.close()
 
 

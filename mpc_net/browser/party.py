@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..mesh import Mesh, MeshConfig
-from ..rtc.browser import BrowserPeerConnection
 from ..runtime import BrowserRun, install, mpyc_argv
+from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
 
@@ -66,8 +66,9 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
     connections: list[BrowserPeerConnection] = []
 
     def new_peer_connection(ice_servers: list[dict], *, relay_only: bool = False,
-                            ) -> BrowserPeerConnection:
-        connections.append(BrowserPeerConnection(ice_servers, relay_only=relay_only))
+                            host_addresses: list[str] | None = None) -> BrowserPeerConnection:
+        connections.append(BrowserPeerConnection(ice_servers, relay_only=relay_only,
+                                                 host_addresses=host_addresses))
         return connections[-1]
 
     _fresh_mpyc()
@@ -80,8 +81,8 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
             # MPyC sets itself up from sys.argv, and sends its log lines to this stdout.
             import mpyc.runtime  # noqa: F401
         stack.enter_context(contextlib.redirect_stdout(out))
-        install(lambda: Mesh(config, new_peer_connection, run,
-                             new_signaling=BrowserSignalingClient, observer=board))
+        install(lambda: Mesh(config, new_peer_connection, run, BrowserSignalingClient,
+                             observer=board))
         run.install()
         refreshing = asyncio.ensure_future(board.keep_fresh())
         try:

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import os
 
+from ..rtc.events import ChannelEventRelay
+from ..rtc.patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
+from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
-from .events import ChannelEventRelay
-from .patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
 
 with lean_imports():
     from aiortc import (
@@ -33,7 +34,8 @@ def quiet_internal_errors(loop: asyncio.AbstractEventLoop) -> None:
     """
     previous = loop.get_exception_handler()
     # Our SCTP changes (sctp.py) run as aiortc's own methods and fail the same way.
-    ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sctp.py")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = os.path.join(package, "rtc", "sctp.py")
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
         future = context.get("future") or context.get("task")
@@ -58,8 +60,11 @@ def _ice_server(server: dict) -> RTCIceServer:
 class NativePeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
-    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
+    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False,
+                 host_addresses: list[str] | None = None) -> None:
         apply_process_patches()
+        if host_addresses is not None:
+            use_host_addresses(host_addresses)  # aioice gathers them process-wide
         # An explicit list, even an empty one: given None, aiortc silently uses a public STUN.
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         config = RTCConfiguration(iceServers=[_ice_server(s) for s in ice_servers],
@@ -102,17 +107,17 @@ class NativePeerConnection:
             return None
         return pair.local_candidate.type, pair.remote_candidate.type
 
-    async def create_offer(self) -> dict[str, str]:
+    async def create_offer(self) -> SessionDescription:
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._local_description()
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
-        await self._pc.setRemoteDescription(RTCSessionDescription(**offer))
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._local_description()
 
-    async def accept_answer(self, answer: dict[str, str]) -> None:
-        await self._pc.setRemoteDescription(RTCSessionDescription(**answer))
+    async def accept_answer(self, answer: SessionDescription) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
 
     def bind(self, transport: ChannelEvents) -> None:
         """Send the channel's events, including any that came before, to `transport`."""
@@ -121,9 +126,9 @@ class NativePeerConnection:
     async def close(self) -> None:
         await self._pc.close()
 
-    def _local_description(self) -> dict[str, str]:
+    def _local_description(self) -> SessionDescription:
         description = self._pc.localDescription
-        return {"type": description.type, "sdp": description.sdp}
+        return SessionDescription(description.type, description.sdp)
 
     def _on_open(self) -> None:
         if not self.opened.done():

@@ -11,9 +11,9 @@ import sys
 import traceback
 from typing import NoReturn
 
-from .mesh import Mesh, MeshConfig, MeshError
-from .runtime import RunFailure, install
-from .stats import ExitReason, RunStats, write
+from ..mesh import Mesh, MeshConfig, MeshError
+from ..runtime import RunFailure, install
+from ..stats import ExitReason, RunStats, write
 
 logger = logging.getLogger("mpc_net.party")
 
@@ -46,9 +46,11 @@ def run_party(argv: list[str], config: MeshConfig | None, stats_json: str | None
     if config is not None:
         from mpyc.runtime import mpc
 
-        from .rtc.native import NativePeerConnection, quiet_internal_errors
+        from .peer import NativePeerConnection, quiet_internal_errors
+        from .signaling import SignalingClient
 
-        install(lambda: stats.watch(Mesh(config, NativePeerConnection, failure)),
+        install(lambda: stats.watch(Mesh(config, NativePeerConnection, failure,
+                                         SignalingClient)),
                 on_connected=stats.connected)
         quiet_internal_errors(mpc._loop)
     gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .auth import Roster, RosterError, decode_public_key, encode_public_key
+from ..auth import Roster, RosterError, decode_public_key, encode_public_key
 
 MAX_FILE_BYTES = 1 << 20
 

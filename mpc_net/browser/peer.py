@@ -12,31 +12,18 @@ import asyncio
 from js import RTCPeerConnection
 from pyodide.ffi import JsProxy, to_js
 
-from ..browser.candidates import keep_host_candidates
-from ..browser.jsffi import Handlers, js_object
+from ..rtc.events import ChannelEventRelay
 from ..sdp import candidate_types
+from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
-from .events import ChannelEventRelay
-
-_host_addresses: list[str] | None = None
+from .candidates import keep_host_candidates
+from .jsffi import Handlers, js_object
 
 DRAIN_SECONDS = 1.0  # at most, for a closing channel to send its backlog
 # Gathering ends once every STUN and TURN server has answered or been given up on, which for a
 # server that an interface cannot reach takes the browser tens of seconds; working servers
 # answer within a few round trips.
 GATHERING_SECONDS = 5.0
-
-
-def use_host_addresses(addresses: list[str] | None) -> None:
-    """Offer host candidates on exactly these addresses (None: whatever the browser gathers).
-
-    Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
-    microphone permission for the page; otherwise it hides addresses behind mDNS names. Firefox
-    offers it only with media.peerconnection.ice.loopback set, and with that permission (without
-    it, only the addresses of its default route).
-    """
-    global _host_addresses
-    _host_addresses = list(addresses) if addresses is not None else None
 
 
 class _Channel:
@@ -71,7 +58,12 @@ class _Channel:
 class BrowserPeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
-    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False) -> None:
+    def __init__(self, ice_servers: list[dict], *, relay_only: bool = False,
+                 host_addresses: list[str] | None = None) -> None:
+        # Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
+        # microphone permission for the page; otherwise it hides addresses behind mDNS names.
+        # So the chosen addresses filter what the browser gathers (None: keep it all).
+        self._host_addresses = host_addresses
         # An explicit list, even an empty one, as natively.
         self._pc = RTCPeerConnection.new(js_object({
             "iceServers": ice_servers, "iceTransportPolicy": "relay" if relay_only else "all"}))
@@ -124,16 +116,16 @@ class BrowserPeerConnection:
         pair = await self._selected_pair()
         return None if pair is None else getattr(pair[2], "currentRoundTripTime", None)
 
-    async def create_offer(self) -> dict[str, str]:
+    async def create_offer(self) -> SessionDescription:
         await self._pc.setLocalDescription(await self._pc.createOffer())
         return await self._local_description()
 
-    async def accept_offer(self, offer: dict[str, str]) -> dict[str, str]:
+    async def accept_offer(self, offer: SessionDescription) -> SessionDescription:
         await self._set_remote(offer)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return await self._local_description()
 
-    async def accept_answer(self, answer: dict[str, str]) -> None:
+    async def accept_answer(self, answer: SessionDescription) -> None:
         await self._set_remote(answer)
 
     def bind(self, transport: ChannelEvents) -> None:
@@ -156,12 +148,13 @@ class BrowserPeerConnection:
             await asyncio.sleep(0.02)
         self._pc.close()
 
-    async def _set_remote(self, description: dict[str, str]) -> None:
+    async def _set_remote(self, description: SessionDescription) -> None:
         # Before the await: the channel may open before this coroutine resumes.
-        self._remote_sdp = description["sdp"]
-        await self._pc.setRemoteDescription(js_object(description))
+        self._remote_sdp = description.sdp
+        await self._pc.setRemoteDescription(
+            js_object({"type": description.type, "sdp": description.sdp}))
 
-    async def _local_description(self) -> dict[str, str]:
+    async def _local_description(self) -> SessionDescription:
         """The local description once ICE gathering is complete (no trickle ICE), or with what
         was gathered after GATHERING_SECONDS."""
         if self._pc.iceGatheringState != "complete":
@@ -170,16 +163,16 @@ class BrowserPeerConnection:
             except TimeoutError:
                 pass
         sdp = self._pc.localDescription.sdp
-        if _host_addresses is not None:
-            sdp = keep_host_candidates(sdp, _host_addresses)
+        if self._host_addresses is not None:
+            sdp = keep_host_candidates(sdp, self._host_addresses)
             if not candidate_types(sdp):
                 raise ConnectionError(
-                    f"the browser offered no ICE candidate on {', '.join(_host_addresses)}; "
+                    f"the browser offered no ICE candidate on {', '.join(self._host_addresses)}; "
                     "Chromium offers 127.0.0.1 only when started with "
                     "--allow-loopback-in-peer-connection, Firefox only with "
                     "media.peerconnection.ice.loopback set, and both only with camera and "
                     "microphone permission for this page")
-        return {"type": self._pc.localDescription.type, "sdp": sdp}
+        return SessionDescription(self._pc.localDescription.type, sdp)
 
     async def _selected_pair(self) -> tuple[JsProxy, JsProxy, JsProxy] | None:
         if self._closed:

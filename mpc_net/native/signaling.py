@@ -14,9 +14,15 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from ..signaling.protocol import (
+    MAX_MESSAGE_BYTES,
+    Closing,
+    ErrorCode,
+    ServerMessage,
+    SignalingError,
+)
+from ..signaling.session import SignalingSession
 from ..text import printable
-from .protocol import MAX_MESSAGE_BYTES, ErrorCode, SignalingError
-from .session import SignalingSession
 
 __all__ = ["SignalingClient", "SignalingError"]
 
@@ -79,14 +85,14 @@ class SignalingClient(SignalingSession):
         except ConnectionClosed as exc:
             raise self._closed(exc) from exc
 
-    async def __aiter__(self) -> AsyncIterator[dict]:
+    async def __aiter__(self) -> AsyncIterator[ServerMessage]:
         """Server messages until the server closes the connection cleanly or announces that it
         will (`closing`)."""
         ws = self._connection()
         try:
             async for raw in ws:
                 msg = self._parse(raw)
-                if msg["type"] == "closing":
+                if isinstance(msg, Closing):
                     return
                 yield msg
         except ConnectionClosedError as exc:
