@@ -75,7 +75,7 @@ async def test_pages_over_https_kept_alive_and_the_room_over_wss(tmp_path: Path,
         client = SignalingClient()
         await client.connect(server.url)
         joined = await client.join("lab", 0, 2, identity=key(0))
-        assert joined["peers"] == []
+        assert joined.peers == []
         await client.close()
 
 
