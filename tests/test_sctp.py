@@ -317,7 +317,7 @@ async def test_a_lost_tail_is_probed_after_two_round_trips(sctp: str) -> None:
         assert took < RTO_MARGIN, took  # sooner than the timeout (the round trip + 200 ms)
         assert association._loss_events == {"probe": 1, "loss repaired by a probe": 1,
                                         "retransmitted chunks": 1}, association._loss_events
-        assert association._cwnd == 5 * USERDATA_MAX_LENGTH  # half the initial 10 packets
+        assert association._cwnd <= 5 * USERDATA_MAX_LENGTH  # at most half the initial window
     assert sends == {0: 1, 1: 1, 2: 1, 3: 2}
     await asyncio.gather(a.pc.close(), b.pc.close())
 

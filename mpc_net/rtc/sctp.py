@@ -23,6 +23,13 @@ a second; like Linux TCP, the timeout is the smoothed round trip plus at least 2
 may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc leaves
 out).
 
+Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
+tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
+can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
+and after a timeout, which drops the window to one packet, only the chunks the peer has not
+reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
+halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit.
+
 Only the acknowledgement and sending policy change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
 aiortc, tests/browser through Chromium). MPC_NET_STOCK_SCTP=1 leaves all of this out
@@ -279,7 +286,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
         super()._t3_expired()
         if self._timeouts_in_a_row == 1:
             # aiortc sends again what the peer reported received in gap blocks too, one packet
-            # per round trip from a window of one; like Linux's SCTP and dcsctp, only the rest
+            # per round trip from a window of one; like Linux's SCTP, only the rest
             # goes. A peer may drop what it reported (renege, RFC 9260 6.2): a second timeout
             # without progress sends everything.
             for sent in self._sent_queue:
