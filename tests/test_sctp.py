@@ -357,6 +357,41 @@ async def test_a_timeout_sends_again_only_what_the_peer_has_not_reported() -> No
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_a_timeout_from_late_sacks_gives_the_window_back() -> None:
+    """The peer's SACKs are held past the retransmission timeout (a peer busy computing) while
+    a message of six chunks goes out. The timeout drops the window to one packet; the first SACK
+    then acknowledges chunks that were never sent again: nothing was lost, and the window and
+    threshold from before come back."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    for i in range(20):  # round trips to measure
+        a.pc.channel.send(b"%d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not association._sent_queue)
+    association._loss_events.clear()
+    window = association._cwnd
+    dtls = b.pc._pc.sctp.transport
+    send_data = dtls._send_data
+    held: list[bytes] = []
+
+    async def holding(data: bytes) -> None:
+        held.append(data)
+
+    dtls._send_data = holding
+    message = bytes(6 * USERDATA_MAX_LENGTH - 100)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: association._loss_events["timeout"] == 1, timeout=3)
+    assert association._cwnd == USERDATA_MAX_LENGTH
+    dtls._send_data = send_data
+    for data in held:
+        await send_data(data)
+    await until(lambda: not association._sent_queue)
+    assert association._loss_events["spurious timeout"] == 1, association._loss_events
+    assert association._cwnd >= window
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 def test_gap_blocks_are_offsets_from_the_cumulative_tsn() -> None:
     assert _gap_blocks(10, set()) == []
     assert _gap_blocks(10, {12, 13, 15}) == [(2, 3), (5, 5)]

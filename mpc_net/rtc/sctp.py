@@ -28,7 +28,9 @@ tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole tha
 can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
 and after a timeout, which drops the window to one packet, only the chunks the peer has not
 reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
-halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit.
+halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
+first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
+nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015).
 
 Only the acknowledgement and sending policy change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
@@ -107,6 +109,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
     _probe_handle: asyncio.TimerHandle | None
     _probe_tsn: int | None
     _timeouts_in_a_row: int
+    _before_timeout: tuple[int, int] | None
 
     @classmethod
     def adopt(cls, association: RTCSctpTransport) -> None:
@@ -123,6 +126,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
         association._probe_handle = None
         association._probe_tsn = None
         association._timeouts_in_a_row = 0
+        association._before_timeout = None
 
     async def _send_sack(self) -> None:
         # aiortc calls this after every received packet that needs acknowledging.
@@ -163,6 +167,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
         if uint32_gt(chunk.cumulative_tsn, self._last_sacked_tsn):
             self._timeouts_in_a_row = 0
         probe_repaired = self._probe_answered(chunk)
+        spurious = self._timeout_was_spurious(chunk)
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
         acknowledged = self._newly_acknowledged(chunk.cumulative_tsn) if slow_start else 0
@@ -181,6 +186,13 @@ class PiggybackSctpTransport(RTCSctpTransport):
         elif probe_repaired and self._fast_recovery_exit is None:
             self._trace("loss repaired by a probe")
             self._reduce_window()
+        if spurious is not None:
+            self._trace("spurious timeout")
+            self._cwnd, self._ssthresh = spurious
+            for sent in self._sent_queue:  # their first sends are most likely there too
+                if sent._retransmit:
+                    sent._retransmit = False
+                    self._flight_size_increase(sent)
         self._largest_cwnd = max(self._largest_cwnd, self._cwnd)
 
     def _retransmit_early(self) -> bool:
@@ -259,14 +271,24 @@ class PiggybackSctpTransport(RTCSctpTransport):
         probe = self._probe_tsn
         if probe is None:
             return False
-        acknowledged = not uint32_gt(probe, chunk.cumulative_tsn) or any(
-            _tsn_between(chunk.cumulative_tsn + start, probe, chunk.cumulative_tsn + end)
-            for start, end in chunk.gaps)
-        if not acknowledged:
+        if not _acknowledges(chunk, probe):
             return False
         self._probe_tsn = None
         # (A first send's SACK delayed past the probe also counts: a needless halving.)
         return probe not in chunk.duplicates
+
+    def _timeout_was_spurious(self, chunk: SackChunk) -> tuple[int, int] | None:
+        """The window and slow-start threshold from before the last timeout, if the first SACK
+        after it acknowledges a chunk that the timeout marked and nothing has sent again: the
+        first send arrived, so the timeout came from a late SACK (a peer busy in its
+        computation, say), not from a loss (RFC 4015's Eifel response, detected as RFC 5682's
+        F-RTO does)."""
+        before, self._before_timeout = self._before_timeout, None
+        if before is None:
+            return None
+        spurious = any(sent._retransmit and _acknowledges(chunk, sent.tsn)
+                       for sent in self._sent_queue)
+        return before if spurious else None
 
     def _newly_acknowledged(self, cumulative_tsn: int) -> int:
         """Bytes of the chunks in flight that a SACK up to `cumulative_tsn` acknowledges."""
@@ -283,6 +305,8 @@ class PiggybackSctpTransport(RTCSctpTransport):
         self._retransmissions_possible = True
         self._probe_tsn = None
         self._timeouts_in_a_row += 1
+        self._before_timeout = (self._cwnd, self._ssthresh) if self._timeouts_in_a_row == 1 \
+            else None
         super()._t3_expired()
         if self._timeouts_in_a_row == 1:
             # aiortc sends again what the peer reported received in gap blocks too, one packet
@@ -475,6 +499,13 @@ def _gap_blocks(cumulative_tsn: int, received: set[int]) -> list[tuple[int, int]
             blocks.append([offset, offset])
         following = tsn_plus_one(tsn)
     return [(start, end) for start, end in blocks]
+
+
+def _acknowledges(sack: SackChunk, tsn: int) -> bool:
+    """Whether `sack` reports `tsn` received, cumulatively or in a gap block."""
+    cumulative = sack.cumulative_tsn
+    return not uint32_gt(tsn, cumulative) or any(
+        _tsn_between(cumulative + start, tsn, cumulative + end) for start, end in sack.gaps)
 
 
 def _tsn_between(low: int, tsn: int, high: int) -> bool:
