@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.figures import parse_stop  # beside this script
+from harness.figures import log_times, parse_stop  # beside this script
 from wan_plot import draw, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +119,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="loss pattern of repetition 1")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="draw the ratios here (needs matplotlib)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep every party's output (stdout and stderr) and a trace of "
+                             "every packet in this directory")
     options = parser.parse_args()
     options.condition = options.condition or [condition(c) for c in DEFAULT_CONDITIONS]
     options.program = options.program or [program(p) for p in DEFAULT_PROGRAMS]
@@ -163,11 +167,13 @@ def in_ns(namespace: str, argv: list[str]) -> list[str]:
 class Network:
     """The emulator for one condition, and the room server behind it."""
 
-    def __init__(self, cond: Condition, parties: int, workdir: Path) -> None:
+    def __init__(self, cond: Condition, parties: int, workdir: Path,
+                 trace: Path | None = None) -> None:
         links = [f"{SERVER_NS}={SERVER}",
                  *(f"{party_ns(i)}={party_address(i)}" for i in range(parties))]
+        options = cond.emulator_options() + (["--trace", str(trace)] if trace else [])
         self.emulator = subprocess.Popen(
-            [sys.executable, str(EMULATOR), "forward", *cond.emulator_options(), *links],
+            [sys.executable, str(EMULATOR), "forward", *options, *links],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ask(None, "ready")
         self.processes: list[subprocess.Popen] = []
@@ -226,6 +232,9 @@ class Bench:
         self.credentials = self.make_credentials()
         self.port = FIRST_TCP_PORT
         self.rooms = 0
+        self.runs_kept = 0
+        if options.keep:
+            options.keep.mkdir(parents=True, exist_ok=True)
 
     def make_credentials(self) -> list[list[str]]:
         public = []
@@ -252,7 +261,10 @@ class Bench:
                  "--room", f"wan{self.rooms}", "--signal", self.network.url, "--native-only",
                  "--local-address", party_address(i), *self.credentials[i]] for i in range(m)]
 
-    def run_one(self, variant: str, words: list[str], seed: int) -> float | None:
+    def run_one(self, variant: str, words: list[str], seed: int) -> tuple[float | None,
+                                                                         float | None]:
+        """Party 0's elapsed time, and the set-up time: from the last party's "Start MPyC
+        runtime" to the last "All m parties connected" (None: the run failed)."""
         self.network.ask(f"seed {seed}", "ok")
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
         procs = []
@@ -267,50 +279,68 @@ class Bench:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.options.keep:
+            self.runs_kept += 1
+            for i, output in enumerate(outputs):
+                shutil.copy(output, self.options.keep / f"{self.runs_kept:03d}-{variant}-{i}.out")
         failed = [i for i, proc in enumerate(procs) if proc.returncode != 0]
         if failed:
             tail = outputs[failed[0]].read_text(errors="replace")[-1500:]
             progress(f"  {variant}: party {failed[0]} failed (exit {procs[failed[0]].returncode})"
                      f":\n{tail}")
-            return None
-        stop = parse_stop(outputs[0].read_text(errors="replace"))
-        return None if stop is None else stop[0]
+            return None, None
+        texts = [output.read_text(errors="replace") for output in outputs]
+        stop = parse_stop(texts[0])
+        times = [log_times(text) for text in texts]
+        setup = None
+        if all(start and connected for start, connected in times):
+            setup = max(c for _, c in times) - max(s for s, _ in times)
+        return None if stop is None else stop[0], setup
 
     def run(self) -> list[dict]:
         results = []
         for cond in self.options.condition:
             progress(f"network: {cond.label}")
-            self.network = Network(cond, self.parties, self.workdir)
+            trace = None
+            if self.options.keep:
+                trace = self.options.keep / f"packets-{cond.label.replace(' ', '')}.log"
+            self.network = Network(cond, self.parties, self.workdir, trace)
             try:
                 measured = self.network.measured_rtt_ms()
                 progress(f"  UDP round trip {measured:.2f} ms (configured {cond.rtt_ms:g} ms)")
                 for words in self.options.program:
                     name = " ".join([shown(words[0]), *words[1:]])
                     runs: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
+                    setups: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
-                            elapsed = self.run_one(variant, words, self.options.seed + rep)
+                            elapsed, setup = self.run_one(variant, words,
+                                                          self.options.seed + rep)
                             runs[variant].append(elapsed)
+                            setups[variant].append(setup)
                             progress(f"  {name} rep {rep + 1} {variant}: "
-                                     + ("failed" if elapsed is None else f"{elapsed:.3f} s"))
+                                     + ("failed" if elapsed is None else f"{elapsed:.3f} s")
+                                     + ("" if setup is None else f", set-up {setup:.3f} s"))
                     after = json.loads(self.network.ask("stats"))
                     drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
-                    results.append(summarize(cond, measured, name, runs, drops))
+                    results.append(summarize(cond, measured, name, runs, setups, drops))
             finally:
                 self.network.close()
         return results
 
 
-def summarize(cond: Condition, measured: float, name: str,
-              runs: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
+def summarize(cond: Condition, measured: float, name: str, runs: dict[str, list[float | None]],
+              setups: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
     ratios = [n / t for n, t in zip(runs["mpc-net"], runs["tcp"], strict=True) if n and t]
     return {"condition": dataclasses.asdict(cond), "label": cond.label,
             "measured_rtt_ms": measured, "program": name, "runs": runs,
             "lost_packets": drops["lost"], "queue_drops": drops["queue_drops"],
             "tcp_s": median(runs["tcp"]), "mpc_net_s": median(runs["mpc-net"]),
             "ratio": statistics.median(ratios) if ratios else None,
-            "ratio_range": [min(ratios), max(ratios)] if ratios else None}
+            "ratio_range": [min(ratios), max(ratios)] if ratios else None,
+            "setups": setups, "tcp_setup_s": median(setups["tcp"]),
+            "mpc_net_setup_s": median(setups["mpc-net"])}
 
 
 def median(values: list[float | None]) -> float | None:
@@ -343,6 +373,14 @@ def tables(results: list[dict]) -> str:
         lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_s'], 3)} | "
                      f"{fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])}{spread} | "
                      f"{r['lost_packets']} / {r['queue_drops']} |")
+    lines += ["", "| network | program | TCP set-up s | mpc-net set-up s | mpc-net set-up in "
+              "measured round trips |", "|---|---|---|---|---|"]
+    for r in results:
+        rtt_s = r["measured_rtt_ms"] / 1000
+        trips = fmt(r["mpc_net_setup_s"] / rtt_s, 1) if r["mpc_net_setup_s"] and rtt_s > 0.005 \
+            else "-"
+        lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_setup_s'], 3)} | "
+                     f"{fmt(r['mpc_net_setup_s'], 3)} | {trips} |")
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import TextIO
 
 PREFIX_LENGTH = 24
 MTU = 1500
@@ -72,7 +73,7 @@ def ip(*args: str) -> None:
 
 class Forwarder:
     def __init__(self, links: list[Link], rtt: float, bandwidth: float | None, loss: float,
-                 queue: float) -> None:
+                 queue: float, trace: TextIO | None = None) -> None:
         self.links = links
         self.by_address = {link.address: link for link in links}
         self.by_fd = {link.fd: link for link in links}
@@ -84,6 +85,7 @@ class Forwarder:
         self.heap: list[tuple[float, int, int, bytes]] = []
         self.sequence = 0
         self.counts = {"forwarded": 0, "lost": 0, "queue_drops": 0}
+        self.trace = trace
 
     def run(self) -> None:
         inputs = [sys.stdin.fileno(), *self.by_fd]
@@ -115,6 +117,8 @@ class Forwarder:
             destination = self.by_address.get(packet[16:20])
             if destination is None:
                 continue
+            if self.trace:
+                self.trace.write(f"{time.time():.6f} {describe(packet)}\n")
             if self.loss and self.random.random() < self.loss:
                 self.counts["lost"] += 1
                 continue
@@ -171,6 +175,29 @@ def ping(host: str, port: int, count: int) -> None:
     print(f"{statistics.median(times) * 1000:.3f}", flush=True)
 
 
+_DTLS_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
+
+
+def describe(packet: bytes) -> str:
+    """One line for the packet trace: addresses, ports, size, and what it carries (TCP flags,
+    STUN or DTLS record type) as far as the header tells."""
+    header = (packet[0] & 0x0F) * 4
+    source, destination = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
+    protocol = packet[9]
+    sport, dport = struct.unpack("!HH", packet[header:header + 4])
+    what = f"proto {protocol}"
+    if protocol == 6:
+        offset = (packet[header + 12] >> 4) * 4
+        flags = "".join(f for bit, f in zip(b"\x02\x10\x08\x01", "SAPF", strict=True)
+                        if packet[header + 13] & bit)
+        what = f"tcp {flags} payload {len(packet) - header - offset}"
+    elif protocol == 17:
+        first = packet[header + 8] if len(packet) > header + 8 else -1
+        what = ("stun" if 0 <= first <= 3 else f"dtls {_DTLS_TYPES[first]}"
+                if first in _DTLS_TYPES else f"udp {first}")
+    return f"{source}:{sport} > {destination}:{dport} {len(packet)} {what}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +206,8 @@ def main() -> None:
     forward.add_argument("--bandwidth-mbit", type=float, default=None)
     forward.add_argument("--loss", type=float, default=0.0, help="fraction of packets lost")
     forward.add_argument("--queue-ms", type=float, default=50.0)
+    forward.add_argument("--trace", type=argparse.FileType("w"),
+                         help="write a line for every packet here (time, addresses, kind)")
     forward.add_argument("links", nargs="+", metavar="NAMESPACE=ADDRESS")
     sub.add_parser("echo").add_argument("port", type=int)
     pinger = sub.add_parser("ping")
@@ -194,7 +223,7 @@ def main() -> None:
         links = [Link(*spec.split("=", 1), f"wan{i}") for i, spec in enumerate(options.links)]
         bandwidth = options.bandwidth_mbit * 1e6 if options.bandwidth_mbit else None
         forwarder = Forwarder(links, options.rtt_ms / 1000, bandwidth, options.loss,
-                              options.queue_ms / 1000)
+                              options.queue_ms / 1000, options.trace)
         print("ready", flush=True)
         forwarder.run()
 

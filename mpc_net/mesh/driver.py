@@ -63,6 +63,7 @@ class Mesh:
         self._failure: MeshError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._repair_task: asyncio.Task | None = None
+        self._departure: asyncio.Future[None] | None = None  # leaving the room once connected
         self._state: MeshState | None = None
         self._agreement: Agreement | None = None
 
@@ -102,7 +103,9 @@ class Mesh:
             self._enter(joined)
             await self._serve(lambda: self.state.done)
             self.state.connected = True
-            await self._leave_room()
+            # Leaving waits a round trip for the room server's close frame; the channels need
+            # the room no more, so MPyC starts meanwhile.
+            self._departure = asyncio.ensure_future(self._depart(self.peers.client))
         except (SignalingError, MeshError) as exc:
             self._fail(MeshError(str(exc)))  # from now on, events are echoes of this
             await self.peers.abandon()
@@ -115,7 +118,8 @@ class Mesh:
             self.state.left_room()
             if not self.state.connected and self._timer is not None:
                 self._timer.cancel()  # a failed or cancelled build has no deadlines left
-            await self.peers.client.close()
+            if self._departure is None:
+                await self.peers.client.close()
             for task in self._tasks:
                 task.cancel()
         logger.info("party %d connected to all %d peers in %.2f s", cfg.pid, len(self.transports),
@@ -129,6 +133,8 @@ class Mesh:
         report each peer's path and traffic."""
         if self._repair_task is not None:
             self._repair_task.cancel()
+        if self._departure is not None:
+            await self._departure
         if self._timer is not None:
             self._timer.cancel()
         await self.peers.close(self.config.close_timeout)
@@ -160,12 +166,16 @@ class Mesh:
         if self._agreement.reveal_when_ready(self.state.present):
             self._feed(CheckComplete())
 
-    async def _leave_room(self) -> None:
+    async def _leave_room(self, client: Signaling) -> None:
         """The channels no longer need the room server, so failing to say goodbye is harmless."""
         try:
-            await self.peers.client.leave()
+            await client.leave()
         except SignalingError as exc:
             logger.debug("leaving the room: %s", exc)
+
+    async def _depart(self, client: Signaling) -> None:
+        await self._leave_room(client)
+        await client.close()
 
     async def _serve(self, finished: Callable[[], bool]) -> None:
         """Handle room messages until `finished()`; the state's actions wake us."""
@@ -290,7 +300,7 @@ class Mesh:
             try:
                 self._enter(await self._join())
                 await self._serve(lambda: not self.state.repairing)
-                await self._leave_room()
+                await self._leave_room(self.peers.client)
             except (SignalingError, MeshError, OSError) as exc:
                 logger.info("restoring connections: %s; trying again", exc)
                 self._feed(RepairProblem(str(exc)))

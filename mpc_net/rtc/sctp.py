@@ -23,6 +23,15 @@ a second; like Linux TCP, the timeout is the smoothed round trip plus at least 2
 may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc leaves
 out).
 
+Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
+tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
+can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
+and after a timeout, which drops the window to one packet, only the chunks the peer has not
+reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
+halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
+first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
+nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015).
+
 Only the acknowledgement and sending policy change; the chunks on the wire are standard, so
 browsers and plain aiortc peers interoperate unchanged (tests/test_mitm.py relays through plain
 aiortc, tests/browser through Chromium). MPC_NET_STOCK_SCTP=1 leaves all of this out
@@ -33,7 +42,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from struct import pack
 
@@ -74,6 +86,10 @@ MAX_BURST_PACKETS = INITIAL_WINDOW_PACKETS
 # and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
 RTO_MARGIN = 0.2
 
+# MPC_NET_SCTP_TRACE=1: every timeout and fast retransmit, and a summary when the association
+# closes, on stderr; for finding where a run across a WAN loses its time.
+TRACE = os.environ.get("MPC_NET_SCTP_TRACE") == "1"
+
 
 class PiggybackSctpTransport(RTCSctpTransport):
     """aiortc's association, acknowledging late and inside DATA packets where it can, with a
@@ -87,6 +103,13 @@ class PiggybackSctpTransport(RTCSctpTransport):
     _packets_unacknowledged: int
     _retransmissions_possible: bool
     _data_sent_at: float
+    _loss_events: Counter[str]
+    _largest_cwnd: int
+    _first_tsn: int
+    _probe_handle: asyncio.TimerHandle | None
+    _probe_tsn: int | None
+    _timeouts_in_a_row: int
+    _before_timeout: tuple[int, int] | None
 
     @classmethod
     def adopt(cls, association: RTCSctpTransport) -> None:
@@ -97,6 +120,13 @@ class PiggybackSctpTransport(RTCSctpTransport):
         association._retransmissions_possible = False
         association._data_sent_at = time.monotonic()
         association._cwnd = INITIAL_WINDOW_PACKETS * USERDATA_MAX_LENGTH
+        association._loss_events = Counter()
+        association._largest_cwnd = association._cwnd
+        association._first_tsn = association._local_tsn
+        association._probe_handle = None
+        association._probe_tsn = None
+        association._timeouts_in_a_row = 0
+        association._before_timeout = None
 
     async def _send_sack(self) -> None:
         # aiortc calls this after every received packet that needs acknowledging.
@@ -120,6 +150,8 @@ class PiggybackSctpTransport(RTCSctpTransport):
                 body = bytes(sack) + body  # RFC 9260 6.10: SACK ahead of DATA
         if isinstance(chunk, DataChunk):
             self._data_sent_at = time.monotonic()
+            if chunk._sent_count > 1:
+                self._loss_events["retransmitted chunks"] += 1
         await self._send_packet(body)
 
     # aiortc looks through every chunk in flight for one to retransmit, each time it transmits:
@@ -128,18 +160,135 @@ class PiggybackSctpTransport(RTCSctpTransport):
     # 6.3.3), so until one of those happens there is only new data to send.
 
     async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
+        if uint32_gt(self._last_sacked_tsn, chunk.cumulative_tsn):
+            return  # older than one already handled (aiortc ignores it too)
         if chunk.gaps:
             self._retransmissions_possible = True
+        if uint32_gt(chunk.cumulative_tsn, self._last_sacked_tsn):
+            self._timeouts_in_a_row = 0
+        probe_repaired = self._probe_answered(chunk)
+        spurious = self._timeout_was_spurious(chunk)
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
         acknowledged = self._newly_acknowledged(chunk.cumulative_tsn) if slow_start else 0
+        recovering = self._fast_recovery_exit is not None
         await super()._receive_sack_chunk(chunk)
-        if slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
+        if not recovering and self._fast_recovery_exit is not None:
+            self._trace("fast retransmit")
+        elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
             # aiortc grew the window by one packet, RFC 9260's limit per SACK; with a SACK for
             # every second packet that is 1.5x per round trip. Like TCP with delayed ACKs
             # (RFC 3465, L = 2), up to two packets per SACK: doubling, as TCP and dcsctp's
             # slow_start_tcp_style do.
             self._cwnd += max(0, min(acknowledged - USERDATA_MAX_LENGTH, USERDATA_MAX_LENGTH))
+        if chunk.gaps and self._retransmit_early():
+            await self._transmit()
+        elif probe_repaired and self._fast_recovery_exit is None:
+            self._trace("loss repaired by a probe")
+            self._reduce_window()
+        if spurious is not None:
+            self._trace("spurious timeout")
+            self._cwnd, self._ssthresh = spurious
+            for sent in self._sent_queue:  # their first sends are most likely there too
+                if sent._retransmit:
+                    sent._retransmit = False
+                    self._flight_size_increase(sent)
+        self._largest_cwnd = max(self._largest_cwnd, self._cwnd)
+
+    def _retransmit_early(self) -> bool:
+        """Mark the holes below the last chunk sent as lost once a SACK reports that chunk
+        received and nothing is left to send: no later SACK could add the two more reports
+        that fast retransmit waits for (RFC 5827's early retransmit, at its limit). Whether it
+        marked any."""
+        if self._outbound_queue or not self._sent_queue or not self._sent_queue[-1]._acked:
+            return False
+        lost = [c for c in self._sent_queue
+                if c._misses and not c._acked and not c._retransmit and c._sent_count == 1]
+        for sent in lost:
+            sent._misses = 0
+            sent._retransmit = True
+            self._flight_size_decrease(sent)
+        if not lost:
+            return False
+        self._retransmissions_possible = True
+        self._trace("early retransmit")
+        if self._fast_recovery_exit is None:  # as aiortc enters fast recovery
+            self._reduce_window()
+            self._fast_recovery_exit = self._sent_queue[-1].tsn
+            self._fast_recovery_transmit = True
+        return True
+
+    def _reduce_window(self) -> None:
+        """A loss: halve the window (RFC 9260 7.2.3), as aiortc's fast retransmit does."""
+        self._ssthresh = max(self._cwnd // 2, 4 * USERDATA_MAX_LENGTH)
+        self._cwnd = self._ssthresh
+        self._partial_bytes_acked = 0
+
+    # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a
+    # message are lost, no SACK reports the loss and only the retransmission timer would
+    # recover it. Two smoothed round trips after the last SACK (plus the peer's SACK delay),
+    # with nothing new to send, the last chunk in flight goes again: its SACK reports what the
+    # peer lacks, and fast (or early) retransmit repairs it. One probe per tail; a chunk that
+    # only the probe delivered (the peer reports no duplicate) counts as a loss.
+
+    def _arm_probe(self) -> None:
+        if self._probe_handle is not None:
+            self._probe_handle.cancel()
+            self._probe_handle = None
+        if (self._outbound_queue or self._srtt is None or self._probe_tsn is not None
+                or self._fast_recovery_exit is not None or self._probe_target() is None):
+            return
+        # Our peers delay the SACK of an odd last packet by SACK_DELAY.
+        timeout = 2 * self._srtt + SACK_DELAY
+        self._probe_handle = self._loop.call_later(timeout, self._on_probe_timer)
+
+    def _probe_target(self) -> DataChunk | None:
+        """The last chunk in flight (None: none, or one is already marked for retransmission).
+
+        Even a lone one: RFC 8985 waits 200 ms more for it, the longest a peer may delay its
+        SACK, but mpc-net's peers delay theirs by SACK_DELAY; a browser that waits longer
+        gets at worst one needless duplicate, which it acknowledges at once.
+        """
+        for sent in reversed(self._sent_queue):
+            if sent._retransmit:
+                return None
+            if not sent._acked:
+                return sent
+        return None
+
+    def _on_probe_timer(self) -> None:
+        self._probe_handle = None
+        target = self._probe_target()
+        if target is None or self._association_state != self.State.ESTABLISHED:
+            return
+        self._probe_tsn = target.tsn
+        self._trace("probe")
+        target._sent_count += 1
+        run_eagerly(self._send_chunk(target))
+
+    def _probe_answered(self, chunk: SackChunk) -> bool:
+        """Whether `chunk` acknowledges the probe, which the peer had not received before."""
+        probe = self._probe_tsn
+        if probe is None:
+            return False
+        if not _acknowledges(chunk, probe):
+            return False
+        self._probe_tsn = None
+        # (A first send's SACK delayed past the probe also counts: a needless halving.)
+        return probe not in chunk.duplicates
+
+    def _timeout_was_spurious(self, chunk: SackChunk) -> tuple[int, int] | None:
+        """The window and slow-start threshold from before the last timeout, if the first SACK
+        after it acknowledges a chunk that the timeout marked and nothing has sent again: the
+        first send arrived, so the timeout came from a late SACK (a peer busy in its
+        computation, say), not from a loss (RFC 4015's Eifel response, detected as RFC 5682's
+        F-RTO does)."""
+        before, self._before_timeout = self._before_timeout, None
+        if before is None:
+            return None
+        spurious = any(sent._retransmit and _acknowledges(chunk, sent.tsn)
+                       for sent in self._sent_queue)
+        return before if spurious else None
 
     def _newly_acknowledged(self, cumulative_tsn: int) -> int:
         """Bytes of the chunks in flight that a SACK up to `cumulative_tsn` acknowledges."""
@@ -152,8 +301,21 @@ class PiggybackSctpTransport(RTCSctpTransport):
         return total
 
     def _t3_expired(self) -> None:
+        self._trace("timeout")
         self._retransmissions_possible = True
+        self._probe_tsn = None
+        self._timeouts_in_a_row += 1
+        self._before_timeout = (self._cwnd, self._ssthresh) if self._timeouts_in_a_row == 1 \
+            else None
         super()._t3_expired()
+        if self._timeouts_in_a_row == 1:
+            # aiortc sends again what the peer reported received in gap blocks too, one packet
+            # per round trip from a window of one; like Linux's SCTP, only the rest
+            # goes. A peer may drop what it reported (renege, RFC 9260 6.2): a second timeout
+            # without progress sends everything.
+            for sent in self._sent_queue:
+                if sent._acked:
+                    sent._retransmit = False
         self._rto = min(2 * self._rto, SCTP_RTO_MAX)  # back off until a new measurement
 
     def _update_rto(self, R: float) -> None:
@@ -174,6 +336,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
         if self._retransmissions_possible or self._forward_tsn_chunk is not None:
             await super()._transmit()
             self._retransmissions_possible = any(c._retransmit for c in self._sent_queue)
+            self._arm_probe()
             return
         if self._outbound_queue and not self._sent_queue:
             self._restart_after_idle()  # what it sends now ends the idle time
@@ -189,6 +352,7 @@ class PiggybackSctpTransport(RTCSctpTransport):
             await self._send_chunk(chunk)
             if not self._t3_handle:
                 self._t3_start()
+        self._arm_probe()
 
     def _get_inbound_stream(self, stream_id: int) -> InboundStream:
         if stream_id not in self._inbound_streams:
@@ -209,7 +373,21 @@ class PiggybackSctpTransport(RTCSctpTransport):
     def _set_state(self, state: RTCSctpTransport.State) -> None:
         if state == self.State.CLOSED:
             self._cancel_sack_timer()
+            if self._probe_handle is not None:
+                self._probe_handle.cancel()
+            if TRACE and self._association_state != state:
+                sent = (self._local_tsn - self._first_tsn) % SCTP_TSN_MODULO
+                sys.stderr.write(f"sctp: {sent} chunks sent, {dict(self._loss_events)}, "
+                                 f"largest window {self._largest_cwnd // USERDATA_MAX_LENGTH} "
+                                 "packets\n")
         super()._set_state(state)
+
+    def _trace(self, event: str) -> None:
+        self._loss_events[event] += 1
+        if TRACE:
+            sys.stderr.write(f"sctp: {time.monotonic():.3f} {event}: window "
+                             f"{self._cwnd // USERDATA_MAX_LENGTH} packets, "
+                             f"{self._flight_size} bytes in flight, RTO {self._rto:.3f} s\n")
 
     def _on_sack_timer(self) -> None:
         self._sack_timer = None
@@ -321,3 +499,16 @@ def _gap_blocks(cumulative_tsn: int, received: set[int]) -> list[tuple[int, int]
             blocks.append([offset, offset])
         following = tsn_plus_one(tsn)
     return [(start, end) for start, end in blocks]
+
+
+def _acknowledges(sack: SackChunk, tsn: int) -> bool:
+    """Whether `sack` reports `tsn` received, cumulatively or in a gap block."""
+    cumulative = sack.cumulative_tsn
+    return not uint32_gt(tsn, cumulative) or any(
+        _tsn_between(cumulative + start, tsn, cumulative + end) for start, end in sack.gaps)
+
+
+def _tsn_between(low: int, tsn: int, high: int) -> bool:
+    """low <= tsn <= high in serial number arithmetic (RFC 1982)."""
+    low, high = low % SCTP_TSN_MODULO, high % SCTP_TSN_MODULO
+    return not uint32_gt(low, tsn) and not uint32_gt(tsn, high)
