@@ -46,3 +46,10 @@ at_least_zero_int = number(int, 0)
 at_least_zero_float = number(float, 0)
 # A TCP port to listen on; 0 lets the system pick a free one.
 port = number(int, 0, maximum=65535)
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input ends in one line and exit code 2, never a usage dump or a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
