@@ -66,16 +66,22 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
     config = mesh_config(options)
     from mpyc.runtime import mpc
 
-    from .runtime import install, portable
+    from .runtime import portable
 
     _check_mpc(mpc, parties, index)
     # MPyC's own --mix32-64bit (or $MPYC_MIX32_64BIT) wins over native_only; the handshake
     # compares what MPyC really does.
     config.mix32_64bit = not native_only or portable(mpc.options)
     _become_party(mpc, parties, index, config.mix32_64bit, threshold)
+    _install_mesh(config)
+    return mpc
 
+
+def _install_mesh(config) -> None:
+    """Have `mpc.start()` connect to the other parties, as `config` says."""
     from .native.peer import NativePeerConnection, quiet_internal_errors
     from .native.signaling import SignalingClient
+    from .runtime import install
 
     for name in ("aioice", "aiortc", "websockets"):
         library = logging.getLogger(name)
@@ -88,7 +94,6 @@ def setup(parties: int, index: int, *, room: str, signal: str, key: str | None =
         return Mesh(config, NativePeerConnection, on_lost, SignalingClient)
 
     install(make_mesh)
-    return mpc
 
 
 def _check_mpc(mpc, parties: int, index: int) -> None:
