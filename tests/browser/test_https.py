@@ -63,8 +63,9 @@ def test_a_page_over_https_on_a_lan_address_joins_native_parties(
         monkeypatch) -> None:
     server = WebServer(lan, bundle, "--host", LAN_ADDRESS, "--tls-certificate",
                        str(certificate.certificate), "--tls-key", str(certificate.key))
-    page = PartyPage(lan_browser, server.origin)
+    page = None
     try:
+        page = PartyPage(lan_browser, server.origin)
         assert server.origin.startswith(f"https://{LAN_ADDRESS}:")
         page.open()
         page.wait_ready()
@@ -79,7 +80,8 @@ def test_a_page_over_https_on_a_lan_address_joins_native_parties(
         page.join("over-https", 0, 3, roster.read_text(), "auction", values[0])
         check_run([page], expected("auction", *args), screenshots, "https-lan", procs)
     finally:
-        page.close()
+        if page is not None:
+            page.close()
         server.close()
 
 
@@ -87,8 +89,9 @@ def test_a_page_over_plain_http_on_a_lan_address_says_it_needs_https(
         lan, lan_browser, bundle, screenshots) -> None:
     server = WebServer(lan, bundle, "--host", LAN_ADDRESS)
     # Not a PartyPage: an insecure page cannot even be granted the camera permission it asks.
-    context = lan_browser.new_context()
+    context = None
     try:
+        context = lan_browser.new_context()
         page = context.new_page()
         page.goto(f"{server.origin}/")
         page.wait_for_selector(READY, state="attached", timeout=90_000)
@@ -98,5 +101,6 @@ def test_a_page_over_plain_http_on_a_lan_address_says_it_needs_https(
                                 "only to secure pages: open this page over https")
         page.screenshot(path=screenshots / "http-lan.png")
     finally:
-        context.close()
+        if context is not None:
+            context.close()
         server.close()
