@@ -39,8 +39,11 @@ def mpc_net(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
 def free_base_port(count: int = 16) -> int:
     """A base port b with b .. b+count-1 free: MPyC's TCP parties listen on b+i, by default on
     11365+i, where two runs at once (another test, a benchmark) would meet and hang."""
+    # Below the ephemeral range (Linux: 32768 and up), so that no outgoing connection takes
+    # one of these ports in the meantime, and a party that connects before its peer listens
+    # cannot connect to itself (TCP's simultaneous open with its own port).
     for _ in range(100):
-        base = random.randrange(20000, 60000)
+        base = random.randrange(20000, 32768 - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as s:

@@ -22,7 +22,7 @@ from nat.topology import Sandbox, SandboxError
 
 from mpc_net.bundle import offline_ready
 
-from helpers import DEMOS, ROOT, free_port, mpc_net, program_lines
+from helpers import DEMOS, ROOT, free_base_port, mpc_net, program_lines
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -219,7 +219,7 @@ def mpyc_tcp(demo: str, *args: str, timeout: float = 60) -> list[str]:
     process group that is killed whole on a timeout: MPyC starts parties 1 and 2 itself.
     """
     command = [sys.executable, str(DEMOS / f"{demo}.py"), *args, "-M3",
-               f"--base-port={free_port()}"]
+               f"--base-port={free_base_port()}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
