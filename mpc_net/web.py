@@ -184,6 +184,9 @@ class WebServer(RoomServer):
     # How long a page connection waits for its next request: long enough for a page to ask for
     # its next file, short enough that idle connections do not pile up.
     page_idle_timeout = OPEN_TIMEOUT
+    # How long a page connection may take nothing of an answer before it is dropped: a browser
+    # compiling a large WebAssembly file on a busy machine reads it slowly.
+    page_send_timeout = 60.0
 
     def __init__(self, host: str, port: int, bundle: Path, **kwargs) -> None:
         super().__init__(host, port, **kwargs)
@@ -202,7 +205,8 @@ class WebServer(RoomServer):
         return {"open_timeout": None,
                 "create_connection": functools.partial(
                     KeepAliveConnection, respond=self.process_request, headers=SECURITY_HEADERS,
-                    idle_timeout=self.page_idle_timeout, open_timeout=OPEN_TIMEOUT,
+                    idle_timeout=self.page_idle_timeout,
+                    send_timeout=self.page_send_timeout, open_timeout=OPEN_TIMEOUT,
                     registry=self._page_connections)}
 
     async def close(self, message: str = SHUTDOWN_MESSAGE) -> None:

@@ -94,17 +94,21 @@ class KeepAliveConnection(ServerConnection):
     `headers`.
 
     Between requests it waits at most `idle_timeout`; a request head must arrive within that
-    time, so half-sent requests cannot hold connections. Once the upgrade request has come, the
-    websocket handshake gets `open_timeout`, as on websockets' own connections.
+    time, so half-sent requests cannot hold connections. An answer may take as long as the
+    client reads it, but a client that takes nothing of it for `send_timeout` is dropped (as
+    nginx's send_timeout). Once the upgrade request has come, the websocket handshake gets
+    `open_timeout`, as on websockets' own connections.
     """
 
     def __init__(self, protocol: ServerProtocol, server: Server, *, respond: Responder,
-                 headers: Mapping[str, str], idle_timeout: float, open_timeout: float,
-                 registry: set[KeepAliveConnection], **options: Any) -> None:
+                 headers: Mapping[str, str], idle_timeout: float, send_timeout: float,
+                 open_timeout: float, registry: set[KeepAliveConnection],
+                 **options: Any) -> None:
         super().__init__(protocol, server, **options)
         self._respond = respond
         self._headers = headers  # for the answers this class makes itself
         self._idle_timeout = idle_timeout
+        self._send_timeout = send_timeout
         self._open_timeout = open_timeout
         self._registry = registry
         self._websocket = False  # whether websockets reads and writes the connection now
@@ -114,6 +118,7 @@ class KeepAliveConnection(ServerConnection):
         self._upgrade_requested: asyncio.Future[None] = self.loop.create_future()
         self._idle: asyncio.TimerHandle | None = None
         self._unsent = 0  # bytes our answers had waiting in the transport at the last check
+        self._sent_at = 0.0  # loop time the client last took some of them
 
     # -- asyncio protocol --------------------------------------------------------------------
 
@@ -215,6 +220,7 @@ class KeepAliveConnection(ServerConnection):
             self._pending = None  # read nothing more, but watch the sending as before
             self.transport.close()
         self._unsent = self.transport.get_write_buffer_size()
+        self._sent_at = self.loop.time()
         self._wait_idle()
 
     def _wait_idle(self) -> None:
@@ -224,16 +230,19 @@ class KeepAliveConnection(ServerConnection):
 
     def _idle_expired(self) -> None:
         """Close a connection that sends nothing and is asked nothing; drop one whose client
-        stopped reading an answer. A slow client that reads goes on: no deadline for a whole
-        answer, since a page's largest file takes seconds on a slow line."""
+        took nothing of an answer for `send_timeout`. A slow client that reads goes on: no
+        deadline for a whole answer, since a page's largest file takes seconds on a slow line,
+        and a browser reads a file only as fast as it compiles it."""
         unsent = self.transport.get_write_buffer_size()
         if not unsent:
             self.transport.close()
-        elif unsent < self._unsent:
-            self._unsent = unsent
-            self._wait_idle()
-        else:
+            return
+        if unsent < self._unsent:
+            self._unsent, self._sent_at = unsent, self.loop.time()
+        if self.loop.time() - self._sent_at >= self._send_timeout:
             self.transport.abort()
+        else:
+            self._wait_idle()
 
     def _leave_http(self) -> None:
         """No more plain requests: the connection is websockets' now, or gone."""

@@ -243,6 +243,7 @@ async def test_a_slow_reader_gets_whole_files_and_a_stalled_one_is_dropped(site:
     class QuickServer(web.WebServer):
         # Long enough that a loaded machine does not starve the reader for a whole period.
         page_idle_timeout = 1.0
+        page_send_timeout = 2.0
 
         def connection_options(self) -> dict:
             # websockets once cut answers that outlasted its close timeout (default 10 s).
