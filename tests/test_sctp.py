@@ -83,6 +83,15 @@ class End:
         dtls._send_data = counted
 
 
+async def measure_round_trips(a: End, b: End, count: int = 20) -> None:
+    """Messages one at a time from a to b, so that a's association measures the round trip;
+    returns once all of them are acknowledged."""
+    for i in range(count):
+        a.pc.channel.send(b"%d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+
+
 async def connected(plain_answerer: bool = False) -> tuple[End, End]:
     offerer = NativePeerConnection([])
     answerer = PlainPeerConnection() if plain_answerer else NativePeerConnection([])
@@ -220,10 +229,7 @@ async def test_a_lost_last_packet_costs_a_fraction_of_a_second(sctp: str) -> Non
     tail-loss probe comes sooner still."""
     a, b = await connected()
     association = a.pc._pc.sctp
-    for i in range(20):  # round trips to measure
-        a.pc.channel.send(b"%d" % i)
-        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await until(lambda: not association._sent_queue)
+    await measure_round_trips(a, b)
     expected_rto = 1.0 if sctp == "stock" else association._srtt + RTO_MARGIN
     assert association._rto == pytest.approx(expected_rto, abs=0.1), association._rto
     dtls = association.transport
@@ -271,10 +277,7 @@ async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | N
     (0: the first) on its first drops[k] sends (None: until the first retransmission timeout).
     How long it took, and the sends of each chunk."""
     association = a.pc._pc.sctp
-    for i in range(20):  # round trips to measure
-        a.pc.channel.send(b"%d" % i)
-        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await until(lambda: not association._sent_queue)
+    await measure_round_trips(a, b)
     if isinstance(association, PiggybackSctpTransport):
         association._loss_events.clear()
     first = association._local_tsn
@@ -365,10 +368,7 @@ async def test_a_timeout_from_late_sacks_gives_the_window_back() -> None:
     threshold from before come back."""
     a, b = await connected()
     association = a.pc._pc.sctp
-    for i in range(20):  # round trips to measure
-        a.pc.channel.send(b"%d" % i)
-        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await until(lambda: not association._sent_queue)
+    await measure_round_trips(a, b)
     association._loss_events.clear()
     window = association._cwnd
     dtls = b.pc._pc.sctp.transport
