@@ -215,7 +215,9 @@ async def test_a_client_that_asks_faster_than_it_reads_is_paused(site: Path) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.transport.set_write_buffer_limits(high=1 << 20)
         writer.write(get("/big.bin") * 100)  # 400 MB of answers if all were queued
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(10):  # until the answers fill the transport's buffer
+            while not any(c._writing_paused for c in server._page_connections):
+                await asyncio.sleep(0.01)
         (connection,) = server._page_connections
         # At most one answer beyond the transport's high-water mark waits to be sent.
         assert connection.transport.get_write_buffer_size() <= len(big) + (1 << 20)
