@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pyodide.ffi import JsException, JsProxy, can_run_sync
 
+from ..argtypes import bounds_error
 from ..auth import (
     Roster,
     RosterError,
@@ -210,7 +211,7 @@ def _seconds(form: dict, name: str, what: str) -> float:
         value = float(text) if text else 0.0
     except ValueError:
         raise FormError(f"the {what} must be a number of seconds") from None
-    if not 0 <= value < float("inf"):
+    if bounds_error(value, 0) is not None:  # the check of `mpc-net run --outage-limit`
         raise FormError(f"the {what} must be 0 or more seconds")
     return value
 
