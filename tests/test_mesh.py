@@ -270,6 +270,26 @@ def test_a_peer_that_left_the_room_during_a_repair_is_offered_again_when_back() 
     assert state.links[1].state is Link.UP  # the other link never noticed
 
 
+def test_a_second_link_going_down_while_in_the_room_for_the_first_is_offered_at_once() -> None:
+    """Once in the room (restoring party 1) a rejoin does not come again: party 2, present
+    there, is offered when its own channel goes down (a CI run lost it for want of this)."""
+    state = built(pid=0, parties=3)
+    state.handle(ChannelDown(1, "nothing received for 10.0 s", resumable=True), 100.0)
+    assert kinds(state.handle(Joined((1, 2)), 101.0), Offer) == [Offer(1)]
+    actions = state.handle(ChannelDown(2, "nothing received for 11.0 s", resumable=True), 101.5)
+    assert Close(2) in actions and kinds(actions, Offer) == [Offer(2)]
+    assert actions.index(Close(2)) < actions.index(Offer(2))  # the old connection goes first
+    state.handle(ChannelOpen(2), 102.0)
+    state.handle(Authenticated(2, "party 2", "host -> host"), 102.5)
+    assert state.links[2].state is Link.UP
+    # The higher index waits for the offer instead.
+    state = built(pid=2, parties=3)
+    state.handle(ChannelDown(0, "the data channel closed", resumable=True), 100.0)
+    state.handle(Joined((0, 1)), 101.0)
+    assert not kinds(state.handle(ChannelDown(1, "the data channel closed", resumable=True),
+                                  101.5), Offer)
+
+
 # -- the one decider ------------------------------------------------------------------------------
 
 def test_outage_answers_alive_interrupted_and_lost() -> None:

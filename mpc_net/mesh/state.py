@@ -261,6 +261,9 @@ class MeshState:
             link.since = None
             actions.append(Close(link.party))
             actions.append(Repair())
+            # Already in the room restoring another link, with this party there too: no
+            # rejoin follows to offer it, so offer now.
+            self._offer_if_ours(link, now, actions)
 
     def _lose(self, link: PeerLink, reason: str, actions: list[Action]) -> None:
         link.since = None
