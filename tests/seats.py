@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection
 
 from mpc_net.auth import Roster, encode_public_key
-from mpc_net.native.identity import check_signature
+from mpc_net.ed25519 import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.rooms import Outgoing, Rooms
 

@@ -9,11 +9,11 @@ import errno
 import os
 import stat
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..auth import Roster, RosterError, decode_public_key, encode_public_key
+from ..ed25519 import check_signature
 
 MAX_FILE_BYTES = 1 << 20
 
@@ -68,16 +68,6 @@ class FileIdentity:
 
 async def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
     return check_signature(public_key, signature, data)
-
-
-def check_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
-    """Whether `signature` is public_key's Ed25519 signature of `data` (the room server checks
-    seats with it, synchronously)."""
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def load_roster(path: str | os.PathLike) -> Roster:

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from ..ed25519 import check_signature
 from ..ice import TurnRest
-from ..native.identity import check_signature
 from . import protocol
 from .keepalive import asks_for_websocket
 from .limits import JoinTokens, Limits, Verdict

@@ -14,7 +14,7 @@ from seats import key
 from mpc_net import bundle as builder
 from mpc_net.browser.candidates import keep_host_candidates
 from mpc_net.browser.demos import DEMOS, InputError, catalog, find
-from mpc_net.native.identity import check_signature
+from mpc_net.ed25519 import check_signature
 from mpc_net.signaling import protocol
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.session import SignalingSession
