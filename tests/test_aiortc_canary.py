@@ -1,10 +1,11 @@
 """Canary: each private member of aiortc and aioice that mpc-net relies on, by name and kind.
 
-aiortc and aioice are pinned because mpc_net/rtc/sctp.py and patches.py reach inside them. When
-a release renames or reshapes one of these members, this test names it, so that raising the pin
-is a decision: adapt mpc-net's code, or meanwhile run with MPC_NET_STOCK_SCTP=1, which leaves
-every member marked `sctp` unused. A second test keeps the list complete: any private name that
-the modules importing aiortc or aioice use and that aiortc also has must be on it.
+aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py) reaches
+inside them. When a release renames or reshapes one of these members, this test names it, so
+that raising the pin is a decision: adapt mpc-net's code, or meanwhile run with
+MPC_NET_STOCK_SCTP=1, which leaves every member marked `sctp` unused. A second test keeps the
+list complete: any private name that the modules importing aiortc or aioice use and that aiortc
+also has must be on it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ _OPTIONAL_INT = (int, type(None))
 _OPTIONAL_FLOAT = (float, type(None))
 
 RELIED_ON: list[Member] = [
-    # sctp.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
+    # sctp.py, acks.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
     *_methods("RTCSctpTransport", "coroutine", {
         "_send_sack": (), "_send_chunk": ("chunk",), "_receive_sack_chunk": ("chunk",),
         "_transmit": (), "_data_channel_flush": ()}),
@@ -90,7 +91,7 @@ RELIED_ON: list[Member] = [
         "SCTP_RTO_MAX": (int, float),
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
-        "crc32c": None, "tsn_plus_one": None, "uint32_gt": None}, kind="constant"),
+        "crc32c": None, "tsn_plus_one": None}, kind="constant"),
     # native.py: the nominated candidate pair (selected_path); with either SCTP.
     Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),
     Member("aioice.Connection", "_nominated", "attribute", type=dict, sctp=False),
@@ -220,7 +221,7 @@ def private_names_of_aiortc_used() -> dict[str, set[str]]:
 async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> None:
     used = private_names_of_aiortc_used()
     assert "_nominated" in used["mpc_net/native/peer.py"]
-    assert "_send_sack" in used["mpc_net/rtc/sctp.py"]
+    assert "_send_sack" in used["mpc_net/rtc/acks.py"]
     listed = {member.name for member in RELIED_ON}
     unlisted = []
     for path, names in used.items():
