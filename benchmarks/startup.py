@@ -33,8 +33,11 @@ PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signa
 VARIANTS = {
     "mpyc.runtime": (("mpyc.runtime",), False),
     "party": (PARTY, True),  # as `mpc-net run` imports (cli.py)
-    # As before: aioice imported first, so nothing deferred (rtc/patches.py), collector on.
-    "party, nothing deferred, collector on": (("aioice", *PARTY), False),
+    # With PyAV loaded, as aiortc's media modules would without their stand-ins.
+    "party, with PyAV": (("av", *PARTY), True),
+    # As at first: what rtc/patches.py defers or stands in for imported first, collector on.
+    "party, nothing deferred, collector on": (("av", "aioice", "importlib.metadata", *PARTY),
+                                              False),
     "aiortc alone": (("aiortc",), False),
 }
 

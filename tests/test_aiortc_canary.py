@@ -239,21 +239,37 @@ async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> Non
 _DEFERRED = """
 import sys
 before = list(sys.meta_path)
-import mpc_net.native.peer
+import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr"} <= lazy, sorted(lazy)
-import dns.message, ifaddr
+assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata"} <= lazy, sorted(lazy)
+import dns.message, ifaddr, importlib.metadata
 query = dns.message.make_query("peer.local", "A")
 assert dns.message.from_wire(query.to_wire()).question == query.question
 assert any(adapter.ips for adapter in ifaddr.get_adapters())
-assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in ("dns.message", "ifaddr")}
+assert importlib.metadata.version("aiortc") == aiortc_version
+names = ("dns.message", "ifaddr", "importlib.metadata")
+assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
+
+# PyAV: never loaded for aiortc; media fails clearly; the program's own `import av` is PyAV.
+assert not any(name == "av" or name.startswith("av.") for name in sys.modules)
+from aiortc.mediastreams import AudioFrame
+try:
+    AudioFrame()
+except RuntimeError as exc:
+    assert "without av's media stack" in str(exc), exc
+else:
+    raise AssertionError("a stand-in made a frame")
+import av
+assert av.AudioFrame is not AudioFrame and av.AudioFrame(format="s16", layout="mono", samples=4)
 """
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
-    # dnspython (mDNS candidates only) and ifaddr (only without --local-address): not loaded
-    # by importing aiortc, and whole when used. Fails if aioice starts using them at import.
-    done = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True,
+    # dnspython (mDNS candidates only), ifaddr (only without --local-address) and
+    # importlib.metadata (websockets' version): not loaded by importing aiortc and websockets,
+    # and whole when used; PyAV not at all. Fails if one of them starts using these at import.
+    program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
