@@ -40,6 +40,12 @@ RECOVERY_BURST_PACKETS = 2
 # The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
 # and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
 RTO_MARGIN = 0.2
+# A timer that fires this much after its time found our own process stalled (an MPyC computation
+# held the event loop, or the machine did not run us): the peer's SACK may be waiting unread.
+# The loop takes in what arrived before the timer acts (after INPUT_GRACE), as user-space QUIC
+# stacks handle received datagrams before their loss timers; a kernel's TCP never stalls so.
+STALL = 0.01
+INPUT_GRACE = 0.02
 
 _TSN_MODULO = 2**32
 
@@ -73,6 +79,11 @@ class WindowControl:
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
         self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
+
+    def input_grace(self, late_by: float, deferred: bool) -> float | None:
+        """How long a timer that fired `late_by` seconds late waits for input (None: it acts
+        now); once per expiry (`deferred`: it already waited)."""
+        return INPUT_GRACE if late_by > STALL and not deferred else None
 
     def burst(self, recovering: bool) -> int:
         """How much one transmission may add to what is in flight."""

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 
 from aiortc import RTCDataChannel
 from aiortc.rtcsctptransport import (
@@ -55,6 +55,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
     _retransmissions_possible: bool
     _first_tsn: int
     _probe_handle: asyncio.TimerHandle | None
+    _deferred: set[asyncio.TimerHandle]  # timers that waited for input already
 
     @classmethod
     def adopt(cls, association: RTCSctpTransport) -> None:
@@ -66,6 +67,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = None
+        association._deferred = set()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
         if isinstance(chunk, DataChunk):
@@ -147,7 +149,9 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             self._probe_handle = self._loop.call_later(delay, self._on_probe_timer)
 
     def _on_probe_timer(self) -> None:
-        self._probe_handle = None
+        self._probe_handle = self._input_first(self._probe_handle, self._on_probe_timer)
+        if self._probe_handle is not None:
+            return
         target = probe_target(self._sent_queue)
         if target is None or self._association_state != self.State.ESTABLISHED:
             return
@@ -156,7 +160,27 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         target._sent_count += 1
         run_eagerly(self._send_chunk(target))
 
+    def _input_first(self, handle: asyncio.TimerHandle | None,
+                     callback: Callable[[], None]) -> asyncio.TimerHandle | None:
+        """The timer that runs `callback` once the loop has taken in its input, if `handle`
+        fired late because this process stalled (None: act now)."""
+        if handle is None:
+            return None
+        deferred = handle in self._deferred
+        self._deferred.discard(handle)
+        grace = self._window.input_grace(self._loop.time() - handle.when(), deferred)
+        if grace is None:
+            return None
+        self._trace("late timer")
+        later = self._loop.call_later(grace, callback)
+        self._deferred = {h for h in self._deferred if not h.cancelled()} | {later}
+        return later
+
     def _t3_expired(self) -> None:
+        later = self._input_first(self._t3_handle, self._t3_expired)
+        if later is not None:
+            self._t3_handle = later
+            return
         self._trace("timeout")
         self._retransmissions_possible = True
         self._window.timeout(self._cwnd, self._ssthresh)
