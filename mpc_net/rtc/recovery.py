@@ -46,6 +46,11 @@ RTO_MARGIN = 0.2
 # stacks handle received datagrams before their loss timers; a kernel's TCP never stalls so.
 STALL = 0.01
 INPUT_GRACE = 0.02
+# Each timeout doubles the retransmission timeout (RFC 9260 6.3.3 E2), up to this: Chrome's
+# dcsctp transport caps its timer backoff at 3 s (RFC 9260's RTO.Max, 60 s, is a default), so
+# that a run of timeouts while a peer stalls does not leave the association waiting longer
+# than mpc-net's liveness checks allow (nothing received for 10 s ends the run).
+MAX_BACKOFF = 3.0
 
 _TSN_MODULO = 2**32
 
@@ -74,7 +79,8 @@ class WindowControl:
         self.packet = packet
         self.initial_window = INITIAL_WINDOW_PACKETS * packet
         self.data_sent_at = now
-        self.events: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # of loss recovery
+        self.stalls = 0  # timers that fired late and waited for input
         self.largest_window = self.initial_window
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
@@ -115,6 +121,11 @@ class WindowControl:
 
     def rto(self, srtt: float, rttvar: float, rto_max: float) -> float:
         return min(rto_max, srtt + max(4 * rttvar, RTO_MARGIN))
+
+    def backed_off(self, rto: float) -> float:
+        """The timeout after one expired: doubled until a new measurement, up to MAX_BACKOFF
+        (or the timeout as measured, if that is longer)."""
+        return max(rto, min(2 * rto, MAX_BACKOFF))
 
     def progress(self) -> None:
         """A SACK advanced the cumulative TSN."""

@@ -171,7 +171,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         grace = self._window.input_grace(self._loop.time() - handle.when(), deferred)
         if grace is None:
             return None
-        self._trace("late timer")
+        self._window.stalls += 1
+        self._trace("late timer", counted=False)
         later = self._loop.call_later(grace, callback)
         self._deferred = {h for h in self._deferred if not h.cancelled()} | {later}
         return later
@@ -189,7 +190,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             for sent in self._sent_queue:
                 if sent._acked:
                     sent._retransmit = False
-        self._rto = min(2 * self._rto, SCTP_RTO_MAX)  # back off until a new measurement
+        self._rto = self._window.backed_off(self._rto)
 
     def _update_rto(self, R: float) -> None:
         super()._update_rto(R)
@@ -236,12 +237,14 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             if TRACE and self._association_state != state:
                 sent = (self._local_tsn - self._first_tsn) % SCTP_TSN_MODULO
                 sys.stderr.write(f"sctp: {sent} chunks sent, {dict(self._window.events)}, "
+                                 f"{self._window.stalls} late timers, "
                                  f"largest window "
                                  f"{self._window.largest_window // USERDATA_MAX_LENGTH} packets\n")
         super()._set_state(state)
 
-    def _trace(self, event: str) -> None:
-        self._window.events[event] += 1
+    def _trace(self, event: str, counted: bool = True) -> None:
+        if counted:
+            self._window.events[event] += 1
         if TRACE:
             sys.stderr.write(f"sctp: {time.monotonic():.3f} {event}: window "
                              f"{self._cwnd // USERDATA_MAX_LENGTH} packets, "
