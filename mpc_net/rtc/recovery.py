@@ -10,7 +10,9 @@ packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MP
 it open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round
 cost a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a
 peer may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc
-leaves out).
+leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
+own process stalled (computing, or not scheduled) lets the loop read what arrived first: the
+SACK it waits for is often there already.
 
 Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
