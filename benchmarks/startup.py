@@ -9,12 +9,16 @@ start.
 End: `mpc-net run demos/auction.py -M3` (local mode), from MPyC's "Stop MPyC" line on party 0's
 output to the exit of the command (every party has ended, the room server has closed).
 
-Run: python benchmarks/startup.py [--runs 10] [--end-runs 5]
+Where the time goes: with --where, `python -X importtime` of a party's imports after
+`import mpyc.runtime`, the self time of each package summed (medians over --runs processes).
+
+Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import subprocess
@@ -33,8 +37,11 @@ PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signa
 VARIANTS = {
     "mpyc.runtime": (("mpyc.runtime",), False),
     "party": (PARTY, True),  # as `mpc-net run` imports (cli.py)
-    # As before: aioice imported first, so nothing deferred (rtc/patches.py), collector on.
-    "party, nothing deferred, collector on": (("aioice", *PARTY), False),
+    # With PyAV loaded, as aiortc's media modules would without their stand-ins.
+    "party, with PyAV": (("av", *PARTY), True),
+    # As at first: what rtc/patches.py defers or stands in for imported first, collector on.
+    "party, nothing deferred, collector on": (("av", "aioice", "importlib.metadata", *PARTY),
+                                              False),
     "aiortc alone": (("aiortc",), False),
 }
 
@@ -57,6 +64,33 @@ def measure(variant: tuple[tuple[str, ...], bool], env: dict[str, str]) -> tuple
     return float(wall), float(cpu)
 
 
+def where(runs: int, env: dict[str, str]) -> None:
+    """The largest self import times, by package, of what a party imports beyond MPyC."""
+    code = ("import gc; gc.disable(); import mpyc.runtime; "
+            + "; ".join(f"import {name}" for name in PARTY))
+    samples: list[collections.Counter[str]] = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env,
+                              capture_output=True, text=True, check=True)
+        lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+        start = next(i for i, line in enumerate(lines) if line.endswith("| mpyc.runtime"))
+        by_package: collections.Counter[str] = collections.Counter()
+        for line in lines[start + 1:]:
+            own, _, name = line.removeprefix("import time:").split("|")
+            name = name.strip()
+            parts = name.split(".")
+            by_package[".".join(parts[:2]) if parts[0] == "mpc_net" else parts[0]] += int(own)
+        samples.append(by_package)
+    packages = set().union(*samples)
+    median = {p: statistics.median(s[p] for s in samples) / 1e6 for p in packages}
+    total = statistics.median(sum(s.values()) for s in samples) / 1e6
+    print(f"\nImports beyond mpyc.runtime, self time by package (-X importtime, median of "
+          f"{runs}; total {total:.3f} s)\n")
+    print("| package | s |\n|---|---|")
+    for package in sorted(median, key=median.get, reverse=True)[:15]:
+        print(f"| {package} | {median[package]:.3f} |")
+
+
 def end_of_run(env: dict[str, str]) -> float:
     """Seconds from party 0's "Stop MPyC" to the exit of a local-mode run."""
     command = [sys.executable, "-m", "mpc_net", "run", "demos/auction.py", "-M3"]
@@ -75,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="fresh processes per variant")
     parser.add_argument("--end-runs", type=int, default=5, help="local-mode runs for the end")
+    parser.add_argument("--where", action="store_true",
+                        help="also where a party's import time goes, by package")
     options = parser.parse_args()
     runs = options.runs
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -93,6 +129,8 @@ def main() -> None:
         cpu = statistics.median(t[1] for t in samples)
         print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall - base_wall:+.3f} | "
               f"{cpu - base_cpu:+.3f} |")
+    if options.where:
+        where(runs, env)
     if options.end_runs:
         ends = [end_of_run(env) for _ in range(options.end_runs)]
         print(f"\nEnd of a local-mode run (auction, -M3), \"Stop MPyC\" to exit: median "

@@ -1,10 +1,11 @@
 """Canary: each private member of aiortc and aioice that mpc-net relies on, by name and kind.
 
-aiortc and aioice are pinned because mpc_net/rtc/sctp.py and patches.py reach inside them. When
-a release renames or reshapes one of these members, this test names it, so that raising the pin
-is a decision: adapt mpc-net's code, or meanwhile run with MPC_NET_STOCK_SCTP=1, which leaves
-every member marked `sctp` unused. A second test keeps the list complete: any private name that
-the modules importing aiortc or aioice use and that aiortc also has must be on it.
+aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py) reaches
+inside them. When a release renames or reshapes one of these members, this test names it, so
+that raising the pin is a decision: adapt mpc-net's code, or meanwhile run with
+MPC_NET_STOCK_SCTP=1, which leaves every member marked `sctp` unused. A second test keeps the
+list complete: any private name that the modules importing aiortc or aioice use and that aiortc
+also has must be on it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ _OPTIONAL_INT = (int, type(None))
 _OPTIONAL_FLOAT = (float, type(None))
 
 RELIED_ON: list[Member] = [
-    # sctp.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
+    # sctp.py, acks.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
     *_methods("RTCSctpTransport", "coroutine", {
         "_send_sack": (), "_send_chunk": ("chunk",), "_receive_sack_chunk": ("chunk",),
         "_transmit": (), "_data_channel_flush": ()}),
@@ -90,7 +91,7 @@ RELIED_ON: list[Member] = [
         "SCTP_RTO_MAX": (int, float),
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
-        "crc32c": None, "tsn_plus_one": None, "uint32_gt": None}, kind="constant"),
+        "crc32c": None, "tsn_plus_one": None}, kind="constant"),
     # native.py: the nominated candidate pair (selected_path); with either SCTP.
     Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),
     Member("aioice.Connection", "_nominated", "attribute", type=dict, sctp=False),
@@ -220,7 +221,7 @@ def private_names_of_aiortc_used() -> dict[str, set[str]]:
 async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> None:
     used = private_names_of_aiortc_used()
     assert "_nominated" in used["mpc_net/native/peer.py"]
-    assert "_send_sack" in used["mpc_net/rtc/sctp.py"]
+    assert "_send_sack" in used["mpc_net/rtc/acks.py"]
     listed = {member.name for member in RELIED_ON}
     unlisted = []
     for path, names in used.items():
@@ -238,21 +239,37 @@ async def test_the_list_names_every_private_member_of_aiortc_used(owners) -> Non
 _DEFERRED = """
 import sys
 before = list(sys.meta_path)
-import mpc_net.native.peer
+import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr"} <= lazy, sorted(lazy)
-import dns.message, ifaddr
+assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata"} <= lazy, sorted(lazy)
+import dns.message, ifaddr, importlib.metadata
 query = dns.message.make_query("peer.local", "A")
 assert dns.message.from_wire(query.to_wire()).question == query.question
 assert any(adapter.ips for adapter in ifaddr.get_adapters())
-assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in ("dns.message", "ifaddr")}
+assert importlib.metadata.version("aiortc") == aiortc_version
+names = ("dns.message", "ifaddr", "importlib.metadata")
+assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
+
+# PyAV: never loaded for aiortc; media fails clearly; the program's own `import av` is PyAV.
+assert not any(name == "av" or name.startswith("av.") for name in sys.modules)
+from aiortc.mediastreams import AudioFrame
+try:
+    AudioFrame()
+except RuntimeError as exc:
+    assert "without av's media stack" in str(exc), exc
+else:
+    raise AssertionError("a stand-in made a frame")
+import av
+assert av.AudioFrame is not AudioFrame and av.AudioFrame(format="s16", layout="mono", samples=4)
 """
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
-    # dnspython (mDNS candidates only) and ifaddr (only without --local-address): not loaded
-    # by importing aiortc, and whole when used. Fails if aioice starts using them at import.
-    done = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True,
+    # dnspython (mDNS candidates only), ifaddr (only without --local-address) and
+    # importlib.metadata (websockets' version): not loaded by importing aiortc and websockets,
+    # and whole when used; PyAV not at all. Fails if one of them starts using these at import.
+    program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"

@@ -33,15 +33,15 @@ def quiet_internal_errors(loop: asyncio.AbstractEventLoop) -> None:
     What they mean for the run, mpc-net reports itself.
     """
     previous = loop.get_exception_handler()
-    # Our SCTP changes (sctp.py) run as aiortc's own methods and fail the same way.
+    # Our SCTP changes (rtc/) run as aiortc's own methods and fail the same way.
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ours = os.path.join(package, "rtc", "sctp.py")
+    ours = os.path.join(package, "rtc", "")
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
         future = context.get("future") or context.get("task")
         coro = future.get_coro() if isinstance(future, asyncio.Task) else None
         filename = getattr(getattr(coro, "cr_code", None), "co_filename", "")
-        if "/aiortc/" in filename or "/aioice/" in filename or filename == ours:
+        if "/aiortc/" in filename or "/aioice/" in filename or filename.startswith(ours):
             logger.debug("aiortc: %s", context.get("message"), exc_info=context.get("exception"))
         elif previous is not None:
             previous(loop, context)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from websockets.asyncio.client import ClientConnection, connect
+from ..rtc.patches import lean_imports
+
+with lean_imports():
+    from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConcurrencyError,
     ConnectionClosed,

@@ -3,16 +3,20 @@
 Three kinds of change, on aiortc 1.16 / aioice 0.13 (pinned; tests/test_aiortc_canary.py
 names each private member relied on and fails when a release changes one):
 
-- while aiortc is imported (`lean_imports`): aioice imports dnspython, which only a peer with
-  mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only a party without
-  --local-address needs; their modules load when first used instead (about 0.1 s of CPU less
-  per party start). aiortc's media stack (PyAV, as much again) is still imported: aiortc's
-  modules bind its classes by name at import, so no stand-in could be fully transparent.
+- while aiortc and websockets are imported (`lean_imports`): aioice imports dnspython, which
+  only a peer with mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only
+  a party without --local-address needs; websockets imports importlib.metadata (and with it
+  email and zipfile) for a version string that a release never reads. These load when first
+  used instead. aiortc's media modules import PyAV, the largest import of all, which a data
+  channel never touches: they get stand-ins for PyAV's names, which fail with a clear error if
+  media is ever used. Only aiortc holds the stand-ins: a later `import av` (by the MPyC
+  program, say) loads the real PyAV.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
-- per association: delayed and piggybacked SACKs, eager sends and cheaper reassembly
-  (`sctp.py`), installed by `tune_association`. MPC_NET_STOCK_SCTP=1 leaves them out, so that
-  aiortc's SCTP runs as shipped: to tell an aiortc regression from one of ours, or to run an
+- per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
+  congestion window and loss recovery (`recovery.py`) and eager sends (`sctp.py`), installed
+  by `tune_association`. MPC_NET_STOCK_SCTP=1 leaves them out, so that aiortc's SCTP runs as
+  shipped: to tell an aiortc regression from one of ours, or to run an
   aiortc release whose internals moved.
 
 This module imports neither aiortc nor aioice itself, so that the command line can check the
@@ -37,8 +41,11 @@ if TYPE_CHECKING:
 
 STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 
-# Packages whose modules, when aiortc's import brings them in, are loaded on first use only.
-DEFERRED_PACKAGES = ("dns", "ifaddr")
+# Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
+# loaded on first use only.
+DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata")
+# Packages that aiortc's import gets stand-ins for: PyAV, its media stack.
+STOOD_IN_PACKAGES = ("av",)
 
 # Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
 # 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
@@ -108,26 +115,58 @@ def apply_process_patches() -> None:
 
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
-    """Within: modules of DEFERRED_PACKAGES imported for the first time load when first used.
+    """Within: DEFERRED_MODULES imported for the first time load when first used,
+    and those of STOOD_IN_PACKAGES not yet imported are stand-ins, out of sys.modules after.
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
     """
-    finder = _DeferringFinder()
+    finder = _LeanFinder()
     sys.meta_path.insert(0, finder)
     try:
         yield
     finally:
         sys.meta_path.remove(finder)
+        for name in [n for n, m in sys.modules.items() if type(m) is _StandIn]:  # not lazy ones
+            del sys.modules[name]
 
 
-class _DeferringFinder(importlib.abc.MetaPathFinder):
+class _LeanFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".")[0] not in DEFERRED_PACKAGES:
+        if _within(fullname, STOOD_IN_PACKAGES):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if not _within(fullname, DEFERRED_MODULES):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
         spec.loader = importlib.util.LazyLoader(spec.loader)
         return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return _StandIn(spec.name)
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass
+
+
+def _within(fullname: str, names: tuple[str, ...]) -> bool:
+    return any(fullname == name or fullname.startswith(name + ".") for name in names)
+
+
+class _StandIn(ModuleType):
+    """A module of a stood-in package: each name read from it is a class that cannot be made."""
+
+    def __getattr__(self, name: str) -> type:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        module = self.__name__
+
+        def unavailable(cls: type, *args: object, **kwargs: object) -> None:
+            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without {module}'s "
+                               "media stack, which its data channels never use")
+
+        stand_in = type(name, (), {"__module__": module, "__new__": unavailable})
+        setattr(self, name, stand_in)
+        return stand_in

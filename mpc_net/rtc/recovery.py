@@ -1,0 +1,248 @@
+"""The congestion window and loss recovery of mpc-net's SCTP associations, without I/O.
+
+The window is fit for MPC rounds across the internet, as Chrome's SCTP (dcsctp) and Linux TCP
+tune theirs within RFC 9260 section 7.2: aiortc starts at about 3 packets and sends at most 4
+beyond those in flight at a time, so a round of a few hundred kilobytes took many round trips
+more than over TCP, which starts at 10 (RFC 6928). Here the window starts at 10 packets, as
+much may go out at once, slow start doubles it per round trip as TCP's does, and after an idle
+gap longer than the retransmission timeout it is halved per timeout but not below those 10
+packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep
+it open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round
+cost a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a
+peer may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc
+leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
+own process stalled (computing, or not scheduled) lets the loop read what arrived first: the
+SACK it waits for is often there already.
+
+Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
+tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
+can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
+and after a timeout, which drops the window to one packet, only the chunks the peer has not
+reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
+halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
+first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
+nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015).
+
+`WindowControl` decides; the association (`sctp.py`) keeps aiortc's own fields, runs the
+timers and sends. Chunks and SACKs are aiortc's, read through the attributes named below.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+# The congestion window at the start, and how many packets one transmission may add to those in
+# flight (RFC 9260's Max.Burst, 4 there): dcsctp's cwnd_mtus_initial, TCP's initial window.
+INITIAL_WINDOW_PACKETS = 10
+MAX_BURST_PACKETS = INITIAL_WINDOW_PACKETS
+# In fast recovery, as aiortc sends then.
+RECOVERY_BURST_PACKETS = 2
+# The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
+# and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
+RTO_MARGIN = 0.2
+# A timer that fires this much after its time found our own process stalled (an MPyC computation
+# held the event loop, or the machine did not run us): the peer's SACK may be waiting unread.
+# The loop takes in what arrived before the timer acts (after INPUT_GRACE), as user-space QUIC
+# stacks handle received datagrams before their loss timers; a kernel's TCP never stalls so.
+STALL = 0.01
+INPUT_GRACE = 0.02
+# Each timeout doubles the retransmission timeout (RFC 9260 6.3.3 E2), up to this: Chrome's
+# dcsctp transport caps its timer backoff at 3 s (RFC 9260's RTO.Max, 60 s, is a default), so
+# that a run of timeouts while a peer stalls does not leave the association waiting longer
+# than mpc-net's liveness checks allow (nothing received for 10 s ends the run).
+MAX_BACKOFF = 3.0
+
+_TSN_MODULO = 2**32
+
+
+class SentChunk(Protocol):
+    """A DATA chunk on aiortc's sent queue, as aiortc keeps its sending state."""
+
+    tsn: int
+    _acked: bool
+    _retransmit: bool
+    _misses: int
+    _sent_count: int
+    _book_size: int
+
+
+class Sack(Protocol):
+    cumulative_tsn: int
+    gaps: list[tuple[int, int]]
+    duplicates: list[int]
+
+
+class WindowControl:
+    """The window policy and loss-recovery state of one association (sizes in bytes)."""
+
+    def __init__(self, packet: int, now: float) -> None:
+        self.packet = packet
+        self.initial_window = INITIAL_WINDOW_PACKETS * packet
+        self.data_sent_at = now
+        self.events: Counter[str] = Counter()  # of loss recovery
+        self.stalls = 0  # timers that fired late and waited for input
+        self.largest_window = self.initial_window
+        self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
+        self._timeouts_in_a_row = 0
+        self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
+
+    def input_grace(self, late_by: float, deferred: bool) -> float | None:
+        """How long a timer that fired `late_by` seconds late waits for input (None: it acts
+        now); once per expiry (`deferred`: it already waited)."""
+        return INPUT_GRACE if late_by > STALL and not deferred else None
+
+    def burst(self, recovering: bool) -> int:
+        """How much one transmission may add to what is in flight."""
+        return (RECOVERY_BURST_PACKETS if recovering else MAX_BURST_PACKETS) * self.packet
+
+    def slow_start_extra(self, acknowledged: int) -> int:
+        """What to add to aiortc's one packet of growth for a SACK acknowledging `acknowledged`
+        bytes in slow start.
+
+        RFC 9260 grows the window by one packet per SACK; with a SACK for every second packet
+        that is 1.5x per round trip. Like TCP with delayed ACKs (RFC 3465, L = 2), up to two
+        packets per SACK: doubling, as TCP and dcsctp's slow_start_tcp_style do.
+        """
+        return max(0, min(acknowledged - self.packet, self.packet))
+
+    def reduced_threshold(self, window: int) -> int:
+        """The slow-start threshold, and window, after a loss: half (RFC 9260 7.2.3)."""
+        return max(window // 2, 4 * self.packet)
+
+    def restart_window(self, window: int, now: float, rto: float) -> int:
+        """The window for sending after an idle time: halved per retransmission timeout without
+        data in flight, down to the initial window at the least (RFC 9260 7.2.1, with Linux's
+        restart window as floor)."""
+        idle = now - self.data_sent_at
+        if idle > rto and window > self.initial_window:
+            halvings = min(int(idle / rto), 32)
+            return max(self.initial_window, window >> halvings)
+        return window
+
+    def rto(self, srtt: float, rttvar: float, rto_max: float) -> float:
+        return min(rto_max, srtt + max(4 * rttvar, RTO_MARGIN))
+
+    def backed_off(self, rto: float) -> float:
+        """The timeout after one expired: doubled until a new measurement, up to MAX_BACKOFF
+        (or the timeout as measured, if that is longer)."""
+        return max(rto, min(2 * rto, MAX_BACKOFF))
+
+    def progress(self) -> None:
+        """A SACK advanced the cumulative TSN."""
+        self._timeouts_in_a_row = 0
+
+    def note_window(self, window: int) -> None:
+        self.largest_window = max(self.largest_window, window)
+
+    # Timeouts.
+
+    def timeout(self, window: int, threshold: int) -> None:
+        """The retransmission timer expired (before aiortc's response)."""
+        self.probe_tsn = None
+        self._timeouts_in_a_row += 1
+        first = self._timeouts_in_a_row == 1
+        self._before_timeout = (window, threshold) if first else None
+
+    def resend_reported(self) -> bool:
+        """Whether the timeout just handled sends again what the peer reported in gap blocks.
+
+        aiortc does, one packet per round trip from a window of one; like Linux's SCTP, only
+        the rest goes. A peer may drop what it reported (renege, RFC 9260 6.2): a second
+        timeout without progress sends everything.
+        """
+        return self._timeouts_in_a_row != 1
+
+    def spurious_timeout(self, sack: Sack,
+                         sent_queue: Iterable[SentChunk]) -> tuple[int, int] | None:
+        """The window and slow-start threshold from before the last timeout, if the first SACK
+        after it acknowledges a chunk that the timeout marked and nothing has sent again: the
+        first send arrived, so the timeout came from a late SACK (a peer busy in its
+        computation, say), not from a loss (RFC 4015's Eifel response, detected as RFC 5682's
+        F-RTO does)."""
+        before, self._before_timeout = self._before_timeout, None
+        if before is None:
+            return None
+        spurious = any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue)
+        return before if spurious else None
+
+    # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a
+    # message are lost, no SACK reports the loss and only the retransmission timer would
+    # recover it. Two smoothed round trips after the last SACK (plus the peer's SACK delay),
+    # with nothing new to send, the last chunk in flight goes again: its SACK reports what the
+    # peer lacks, and fast (or early) retransmit repairs it. One probe per tail; a chunk that
+    # only the probe delivered (the peer reports no duplicate) counts as a loss.
+
+    def probe_delay(self, srtt: float | None, sack_delay: float, waiting: bool,
+                    recovering: bool, sent_queue: Sequence[SentChunk]) -> float | None:
+        """Seconds until a tail-loss probe (None: none now). Our peers delay the SACK of an odd
+        last packet by `sack_delay`."""
+        if (waiting or srtt is None or self.probe_tsn is not None or recovering
+                or probe_target(sent_queue) is None):
+            return None
+        return 2 * srtt + sack_delay
+
+    def probe_answered(self, sack: Sack) -> bool:
+        """Whether `sack` acknowledges the probe, which the peer had not received before."""
+        probe = self.probe_tsn
+        if probe is None or not acknowledges(sack, probe):
+            return False
+        self.probe_tsn = None
+        # (A first send's SACK delayed past the probe also counts: a needless halving.)
+        return probe not in sack.duplicates
+
+
+def probe_target(sent_queue: Sequence[SentChunk]) -> SentChunk | None:
+    """The last chunk in flight (None: none, or one is already marked for retransmission).
+
+    Even a lone one: RFC 8985 waits 200 ms more for it, the longest a peer may delay its SACK,
+    but mpc-net's peers delay theirs by their SACK delay; a browser that waits longer gets at
+    worst one needless duplicate, which it acknowledges at once.
+    """
+    for sent in reversed(sent_queue):
+        if sent._retransmit:
+            return None
+        if not sent._acked:
+            return sent
+    return None
+
+
+def early_losses(sent_queue: Sequence[SentChunk], waiting: bool) -> list[SentChunk]:
+    """The holes below the last chunk sent, once a SACK reports that chunk received and nothing
+    is left to send (`waiting` false): no later SACK could add the two more reports that fast
+    retransmit waits for (RFC 5827's early retransmit, at its limit)."""
+    if waiting or not sent_queue or not sent_queue[-1]._acked:
+        return []
+    return [c for c in sent_queue
+            if c._misses and not c._acked and not c._retransmit and c._sent_count == 1]
+
+
+def newly_acknowledged(sent_queue: Iterable[SentChunk], cumulative_tsn: int) -> int:
+    """Bytes of the chunks in flight that a SACK up to `cumulative_tsn` acknowledges."""
+    total = 0
+    for sent in sent_queue:
+        if tsn_gt(sent.tsn, cumulative_tsn):
+            break
+        if not sent._acked:
+            total += sent._book_size
+    return total
+
+
+def acknowledges(sack: Sack, tsn: int) -> bool:
+    """Whether `sack` reports `tsn` received, cumulatively or in a gap block."""
+    cumulative = sack.cumulative_tsn
+    return not tsn_gt(tsn, cumulative) or any(
+        _tsn_between(cumulative + start, tsn, cumulative + end) for start, end in sack.gaps)
+
+
+def tsn_gt(a: int, b: int) -> bool:
+    """a > b in serial number arithmetic (RFC 1982), as TSNs compare."""
+    half = _TSN_MODULO // 2
+    return (a < b and b - a > half) or (a > b and a - b < half)
+
+
+def _tsn_between(low: int, tsn: int, high: int) -> bool:
+    """low <= tsn <= high in serial number arithmetic (RFC 1982)."""
+    low, high = low % _TSN_MODULO, high % _TSN_MODULO
+    return not tsn_gt(low, tsn) and not tsn_gt(tsn, high)
