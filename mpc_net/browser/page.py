@@ -153,12 +153,14 @@ async def join(form: JsProxy, ui: Any) -> JsProxy:
     run = BrowserRun()
     ui = _Ui(ui)
     program = None
+    joined = False
     try:
         program, config = _configure(form.to_py(), ui)
         # Whoever compares programs by hand (`sha256sum demos/NAME.py`) needs to see ours.
         ui.program(program.name, short_hash(config.program_hash), config.program_hash.hex())
         ui.status("joining", f"Joining room {config.room} as party {config.pid} of "
                              f"{config.parties}.")
+        joined = True
         await run_program(program.path, program.args, config, ui, run, program.stdin)
         error = run.error and str(run.error)
     except SystemExit as exc:
@@ -177,7 +179,7 @@ async def join(form: JsProxy, ui: Any) -> JsProxy:
         error = str(run.error) if run.error else _program_error(exc, program)
     seconds = round(time.monotonic() - started, 2)
     if error:
-        ui.status("failed", "The run stopped.")
+        ui.status("failed", "The run stopped." if joined else "The run did not start.")
         ui.error(error)
     else:
         ui.status("done", f"Done in {seconds} s.")

@@ -39,6 +39,7 @@ function log(line) {
 const ui = {
   status: setPhase,
   program(name, short, full) {
+    $("program-name-hash").textContent = name;
     $("program-hash").textContent = short;
     $("program-hash").title = `SHA-256 of ${name}: ${full}`;
     $("program").hidden = false;
@@ -303,6 +304,7 @@ async function onJoin(event) {
   setPhase("joining", "Checking the form.");
   showBox("error", "");
   showBox("warning", "");
+  $("program").hidden = true;
   $("outputs").textContent = "";
   $("peers").tBodies[0].replaceChildren();
   let form;
