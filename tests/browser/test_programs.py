@@ -182,7 +182,7 @@ def test_what_a_page_cannot_run_is_said_in_words(parties, natives, screenshots) 
     for k, (text, args, words) in enumerate(cases):
         page.page.fill("#program-text", text)
         page.page.fill("#args", args)
-        page.join("cannot-run", 0, 3, roster, "own")
+        page.join("cannot-run", 1, 3, roster, "own")
         assert page.wait_finished(timeout=20) == "failed", text
         assert words in page.error, page.error
         assert "Traceback" not in page.error
