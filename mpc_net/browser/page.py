@@ -47,8 +47,8 @@ _identity: WebCryptoIdentity | None = None
 # Where the page keeps a program it runs that is not a demo: a file, as natively, so that MPyC
 # and argparse see its name and the handshake hashes the same text.
 PROGRAMS = Path("/tmp/mpc-net-programs")
-# Packages a program may want that a page does not load; what to say instead of "not found".
-NOT_IN_PAGES = {"numpy": "numpy", "gmpy2": "gmpy2", "scipy": "scipy"}
+# Packages a program may want that a page does not load, so that it says so, not "not found".
+NOT_IN_PAGES = frozenset({"numpy", "gmpy2", "scipy"})
 
 
 class FormError(ValueError):
@@ -202,7 +202,7 @@ def _missing_module(exc: ModuleNotFoundError) -> str:
     if top in NOT_IN_PAGES:
         return (f"the program imports {name}, which this page does not have (it runs MPyC on "
                 f"Python's standard library): run the program natively (`mpc-net run`), or "
-                f"without {NOT_IN_PAGES[top]}")
+                f"without {top}")
     return (f"the program imports {name}, which is not here: a program in this page is one "
             f"file, with MPyC and Python's standard library; put what it needs of {top} into "
             "the program itself")
