@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import logging
 import os
 import sys
@@ -74,6 +75,78 @@ SECURITY_HEADERS = {
 
 # Longer paths name no file of a bundle; refusing them early keeps them away from the OS.
 MAX_PATH = 1024
+
+# `--program FILE`s: listed at PROGRAM_LIST, each at PROGRAMS/NAME, next to the bundle's files.
+PROGRAM_LIST = "programs.json"
+PROGRAMS = "programs"
+# A program is one file a person reads and a page edits; beyond this it is surely not one.
+MAX_PROGRAM = 1 << 20
+
+
+class ProgramFileError(ValueError):
+    """A `--program FILE` that a page could not run; the text says why, in one line."""
+
+
+def read_programs(paths: list[str]) -> dict[str, str]:
+    """The programs `mpc-net web --program` serves, by file name (the name a link's
+    `program=` gives): each readable UTF-8 Python that compiles, and no two with one name."""
+    programs: dict[str, str] = {}
+    for path in paths:
+        name = Path(path).name
+        if not name.endswith(".py"):
+            raise ProgramFileError(f"{path}: a program is a .py file")
+        if name in programs:
+            raise ProgramFileError(f"{path}: two programs named {name}; pages list programs "
+                                   "by file name")
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_PROGRAM + 1)
+        except OSError as exc:
+            raise ProgramFileError(f"cannot read the program {path}: {exc.strerror or exc}"
+                                   ) from None
+        if len(data) > MAX_PROGRAM:
+            raise ProgramFileError(f"{path}: larger than {MAX_PROGRAM >> 20} MiB; a program "
+                                   "is one file of Python")
+        try:
+            text = data.decode()
+            compile(text, name, "exec", dont_inherit=True)
+        except UnicodeDecodeError:
+            raise ProgramFileError(f"{path}: not UTF-8 text, so not a Python program") from None
+        except (SyntaxError, ValueError) as exc:
+            where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise ProgramFileError(f"{path}: not a Python program: "
+                                   f"{getattr(exc, 'msg', exc)}{where}") from None
+        programs[name] = text
+    return programs
+
+
+class ProgramFiles:
+    """The list of programs and each program's text, for GETs of PROGRAM_LIST and
+    PROGRAMS/NAME; None for every other path (the bundle's)."""
+
+    def __init__(self, programs: dict[str, str]) -> None:
+        self.programs = programs
+
+    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        if asks_for_websocket(request):
+            return None
+        try:
+            segments = bundle_path(request.path)
+        except BadPath:
+            return None  # StaticFiles answers it
+        headers = {"Cache-Control": "no-cache"}
+        if segments == (PROGRAM_LIST,):
+            body = json.dumps({"programs": sorted(self.programs)}).encode()
+            return respond(connection, HTTPStatus.OK, body,
+                           {"Content-Type": CONTENT_TYPES[".json"], **headers})
+        if len(segments) != 2 or segments[0] != PROGRAMS:
+            return None
+        text = self.programs.get(segments[1])
+        if text is None:
+            return respond(connection, HTTPStatus.NOT_FOUND, b"No such program\n",
+                           {"Content-Type": "text/plain; charset=utf-8"})
+        return respond(connection, HTTPStatus.OK, text.encode(),
+                       {"Content-Type": "text/plain; charset=utf-8", **headers})
 
 
 class BadPath(ValueError):
@@ -188,13 +261,16 @@ class WebServer(RoomServer):
     # compiling a large WebAssembly file on a busy machine reads it slowly.
     page_send_timeout = 60.0
 
-    def __init__(self, host: str, port: int, bundle: Path, **kwargs) -> None:
+    def __init__(self, host: str, port: int, bundle: Path,
+                 programs: dict[str, str] | None = None, **kwargs) -> None:
         super().__init__(host, port, **kwargs)
         self.files = StaticFiles(bundle)
+        self.programs = ProgramFiles(programs or {})
         self._page_connections: set[KeepAliveConnection] = set()  # plain HTTP ones
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        response = self.handle_http(connection, request) or self.files(connection, request)
+        response = (self.handle_http(connection, request) or self.programs(connection, request)
+                    or self.files(connection, request))
         if response is not None:
             for name, value in SECURITY_HEADERS.items():
                 response.headers[name] = value
@@ -231,6 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"${BUNDLE_VARIABLE}, else one built for this installation on "
                              "first use and kept in ~/.cache/mpc-net; building needs npm and "
                              "the package registries once)")
+    parser.add_argument("--program", action="append", default=[], metavar="FILE",
+                        help="an MPyC program the pages offer, under its file name, which a "
+                             "link names with program=NAME (repeatable)")
     add_limit_arguments(parser)
 
 
@@ -244,6 +323,7 @@ def run(options: argparse.Namespace) -> int:
         ice_servers = parse_urls(options.ice or [])
         limits = limits_from(options)
         tls = tls_from(options)
+        programs = read_programs(options.program)
     except (IceConfigError, ValueError) as exc:
         print(f"mpc-net web: error: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +339,7 @@ def run(options: argparse.Namespace) -> int:
     start_logging(options)
     try:
         asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
-                                                 ice_servers=ice_servers, limits=limits,
+                                                 programs, ice_servers=ice_servers, limits=limits,
                                                  tls=tls)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "

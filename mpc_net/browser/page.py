@@ -1,7 +1,8 @@
 """The entry points the web app's JavaScript calls; the page itself is only glue.
 
-`prepare` loads this browser's identity key; `join` checks the form, runs the chosen demo as
-one party of the room and tells the page, in words, how it went. The page passes a `ui`
+`prepare` loads this browser's identity key; `join` checks the form, runs the chosen program (a
+demo, one the server offers, or the person's own) as one party of the room and tells the page,
+in words, how it went. The page passes a `ui`
 object whose methods (status, program, peer, progress, output, log, warning, error) show
 things.
 """
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import re
+import shlex
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +35,7 @@ from ..auth import (
 from ..config import key_holder_problem, program_file_hash, signal_url_problem
 from ..ice import IceConfigError, is_loopback_host, parse_urls
 from ..mesh import MeshConfig, MeshError
-from ..runtime import BrowserRun, SyncStyleError
+from ..runtime import BrowserRun, MpycOptionError, SyncStyleError
 from ..signaling.protocol import ProtocolError, validate_room
 from .demos import DEMOS_PACKAGE, Demo, InputError, find
 from .identity import WebCryptoIdentity, verify
@@ -39,9 +44,43 @@ from .party import run_program
 
 _identity: WebCryptoIdentity | None = None
 
+# Where the page keeps a program it runs that is not a demo: a file, as natively, so that MPyC
+# and argparse see its name and the handshake hashes the same text.
+PROGRAMS = Path("/tmp/mpc-net-programs")
+# Packages a program may want that a page does not load, so that it says so, not "not found".
+NOT_IN_PAGES = frozenset({"numpy", "gmpy2", "scipy"})
+
 
 class FormError(ValueError):
     """The form cannot start a run; the text says what to fix."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a party runs: a file, its name as people see it, and what the run takes."""
+
+    name: str  # the file name: sys.argv[0] and the name by the hash
+    path: str
+    args: list[str]  # public arguments, then a demo's own from its input
+    stdin: str  # this party's private input, which the program reads from standard input
+    sync_demo: bool = False  # a demo known to call mpc.run() at module level
+
+
+class _Ui:
+    """The page's ui, remembering the last line of the program's log (its standard error),
+    which says why a program stopped with an exit code (argparse's usage error, say)."""
+
+    def __init__(self, ui: Any) -> None:
+        self._ui = ui
+        self.last_line = ""
+
+    def log(self, line: str) -> None:
+        if line.strip():
+            self.last_line = line.strip()
+        self._ui.log(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ui, name)
 
 
 async def prepare(key_slot: str) -> JsProxy:
@@ -109,45 +148,81 @@ def describe_roster(text: str) -> JsProxy:
 
 
 async def join(form: JsProxy, ui: Any) -> JsProxy:
-    """Run the form's demo as its party of its room; returns {ok, error, seconds}."""
+    """Run the form's program as its party of its room; returns {ok, error, seconds}."""
     started = time.monotonic()
     run = BrowserRun()
+    ui = _Ui(ui)
+    program = None
+    joined = False
     try:
-        demo, args, config = _configure(form.to_py(), ui)
+        program, config = _configure(form.to_py(), ui)
         # Whoever compares programs by hand (`sha256sum demos/NAME.py`) needs to see ours.
-        ui.program(f"{demo.name}.py", short_hash(config.program_hash),
-                   config.program_hash.hex())
+        ui.program(program.name, short_hash(config.program_hash), config.program_hash.hex())
         ui.status("joining", f"Joining room {config.room} as party {config.pid} of "
                              f"{config.parties}.")
-        await run_program(_script(demo), args, config, ui, run)
+        joined = True
+        await run_program(program.path, program.args, config, ui, run, program.stdin)
         error = run.error and str(run.error)
     except SystemExit as exc:
-        error = None if exc.code in (None, 0) else (
-            f"the program stopped with exit code {exc.code} (its message is in the log)")
-    except (FormError, MeshError, SyncStyleError) as exc:
+        error = _exit_error(exc, ui.last_line)
+    except (FormError, MeshError, SyncStyleError, MpycOptionError) as exc:
         error = str(run.error or exc)
     except asyncio.CancelledError:
         if run.error is None:
             raise
         error = str(run.error)  # a lost party cancels what mpc.run waits for
+    except ModuleNotFoundError as exc:
+        error = str(run.error) if run.error else _missing_module(exc)
     except Exception as exc:
         if run.error is None:
-            ui.log("".join(traceback.format_exception(exc)))
-        error = str(run.error) if run.error else f"{type(exc).__name__}: {exc}"
+            ui.log("".join(traceback.format_exception(exc)))  # for the program's author
+        error = str(run.error) if run.error else _program_error(exc, program)
     seconds = round(time.monotonic() - started, 2)
     if error:
-        ui.status("failed", "The run stopped.")
+        ui.status("failed", "The run stopped." if joined else "The run did not start.")
         ui.error(error)
     else:
         ui.status("done", f"Done in {seconds} s.")
     return js_object({"ok": not error, "error": error, "seconds": seconds})
 
 
-def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
+def _exit_error(exc: SystemExit, last_line: str) -> str | None:
+    """What a program that called sys.exit (or whose argparse did) tells the page."""
+    if exc.code in (None, 0):
+        return None
+    if isinstance(exc.code, str):
+        return f"the program stopped: {exc.code}"
+    said = f": {last_line}" if last_line else ""
+    return f"the program stopped with exit code {exc.code}{said}"
+
+
+def _missing_module(exc: ModuleNotFoundError) -> str:
+    name = exc.name or "a module"
+    top = name.partition(".")[0]
+    if top in NOT_IN_PAGES:
+        return (f"the program imports {name}, which this page does not have (it runs MPyC on "
+                f"Python's standard library): run the program natively (`mpc-net run`), or "
+                f"without {top}")
+    return (f"the program imports {name}, which is not here: a program in this page is one "
+            f"file, with MPyC and Python's standard library; put what it needs of {top} into "
+            "the program itself")
+
+
+def _program_error(exc: Exception, program: Program | None) -> str:
+    """An exception of the program, in one line with where in the program it was raised."""
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if program is None:
+        return said
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if frame.filename == program.path]
+    where = f" (line {lines[-1]} of {program.name})" if lines else ""
+    return f"the program raised {said}{where}"
+
+
+def _configure(form: dict, ui: Any) -> tuple[Program, MeshConfig]:
     if _identity is None:
         raise FormError("the identity key is not loaded yet")
     try:
-        demo = find(form.get("demo", ""))
         room = validate_room(form.get("room", "").strip())
         parties = _number(form, "parties", "number of parties", 2)
         pid = _number(form, "party", "party index", 0)
@@ -156,13 +231,13 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
         roster = _roster(form, parties)
         ice_servers = parse_urls(form.get("ice", "").split())
         outage_limit = _seconds(form, "outage-limit", "outage limit")
-        args = demo.arguments(form.get("input", ""), pid)
+        program = _program(form, pid)
     except (InputError, RosterError, IceConfigError) as exc:
         raise FormError(str(exc)) from None
     except ProtocolError as exc:
         raise FormError(exc.message) from None
-    if demo.style == "sync" and not can_run_sync():
-        raise SyncStyleError(f"{demo.title} calls mpc.run() at module level, which needs a "
+    if program.sync_demo and not can_run_sync():
+        raise SyncStyleError(f"{program.name} calls mpc.run() at module level, which needs a "
                              "browser with JavaScript Promise integration (Chrome or Edge 137 "
                              "or later)")
     signal = form.get("signal", "")
@@ -179,10 +254,48 @@ def _configure(form: dict, ui: Any) -> tuple[Demo, list[str], MeshConfig]:
     config = MeshConfig(signaling_url=signal, room=room, pid=pid, parties=parties,
                         identity=_identity, verify=verify, roster=roster,
                         ice_servers=ice_servers, relay_only=_checked(form, "relay-only"),
-                        outage_limit=outage_limit, program_hash=program_file_hash(_script(demo)),
+                        outage_limit=outage_limit, program_hash=program_file_hash(program.path),
                         allow_different_programs=_checked(form, "allow_different_programs"),
                         host_addresses=loopback)
-    return demo, args, config
+    return program, config
+
+
+def _program(form: dict, pid: int) -> Program:
+    """The form's program: a demo (by name), or the text of one the server offers or the
+    person's own, with its public arguments and this party's private input."""
+    try:
+        args = shlex.split(form.get("args", ""))
+    except ValueError as exc:
+        raise FormError(f"the arguments: {str(exc).lower()} (quote as in a shell)") from None
+    text = form.get("program_text")
+    if text is None:
+        demo = find(form.get("demo", ""))
+        return Program(f"{demo.name}.py", _script(demo),
+                       [*args, *demo.arguments(form.get("input", ""), pid)], "",
+                       demo.style == "sync")
+    name = _file_name(form.get("program_name", ""))
+    if not text.strip():
+        raise FormError("the program is empty: pick a file, or paste or type one")
+    try:
+        compile(text, name, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise FormError(f"{name} is not valid Python: {exc.msg} (line {exc.lineno})") from None
+    except ValueError as exc:  # a NUL character, say
+        raise FormError(f"{name} is not valid Python: {exc}") from None
+    PROGRAMS.mkdir(parents=True, exist_ok=True)
+    path = PROGRAMS / name
+    path.write_text(text, encoding="utf-8", newline="")
+    return Program(name, str(path), args, form.get("private-input", ""))
+
+
+def _file_name(name: str) -> str:
+    """A program's name as a plain file name: what a picked file, a link or the server says,
+    else program.py."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("\\", "/").rpartition("/")[2])
+    name = name.lstrip(".")
+    if not name:
+        return "program.py"
+    return name if name.endswith(".py") else f"{name}.py"
 
 
 def _roster(form: dict, parties: int) -> Roster | None:

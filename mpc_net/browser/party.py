@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..mesh import Mesh, MeshConfig
-from ..runtime import BrowserRun, install, mpyc_argv
+from ..runtime import BrowserRun, check_mpyc_argv, install, mpyc_argv
 from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
@@ -58,9 +58,10 @@ def _fresh_mpyc() -> None:
 
 
 async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
-                      run: BrowserRun) -> None:
-    """Run `script` with `args` as party `config.pid`; its output goes to `ui.output`, logs
-    and standard error to `ui.log`. Raises what the program or the connections raise."""
+                      run: BrowserRun, stdin: str = "") -> None:
+    """Run `script` with `args` as party `config.pid`, reading `stdin` as its standard input;
+    its output goes to `ui.output`, logs and standard error to `ui.log`. Raises what the
+    program or the connections raise (MpycOptionError for arguments that are MPyC's)."""
     board = PeerBoard(ui, config.pid, config.parties)
     board.show_all()
     connections: list[BrowserPeerConnection] = []
@@ -80,6 +81,9 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         with contextlib.redirect_stdout(log):
             # MPyC sets itself up from sys.argv, and sends its log lines to this stdout.
             import mpyc.runtime  # noqa: F401
+        check_mpyc_argv(sys.argv, args)
+        stack.callback(setattr, sys, "stdin", sys.stdin)
+        sys.stdin = io.StringIO(stdin)
         stack.enter_context(contextlib.redirect_stdout(out))
         install(lambda: Mesh(config, new_peer_connection, run, BrowserSignalingClient,
                              observer=board))

@@ -12,6 +12,12 @@ window.mpcNet = { timings, publicKey: null, result: null };
 let page = null; // the Python module mpc_net.browser.page
 let join = null;
 let running = false;
+let demoNames = new Set(); // the Program list's built-in demos; the rest are programs
+let ownName = "program.py"; // the file name of the person's own program
+const OWN = "own"; // the Program list's entry for the person's own program
+// Private inputs are typed into the party's own tab; links pass through chats, server logs
+// and browser history, so a page never takes one from its link.
+const PRIVATE_PARAMS = ["input", "private-input"];
 
 function setPhase(phase, text) {
   document.body.dataset.phase = phase;
@@ -33,6 +39,7 @@ function log(line) {
 const ui = {
   status: setPhase,
   program(name, short, full) {
+    $("program-name-hash").textContent = name;
     $("program-hash").textContent = short;
     $("program-hash").title = `SHA-256 of ${name}: ${full}`;
     $("program").hidden = false;
@@ -81,16 +88,50 @@ function fromBase64Url(text) {
 
 const CHECKBOXES = ["relay-only", "trust-room-server"];
 
-function fillForm(bundle) {
-  const select = $("demo");
-  for (const demo of bundle.demos) {
-    select.add(new Option(demo.title, demo.name));
+// The programs `mpc-net web --program` offers (none from other static servers).
+async function servedPrograms() {
+  try {
+    const response = await fetch("programs.json");
+    return response.ok ? (await response.json()).programs : [];
+  } catch {
+    return [];
   }
+}
+
+function optionGroup(label, options) {
+  const group = document.createElement("optgroup");
+  group.label = label;
+  for (const [text, value] of options) group.appendChild(new Option(text, value));
+  return group;
+}
+
+function fillForm(bundle, programs) {
+  const select = $("demo");
+  demoNames = new Set(bundle.demos.map((demo) => demo.name));
+  if (programs.length) {
+    select.appendChild(optionGroup("Programs of this server", programs.map((p) => [p, p])));
+  }
+  select.appendChild(optionGroup("Demos", bundle.demos.map((d) => [d.title, d.name])));
+  select.appendChild(optionGroup("Your own", [["Your own program (file, or paste)", OWN]]));
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   $("signal").value = `${scheme}://${location.host}/`;
-  for (const name of ["room", "party", "parties", "demo", "input", "signal", "ice",
+  for (const name of ["room", "party", "parties", "demo", "args", "signal", "ice",
     "outage-limit"]) {
     if (params.has(name)) $(name).value = params.get(name);
+  }
+  if (params.has("program")) {
+    if (programs.includes(params.get("program"))) {
+      select.value = params.get("program");
+    } else {
+      showBox("error", `This link names the program ${params.get("program")}, which this ` +
+        "server does not offer; ask the organizer for a new link, or pick the program below.");
+    }
+  }
+  const carried = PRIVATE_PARAMS.filter((name) => params.has(name));
+  if (carried.length) {
+    showBox("warning", `This link carries a private input (${carried.join(", ")}=…), which ` +
+      "this page ignores: type your private input here yourself. Links pass through chats, " +
+      "server logs and browser history, so they never carry private inputs.");
   }
   for (const name of CHECKBOXES) {
     if (params.has(name)) $(name).checked = ["1", "on", "true", "yes"].includes(params.get(name));
@@ -106,13 +147,47 @@ function fillForm(bundle) {
       showBox("error", "The roster in this link is damaged (not base64url); paste it instead.");
     }
   }
-  const showDemo = () => {
+  const showProgram = () => {
     const demo = bundle.demos.find((d) => d.name === select.value);
-    $("input-label").textContent = demo.input_label;
-    $("input").placeholder = `e.g. ${demo.placeholder} (empty: the demo's default)`;
+    $("input-row").hidden = !demo;
+    $("private-row").hidden = !!demo;
+    $("own-program").hidden = select.value !== OWN;
+    if (demo) {
+      $("input-label").textContent = demo.input_label;
+      $("input").placeholder = `e.g. ${demo.placeholder} (empty: the demo's default)`;
+    }
   };
-  select.addEventListener("change", showDemo);
-  showDemo();
+  select.addEventListener("change", showProgram);
+  showProgram();
+}
+
+async function pickProgram() {
+  const file = $("program-file").files[0];
+  if (!file) return;
+  ownName = file.name;
+  $("program-name").textContent = file.name;
+  $("program-text").value = await file.text();
+}
+
+// The form as page.join takes it: a demo by name, any other program by its text.
+async function formFields() {
+  const form = Object.fromEntries(new FormData($("join-form")));
+  const chosen = $("demo").value;
+  if (demoNames.has(chosen)) {
+    delete form["private-input"];
+    return form;
+  }
+  delete form.input;
+  if (chosen === OWN) {
+    form.program_name = ownName;
+    form.program_text = $("program-text").value;
+    return form;
+  }
+  const response = await fetch(`programs/${encodeURIComponent(chosen)}`);
+  if (!response.ok) throw new Error(`the server no longer offers ${chosen} (HTTP ${response.status})`);
+  form.program_name = chosen;
+  form.program_text = await response.text();
+  return form;
 }
 
 function describeRoster() {
@@ -132,7 +207,12 @@ function showLinks(roster) {
   const trusting = $("trust-room-server").checked;
   $("share").hidden = !((roster || trusting) && room && parties >= 2 && parties <= 256);
   if ($("share").hidden) return;
-  const shared = new URLSearchParams({ room, parties, demo: $("demo").value });
+  const chosen = $("demo").value;
+  const shared = new URLSearchParams({ room, parties });
+  if (demoNames.has(chosen)) shared.set("demo", chosen);
+  else if (chosen !== OWN) shared.set("program", chosen);
+  $("own-not-in-links").hidden = chosen !== OWN;
+  if ($("args").value.trim()) shared.set("args", $("args").value.trim());
   if (trusting) shared.set("trust-room-server", "1");
   else shared.set("roster", toBase64Url(roster));
   // Room-wide settings; relay-only is each party's own choice, so links leave it out.
@@ -224,9 +304,19 @@ async function onJoin(event) {
   setPhase("joining", "Checking the form.");
   showBox("error", "");
   showBox("warning", "");
+  $("program").hidden = true;
   $("outputs").textContent = "";
   $("peers").tBodies[0].replaceChildren();
-  const form = Object.fromEntries(new FormData($("join-form")));
+  let form;
+  try {
+    form = await formFields();
+  } catch (e) {
+    setPhase("failed", "The run did not start.");
+    showBox("error", `Could not get the program: ${e.message || e}`);
+    running = false;
+    $("join").disabled = false;
+    return;
+  }
   // A room that agrees to run different programs says so in its links; never a form default.
   if (params.has("allow-different-programs")) {
     form.allow_different_programs = params.get("allow-different-programs");
@@ -251,7 +341,10 @@ async function onJoin(event) {
 async function main() {
   $("join-form").addEventListener("submit", onJoin);
   $("make-roster").addEventListener("click", makeRoster);
-  for (const id of ["roster", "room", "parties", "demo", "signal", "outage-limit",
+  $("program-file").addEventListener("change", () => {
+    pickProgram().catch((e) => showBox("error", `Could not read the file: ${e.message || e}`));
+  });
+  for (const id of ["roster", "room", "parties", "demo", "args", "signal", "outage-limit",
     "trust-room-server"]) {
     $(id).addEventListener("input", describeRoster);
   }
@@ -264,7 +357,7 @@ async function main() {
     const response = await fetch("bundle.json");
     if (!response.ok) throw new Error(`bundle.json: HTTP ${response.status}`);
     const bundle = await response.json();
-    fillForm(bundle);
+    fillForm(bundle, await servedPrograms());
     setPhase("loading", `Loading Python (Pyodide ${bundle.pyodide}) and MPyC…`);
     await loadPython(bundle);
   } catch (e) {
@@ -286,7 +379,7 @@ async function main() {
   timings.ready = performance.now();
   describeRoster();
   setPhase("ready", `Ready in ${(timings.ready / 1000).toFixed(1)} s. ` +
-    "Check the form, enter your input, and join.");
+    "Check the form, type your private input, and join.");
   $("join").disabled = false;
   $("make-roster").disabled = false;
 }

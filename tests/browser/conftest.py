@@ -24,6 +24,11 @@ from mpc_net.bundle import offline_ready
 
 from helpers import DEMOS, ROOT, free_base_port, mpc_net, program_lines
 
+# Programs of our own that together cover the styles MPyC programs are written in; `web`
+# offers them as `mpc-net web --program FILE` does.
+PROGRAMS = ROOT / "tests" / "programs"
+SERVED = ("ledger.py", "ranks.py")
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -79,9 +84,9 @@ def bundle(loopback, tmp_path_factory) -> Path:
 class WebServer:
     """`mpc-net web --port 0`; `origin` serves the pages, `url` is the room server."""
 
-    def __init__(self, loopback: Loopback, bundle: Path, *options: str) -> None:
+    def __init__(self, loopback: Loopback, bundle: Path, *options: str | Path) -> None:
         self.proc = loopback.popen(sys.executable, "-c", WEB_SERVER, "--port", "0",
-                                   "--bundle", str(bundle), *options)
+                                   "--bundle", str(bundle), *map(str, options))
         line = self.proc.stderr.readline()
         match = re.search(r"pages on (https?://\S+)/ and the room server on (wss?://\S+)", line)
         assert match, f"mpc-net web did not start: {line!r}"
@@ -94,7 +99,8 @@ class WebServer:
 
 @pytest.fixture(scope="session")
 def web(loopback, bundle):
-    server = WebServer(loopback, bundle)
+    server = WebServer(loopback, bundle,
+                       *(option for name in SERVED for option in ("--program", PROGRAMS / name)))
     yield server
     server.close()
 
@@ -199,12 +205,22 @@ class Natives:
         assert done.returncode == 0, done.stderr
         return path
 
-    def start(self, demo: str, index: int, key: int, room: str, url: str, roster: Path,
-              *args: str) -> subprocess.Popen:
-        return self.loopback.popen(
-            sys.executable, "-m", "mpc_net", "run", str(DEMOS / f"{demo}.py"), *args, "-M3",
-            "-I", str(index), "--room", room, "--signal", url, "--key", str(self.key_files[key]),
-            "--roster", str(roster), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    def start(self, demo: str | Path, index: int, key: int, room: str, url: str, roster: Path,
+              *args: str, stdin: str | None = None) -> subprocess.Popen:
+        """Party `index` running demos/DEMO.py (or the program at a Path) with `args`, and
+        `stdin` as its standard input, as a person gives a private input without putting it
+        on a command line that `ps` shows."""
+        script = demo if isinstance(demo, Path) else DEMOS / f"{demo}.py"
+        proc = self.loopback.popen(
+            sys.executable, "-m", "mpc_net", "run", str(script), *args,
+            "-M3", "-I", str(index), "--room", room, "--signal", url, "--key",
+            str(self.key_files[key]), "--roster", str(roster),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
+        if stdin is not None:
+            proc.stdin.write(stdin)  # communicate() closes it
+            proc.stdin.flush()
+        return proc
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,9 @@ class PartyPage:
         self.page.fill("#party", str(party))
         self.page.fill("#parties", str(parties))
         self.page.select_option("#demo", demo)
-        self.page.fill("#input", value)
+        # A demo's input; other programs read theirs from standard input (#private-input).
+        if self.page.eval_on_selector_all("#input-row", "rows => rows.some(r => !r.hidden)"):
+            self.page.fill("#input", value)
         self.page.fill("#roster", roster)
         self.page.click("#join")
 
