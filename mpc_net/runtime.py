@@ -137,16 +137,20 @@ class SyncStyleError(RuntimeError):
     """A program that needs a blocking `mpc.run` where the browser cannot block."""
 
 
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
+class _Settled:
+    """What a task came to, boxed: a value crossing into JavaScript and back unboxed changes
+    type (a float 3.0 becomes the JavaScript number 3, then the int 3), an object does not."""
+
+    def __init__(self, value: object = None, error: BaseException | None = None) -> None:
+        self.value = value
         self.error = error
 
 
-async def _settled(task: asyncio.Future):
+async def _settled(task: asyncio.Future) -> _Settled:
     try:
-        return await task
+        return _Settled(await task)
     except BaseException as exc:  # CancelledError too: a lost party
-        return _Failed(exc)
+        return _Settled(error=exc)
 
 
 class BrowserRun:
@@ -188,11 +192,11 @@ class BrowserRun:
         if not can_run_sync():
             return task
         # An exception that crosses into JavaScript gets printed there as a traceback; this
-        # one is the program's own, so it goes across as a value and is raised here.
+        # one is the program's own, so it goes across in the box and is raised here.
         outcome = run_sync(_settled(task))
-        if isinstance(outcome, _Failed):
+        if outcome.error is not None:
             raise outcome.error
-        return outcome
+        return outcome.value
 
     async def finish(self) -> None:
         """Wait for what `mpc.run` started (without JSPI, that is the whole program)."""
