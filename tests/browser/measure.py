@@ -39,11 +39,13 @@ from browser.conftest import (  # noqa: E402
     Natives,
     WebServer,
 )
+from browser.firefox import Firefox, install_driver  # noqa: E402
 from browser.party_page import READY, PartyPage  # noqa: E402
 
 from helpers import DEMOS, ROOT, free_port  # noqa: E402
 
 DEMO_ARGS = {"auction": [], "stats": [], "sort": [], "secretsanta": [], "comparisons": ["200"]}
+READY_SECONDS = 300  # generous: three pages at once on a busy machine take minutes
 _ELAPSED = re.compile(r"Stop MPyC -- elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _CONNECTED = re.compile(r"connected to all \d+ peers in ([\d.]+) s")
 
@@ -97,7 +99,12 @@ def main() -> int:
                         help="skip the first-page-load table")
     parser.add_argument("--profile", metavar="DEMO", choices=DEMO_ARGS,
                         help="profile party 0 of one run of DEMO instead of timing")
+    parser.add_argument("--firefox", action="store_true",
+                        help="time Debian's firefox-esr instead of Chromium (page ready and "
+                             "demos; the first-load table and the profile are Chromium's)")
     options = parser.parse_args()
+    if options.firefox and (options.profile or options.page_load_only):
+        parser.error("--profile and --page-load-only are for Chromium only")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -124,6 +131,14 @@ def main() -> int:
                                   ' "$@"\n')
             executable.chmod(0o755)
         try:
+            if options.firefox:
+                install_driver()
+                firefox = Firefox(loopback)
+                try:
+                    measure(firefox, server, natives, options.runs, options.demos.split(","))
+                finally:
+                    firefox.close()
+                return 0
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(executable),
                                                      args=FLAGS)
@@ -192,7 +207,7 @@ def ready_pages(browser, server: WebServer, natives: Natives) -> tuple[list[Part
     for page in pages:
         page.open()
     for page in pages:
-        page.wait_ready()
+        page.wait_ready(READY_SECONDS)
     roster = natives.roster([page.public_key for page in pages], "measure-browsers")
     return pages, roster.read_text()
 
@@ -238,10 +253,10 @@ def print_profile(profile: dict, top: int = 30) -> None:
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str]) -> None:
     alone = PartyPage(browser, server.origin)
     alone.open()
-    alone.wait_ready()
+    alone.wait_ready(READY_SECONDS)
     cold_one = alone.ready_seconds
     alone.open()
-    alone.wait_ready()
+    alone.wait_ready(READY_SECONDS)
     warm_one = alone.ready_seconds
     alone.close()
     pages, browser_roster = ready_pages(browser, server, natives)
