@@ -17,7 +17,6 @@ from typing import Any
 
 from ..mesh import Mesh, MeshConfig
 from ..runtime import BrowserRun, install, mpyc_argv
-from .loop import ReadyQueue
 from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
@@ -73,7 +72,6 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         return connections[-1]
 
     _fresh_mpyc()
-    ready = ReadyQueue(asyncio.get_running_loop())
     sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))
@@ -86,8 +84,6 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         install(lambda: Mesh(config, new_peer_connection, run, BrowserSignalingClient,
                              observer=board))
         run.install()
-        ready.install()
-        stack.callback(ready.uninstall)
         refreshing = asyncio.ensure_future(board.keep_fresh())
         try:
             runpy.run_path(script, run_name="__main__")
