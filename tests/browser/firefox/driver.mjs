@@ -3,7 +3,7 @@
 // stdin, one JSON answer a line on stdout: {id, op, ...} -> {id, value} or {id, error, timeout}.
 // Each tab is a browser context of its own (so a key store of its own), as in Chromium, in a
 // window of its own: Firefox shows one tab per window, and a tab behind another is hidden, so
-// throttled (two of three pages opened as tabs were hidden, and took far longer to get ready).
+// throttled (timers, scheduling), which a party in a run must not be.
 import { createInterface } from "node:readline";
 import puppeteer from "puppeteer-core";
 
