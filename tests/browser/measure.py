@@ -1,13 +1,17 @@
 """Measure browser parties: how long a page takes to become ready, and how long demos take with
 three browser parties against three native ones and MPyC's own TCP.
 
-    python tests/browser/measure.py [--runs N] [--page-load-only]
+    python tests/browser/measure.py [--runs N] [--page-load-only] [--profile DEMO]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
 copies and without them) and two tables of times. Times are MPyC's own "elapsed time" of party 0
 (from all parties connected to shutdown), medians over the runs; ratios matter more than
 absolute times on a shared machine.
+
+`--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
+session) on party 0 and prints where that party's time went: the heaviest functions by their own
+time, and the totals of WebAssembly (Python), JavaScript, the browser's own work and idle.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ from browser.conftest import (  # noqa: E402
     Natives,
     WebServer,
 )
+from browser.firefox import Firefox, install_driver  # noqa: E402
 from browser.party_page import READY, PartyPage  # noqa: E402
 
 from helpers import DEMOS, ROOT, free_port  # noqa: E402
 
 DEMO_ARGS = {"auction": [], "stats": [], "sort": [], "secretsanta": [], "comparisons": ["200"]}
+READY_SECONDS = 300  # generous: three pages at once on a busy machine take minutes
 _ELAPSED = re.compile(r"Stop MPyC -- elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _CONNECTED = re.compile(r"connected to all \d+ peers in ([\d.]+) s")
 
@@ -87,7 +93,22 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per demo (default 3)")
     parser.add_argument("--page-load-only", action="store_true",
                         help="only what a first page load fetches, and how long it takes")
+    parser.add_argument("--demos", metavar="NAMES", default=",".join(DEMO_ARGS),
+                        help="comma-separated demos to time (default all)")
+    parser.add_argument("--no-page-load", action="store_true",
+                        help="skip the first-page-load table")
+    parser.add_argument("--profile", metavar="DEMO", choices=DEMO_ARGS,
+                        help="profile party 0 of one run of DEMO instead of timing")
+    parser.add_argument("--firefox", action="store_true",
+                        help="time Debian's firefox-esr instead of Chromium (page ready and "
+                             "demos; the first-load table and the profile are Chromium's)")
     options = parser.parse_args()
+    if options.firefox and (options.profile or options.page_load_only):
+        parser.error("--profile and --page-load-only are for Chromium only")
+    unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
+    if unknown:
+        parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
+                     f"{', '.join(DEMO_ARGS)}")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "dist"
         subprocess.run([sys.executable, str(ROOT / "wasm" / "build.py"), "--out", str(bundle)],
@@ -110,12 +131,23 @@ def main() -> int:
                                   ' "$@"\n')
             executable.chmod(0o755)
         try:
+            if options.firefox:
+                install_driver()
+                firefox = Firefox(loopback)
+                try:
+                    measure(firefox, server, natives, options.runs, options.demos.split(","))
+                finally:
+                    firefox.close()
+                return 0
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(executable),
                                                      args=FLAGS)
-                page_loads(browser, servers)
-                if not options.page_load_only:
-                    measure(browser, server, natives, options.runs)
+                if options.profile:
+                    profile(browser, server, natives, options.profile)
+                elif not options.no_page_load:
+                    page_loads(browser, servers)
+                if not (options.page_load_only or options.profile):
+                    measure(browser, server, natives, options.runs, options.demos.split(","))
                 browser.close()
         finally:
             for each in servers.values():
@@ -169,31 +201,74 @@ def page_loads(browser, servers: dict[str, WebServer]) -> None:
     print()
 
 
-def measure(browser, server: WebServer, natives: Natives, runs: int) -> None:
-    alone = PartyPage(browser, server.origin)
-    alone.open()
-    alone.wait_ready()
-    cold_one = alone.ready_seconds
-    alone.open()
-    alone.wait_ready()
-    warm_one = alone.ready_seconds
-    alone.close()
+def ready_pages(browser, server: WebServer, natives: Natives) -> tuple[list[PartyPage], str]:
+    """Three loaded pages and the roster of their keys."""
     pages = [PartyPage(browser, server.origin) for _ in range(3)]
     for page in pages:
         page.open()
     for page in pages:
-        page.wait_ready()
+        page.wait_ready(READY_SECONDS)
+    roster = natives.roster([page.public_key for page in pages], "measure-browsers")
+    return pages, roster.read_text()
+
+
+def profile(browser, server: WebServer, natives: Natives, demo: str) -> None:
+    pages, roster = ready_pages(browser, server, natives)
+    browser_run(pages, roster, demo, f"warm-{demo}-{time.time()}")  # compiled and cached
+    cdp = pages[0].tab.context.new_cdp_session(pages[0].page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 200})  # microseconds
+    cdp.send("Profiler.start")
+    seconds, _ = browser_run(pages, roster, demo, f"profile-{demo}-{time.time()}")
+    samples = cdp.send("Profiler.stop")["profile"]
+    for page in pages:
+        page.close()
+    print(f"{demo}: {seconds:.2f} s in three browsers, party 0 profiled")
+    print_profile(samples)
+
+
+def print_profile(profile: dict, top: int = 30) -> None:
+    """Self time per function, and per kind: WebAssembly, JavaScript, the browser's own."""
+    nodes = {node["id"]: node["callFrame"] for node in profile["nodes"]}
+    spent: dict[int, float] = {}
+    for node, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        spent[node] = spent.get(node, 0.0) + delta / 1e6
+    by_function: dict[tuple[str, str], float] = {}
+    by_kind: dict[str, float] = {}
+    for node, seconds in spent.items():
+        frame = nodes[node]
+        name = frame["functionName"] or "(anonymous)"
+        url = frame["url"].rsplit("/", 1)[-1]
+        kind = ("WebAssembly" if url.startswith("wasm") or url.endswith(".wasm")
+                else name if name.startswith("(") else "JavaScript")
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds
+        by_function[name, url] = by_function.get((name, url), 0.0) + seconds
+    total = sum(by_kind.values())
+    print("  " + ", ".join(f"{kind} {seconds:.2f} s ({seconds / total:.0%})"
+                           for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+    for (name, url), seconds in sorted(by_function.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {seconds:7.3f} s  {seconds / total:4.0%}  {name}  {url}")
+
+
+def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str]) -> None:
+    alone = PartyPage(browser, server.origin)
+    alone.open()
+    alone.wait_ready(READY_SECONDS)
+    cold_one = alone.ready_seconds
+    alone.open()
+    alone.wait_ready(READY_SECONDS)
+    warm_one = alone.ready_seconds
+    alone.close()
+    pages, browser_roster = ready_pages(browser, server, natives)
     cold_three = [page.ready_seconds for page in pages]
     print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
     print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "
           f"cold: {', '.join(f'{s:.2f}' for s in cold_three)}")
 
-    roster_keys = [page.public_key for page in pages]
-    browser_roster = natives.roster(roster_keys, "measure-browsers").read_text()
     native_roster = natives.roster(natives.public_keys, "measure-natives")
     print("\ndemo (3 parties)   browsers  natives  MPyC TCP  browsers/natives  "
           "connect: browsers  natives")
-    for demo in DEMO_ARGS:
+    for demo in demos:
         b, n, t, bc, nc = [], [], [], [], []
         for run in range(runs):
             room = f"measure-{demo}-{run}-{int(time.time())}"

@@ -74,6 +74,9 @@ class PartyPage:
     def wait_ready(self, timeout: float = 90) -> None:
         self.page.wait_for_selector(READY, state="attached", timeout=timeout * 1000)
         assert self.phase == "ready", self.error or self.status
+        # A hidden page is throttled (timers, scheduling) and would time a browser's background
+        # tabs, not parties.
+        assert self.page.evaluate("document.visibilityState") == "visible", "a hidden page"
         # The page's own clock: from navigation start until Python and MPyC are ready.
         self.ready_seconds = self.page.evaluate("window.mpcNet.timings.ready") / 1000
         self.public_key = self.page.evaluate("window.mpcNet.publicKey")

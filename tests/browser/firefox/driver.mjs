@@ -1,7 +1,9 @@
 // Drives Debian's firefox-esr for the browser tests (tests/browser/firefox.py): puppeteer-core
 // over WebDriver BiDi, since Playwright cannot drive a stock Firefox. One JSON request a line on
 // stdin, one JSON answer a line on stdout: {id, op, ...} -> {id, value} or {id, error, timeout}.
-// Each tab is a browser context of its own (so a key store of its own), as in Chromium.
+// Each tab is a browser context of its own (so a key store of its own), as in Chromium, in a
+// window of its own: Firefox shows one tab per window, and a tab behind another is hidden, so
+// throttled (timers, scheduling), which a party in a run must not be.
 import { createInterface } from "node:readline";
 import puppeteer from "puppeteer-core";
 
@@ -30,7 +32,7 @@ let nextTab = 0;
 // for Chromium; console errors and uncaught exceptions are reported too.
 async function openTab(origin) {
   const context = await browser.createBrowserContext();
-  const page = await context.newPage();
+  const page = await context.newPage({ type: "window" }); // visible, like Chromium's pages
   await page.setViewport({ width: 1100, height: 900 });
   const tab = { context, page, problems: [] };
   page.on("console", (message) => {
