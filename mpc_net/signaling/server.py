@@ -225,7 +225,7 @@ class RoomServer:
                 async with asyncio.timeout_at(self._deadline(client)):
                     raw = await client.ws.recv()
             except TimeoutError:
-                self._time_out(client)
+                client.time_out(self.table.is_seated(client))
                 continue
             except ConnectionClosedOK:
                 return
@@ -249,21 +249,11 @@ class RoomServer:
             timeout, since = self.limits.seat_timeout, client.unseated_since
         return since + timeout if timeout else None
 
-    def _time_out(self, client: Client) -> None:
-        if self.table.is_seated(client):
-            text = f"silent for {self.limits.idle_timeout:g} s"
-        else:
-            text = f"no join within {self.limits.seat_timeout:g} s"
-        logger.info("%s: %s, disconnecting", client, text,
-                    extra=event("timeout", client, code=ErrorCode.IDLE_TIMEOUT))
-        client.close(CloseCode.POLICY_VIOLATION, "idle timeout",
-                     protocol.Error(ErrorCode.IDLE_TIMEOUT, text))
-
     def _receive(self, client: Client, raw: str | bytes) -> Outgoing:
         now = asyncio.get_running_loop().time()
         verdict = client.rate.take(now)
         if verdict is not Verdict.PASS:
-            return self._rate_limited(client, verdict)
+            return client.rate_limited(verdict)
         seated = self.table.is_seated(client)
         try:
             msg = protocol.parse_client_message(raw, max_bytes=self.limits.max_message_bytes)
@@ -280,19 +270,6 @@ class RoomServer:
         if seated and not self.table.is_seated(client):
             client.unseated_since = now
         return outgoing
-
-    def _rate_limited(self, client: Client, verdict: Verdict) -> Outgoing:
-        rate = self.limits.messages_per_second
-        if verdict is Verdict.DISCONNECT:
-            logger.info("%s: kept sending beyond %g messages per second, disconnecting", client,
-                        rate, extra=event("rate-limited", client, code=ErrorCode.RATE_LIMITED))
-            client.close(CloseCode.POLICY_VIOLATION, "rate limit", protocol.Error(
-                ErrorCode.RATE_LIMITED, f"kept sending beyond {rate:g} messages per second"))
-            return []
-        logger.debug("%s: rate limited", client,
-                     extra=event("rejected", client, code=ErrorCode.RATE_LIMITED))
-        return [(client, protocol.Error(
-            ErrorCode.RATE_LIMITED, f"more than {rate:g} messages per second; message dropped"))]
 
     def _check_token(self, client: Client, token: str | None) -> None:
         if not self._tokens.accept(token):
