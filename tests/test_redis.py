@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 from seats import raw_join, roster_of
+from sharedrooms import check_outputs, shared_room_server
 from websockets.asyncio.client import connect
 
 from helpers import (
     DEMOS,
     RoomServerProcess,
-    free_base_port,
     make_credentials,
     mpc_net,
     mpyc_tcp,
@@ -30,46 +27,6 @@ from helpers import (
 
 TOKEN = "a-token-for-every-process"
 TURN = ["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "shared-by-every-process"]
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1 at a port of its own, without persistence."""
-
-    def __init__(self) -> None:
-        self.port = free_base_port(1)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and self.proc.poll() is None, "no redis-server"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-def shared_room_server(redis: RedisServer, *options: str) -> RoomServerProcess:
-    return RoomServerProcess(0, "--redis", redis.url, *options)
 
 
 def health(server: RoomServerProcess) -> tuple[int, dict]:
@@ -100,13 +57,6 @@ def run_spread(script: Path, urls: list[str], room: str, credentials: list[list[
     check_outputs(procs, expected)
 
 
-def check_outputs(procs: list[subprocess.Popen], expected: list[str]) -> None:
-    for i, proc in enumerate(procs):
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, f"party {i}: {err}"
-        assert program_lines(out) == expected, f"party {i}"
-
-
 def test_parties_spread_over_two_processes_and_after_one_stopped(redis_server,
                                                                   tmp_path) -> None:
     a, b = shared_room_server(redis_server), shared_room_server(redis_server)
@@ -130,16 +80,15 @@ def test_run_goes_on_when_a_process_is_killed(redis_server, tmp_path) -> None:
     a, b = shared_room_server(redis_server), shared_room_server(redis_server)
     try:
         script = DEMOS / "comparisons.py"
-        expected = mpyc_tcp(script, "-M3")
+        expected = mpyc_tcp(script, "-M3", "200")
         credentials = make_credentials(tmp_path, 3)
         ab, ba = f"{a.url},{b.url}", f"{b.url},{a.url}"
-        procs = [start_parties(script, 3, url, "killed", "--outage-limit", "30",
+        procs = [start_parties(script, 3, url, "killed", "200", "--outage-limit", "30",
                                credentials=credentials, only=[i])[0]
                  for i, url in enumerate([ab, ab, ba])]
         deadline = time.monotonic() + 60
         while "connected to all" not in procs[0].stderr.readline():
             assert time.monotonic() < deadline and procs[0].poll() is None
-        time.sleep(1.5)  # the computation is under way
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
         done = [proc.communicate(timeout=180) for proc in procs]
@@ -147,7 +96,7 @@ def test_run_goes_on_when_a_process_is_killed(redis_server, tmp_path) -> None:
             assert proc.returncode == 0, f"party {i}: {err}\n" + "\n".join(e for _, e in done)
             assert program_lines(out) == expected, f"party {i}"
         # The next run starts at once: every party falls over to the living process.
-        run_spread(script, [ab, ab, ab], "after-kill", credentials, expected)
+        run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
     finally:
         b.close()
         a.proc.stderr.close()

@@ -82,12 +82,10 @@ class RoomServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "rooms": len(self.rooms.rooms),
-            "connections": len(self._clients),
-            "parties": self.table.party_count,
-        }
+    def stats(self) -> dict[str, int | bool]:
+        redis = {} if self.cluster is None else {"redis": self.cluster.reachable}
+        return {"rooms": len(self.rooms.rooms), "connections": len(self._clients),
+                "parties": self.table.party_count, **redis}
 
     async def start(self) -> None:
         limits = self.limits
@@ -158,17 +156,17 @@ class RoomServer:
 
     def handle_http(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer GET /health, or return None for any other path so that another server can
-        chain this one into its own process_request."""
-        if urlsplit(request.path).path != "/health":
-            return None
-        if self.cluster is None:
-            return _json_response(connection, {"status": "ok", **self.stats()})
-        # A process that cannot reach Redis cannot seat anyone: a load balancer should skip it.
-        reachable = self.cluster.reachable
-        return _json_response(connection, {"status": "ok" if reachable else "redis unreachable",
-                                           "redis": reachable, **self.stats()},
-                              http.HTTPStatus.OK if reachable else
-                              http.HTTPStatus.SERVICE_UNAVAILABLE)
+        chain this one into its own process_request. A process that cannot reach Redis cannot
+        seat anyone: it answers 503, to handshakes too, so that proxies and parties try the next
+        process."""
+        down = self.cluster is not None and not self.cluster.reachable
+        status = http.HTTPStatus.SERVICE_UNAVAILABLE if down else http.HTTPStatus.OK
+        if urlsplit(request.path).path == "/health":
+            return _json_response(connection, {"status": "redis unreachable" if down else "ok",
+                                               **self.stats()}, status)
+        if down and asks_for_websocket(request):
+            return connection.respond(status, "the room server cannot reach Redis\n")
+        return None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' hook: /health, a websocket handshake on any other path, else 404."""
