@@ -5,8 +5,8 @@ seat and room uniqueness stay exact. The owner is whoever first sets the name's 
 with an expiry that the owner renews while the name has live rooms). Any process checks a join's
 proof against its own challenge (Rooms.prove), then hands the join to the owner; the owner seats
 a client of another process as a Member handle and sends what Rooms answers back to the Member's
-process. Every process listens on its own pub/sub channel; one channel per publisher keeps each
-client's messages in order. RELIABILITY.md explains the failure cases.
+process. Every process listens on its own pub/sub channel; one publishing connection per
+process keeps each client's messages in order. RELIABILITY.md explains the failure cases.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from websockets.frames import CloseCode
@@ -34,6 +34,8 @@ PREFIX = "mpc-net:"
 # dies loses its rooms and its clients' seats this soon.
 KEY_TTL_MS = 6000
 HEARTBEAT = 2.0
+COMMAND_TIMEOUT = 10.0
+CONNECTIONS = 16  # to Redis, per process
 BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
 PUBLISH_BATCH = 500
 RENEW_BATCH = 1000
@@ -81,7 +83,9 @@ class Seat:
 
     room: str
     client: str  # its id in messages between processes
-    owner: str | None = None  # known once the join reached the owner
+    owner: str | None = None  # known once Redis said who holds the room
+    # What the client said after its join while the owner was not known yet, in order.
+    waiting: list[tuple[str, protocol.ClientMessage | None]] = field(default_factory=list)
 
 
 def _redis_client(url: str) -> Any:
@@ -92,8 +96,13 @@ def _redis_client(url: str) -> Any:
     except ImportError:
         raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
                            ) from None
-    return redis.asyncio.Redis.from_url(url, socket_timeout=HEARTBEAT,
-                                        socket_connect_timeout=HEARTBEAT)
+    # A busy event loop reads replies late; only a connection that cannot be made says quickly
+    # that Redis is gone.
+    # Joins that arrive together wait for one of a few connections rather than open one each.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -128,7 +137,7 @@ class Cluster:
         self._ids: dict[Client, str] = {}
         self._clients: dict[str, Client] = {}
         self._next_id = itertools.count()
-        self._commands: asyncio.Queue[tuple] = asyncio.Queue()
+        self._joins: set[asyncio.Task] = set()  # finding the owners of rooms being joined
         self._out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
@@ -140,8 +149,15 @@ class Cluster:
         return client in self._seats
 
     async def start(self) -> None:
+        """Start the jobs; a Redis that answers at once is known reachable before any client
+        connects, and one that does not is tried again in the background."""
+        try:
+            async with asyncio.timeout(HEARTBEAT):
+                await self._beat()
+        except (TimeoutError, *self._errors) as exc:
+            logger.warning("Redis unreachable: %s; trying again", exc or "timed out")
         self._tasks = [asyncio.create_task(job()) for job in
-                       (self._keep, self._listen, self._work, self._publish)]
+                       (self._keep, self._listen, self._publish)]
         for task in self._tasks:
             task.add_done_callback(_stopped)
 
@@ -149,7 +165,7 @@ class Cluster:
         """Hand what clients said last to the owners, give up our names and stop."""
         try:
             async with asyncio.timeout(HEARTBEAT):
-                await self._commands.join()
+                await asyncio.gather(*list(self._joins))
                 await self._out.join()
                 names = [self._owner_key(name) for name, _ in self.rooms.rooms]
                 await self._release(keys=names, args=[self.process])
@@ -175,13 +191,15 @@ class Cluster:
                                         f"already joined room {seat.room}")
                 session = self.rooms.prove(client, msg)
                 seat = self._seats[client] = Seat(msg.room, self._id(client))
-                self._commands.put_nowait(("join", client, seat, msg, session))
+                task = asyncio.create_task(self._join(client, seat, msg, session))
+                self._joins.add(task)
+                task.add_done_callback(self._joins.discard)
             case protocol.Signal() | protocol.Leave():
                 if seat is None:
                     raise ProtocolError(protocol.ErrorCode.NOT_JOINED, f"{msg.kind} before join")
                 if isinstance(msg, protocol.Leave):
                     del self._seats[client]
-                self._commands.put_nowait((msg.kind, client, seat, msg))
+                self._command(client, seat, msg.kind, msg)
         return []
 
     def disconnect(self, client: Client) -> Outgoing:
@@ -189,7 +207,7 @@ class Cluster:
         if seat is None:
             self.rooms.disconnect(client)  # its challenge, if any
         else:
-            self._commands.put_nowait(("gone", client, seat, None))
+            self._command(client, seat, "gone", None)
         client_id = self._ids.pop(client, None)
         self._clients.pop(client_id, None)
         return []
@@ -199,21 +217,17 @@ class Cluster:
 
     # -- the owner's side ----------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        """Apply local clients' commands in the order they came: a join waits for its owner."""
-        while True:
-            kind, client, seat, *rest = await self._commands.get()
-            try:
-                if kind == "join":
-                    await self._join(client, seat, *rest)
-                elif seat.owner == self.process:
-                    self._apply(client, kind, rest[0])
-                elif seat.owner is not None:
-                    msg = rest[0]
-                    self._to(seat.owner, op=kind, process=self.process, client=seat.client,
-                             msg=None if msg is None else protocol.encode(msg))
-            finally:
-                self._commands.task_done()
+    def _command(self, client: Client, seat: Seat, kind: str,
+                 msg: protocol.ClientMessage | None) -> None:
+        """Apply, or hand to the owner, a local client's signal, leave or disconnection; after
+        its join if the owner is not known yet, so that the owner sees them in order."""
+        if seat.owner is None:
+            seat.waiting.append((kind, msg))
+        elif seat.owner == self.process:
+            self._apply(client, kind, msg)
+        else:
+            self._to(seat.owner, op=kind, process=self.process, client=seat.client,
+                     msg=None if msg is None else protocol.encode(msg))
 
     async def _join(self, client: Client, seat: Seat, msg: protocol.Join,
                     session: Session) -> None:
@@ -222,7 +236,8 @@ class Cluster:
                                           px=KEY_TTL_MS, get=True)
         except self._errors as exc:
             logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
-            self._seats.pop(client, None)
+            if self._seats.get(client) is seat:
+                del self._seats[client]
             client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
                          protocol.Closing(UNREACHABLE))
             return
@@ -232,6 +247,9 @@ class Cluster:
         else:
             self._to(seat.owner, op="join", process=self.process, client=seat.client,
                      msg=protocol.encode(msg), session=session.hex() if session else None)
+        for kind, later in seat.waiting:
+            self._command(client, seat, kind, later)
+        seat.waiting.clear()
 
     def _apply(self, conn: Client | Member, kind: str, msg: Any,
                session: Session = None) -> None:
@@ -350,7 +368,8 @@ class Cluster:
     async def _beat(self) -> None:
         await self._redis.set(self._alive_key(self.process), "1", px=KEY_TTL_MS)
         if not self.reachable:
-            logger.info("Redis reachable", extra={"event": "redis-reachable"})
+            if self._since:  # not at start, where the room server's address is logged first
+                logger.info("Redis reachable again", extra={"event": "redis-reachable"})
             self.reachable, self._since = True, self._clock()
         names = sorted({name for name, _ in self.rooms.rooms})
         for start in range(0, len(names), RENEW_BATCH):
