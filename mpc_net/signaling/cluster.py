@@ -32,8 +32,8 @@ logger = logging.getLogger("mpc_net.signaling")
 PREFIX = "mpc-net:"
 # Owner and liveness keys live this long unless renewed every HEARTBEAT seconds: a process that
 # dies loses its rooms and its clients' seats this soon.
-KEY_TTL_MS = 6000
-HEARTBEAT = 2.0
+KEY_TTL_MS = 15000
+HEARTBEAT = 3.0
 COMMAND_TIMEOUT = 10.0
 CONNECTIONS = 16  # to Redis, per process
 BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
@@ -410,18 +410,22 @@ class Cluster:
                 self._send(self._route(self.rooms.disconnect(member)))
 
     async def _drop_moved_seats(self) -> None:
-        """Our clients in rooms whose owner died or changed join again."""
+        """Our clients in rooms whose owner died or changed join again. An owner key that only
+        expired (a starved owner renews late) is no move while its owner lives."""
         remote = [(c, s) for c, s in self._seats.items()
                   if s.owner is not None and s.owner != self.process]
         if not remote:
             return
         names = sorted({s.room for _, s in remote})
-        owners = dict(zip(names, await self._redis.mget([self._owner_key(n) for n in names]),
-                          strict=True))
+        holders = sorted({s.owner for _, s in remote if s.owner is not None})
+        keys = [self._owner_key(n) for n in names] + [self._alive_key(p) for p in holders]
+        values = await self._redis.mget(keys)
+        owners = {n: v.decode() if v else None for n, v in zip(names, values, strict=False)}
+        living = {p for p, v in zip(holders, values[len(names):], strict=True) if v}
         for client, seat in remote:
             owner = owners[seat.room]
-            if (owner.decode() if owner else None) != seat.owner and \
-                    self._seats.get(client) is seat:
+            moved = owner != seat.owner if owner is not None else seat.owner not in living
+            if moved and self._seats.get(client) is seat:
                 del self._seats[client]
                 client.close(CloseCode.SERVICE_RESTART, "room moved", protocol.Closing(MOVED))
 
