@@ -155,7 +155,9 @@ class Cluster:
             async with asyncio.timeout(HEARTBEAT):
                 await self._beat()
         except (TimeoutError, *self._errors) as exc:
-            logger.warning("Redis unreachable: %s; trying again", exc or "timed out")
+            # Said once the loop runs again: after the room server's address, its first line.
+            asyncio.get_running_loop().call_soon(
+                logger.warning, "Redis unreachable: %s; trying again", exc or "timed out")
         self._tasks = [asyncio.create_task(job()) for job in
                        (self._keep, self._listen, self._publish)]
         for task in self._tasks:
