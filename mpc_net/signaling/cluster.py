@@ -26,16 +26,20 @@ from . import protocol
 from .outbox import Client
 from .protocol import ProtocolError
 from .rooms import Outgoing, Rooms, Session
+from .store import (
+    HEARTBEAT,
+    KEY_TTL_MS,
+    RELEASE,
+    RENEW,
+    alive_key,
+    channel,
+    owner_key,
+    redis_client,
+    redis_errors,
+)
 
 logger = logging.getLogger("mpc_net.signaling")
 
-PREFIX = "mpc-net:"
-# Owner and liveness keys live this long unless renewed every HEARTBEAT seconds: a process that
-# dies loses its rooms and its clients' seats this soon.
-KEY_TTL_MS = 15000
-HEARTBEAT = 3.0
-COMMAND_TIMEOUT = 10.0
-CONNECTIONS = 16  # to Redis, per process
 BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
 PUBLISH_BATCH = 500
 RENEW_BATCH = 1000
@@ -44,28 +48,6 @@ MOVED = "the room moved to another room-server process; join again"
 # them only against a Redis that something else writes to.
 MAX_FORWARDED = 1 << 20
 UNREACHABLE = "the room server cannot reach Redis; connect again"
-
-# Renew the owner keys of the names whose rooms we hold; a missing key (Redis restarted) is ours
-# again, one that another process holds is lost and returned.
-RENEW = """
-local lost = {}
-for _, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if owner == false or owner == ARGV[1] then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-  else
-    lost[#lost + 1] = key
-  end
-end
-return lost
-"""
-RELEASE = """
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
-end
-return 0
-"""
-
 
 class Member(NamedTuple):
     """A client of another process, as the owner's Rooms seats it."""
@@ -88,31 +70,6 @@ class Seat:
     waiting: list[tuple[str, protocol.ClientMessage | None]] = field(default_factory=list)
 
 
-def _redis_client(url: str) -> Any:
-    """An asyncio Redis client; the package is the optional [redis] extra, imported only here
-    so that a room server without --redis neither needs nor loads it."""
-    try:
-        import redis.asyncio
-    except ImportError:
-        raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
-                           ) from None
-    # A busy event loop reads replies late; only a connection that cannot be made says quickly
-    # that Redis is gone.
-    # Joins that arrive together wait for one of a few connections rather than open one each.
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
-        socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT)
-    return redis.asyncio.Redis(connection_pool=pool)
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:
-        return (OSError,)
-    return (RedisError, OSError)
-
-
 def _stopped(task: asyncio.Task) -> None:
     """Each job runs for the process's life: one that ends early is a bug, said loudly."""
     if not task.cancelled():
@@ -127,10 +84,10 @@ class Cluster:
         self.rooms = rooms  # the rooms this process owns; members are Clients or Members
         self.process = secrets.token_hex(8)
         self.reachable = False
-        self._redis = _redis_client(url)
+        self._redis = redis_client(url)
         self._renew = self._redis.register_script(RENEW)
         self._release = self._redis.register_script(RELEASE)
-        self._errors = _redis_errors()
+        self._errors = redis_errors()
         self._clock = clock
         self._since = 0.0  # when Redis last became reachable
         self._seats: dict[Client, Seat] = {}
@@ -169,9 +126,9 @@ class Cluster:
             async with asyncio.timeout(HEARTBEAT):
                 await asyncio.gather(*list(self._joins))
                 await self._out.join()
-                names = [self._owner_key(name) for name, _ in self.rooms.rooms]
+                names = [owner_key(name) for name, _ in self.rooms.rooms]
                 await self._release(keys=names, args=[self.process])
-                await self._redis.delete(self._alive_key(self.process))
+                await self._redis.delete(alive_key(self.process))
         except (TimeoutError, *self._errors) as exc:
             logger.info("leaving Redis: %s", exc or "timed out")
         for task in self._tasks:
@@ -234,7 +191,7 @@ class Cluster:
     async def _join(self, client: Client, seat: Seat, msg: protocol.Join,
                     session: Session) -> None:
         try:
-            taken = await self._redis.set(self._owner_key(msg.room), self.process, nx=True,
+            taken = await self._redis.set(owner_key(msg.room), self.process, nx=True,
                                           px=KEY_TTL_MS, get=True)
         except self._errors as exc:
             logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
@@ -310,7 +267,7 @@ class Cluster:
             client.send(msg)
 
     def _to(self, target: str, **message: Any) -> None:
-        self._out.put_nowait((self._channel(target), json.dumps(message)))
+        self._out.put_nowait((channel(target), json.dumps(message)))
 
     # -- Redis ---------------------------------------------------------------------------------
 
@@ -337,7 +294,7 @@ class Cluster:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel(self.process))
+                await pubsub.subscribe(channel(self.process))
                 delay = BACKOFF[0]
                 async for message in pubsub.listen():
                     try:
@@ -368,16 +325,16 @@ class Cluster:
             await asyncio.sleep(HEARTBEAT)
 
     async def _beat(self) -> None:
-        await self._redis.set(self._alive_key(self.process), "1", px=KEY_TTL_MS)
+        await self._redis.set(alive_key(self.process), "1", px=KEY_TTL_MS)
         if not self.reachable:
             if self._since:  # not at start, where the room server's address is logged first
                 logger.info("Redis reachable again", extra={"event": "redis-reachable"})
             self.reachable, self._since = True, self._clock()
         names = sorted({name for name, _ in self.rooms.rooms})
         for start in range(0, len(names), RENEW_BATCH):
-            keys = [self._owner_key(name) for name in names[start:start + RENEW_BATCH]]
+            keys = [owner_key(name) for name in names[start:start + RENEW_BATCH]]
             for key in await self._renew(keys=keys, args=[self.process, KEY_TTL_MS]):
-                self._lose(key.decode().removeprefix(PREFIX + "owner:"))
+                self._lose(key.decode().removeprefix(owner_key("")))
         # Right after Redis restarted, other processes have not renewed their keys yet.
         if self._clock() - self._since >= KEY_TTL_MS / 1000:
             await self._drop_dead_members()
@@ -403,7 +360,7 @@ class Cluster:
         processes = sorted({m.process for m in members})
         if not processes:
             return
-        alive = await self._redis.mget([self._alive_key(p) for p in processes])
+        alive = await self._redis.mget([alive_key(p) for p in processes])
         dead = {p for p, a in zip(processes, alive, strict=True) if a is None}
         for member in members:
             if member.process in dead:
@@ -420,7 +377,7 @@ class Cluster:
             return
         names = sorted({s.room for _, s in remote})
         holders = sorted({s.owner for _, s in remote if s.owner is not None})
-        keys = [self._owner_key(n) for n in names] + [self._alive_key(p) for p in holders]
+        keys = [owner_key(n) for n in names] + [alive_key(p) for p in holders]
         values = await self._redis.mget(keys)
         owners = {n: v.decode() if v else None for n, v in zip(names, values, strict=False)}
         living = {p for p, v in zip(holders, values[len(names):], strict=True) if v}
@@ -431,22 +388,10 @@ class Cluster:
                 del self._seats[client]
                 client.close(CloseCode.SERVICE_RESTART, "room moved", protocol.Closing(MOVED))
 
-    # -- names ---------------------------------------------------------------------------------
+    # -- names -------------------------------------------------------------------------------------
 
     def _id(self, client: Client) -> str:
         if client not in self._ids:
             self._ids[client] = client_id = str(next(self._next_id))
             self._clients[client_id] = client
         return self._ids[client]
-
-    @staticmethod
-    def _owner_key(name: str) -> str:
-        return f"{PREFIX}owner:{name}"
-
-    @staticmethod
-    def _alive_key(process: str) -> str:
-        return f"{PREFIX}alive:{process}"
-
-    @staticmethod
-    def _channel(process: str) -> str:
-        return f"{PREFIX}process:{process}"
