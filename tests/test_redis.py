@@ -166,3 +166,12 @@ def test_bad_redis_url_is_a_usage_error() -> None:
         done = mpc_net("signal", "--redis", url, timeout=60)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "--redis" in done.stderr, done.stderr
+
+
+def test_a_bad_room_server_in_the_list_is_a_usage_error(tmp_path) -> None:
+    credentials = make_credentials(tmp_path, 2)[0]
+    done = mpc_net("run", str(DEMOS / "auction.py"), "-M2", "-I", "0", "--room", "r",
+                   "--signal", "ws://127.0.0.1:1,http://127.0.0.1:2", *credentials, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "--signal must be ws://HOST:PORT or wss://HOST:PORT, not 'http://127.0.0.1:2'" \
+        in done.stderr and "Traceback" not in done.stderr, done.stderr
