@@ -99,6 +99,9 @@ def test_run_goes_on_when_a_process_is_killed(redis_server, tmp_path) -> None:
         run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
     finally:
         b.close()
+        if a.proc.poll() is None:  # the test failed before killing it
+            a.proc.kill()
+            a.proc.wait()
         a.proc.stderr.close()
 
 
