@@ -91,10 +91,10 @@ class Client:
     async def join(self) -> float:
         """A proven seat: hello, then a join that signs the challenge (open seats)."""
         began = time.perf_counter()
-        await self.ws.send(protocol.encode(protocol.hello()))
+        await self.ws.send(protocol.encode(protocol.Hello()))
         challenge = protocol.decode_bytes((await self.expect("challenge"))["challenge"])
         statement = protocol.seat_statement(challenge, self.room, self.party, self.parties, None)
-        await self.ws.send(protocol.encode(protocol.join(
+        await self.ws.send(protocol.encode(protocol.Join(
             self.room, self.party, self.parties, key=encode_public_key(self.public_key),
             proof=self.key.sign(statement))))
         await self.expect("joined")

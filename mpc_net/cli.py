@@ -166,7 +166,7 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
                                                   ice_servers=ice_servers, turn=turn,
                                                   limits=limits,
                                                   open_relay=options.turn_open_relay,
-                                                  tls=tls)))
+                                                  tls=tls, redis=options.redis)))
     except OSError as exc:
         print(f"mpc-net signal: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -77,12 +77,15 @@ def mesh_config(options: PartyOptions, environ: Mapping[str, str] = os.environ) 
         validate_room(options.room)
     except ProtocolError as exc:
         raise ConfigError(exc.message) from None
-    problem = signal_url_problem(options.signal)
-    if problem is not None:
-        raise ConfigError(f"--signal {problem}")
+    urls = options.signal.split(",")
+    for url in urls:
+        problem = signal_url_problem(url)
+        if problem is not None:
+            raise ConfigError(f"--signal {problem}")
     identity, roster = _credentials(options)
     servers = ice_servers(options.ice, environ)
-    return MeshConfig(signaling_url=options.signal, room=options.room, pid=i, parties=m,
+    return MeshConfig(signaling_url=urls[0], fallback_urls=tuple(urls[1:]),
+                      room=options.room, pid=i, parties=m,
                       identity=identity, verify=verify, roster=roster, ice_servers=servers,
                       relay_only=options.relay_only, outage_limit=options.outage_limit,
                       join_token=options.join_token or environ.get(JOIN_TOKEN_VARIABLE),

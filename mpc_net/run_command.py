@@ -69,7 +69,9 @@ def _add_room_options(parser: argparse.ArgumentParser) -> None:
                         help="room name shared by all parties (distributed mode); "
                              "letters, digits, '.', '_' and '-', at most 64")
     parser.add_argument("--signal", metavar="URL",
-                        help="room server, ws://HOST:PORT or wss://HOST:PORT (distributed mode)")
+                        help="room server, ws://HOST:PORT or wss://HOST:PORT (distributed mode); "
+                             "a comma-separated list of processes sharing rooms (--redis) "
+                             "is tried in order, at every (re)join")
     parser.add_argument("--key", metavar="FILE",
                         help="this party's private identity key (from `mpc-net keygen`)")
     parser.add_argument("--roster", metavar="FILE",

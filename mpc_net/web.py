@@ -340,7 +340,7 @@ def run(options: argparse.Namespace) -> int:
     try:
         asyncio.run(serve_until_signal(WebServer(options.host, options.port, bundle,
                                                  programs, ice_servers=ice_servers, limits=limits,
-                                                 tls=tls)))
+                                                 tls=tls, redis=options.redis)))
     except OSError as exc:
         print(f"mpc-net web: error: cannot listen on {options.host}:{options.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -16,6 +16,10 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v turnserver >/dev/null || missing+=(coturn)
+# Room servers sharing rooms (tests/test_redis*.py) start their own redis-server, and the
+# deployment test its own nginx in front of them, each on a loopback port.
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 # The browser tests (tests/browser) drive Debian's Chromium through the playwright package
 # (never `playwright install`) and Debian's firefox-esr through puppeteer-core, which they
 # install on first use with `npm ci` from tests/browser/firefox/package-lock.json (it never
@@ -29,11 +33,13 @@ if ((${#missing[@]})); then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
-    # The tests start their own turnserver inside a network namespace; a system-wide one
-    # that the package may have started under systemd is not wanted.
-    if [[ " ${missing[*]} " == *" coturn "* ]] && [ -d /run/systemd/system ]; then
-        $sudo systemctl disable --now coturn >/dev/null 2>&1 || true
-    fi
+    # The tests start their own turnserver (inside a network namespace), redis-server and
+    # nginx; system-wide ones that the packages may have started under systemd are not wanted.
+    for service in coturn redis-server nginx; do
+        if [[ " ${missing[*]} " == *" $service "* ]] && [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 venv="${MPC_NET_TEST_VENV:-.venv-test}"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..ice import unused
 from ..signaling import protocol
-from ..signaling.protocol import ProtocolError, SignalingError
+from ..signaling.protocol import ErrorCode, ProtocolError, SignalingError
 from ..transport import DataChannelTransport, PeerLost
 from .agreement import Agreement
 from .events import (
@@ -145,7 +145,15 @@ class Mesh:
     async def _join(self) -> protocol.Joined:
         """Connect the signaling client to the room server and join our room."""
         cfg = self.config
-        await self.peers.client.connect(cfg.signaling_url)
+        urls = [cfg.signaling_url, *cfg.fallback_urls]
+        for url, following in zip(urls, [*urls[1:], None], strict=True):
+            try:
+                await self.peers.client.connect(url)
+                break
+            except SignalingError as exc:
+                if following is None or exc.code != ErrorCode.CONNECT_FAILED:
+                    raise
+                logger.info("%s; trying %s", exc, following)
         joined = await self.peers.client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
                                          roster=cfg.roster, token=cfg.join_token)
         self.peers.ice_servers = cfg.ice_servers + joined.ice_servers

@@ -93,6 +93,9 @@ class MeshConfig:
     # How long a channel lost mid-run may take to come back (0: a lost channel ends the run).
     outage_limit: float = 0.0
     join_token: str | None = None  # for room servers that require one (--join-token)
+    # Room servers (processes sharing rooms through Redis) to try in order after signaling_url
+    # when it cannot be reached.
+    fallback_urls: tuple[str, ...] = ()
     # MPyC's portable program-counter hop and array transfers, which 32-bit (browser) parties
     # need; a room of native parties only may do without (--native-only). Checked in HELLO.
     mix32_64bit: bool = True

@@ -4,9 +4,11 @@ what to hand to parties, its limits and its log."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ssl
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..argtypes import at_least_zero_float, at_least_zero_int, port, positive_float, positive_int
 from ..ice import TurnRest
@@ -51,6 +53,10 @@ def add_listen_arguments(parser: argparse.ArgumentParser, default_port: int,
                              "need TLS, from here or from a reverse proxy in front")
     parser.add_argument("--tls-key", metavar="PEM",
                         help="the unencrypted private key of --tls-certificate")
+    parser.add_argument("--redis", type=_redis_url, metavar="URL",
+                        help="share rooms with every other room-server process started with "
+                             "the same redis://HOST[:PORT][/DB] (or rediss://, unix://PATH); "
+                             "needs the redis package: pip install 'mpc-net[redis]'")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log every join, leave and error")
 
@@ -189,6 +195,26 @@ class _EncryptedKey(Exception):
 
 def _no_password() -> str:
     raise _EncryptedKey
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    database = parts.path.removeprefix("/")
+    if parts.scheme == "unix":
+        usable = bool(parts.path)
+    else:
+        usable = (parts.scheme in ("redis", "rediss") and bool(parts.hostname) and port_ok
+                  and (not database or database.isdigit()))
+    if not usable:
+        raise argparse.ArgumentTypeError(
+            f"must be redis://HOST[:PORT][/DB], rediss://... or unix://PATH, not {text!r}")
+    if importlib.util.find_spec("redis") is None:
+        raise argparse.ArgumentTypeError("needs the redis package: pip install 'mpc-net[redis]'")
+    return text
 
 
 def _token(text: str) -> str:

@@ -12,9 +12,11 @@ from collections import deque
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from . import protocol
-from .limits import Limits, RateLimit, address_group
+from .errors import ErrorCode
+from .limits import Limits, RateLimit, Verdict, address_group
 from .logs import event, logger
 
 # How long a connection being closed by the server may take to receive what was queued for it
@@ -31,6 +33,7 @@ class Client:
         self.host: str = host
         self.address_group = address_group(host)
         self._name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.limits = limits
         self.rate = RateLimit(limits.messages_per_second, limits.message_burst, now)
         self.last_heard = now  # when it last sent a valid message
         self.unseated_since = now  # when it connected or last lost its seat in a room
@@ -64,6 +67,32 @@ class Client:
         self._outbox.append(text)
         self.queued_bytes += len(text)
         self._wake.set()
+
+    def time_out(self, seated: bool) -> None:
+        """Close the connection for saying nothing (`seated`) or taking no seat in time."""
+        if seated:
+            text = f"silent for {self.limits.idle_timeout:g} s"
+        else:
+            text = f"no join within {self.limits.seat_timeout:g} s"
+        logger.info("%s: %s, disconnecting", self, text,
+                    extra=event("timeout", self, code=ErrorCode.IDLE_TIMEOUT))
+        self.close(CloseCode.POLICY_VIOLATION, "idle timeout",
+                   protocol.Error(ErrorCode.IDLE_TIMEOUT, text))
+
+    def rate_limited(self, verdict: Verdict) -> list[tuple[Client, protocol.ServerMessage]]:
+        """What a message above the rate limit gets: an error, or, for a client that keeps on,
+        the end of its connection."""
+        rate = self.limits.messages_per_second
+        if verdict is Verdict.DISCONNECT:
+            logger.info("%s: kept sending beyond %g messages per second, disconnecting", self,
+                        rate, extra=event("rate-limited", self, code=ErrorCode.RATE_LIMITED))
+            self.close(CloseCode.POLICY_VIOLATION, "rate limit", protocol.Error(
+                ErrorCode.RATE_LIMITED, f"kept sending beyond {rate:g} messages per second"))
+            return []
+        logger.debug("%s: rate limited", self,
+                     extra=event("rejected", self, code=ErrorCode.RATE_LIMITED))
+        return [(self, protocol.Error(
+            ErrorCode.RATE_LIMITED, f"more than {rate:g} messages per second; message dropped"))]
 
     def close(self, code: int, reason: str, last: protocol.ServerMessage) -> None:
         """Send `last` after what is queued, then close; `last` may exceed the bounds by itself,

@@ -126,18 +126,24 @@ class Rooms:
         return [(conn, protocol.Challenge(challenge))]
 
     def _join(self, conn: Hashable, msg: protocol.Join) -> Outgoing:
-        if conn in self._seats:
-            room, party = self._seats[conn]
-            raise ProtocolError(
-                ErrorCode.ALREADY_JOINED, f"already joined room {room.name} as party {party}"
-            )
+        self._not_seated(conn)
+        return self.seat(conn, msg, self.prove(conn, msg))
+
+    def prove(self, conn: Hashable, msg: protocol.Join) -> Session:
+        """Check the join's proof against the challenge this server gave `conn` and return the
+        session id of the roster whose seat it proves; this needs no room, so a process that
+        does not hold the room checks it (cluster.py)."""
         # One join per challenge: a proof is never good twice.
         challenge = self._challenges.pop(conn, None)
         if challenge is None:
             raise ProtocolError(ErrorCode.NO_CHALLENGE,
                                 "a join needs a fresh challenge: send hello first")
+        return self._check_seat(msg, challenge)
+
+    def seat(self, conn: Hashable, msg: protocol.Join, session: Session) -> Outgoing:
+        """Seat `conn` by a join whose proof was checked (prove) for roster `session`."""
+        self._not_seated(conn)
         name, party, parties = msg.room, msg.party, msg.parties
-        session = self._check_seat(msg, challenge)
         room = self.rooms.get((name, session))
         if room is None:
             if self.max_rooms is not None and len(self.rooms) >= self.max_rooms:
@@ -169,6 +175,13 @@ class Rooms:
         notice = protocol.PeerJoined(party, msg.key)
         return ([(conn, reply)] + [(other, notice) for other in others.values()]
                 + self._other_rosters(room, conn))
+
+    def _not_seated(self, conn: Hashable) -> None:
+        if conn in self._seats:
+            room, party = self._seats[conn]
+            raise ProtocolError(
+                ErrorCode.ALREADY_JOINED, f"already joined room {room.name} as party {party}"
+            )
 
     def _check_seat(self, msg: protocol.Join, challenge: bytes) -> Session:
         """The session id of the roster whose seat the join proves (None: an open seat)."""

@@ -11,6 +11,7 @@ import http
 import json
 import signal
 import ssl
+import time
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -24,6 +25,7 @@ from websockets.http11 import Request, Response
 from ..ed25519 import check_signature
 from ..ice import TurnRest
 from . import protocol
+from .cluster import Cluster
 from .keepalive import asks_for_websocket
 from .limits import JoinTokens, Limits, Verdict
 from .logs import event, logger
@@ -46,7 +48,7 @@ class RoomServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, *,
                  ice_servers: list[dict] | None = None, turn: TurnRest | None = None,
                  limits: Limits | None = None, open_relay: bool = False,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, redis: str | None = None) -> None:
         self.host = host
         self.tls = tls
         self.limits = limits or Limits()
@@ -58,6 +60,9 @@ class RoomServer:
                              "explicitly")
         self.open_relay = turn is not None and open_relay
         self.rooms = Rooms(check_signature, ice_servers, turn, max_rooms=self.limits.max_rooms)
+        # With Redis, the rooms this process owns; the Cluster routes the others' messages.
+        self.cluster = Cluster(redis, self.rooms, clock=time.monotonic) if redis else None
+        self.table: Rooms | Cluster = self.cluster or self.rooms
         self._renewal: asyncio.Task | None = None
         self._requested_port = port
         self._server: Server | None = None
@@ -77,12 +82,10 @@ class RoomServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "rooms": len(self.rooms.rooms),
-            "connections": len(self._clients),
-            "parties": self.rooms.party_count,
-        }
+    def stats(self) -> dict[str, int | bool]:
+        redis = {} if self.cluster is None else {"redis": self.cluster.reachable}
+        return {"rooms": len(self.rooms.rooms), "connections": len(self._clients),
+                "parties": self.table.party_count, **redis}
 
     async def start(self) -> None:
         limits = self.limits
@@ -105,6 +108,8 @@ class RoomServer:
             logger.warning("WARNING: TURN credentials go to every party that takes a seat, "
                            "without a join token: the TURN server is an open relay",
                            extra=event("open-relay"))
+        if self.cluster is not None:
+            await self.cluster.start()
         if self.rooms.turn is not None:
             self._renewal = asyncio.create_task(self._renew(self.rooms.turn.ttl / 2))
 
@@ -128,6 +133,8 @@ class RoomServer:
         logger.info("room server closing %d connections", len(clients),
                     extra=event("closing", connections=len(clients)))
         await asyncio.gather(*(client.closed() for client in clients))
+        if self.cluster is not None:
+            await self.cluster.close()
         self._server.close()
         await self._server.wait_closed()
         self._server = None
@@ -149,10 +156,17 @@ class RoomServer:
 
     def handle_http(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer GET /health, or return None for any other path so that another server can
-        chain this one into its own process_request."""
-        if urlsplit(request.path).path != "/health":
-            return None
-        return _json_response(connection, {"status": "ok", **self.stats()})
+        chain this one into its own process_request. A process that cannot reach Redis cannot
+        seat anyone: it answers 503, to handshakes too, so that proxies and parties try the next
+        process."""
+        down = self.cluster is not None and not self.cluster.reachable
+        status = http.HTTPStatus.SERVICE_UNAVAILABLE if down else http.HTTPStatus.OK
+        if urlsplit(request.path).path == "/health":
+            return _json_response(connection, {"status": "redis unreachable" if down else "ok",
+                                               **self.stats()}, status)
+        if down and asks_for_websocket(request):
+            return connection.respond(status, "the room server cannot reach Redis\n")
+        return None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' hook: /health, a websocket handshake on any other path, else 404."""
@@ -170,7 +184,7 @@ class RoomServer:
             await self._read(client)
         finally:
             if admitted:
-                self._deliver(self.rooms.disconnect(client))
+                self._deliver(self.table.disconnect(client))
                 self._release(client)
                 logger.debug("%s: disconnected", client, extra=event("disconnected", client))
             await client.stop()
@@ -209,7 +223,7 @@ class RoomServer:
                 async with asyncio.timeout_at(self._deadline(client)):
                     raw = await client.ws.recv()
             except TimeoutError:
-                self._time_out(client)
+                client.time_out(self.table.is_seated(client))
                 continue
             except ConnectionClosedOK:
                 return
@@ -227,33 +241,23 @@ class RoomServer:
     def _deadline(self, client: Client) -> float | None:
         if client.closing:
             return None  # close() bounds the time it takes
-        if self.rooms.is_seated(client):
+        if self.table.is_seated(client):
             timeout, since = self.limits.idle_timeout, client.last_heard
         else:
             timeout, since = self.limits.seat_timeout, client.unseated_since
         return since + timeout if timeout else None
 
-    def _time_out(self, client: Client) -> None:
-        if self.rooms.is_seated(client):
-            text = f"silent for {self.limits.idle_timeout:g} s"
-        else:
-            text = f"no join within {self.limits.seat_timeout:g} s"
-        logger.info("%s: %s, disconnecting", client, text,
-                    extra=event("timeout", client, code=ErrorCode.IDLE_TIMEOUT))
-        client.close(CloseCode.POLICY_VIOLATION, "idle timeout",
-                     protocol.Error(ErrorCode.IDLE_TIMEOUT, text))
-
     def _receive(self, client: Client, raw: str | bytes) -> Outgoing:
         now = asyncio.get_running_loop().time()
         verdict = client.rate.take(now)
         if verdict is not Verdict.PASS:
-            return self._rate_limited(client, verdict)
-        seated = self.rooms.is_seated(client)
+            return client.rate_limited(verdict)
+        seated = self.table.is_seated(client)
         try:
             msg = protocol.parse_client_message(raw, max_bytes=self.limits.max_message_bytes)
             if isinstance(msg, protocol.Join):
                 self._check_token(client, msg.token)
-            outgoing = self.rooms.handle(client, msg)
+            outgoing = self.table.handle(client, msg)
         except ProtocolError as exc:
             # The connection stays open so that the client can correct itself, e.g. rejoin; the
             # error goes to it alone, and only valid messages keep it from timing out.
@@ -261,22 +265,9 @@ class RoomServer:
                          extra=event("rejected", client, code=exc.code))
             return [(client, protocol.Error(exc.code, exc.message))]
         client.last_heard = now
-        if seated and not self.rooms.is_seated(client):
+        if seated and not self.table.is_seated(client):
             client.unseated_since = now
         return outgoing
-
-    def _rate_limited(self, client: Client, verdict: Verdict) -> Outgoing:
-        rate = self.limits.messages_per_second
-        if verdict is Verdict.DISCONNECT:
-            logger.info("%s: kept sending beyond %g messages per second, disconnecting", client,
-                        rate, extra=event("rate-limited", client, code=ErrorCode.RATE_LIMITED))
-            client.close(CloseCode.POLICY_VIOLATION, "rate limit", protocol.Error(
-                ErrorCode.RATE_LIMITED, f"kept sending beyond {rate:g} messages per second"))
-            return []
-        logger.debug("%s: rate limited", client,
-                     extra=event("rejected", client, code=ErrorCode.RATE_LIMITED))
-        return [(client, protocol.Error(
-            ErrorCode.RATE_LIMITED, f"more than {rate:g} messages per second; message dropped"))]
 
     def _check_token(self, client: Client, token: str | None) -> None:
         if not self._tokens.accept(token):
@@ -292,11 +283,12 @@ class RoomServer:
         """Seats that stay get fresh TURN credentials before theirs expire."""
         while True:
             await asyncio.sleep(period)
-            self._deliver(self.rooms.renew())
+            self._deliver(self.table.renew())
 
 
-def _json_response(connection: ServerConnection, body: dict) -> Response:
-    response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
+def _json_response(connection: ServerConnection, body: dict,
+                   status: http.HTTPStatus = http.HTTPStatus.OK) -> Response:
+    response = connection.respond(status, json.dumps(body) + "\n")
     del response.headers["Content-Type"]  # respond() says text/plain
     response.headers["Content-Type"] = "application/json"
     response.headers["Cache-Control"] = "no-store"

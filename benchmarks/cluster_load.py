@@ -1,0 +1,120 @@
+"""Load on room-server processes that share rooms through Redis.
+
+    PYTHONPATH=. python benchmarks/cluster_load.py [--processes 4] [--clients 2000] [--rooms 500]
+
+starts a redis-server on a loopback port of its own and `mpc-net signal --redis` processes, then
+runs signaling_load.py's workload (all join, relay rounds in bursts and paced, all leave) with
+client i connected to process i mod N, so that every room spans processes: the worst case, where
+every join and relayed signal crosses Redis. It reports that script's figures plus the peak
+memory and CPU time of each room-server process and of redis-server. A script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import signaling_load as load  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start") from None
+            time.sleep(0.05)
+
+
+def start_room_server(redis: str, log: list[str]) -> tuple[subprocess.Popen, str]:
+    child = subprocess.Popen([sys.executable, "-m", "mpc_net", "signal", "--port", "0",
+                              "--redis", redis, *load.SERVER_OPTIONS],
+                             stderr=subprocess.PIPE, text=True)
+    line = child.stderr.readline()
+    if "listening on " not in line:
+        child.kill()
+        raise SystemExit(f"room server did not start: {line!r}")
+    threading.Thread(target=lambda: log.extend(child.stderr), daemon=True).start()
+    return child, line.rsplit(" ", 1)[1].strip()
+
+
+def spread_connections(urls: list[str]) -> None:
+    """Make signaling_load's clients connect to the processes in turn."""
+    turn = itertools.count()
+    connect = load.connect
+    load.connect = lambda _url, **options: connect(urls[next(turn) % len(urls)], **options)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--paced-rounds", type=int, default=3)
+    parser.add_argument("--spread", type=float, default=2.0, metavar="SECONDS")
+    parser.add_argument("--compression", choices=("deflate", "none"), default="none")
+    parser.add_argument("--time-limit", type=float, default=600, metavar="SECONDS")
+    options = parser.parse_args()
+    if options.clients % options.rooms:
+        raise SystemExit("--clients must be a multiple of --rooms")
+    load.raise_file_limit()
+    redis, redis_url = start_redis()
+    log: list[str] = []
+    servers = [start_room_server(redis_url, log) for _ in range(options.processes)]
+    urls = [url for _, url in servers]
+    spread_connections(urls)
+    load_before = os.getloadavg()[0]
+    try:
+        figures = asyncio.run(asyncio.wait_for(load.run_load(urls[0], options, None),
+                                               options.time_limit))
+        for i, (child, _) in enumerate(servers):
+            kib = load.rss_kib(child.pid)
+            figures[f"process {i}"] = (f"peak RSS {kib['VmHWM'] / 1024:.1f} MiB, "
+                                       f"CPU {load.cpu_seconds(child.pid):.1f} s")
+        figures["redis-server"] = (f"peak RSS {load.rss_kib(redis.pid)['VmHWM'] / 1024:.1f} MiB, "
+                                   f"CPU {load.cpu_seconds(redis.pid):.1f} s")
+    except TimeoutError:
+        print("\n".join(line for line in log if not load._ROUTINE.search(line))[-3000:])
+        raise
+    finally:
+        for child, _ in servers:
+            child.terminate()
+        for child, _ in servers:
+            child.wait(timeout=30)
+        redis.terminate()
+        redis.wait(timeout=30)
+    figures["load_average"] = [load_before, os.getloadavg()[0]]
+    figures["server_memory_kib"], figures["server_cpu_s"] = {}, {}
+    print(load.report(figures))
+    for name in [*(f"process {i}" for i in range(options.processes)), "redis-server"]:
+        print(f"| {name} | {figures[name]} |")
+    problems = [line for line in log if not load._ROUTINE.search(line)]
+    print(json.dumps({**figures, "server_log_problems": problems[:20]}))
+
+
+if __name__ == "__main__":
+    main()

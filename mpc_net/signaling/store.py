@@ -1,0 +1,76 @@
+"""Redis as the room-server processes use it (cluster.py): the client, key names and scripts.
+
+The redis package is the optional [redis] extra, imported only here and only with --redis, so
+that a room server without it neither needs nor loads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PREFIX = "mpc-net:"
+# Owner and liveness keys live this long unless renewed every HEARTBEAT seconds: a process that
+# dies loses its rooms and its clients' seats this soon.
+KEY_TTL_MS = 15000
+HEARTBEAT = 3.0
+COMMAND_TIMEOUT = 10.0
+CONNECTIONS = 16  # to Redis, per process
+
+# Renew the owner keys of the names whose rooms we hold; a missing key (Redis restarted) is ours
+# again, one that another process holds is lost and returned.
+RENEW = """
+local lost = {}
+for _, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == false or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  else
+    lost[#lost + 1] = key
+  end
+end
+return lost
+"""
+RELEASE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 0
+"""
+
+
+def redis_client(url: str) -> Any:
+    """An asyncio client of the Redis at `url`."""
+    try:
+        import redis.asyncio
+    except ImportError:
+        raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
+                           ) from None
+    # A busy event loop reads replies late; only a connection that cannot be made says quickly
+    # that Redis is gone.
+    # Joins that arrive together wait for one of a few connections rather than open one each.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT)
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:
+        return (OSError,)
+    return (RedisError, OSError)
+
+
+def owner_key(name: str) -> str:
+    """The key naming the process that holds the rooms of this name."""
+    return f"{PREFIX}owner:{name}"
+
+
+def alive_key(process: str) -> str:
+    return f"{PREFIX}alive:{process}"
+
+
+def channel(process: str) -> str:
+    """The pub/sub channel of a process: what its clients are sent, what its rooms are told."""
+    return f"{PREFIX}process:{process}"

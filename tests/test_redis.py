@@ -1,0 +1,180 @@
+"""Room-server processes sharing rooms through a real Redis (Debian's redis-server, started here
+on a loopback port of its own): computations spread over processes, a process stopped or killed,
+Redis restarted, and seats that stay exact across processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from seats import raw_join, roster_of
+from sharedrooms import check_outputs, shared_room_server
+from websockets.asyncio.client import connect
+
+from helpers import (
+    DEMOS,
+    RoomServerProcess,
+    make_credentials,
+    mpc_net,
+    mpyc_tcp,
+    program_lines,
+    start_parties,
+)
+
+TOKEN = "a-token-for-every-process"
+TURN = ["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "shared-by-every-process"]
+
+
+def health(server: RoomServerProcess) -> tuple[int, dict]:
+    url = server.url.replace("ws://", "http://") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_health(server: RoomServerProcess, reachable: bool) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = health(server)
+        if body["redis"] is reachable:
+            assert status == (200 if reachable else 503), (status, body)
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
+def run_spread(script: Path, urls: list[str], room: str, credentials: list[list[str]],
+               expected: list[str], *args: str) -> None:
+    """Party i of len(urls) parties connects to urls[i] (a comma list: tried in order)."""
+    procs = [start_parties(script, len(urls), url, room, *args, credentials=credentials,
+                           only=[i])[0] for i, url in enumerate(urls)]
+    check_outputs(procs, expected)
+
+
+def test_parties_spread_over_two_processes_and_after_one_stopped(redis_server,
+                                                                  tmp_path) -> None:
+    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
+    try:
+        script = DEMOS / "auction.py"
+        expected = mpyc_tcp(script, "-M3")
+        credentials = make_credentials(tmp_path, 3)
+        run_spread(script, [a.url, a.url, b.url], "spread", credentials, expected)
+        a.close()
+        # The parties name both processes; the stopped one is refused, the next one serves.
+        both = f"{a.url},{b.url}"
+        run_spread(script, [both, both, both], "after-stop", credentials, expected)
+        assert b.proc.poll() is None
+    finally:
+        b.close()
+        if a.proc.poll() is None:
+            a.close()
+
+
+def test_run_goes_on_when_a_process_is_killed(redis_server, tmp_path) -> None:
+    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
+    try:
+        script = DEMOS / "comparisons.py"
+        expected = mpyc_tcp(script, "-M3", "200")
+        credentials = make_credentials(tmp_path, 3)
+        ab, ba = f"{a.url},{b.url}", f"{b.url},{a.url}"
+        procs = [start_parties(script, 3, url, "killed", "200", "--outage-limit", "30",
+                               credentials=credentials, only=[i])[0]
+                 for i, url in enumerate([ab, ab, ba])]
+        deadline = time.monotonic() + 60
+        while "connected to all" not in procs[0].stderr.readline():
+            assert time.monotonic() < deadline and procs[0].poll() is None
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        done = [proc.communicate(timeout=180) for proc in procs]
+        for i, (proc, (out, err)) in enumerate(zip(procs, done, strict=True)):
+            assert proc.returncode == 0, f"party {i}: {err}\n" + "\n".join(e for _, e in done)
+            assert program_lines(out) == expected, f"party {i}"
+        # The next run starts at once: every party falls over to the living process.
+        run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
+    finally:
+        b.close()
+        if a.proc.poll() is None:  # the test failed before killing it
+            a.proc.kill()
+            a.proc.wait()
+        a.proc.stderr.close()
+
+
+def test_redis_restarted_between_two_runs(redis_server, tmp_path) -> None:
+    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
+    try:
+        script = DEMOS / "auction.py"
+        expected = mpyc_tcp(script, "-M3")
+        credentials = make_credentials(tmp_path, 3)
+        run_spread(script, [a.url, b.url, a.url], "before-restart", credentials, expected)
+        redis_server.stop()
+        for server in (a, b):
+            wait_for_health(server, reachable=False)
+        time.sleep(3)  # some rounds of backoff, which must not end the processes
+        assert a.proc.poll() is None and b.proc.poll() is None
+        redis_server.start()
+        for server in (a, b):
+            wait_for_health(server, reachable=True)
+        run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_seats_presence_and_signals_across_processes(redis_server) -> None:
+    options = ["--join-token", TOKEN, *TURN]
+    a = shared_room_server(redis_server, *options)
+    b = shared_room_server(redis_server, *options)
+    roster = roster_of(2)
+    try:
+        async with connect(a.url) as holder, connect(b.url) as second, \
+                connect(b.url) as other:
+            joined = await raw_join(holder, "shared", 0, 2, roster=roster, token=TOKEN)
+            assert joined["type"] == "joined" and joined["peers"] == []
+            # The seat's holder is on another process: refused as on one process.
+            refused = await raw_join(second, "shared", 0, 2, roster=roster, token=TOKEN)
+            assert refused == {"type": "error", "code": "party-taken",
+                               "message": "party 0 of room shared is taken"}
+            assert (await raw_join(other, "shared", 1, 2, roster=roster))["code"] == "bad-token"
+            # Party 1 on the other process: presence, relayed signals, TURN credentials.
+            joined = await raw_join(other, "shared", 1, 2, roster=roster, token=TOKEN)
+            assert joined["type"] == "joined" and joined["peers"] == [0]
+            assert [s["urls"] for s in joined["ice_servers"]] == [["turn:127.0.0.1:3478"]]
+            assert joined["ice_servers"][0]["username"].endswith(":shared-1")
+            assert json.loads(await holder.recv())["type"] == "peer-joined"
+            await other.send(json.dumps({"type": "signal", "to": 0,
+                                         "data": {"description": {"type": "offer",
+                                                                  "sdp": "v=0\r\n"}}}))
+            relayed = json.loads(await holder.recv())
+            assert relayed["type"] == "signal" and relayed["from"] == 1
+            await other.close()
+            assert json.loads(await holder.recv()) == {"type": "peer-left", "party": 1}
+            # Once the holder leaves, its seat is free on every process.
+            await holder.close()
+            async with connect(b.url) as later:
+                joined = await raw_join(later, "shared", 0, 2, roster=roster, token=TOKEN)
+                assert joined["type"] == "joined", joined
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bad_redis_url_is_a_usage_error() -> None:
+    for url in ("http://127.0.0.1:6379", "redis://", "redis://host:99999", "redis://h/x"):
+        done = mpc_net("signal", "--redis", url, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "--redis" in done.stderr, done.stderr
+
+
+def test_a_bad_room_server_in_the_list_is_a_usage_error(tmp_path) -> None:
+    credentials = make_credentials(tmp_path, 2)[0]
+    done = mpc_net("run", str(DEMOS / "auction.py"), "-M2", "-I", "0", "--room", "r",
+                   "--signal", "ws://127.0.0.1:1,http://127.0.0.1:2", *credentials, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "--signal must be ws://HOST:PORT or wss://HOST:PORT, not 'http://127.0.0.1:2'" \
+        in done.stderr and "Traceback" not in done.stderr, done.stderr
