@@ -395,3 +395,57 @@ async def test_driver_explains_a_join_timeout_while_another_roster_uses_the_room
         "parties [1] did not join room 'test-mesh' within 3 s; parties with another roster use "
         "room 'test-mesh': check that every party has the same roster file")
     assert "is also used by parties with another roster" in caplog.text
+
+
+class ReusedCertificatePeer:
+    """A backend's peer connection, its channel open, that offers a given certificate."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.local_sdp = f"v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n"
+        self.remote_sdp = "v=0\r\na=fingerprint:sha-256 BB:11\r\n"
+        self.channel = ScriptedHandshakeChannel()
+        self.opened = asyncio.get_running_loop().create_future()
+        self.opened.set_result(None)
+
+    def bind(self, events) -> None:
+        pass
+
+
+class ScriptedHandshakeChannel:
+    readyState = "open"
+    bufferedAmount = 0
+    bufferedAmountLowThreshold = 0
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_a_reused_local_certificate_is_refused() -> None:
+    """The handshake's freshness rests on a new certificate of ours for every connection: a
+    backend that reused one gets a refusal, not a handshake a recording could pass."""
+    from seats import roster_of
+
+    from mpc_net.mesh.peers import Peers
+    from mpc_net.records import RecordType, decode
+
+    events: list = []
+    tasks: list[asyncio.Task] = []
+    peers = Peers(config("ws://unused", 0, 2), lambda *a, **k: None, lambda e: None,
+                  events.append, lambda coro: tasks.append(asyncio.ensure_future(coro)))
+    peers.roster = asyncio.get_running_loop().create_future()
+    peers.roster.set_result(roster_of(2))
+    first, again = ReusedCertificatePeer("AA:00"), ReusedCertificatePeer("AA:00")
+    for pc in (first, again):
+        peers.connections[1] = pc
+        peers._channel_opened(1, pc, pc.opened)
+        await asyncio.sleep(0.05)
+    refusals = [e for e in events if isinstance(e, Refused)]
+    assert len(refusals) == 1 and "certificate was used on an earlier connection" in \
+        refusals[0].reason, events
+    assert [decode(m)[0] for m in first.channel.sent] == [RecordType.HELLO, RecordType.AUTH]
+    assert again.channel.sent == []  # no statement for a certificate used before
+    for task in tasks:
+        task.cancel()

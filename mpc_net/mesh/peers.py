@@ -58,6 +58,9 @@ class Peers:
         self.ice_servers: list[dict] = []
         self.client: Signaling | None = None  # while in the room
         self.roster: asyncio.Future[Roster] | None = None
+        # Our certificates' fingerprints so far: the handshake's freshness rests on a new one
+        # for every connection (SECURITY.md, "The handshake").
+        self._certificates: set[str] = set()
 
     def offer(self, j: int) -> None:
         # The new attempt is in place at once, so that nothing sees none under way and offers
@@ -140,6 +143,10 @@ class Peers:
                            fingerprints(pc.remote_sdp), cfg.mix32_64bit, cfg.program_hash,
                            cfg.allow_different_programs)
         try:
+            if view.local_fingerprints in self._certificates:
+                raise AuthError("our own DTLS certificate was used on an earlier connection, "
+                                "and the handshake needs a new one for each")
+            self._certificates.add(view.local_fingerprints)
             theirs = await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
             self._feed(Refused(j, f"authentication of {roster.label(j)} failed: {exc}",
