@@ -372,6 +372,51 @@ async def test_driver_builds_a_mesh_and_tells_its_observer(room_server, caplog) 
     await asyncio.wait_for(asyncio.gather(*(m.close() for m in meshes)), 10)
 
 
+async def test_peer_connections_and_offers_are_made_before_the_peer_arrives(room_server) -> None:
+    """Party 0, alone in the room, has its offer to party 1 ready before party 1 starts; party 1
+    makes its peer connection to 0 on joining, before 0's offer arrives. Each makes one."""
+    from mpc_net.native.peer import NativePeerConnection, use_host_addresses
+    from mpc_net.native.signaling import SignalingClient
+
+    use_host_addresses(["127.0.0.1"])
+    loop = asyncio.get_running_loop()
+    made: dict[int, list[NativePeerConnection]] = {0: [], 1: []}
+    offered: list[float] = []
+
+    def factory(i: int):
+        def new(*args, **kwargs) -> NativePeerConnection:
+            pc = NativePeerConnection(*args, **kwargs)
+            made[i].append(pc)
+            create_offer = pc.create_offer
+
+            async def timed_offer():
+                offer = await create_offer()
+                offered.append(loop.time())
+                return offer
+
+            pc.create_offer = timed_offer
+            return pc
+        return new
+
+    meshes = [Mesh(config(room_server.url, i, 2), factory(i), pytest.fail, SignalingClient)
+              for i in range(2)]
+    first = asyncio.ensure_future(meshes[0].connect())
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if offered:
+            break
+    second_started = loop.time()
+    transports = await asyncio.wait_for(asyncio.gather(first, meshes[1].connect()), 30)
+    assert offered and offered[0] < second_started
+    assert [len(made[i]) for i in (0, 1)] == [1, 1]
+    assert all(t.linked for ts in transports for t in ts.values())
+    for ts in transports:
+        for t in ts.values():
+            t.attach(asyncio.Protocol())
+            t.close()
+    await asyncio.wait_for(asyncio.gather(*(m.close() for m in meshes)), 10)
+
+
 async def test_driver_explains_a_join_timeout_while_another_roster_uses_the_room(
         room_server, caplog) -> None:
     from seats import key, roster_of
