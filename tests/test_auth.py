@@ -150,6 +150,48 @@ async def test_handshake_succeeds_between_the_roster_parties(parties) -> None:
                                                    RecordType.RESUME]
 
 
+class FlightWire(Wire):
+    """A wire that holds what is sent until the test delivers it: one delivery is one flight
+    (half a round trip), whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        self.pending.append(data)
+
+    def deliver(self) -> None:
+        pending, self.pending = self.pending, []
+        for data in pending:
+            self.peer.on_message(data)
+
+
+async def test_the_handshake_takes_one_round_trip(parties) -> None:
+    """Both sides send HELLO and AUTH in the first flight and RESUME in the second: linked
+    after two flights (version 3 took three, for its nonces)."""
+    identities, roster = parties
+    wires = FlightWire(), FlightWire()
+    ends = [DataChannelTransport(w, 1 - i, max_message_size=1024, on_lost=lambda e: None)
+            for i, w in enumerate(wires)]
+    wires[0].peer, wires[1].peer = ends[1], ends[0]
+    runs = [asyncio.ensure_future(authenticate(ends[i], view(roster, i), identities[i], verify))
+            for i in (0, 1)]
+    flights = 0
+    while not all(run.done() for run in runs) and flights < 5:
+        for _ in range(10):  # each side does all it can without news from the other
+            await asyncio.sleep(0.01)
+        if any(w.pending for w in wires):
+            for w in wires:
+                w.deliver()
+            flights += 1
+    assert all(isinstance(run.result(), Hello) for run in runs)
+    assert flights == 2 and all(t.linked for t in ends)
+    for t in ends:
+        t.abort()
+
+
 async def test_key_not_in_the_roster_is_refused(parties) -> None:
     (alice, _), roster = parties
     stranger = FileIdentity.generate()
