@@ -3,10 +3,13 @@ cryptography library: signing and verifying are passed in (natively: `native/ide
 WebCrypto), so native and browser parties share every rule here.
 
 DTLS protects a channel between two certificates, and whoever relays the session descriptions
-chooses which certificates those are. So once a data channel is open both sides sign, with their
-long-term Ed25519 identity keys, a transcript that holds the certificate fingerprints each of
-them sees, fresh nonces from both, the roster's session id, the room and both indexes. A party
-in the middle sees different fingerprints on each side and cannot make both signatures verify.
+chooses which certificates those are. So once a data channel is open each side signs, with its
+long-term Ed25519 identity key, a statement that holds the certificate fingerprints it sees (its
+own and the peer's), the roster's session id, the room, both indexes, its program and MPyC mode.
+A party in the middle sees different fingerprints on each side and cannot make the signatures
+verify. Each side's certificate is made for this one connection, so the peer's fingerprint in a
+statement does what a nonce of the verifier would: no statement signed for another connection
+names it (SECURITY.md, "The handshake"), and each side can sign before it hears from the other.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ import struct
 KEY_PREFIX = "ed25519:"
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
-NONCE_BYTES = 32
 DIGEST_BYTES = 32
 MAX_NAME_CHARS = 64
 ROSTER_FORMAT = 1
-HANDSHAKE_VERSION = 3
-TRANSCRIPT_LABEL = b"mpc-net/auth/v3"
+HANDSHAKE_VERSION = 4
+STATEMENT_LABEL = b"mpc-net/auth/v4"
 NO_PROGRAM = bytes(DIGEST_BYTES)  # the program hash of a party that states none
 SHORT_HASH_DIGITS = 16  # hex digits of a program hash shown to people
 
@@ -184,7 +186,6 @@ class Hello:
 
     session_id: bytes
     pid: int
-    nonce: bytes
     public_key: bytes
     own_fingerprints: bytes  # digest of the sender's certificate fingerprints, as it sees them
     peer_fingerprints: bytes  # digest of the receiver's fingerprints, as the sender sees them
@@ -192,13 +193,13 @@ class Hello:
     program_hash: bytes = NO_PROGRAM  # program_hash() of the program text the sender runs
 
     # The version byte comes first in every version, so any peer can name the one it got.
-    _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{NONCE_BYTES}s{KEY_BYTES}s"
+    _LAYOUT = struct.Struct(f">B{DIGEST_BYTES}sH{KEY_BYTES}s"
                             f"{DIGEST_BYTES}s{DIGEST_BYTES}s?{DIGEST_BYTES}s")
     VERSION = HANDSHAKE_VERSION
 
     def encode(self) -> bytes:
-        return self._LAYOUT.pack(self.VERSION, self.session_id, self.pid, self.nonce,
-                                 self.public_key, self.own_fingerprints, self.peer_fingerprints,
+        return self._LAYOUT.pack(self.VERSION, self.session_id, self.pid, self.public_key,
+                                 self.own_fingerprints, self.peer_fingerprints,
                                  self.mix32_64bit, self.program_hash)
 
     @classmethod
@@ -229,8 +230,8 @@ class ChannelView:
     # choice only, so that nobody else can make us compute something other than we agreed.
     allow_different_programs: bool = False
 
-    def hello(self, nonce: bytes, public_key: bytes) -> Hello:
-        return Hello(self.roster.session_id, self.pid, nonce, public_key,
+    def hello(self, public_key: bytes) -> Hello:
+        return Hello(self.roster.session_id, self.pid, public_key,
                      fingerprint_digest(self.local_fingerprints),
                      fingerprint_digest(self.remote_fingerprints), self.mix32_64bit,
                      self.program_hash)
@@ -272,15 +273,17 @@ class ChannelView:
                             "view and ours, so something in between (the room server or the "
                             "network) replaced them")
 
-    def transcript(self, mine: Hello, theirs: Hello, signer: int) -> bytes:
-        """The bytes both sides sign and verify: equal on both sides only without a middle."""
-        low, high = (mine, theirs) if self.pid < self.peer_pid else (theirs, mine)
+    def statement(self, signer: int, program: bytes) -> bytes:
+        """The bytes party `signer` (we or the peer) signs on this channel, with the program hash
+        it states: equal on both sides only without a middle. The signer's own view of the
+        fingerprints is signed, so the verifier's fresh certificate is in what it checks."""
+        mine = signer == self.pid
         fp_local = fingerprint_digest(self.local_fingerprints)
         fp_remote = fingerprint_digest(self.remote_fingerprints)
-        fp_low, fp_high = (fp_local, fp_remote) if self.pid < self.peer_pid else (fp_remote,
-                                                                                   fp_local)
+        fp_signer, fp_receiver = (fp_local, fp_remote) if mine else (fp_remote, fp_local)
+        receiver = self.peer_pid if mine else self.pid
         room = self.room.encode()
         return b"".join([
-            TRANSCRIPT_LABEL, self.roster.session_id, struct.pack(">H", len(room)), room,
-            struct.pack(">HH", low.pid, high.pid), fp_low, fp_high, low.nonce, high.nonce,
-            low.program_hash, high.program_hash, struct.pack(">?H", self.mix32_64bit, signer)])
+            STATEMENT_LABEL, self.roster.session_id, struct.pack(">H", len(room)), room,
+            struct.pack(">HH", signer, receiver), fp_signer, fp_receiver, program,
+            struct.pack(">?", self.mix32_64bit)])

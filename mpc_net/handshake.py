@@ -1,13 +1,18 @@
-"""Open a channel for the stream: the channel-binding handshake of auth.py, then RESUME."""
+"""Open a channel for the stream: the channel-binding handshake of auth.py, then RESUME.
+
+Each side sends HELLO (its claims) and AUTH (its signature over them and both certificates'
+fingerprints) at once, as soon as the channel opens, and RESUME (how much of the peer's stream
+it has) once the peer's AUTH has verified: a round trip in all. RESUME is also the word that a
+side accepts the other, so neither side's stream flows before both checks have passed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from .auth import NONCE_BYTES, AuthError, ChannelView, Hello
+from .auth import AuthError, ChannelView, Hello
 from .records import RecordError, RecordType
 from .text import printable
 from .transport import DataChannelTransport
@@ -50,16 +55,15 @@ async def authenticate(transport: DataChannelTransport, view: ChannelView, ident
 
 async def _exchange(transport: DataChannelTransport, view: ChannelView, identity: Identity,
                     verify: Verify) -> Hello:
-    mine = view.hello(secrets.token_bytes(NONCE_BYTES), identity.public_key)
-    transport.send_handshake(RecordType.HELLO, mine.encode())
+    signature = await identity.sign(view.statement(view.pid, view.program_hash))
+    transport.send_handshake(RecordType.HELLO, view.hello(identity.public_key).encode())
+    transport.send_handshake(RecordType.AUTH, signature)
     theirs = Hello.decode(await _expect(transport, RecordType.HELLO))
     view.check_hello(theirs)
-    signature = await identity.sign(view.transcript(mine, theirs, signer=view.pid))
-    transport.send_handshake(RecordType.AUTH, signature)
     peer_signature = await _expect(transport, RecordType.AUTH)
     peer_key = view.roster.keys[view.peer_pid]
-    if not await verify(peer_key, peer_signature, view.transcript(mine, theirs,
-                                                                  signer=view.peer_pid)):
+    if not await verify(peer_key, peer_signature,
+                        view.statement(view.peer_pid, theirs.program_hash)):
         raise AuthError("bad signature: it does not hold its roster key, or this handshake was "
                         "replayed or tampered with")
     # Where each side's stream goes on: at 0 on a first channel, after an outage wherever the

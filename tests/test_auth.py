@@ -14,6 +14,7 @@ import time
 
 import pytest
 from seats import LaxRoomServerProcess
+from test_transport import RecordingProtocol
 
 from mpc_net.auth import (
     AuthError,
@@ -23,12 +24,14 @@ from mpc_net.auth import (
     RosterError,
     decode_public_key,
     encode_public_key,
+    fingerprint_digest,
     program_hash,
     short_hash,
 )
 from mpc_net.handshake import Refused, authenticate
 from mpc_net.native.identity import FileIdentity, verify
 from mpc_net.records import RecordType, decode, encode
+from mpc_net.sdp import fingerprints
 from mpc_net.transport import DataChannelTransport
 
 from helpers import (
@@ -147,6 +150,48 @@ async def test_handshake_succeeds_between_the_roster_parties(parties) -> None:
                                                    RecordType.RESUME]
 
 
+class FlightWire(Wire):
+    """A wire that holds what is sent until the test delivers it: one delivery is one flight
+    (half a round trip), whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        self.pending.append(data)
+
+    def deliver(self) -> None:
+        pending, self.pending = self.pending, []
+        for data in pending:
+            self.peer.on_message(data)
+
+
+async def test_the_handshake_takes_one_round_trip(parties) -> None:
+    """Both sides send HELLO and AUTH in the first flight and RESUME in the second: linked
+    after two flights (version 3 took three, for its nonces)."""
+    identities, roster = parties
+    wires = FlightWire(), FlightWire()
+    ends = [DataChannelTransport(w, 1 - i, max_message_size=1024, on_lost=lambda e: None)
+            for i, w in enumerate(wires)]
+    wires[0].peer, wires[1].peer = ends[1], ends[0]
+    runs = [asyncio.ensure_future(authenticate(ends[i], view(roster, i), identities[i], verify))
+            for i in (0, 1)]
+    flights = 0
+    while not all(run.done() for run in runs) and flights < 5:
+        for _ in range(10):  # each side does all it can without news from the other
+            await asyncio.sleep(0.01)
+        if any(w.pending for w in wires):
+            for w in wires:
+                w.deliver()
+            flights += 1
+    assert all(isinstance(run.result(), Hello) for run in runs)
+    assert flights == 2 and all(t.linked for t in ends)
+    for t in ends:
+        t.abort()
+
+
 async def test_key_not_in_the_roster_is_refused(parties) -> None:
     (alice, _), roster = parties
     stranger = FileIdentity.generate()
@@ -190,52 +235,145 @@ async def test_swapped_fingerprints_are_refused(parties) -> None:
     assert "fingerprint mismatch" in str(results[0])
 
 
-async def test_replayed_handshake_from_an_earlier_session_is_refused(parties) -> None:
+def next_connection(roster: Roster, pid: int) -> ChannelView:
+    """Party `pid`'s view of a later connection: both certificates are new, as every peer
+    connection makes its own (test_a_peer_connection_has_a_certificate_of_its_own)."""
+    return view(roster, pid, local=FP[pid] + ":02", remote=FP[1 - pid] + ":02")
+
+
+def with_fingerprints(hello_body: bytes, seen_by: ChannelView) -> bytes:
+    """A recorded HELLO made to claim the fingerprints the receiver now sees."""
+    hello = Hello.decode(hello_body)
+    return dataclasses.replace(
+        hello, own_fingerprints=fingerprint_digest(seen_by.remote_fingerprints),
+        peer_fingerprints=fingerprint_digest(seen_by.local_fingerprints)).encode()
+
+
+async def play_first_flight(peer: DataChannelTransport, records: list[tuple[RecordType, bytes]]):
+    """Send a peer's records without waiting, and return what it gets back until a REFUSED."""
+    for kind, body in records:
+        peer.send_handshake(kind, body)
+    got = []
+    while not got or got[-1][0] is not RecordType.REFUSED:
+        got.append(await asyncio.wait_for(peer.receive_handshake(), 2))
+    return got
+
+
+async def test_a_peer_connection_has_a_certificate_of_its_own() -> None:
+    """What makes a statement unusable on another connection (SECURITY.md, "The handshake"):
+    every peer connection, native or in a browser, makes a new DTLS certificate."""
+    from mpc_net.native.peer import NativePeerConnection
+    pcs = [NativePeerConnection([], host_addresses=["127.0.0.1"]) for _ in range(3)]
+    seen = {fingerprints((await pc.create_offer()).sdp) for pc in pcs}
+    await asyncio.gather(*(pc.close() for pc in pcs))
+    assert len(seen) == 3 and all(seen)
+
+
+@pytest.mark.parametrize("rewrite", [False, True], ids=["as-recorded", "fingerprints-rewritten"])
+async def test_a_handshake_replayed_from_another_connection_is_refused(parties,
+                                                                       rewrite: bool) -> None:
+    """Bob's HELLO and AUTH of one connection, replayed to Alice on the next one, whose
+    certificates are new: as recorded, its HELLO names the old fingerprints; made to name the
+    new ones, Bob's signature (over the old ones) fails. Nothing it sends after reaches MPyC."""
     identities, roster = parties
-    alice, bob = identities
+    alice, _ = identities
     _, _, bob_wire = await handshake((view(roster, 0), view(roster, 1)), identities)
-    recorded = [bytes(decode(m)[1]) for m in bob_wire.sent[:2]]  # Bob's HELLO and AUTH
-    assert [decode(m)[0] for m in bob_wire.sent[:2]] == [RecordType.HELLO, RecordType.AUTH]
+    recorded = [(kind, bytes(body)) for kind, body in map(decode, bob_wire.sent[:3])]
+    assert [kind for kind, _ in recorded] == [RecordType.HELLO, RecordType.AUTH,
+                                              RecordType.RESUME]
 
-    # A new session: Alice meets someone who replays Bob's recorded messages.
     alice_end, replayer, _, _ = wired_pair()
-
-    async def replay() -> None:
-        for kind, body in zip((RecordType.HELLO, RecordType.AUTH), recorded, strict=True):
-            replayer.send_handshake(kind, body)
-            await replayer.receive_handshake()
-
-    results = await asyncio.gather(authenticate(alice_end, view(roster, 0), alice, verify),
-                                   replay(), return_exceptions=True)
-    assert isinstance(results[0], AuthError) and "bad signature" in str(results[0])
+    protocol = RecordingProtocol()
+    alice_end.attach(protocol)
+    later = next_connection(roster, 0)
+    if rewrite:
+        recorded[0] = (RecordType.HELLO, with_fingerprints(recorded[0][1], later))
+    replayed = [*recorded, (RecordType.DATA, b"\x00" * 12 + b"forged!!")]
+    results = await asyncio.gather(authenticate(alice_end, later, alice, verify),
+                                   play_first_flight(replayer, replayed),
+                                   return_exceptions=True)
+    expected = "bad signature" if rewrite else "fingerprint mismatch"
+    assert isinstance(results[0], AuthError) and expected in str(results[0]), results
+    assert results[1][-1][0] is RecordType.REFUSED  # told why
+    assert not alice_end.linked and alice_end.received == 0 and protocol.events == ["made"]
     for t in (alice_end, replayer):
+        t.abort()
+
+
+async def test_a_forged_auth_is_refused_and_its_stream_never_arrives(parties) -> None:
+    """A stranger sends a first flight that names the right key and fingerprints, a signature
+    of its own key, and the stream an authenticated peer would start after its RESUME: the
+    signature fails, and what came after the RESUME is never counted, answered or passed on."""
+    (alice, _), roster = parties
+    stranger = FileIdentity.generate()
+    alice_end, forger, alice_wire, _ = wired_pair()
+    protocol = RecordingProtocol()
+    alice_end.attach(protocol)
+    bob_view = view(roster, 1)
+    flight = [(RecordType.HELLO, bob_view.hello(roster.keys[1]).encode()),
+              (RecordType.AUTH, await stranger.sign(bob_view.statement(1, bob_view.program_hash))),
+              (RecordType.RESUME, bytes(8)),
+              (RecordType.DATA, b"\x00" * 12 + b"forged!!"), (RecordType.PING, bytes(8)),
+              (RecordType.GOODBYE, b"")]
+    results = await asyncio.gather(authenticate(alice_end, view(roster, 0), alice, verify),
+                                   play_first_flight(forger, flight), return_exceptions=True)
+    assert isinstance(results[0], AuthError) and "bad signature" in str(results[0]), results
+    assert not alice_end.linked and alice_end.received == 0 and protocol.events == ["made"]
+    sent = [decode(m)[0] for m in alice_wire.sent]  # what Alice sent the forger
+    assert RecordType.PONG not in sent and RecordType.DATA not in sent
+    assert sent[-1] is RecordType.REFUSED
+    for t in (alice_end, forger):
+        t.abort()
+
+
+async def test_a_resume_at_a_position_never_sent_is_refused(parties) -> None:
+    """The roster's party 1 itself, on a first channel, claims to have 10 bytes of a stream
+    nobody has sent yet: the attempt fails, and party 0 says why."""
+    identities, roster = parties
+    a, b, wire_a, wire_b = wired_pair()
+    liar = wire_b.send
+
+    def send(data: bytes) -> None:  # party 1's RESUME claims 10 bytes
+        kind, _ = decode(data)
+        liar(encode(RecordType.RESUME, (10).to_bytes(8, "big")) if kind is RecordType.RESUME
+             else data)
+
+    wire_b.send = send
+    results = await asyncio.gather(authenticate(a, view(roster, 0), identities[0], verify),
+                                   authenticate(b, view(roster, 1), identities[1], verify),
+                                   return_exceptions=True)
+    assert "cannot resume our stream" in str(results[0]), results
+    assert not a.linked and a.get_write_buffer_size() == 0
+    assert decode(wire_a.sent[-1])[0] is RecordType.REFUSED
+    for t in (a, b):
         t.abort()
 
 
 async def test_a_peer_of_the_previous_handshake_version_is_told_unsupported_version(
         parties) -> None:
-    """A version 2 peer (before the program hash): we refuse naming both versions, and so does
+    """A version 3 peer (with its nonce round trip): we refuse naming both versions, and so does
     the REFUSED it gets; its own refusal of our HELLO comes after its HELLO, so ours is what we
     report."""
     (alice, _), roster = parties
     ours, old_peer, _, to_ours = wired_pair()
-    v2 = struct.pack(">B32sH32s32s32s32s?", 2, roster.session_id, 1, bytes(32),
-                     roster.keys[1], bytes(32), bytes(32), True)
-    to_ours.send(encode(RecordType.HELLO, v2))
-    to_ours.send(encode(RecordType.REFUSED, b"its handshake message is malformed or of another "
-                                            b"version"))
+    v3 = struct.pack(">B32sH32s32s32s32s?32s", 3, roster.session_id, 1, bytes(32),
+                     roster.keys[1], bytes(32), bytes(32), True, bytes(32))
+    to_ours.send(encode(RecordType.HELLO, v3))
+    to_ours.send(encode(RecordType.REFUSED, b"unsupported-version: it speaks handshake version "
+                                            b"4, we speak version 3"))
     with pytest.raises(AuthError) as refused:
         await authenticate(ours, view(roster, 0), alice, verify)
-    message = "unsupported-version: it speaks handshake version 2, we speak version 3"
+    message = "unsupported-version: it speaks handshake version 3, we speak version 4"
     assert message in str(refused.value)
     kind, body = await old_peer.receive_handshake()
-    assert (kind, body[0]) == (RecordType.HELLO, 3)
+    assert (kind, body[0]) == (RecordType.HELLO, 4)
+    assert (await old_peer.receive_handshake())[0] is RecordType.AUTH  # our first flight
     kind, body = await old_peer.receive_handshake()
     assert kind is RecordType.REFUSED and message in body.decode()
     # A newer peer is told the same way.
-    newer = view(roster, 1).hello(bytes(32), roster.keys[1]).encode()
-    with pytest.raises(AuthError, match="it speaks handshake version 4, we speak version 3"):
-        Hello.decode(bytes([4]) + newer[1:])
+    newer = view(roster, 1).hello(roster.keys[1]).encode()
+    with pytest.raises(AuthError, match="it speaks handshake version 5, we speak version 4"):
+        Hello.decode(bytes([5]) + newer[1:])
     for t in (ours, old_peer):
         t.abort()
 
@@ -254,8 +392,9 @@ async def test_a_stranger_that_writes_before_the_handshake_is_refused(parties,
     with pytest.raises(AuthError, match=f"it sent {stray.name} where HELLO belongs"):
         await authenticate(ours, view(roster, 0), alice, verify)
     assert ours.received == 0 and not ours.linked
-    kinds = [kind for kind, _ in [await stranger.receive_handshake() for _ in range(2)]]
-    assert kinds == [RecordType.HELLO, RecordType.REFUSED]  # told why, and nothing else
+    kinds = [kind for kind, _ in [await stranger.receive_handshake() for _ in range(3)]]
+    # Our first flight, then why; nothing else.
+    assert kinds == [RecordType.HELLO, RecordType.AUTH, RecordType.REFUSED]
     for t in (ours, stranger):
         t.abort()
 
@@ -275,11 +414,12 @@ async def test_a_refusal_is_shown_with_its_control_characters_escaped(parties) -
 def test_the_program_hash_is_signed(parties) -> None:
     _, roster = parties
     alice, bob = (dataclasses.replace(view(roster, i), program_hash=PROGRAM_A) for i in (0, 1))
-    mine, theirs = alice.hello(bytes(32), roster.keys[0]), bob.hello(bytes(32), roster.keys[1])
+    mine, theirs = alice.hello(roster.keys[0]), bob.hello(roster.keys[1])
     assert mine.program_hash == theirs.program_hash == PROGRAM_A
     other = dataclasses.replace(theirs, program_hash=PROGRAM_B)
     assert Hello.decode(other.encode()) == other
-    assert alice.transcript(mine, theirs, 0) != alice.transcript(mine, other, 0)
+    assert alice.statement(1, PROGRAM_A) == bob.statement(1, PROGRAM_A)  # what 1 signs
+    assert alice.statement(1, PROGRAM_A) != alice.statement(1, PROGRAM_B)
 
 
 # -- every party runs the same program --------------------------------------------------------
@@ -383,9 +523,11 @@ async def test_a_relay_that_rewrites_the_program_hashes_is_refused(parties) -> N
 
 async def test_silent_peer_times_out(parties) -> None:
     (alice, _), roster = parties
-    a, _, _, _ = wired_pair()
+    a, _, wire_a, _ = wired_pair()
     with pytest.raises(AuthError, match="within 0.2 s"):
         await authenticate(a, view(roster, 0), alice, verify, timeout=0.2)
+    # HELLO and AUTH went out together, without waiting for anything from the peer.
+    assert [decode(m)[0] for m in wire_a.sent] == [RecordType.HELLO, RecordType.AUTH]
     a.abort()
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "mpc_net"
 # Shared by native and browser parties; runtime.py's Pyodide part (BrowserRun) is pure asyncio.
 # The room server (all of signaling/) is neither platform either: it serves both.
-CORE = ["mesh", "signaling", "ed25519.py", "transport.py", "handshake.py", "auth.py",
+CORE = ["mesh", "signaling", "ed25519.py", "transport.py", "stream.py", "gate.py",
+        "handshake.py", "auth.py",
         "records.py", "liveness.py", "runtime.py", "checkcode.py", "sdp.py", "text.py",
         "rtc/events.py"]
 PLATFORMS = ("mpc_net.native", "mpc_net.browser")

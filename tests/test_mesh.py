@@ -372,6 +372,51 @@ async def test_driver_builds_a_mesh_and_tells_its_observer(room_server, caplog) 
     await asyncio.wait_for(asyncio.gather(*(m.close() for m in meshes)), 10)
 
 
+async def test_peer_connections_and_offers_are_made_before_the_peer_arrives(room_server) -> None:
+    """Party 0, alone in the room, has its offer to party 1 ready before party 1 starts; party 1
+    makes its peer connection to 0 on joining, before 0's offer arrives. Each makes one."""
+    from mpc_net.native.peer import NativePeerConnection, use_host_addresses
+    from mpc_net.native.signaling import SignalingClient
+
+    use_host_addresses(["127.0.0.1"])
+    loop = asyncio.get_running_loop()
+    made: dict[int, list[NativePeerConnection]] = {0: [], 1: []}
+    offered: list[float] = []
+
+    def factory(i: int):
+        def new(*args, **kwargs) -> NativePeerConnection:
+            pc = NativePeerConnection(*args, **kwargs)
+            made[i].append(pc)
+            create_offer = pc.create_offer
+
+            async def timed_offer():
+                offer = await create_offer()
+                offered.append(loop.time())
+                return offer
+
+            pc.create_offer = timed_offer
+            return pc
+        return new
+
+    meshes = [Mesh(config(room_server.url, i, 2), factory(i), pytest.fail, SignalingClient)
+              for i in range(2)]
+    first = asyncio.ensure_future(meshes[0].connect())
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if offered:
+            break
+    second_started = loop.time()
+    transports = await asyncio.wait_for(asyncio.gather(first, meshes[1].connect()), 30)
+    assert offered and offered[0] < second_started
+    assert [len(made[i]) for i in (0, 1)] == [1, 1]
+    assert all(t.linked for ts in transports for t in ts.values())
+    for ts in transports:
+        for t in ts.values():
+            t.attach(asyncio.Protocol())
+            t.close()
+    await asyncio.wait_for(asyncio.gather(*(m.close() for m in meshes)), 10)
+
+
 async def test_driver_explains_a_join_timeout_while_another_roster_uses_the_room(
         room_server, caplog) -> None:
     from seats import key, roster_of
@@ -395,3 +440,57 @@ async def test_driver_explains_a_join_timeout_while_another_roster_uses_the_room
         "parties [1] did not join room 'test-mesh' within 3 s; parties with another roster use "
         "room 'test-mesh': check that every party has the same roster file")
     assert "is also used by parties with another roster" in caplog.text
+
+
+class ReusedCertificatePeer:
+    """A backend's peer connection, its channel open, that offers a given certificate."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.local_sdp = f"v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n"
+        self.remote_sdp = "v=0\r\na=fingerprint:sha-256 BB:11\r\n"
+        self.channel = ScriptedHandshakeChannel()
+        self.opened = asyncio.get_running_loop().create_future()
+        self.opened.set_result(None)
+
+    def bind(self, events) -> None:
+        pass
+
+
+class ScriptedHandshakeChannel:
+    readyState = "open"
+    bufferedAmount = 0
+    bufferedAmountLowThreshold = 0
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_a_reused_local_certificate_is_refused() -> None:
+    """The handshake's freshness rests on a new certificate of ours for every connection: a
+    backend that reused one gets a refusal, not a handshake a recording could pass."""
+    from seats import roster_of
+
+    from mpc_net.mesh.peers import Peers
+    from mpc_net.records import RecordType, decode
+
+    events: list = []
+    tasks: list[asyncio.Task] = []
+    peers = Peers(config("ws://unused", 0, 2), lambda *a, **k: None, lambda e: None,
+                  events.append, lambda coro: tasks.append(asyncio.ensure_future(coro)))
+    peers.roster = asyncio.get_running_loop().create_future()
+    peers.roster.set_result(roster_of(2))
+    first, again = ReusedCertificatePeer("AA:00"), ReusedCertificatePeer("AA:00")
+    for pc in (first, again):
+        peers.connections[1] = pc
+        peers._channel_opened(1, pc, pc.opened)
+        await asyncio.sleep(0.05)
+    refusals = [e for e in events if isinstance(e, Refused)]
+    assert len(refusals) == 1 and "certificate was used on an earlier connection" in \
+        refusals[0].reason, events
+    assert [decode(m)[0] for m in first.channel.sent] == [RecordType.HELLO, RecordType.AUTH]
+    assert again.channel.sent == []  # no statement for a certificate used before
+    for task in tasks:
+        task.cancel()

@@ -115,6 +115,7 @@ class Mesh:
             await self.peers.abandon()
             raise
         finally:
+            await self.peers.drop_ahead()
             self.state.left_room()
             if not self.state.connected and self._timer is not None:
                 self._timer.cancel()  # a failed or cancelled build has no deadlines left
@@ -168,6 +169,7 @@ class Mesh:
         if not self.state.connected:
             for j in joined.peers:
                 roster_done |= self._agreement.greet(j, joined.keys.get(j), joined.peers)
+            self.peers.prepare(j for j in range(self.config.parties) if j != self.config.pid)
         self._feed(Joined(tuple(joined.peers)))
         if roster_done:
             self._feed(RosterKnown())
@@ -221,6 +223,7 @@ class Mesh:
                     [j for j, k in self.state.links.items() if not k.present])
             case protocol.IceServers(servers):
                 self.peers.ice_servers = self.config.ice_servers + servers
+                self._spawn(self.peers.drop_ahead())  # made with the old credentials
             case protocol.Error(code, text):
                 raise MeshError(f"room server: {text} ({code})")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from ..auth import AuthError, ChannelView, Roster
@@ -58,15 +58,49 @@ class Peers:
         self.ice_servers: list[dict] = []
         self.client: Signaling | None = None  # while in the room
         self.roster: asyncio.Future[Roster] | None = None
+        # Our certificates' fingerprints so far: the handshake's freshness rests on a new one
+        # for every connection (SECURITY.md, "The handshake").
+        self._certificates: set[str] = set()
+        # Peer connections made ahead (with our offer, where we offer), by party: making one
+        # (a certificate) and an offer (gathering candidates) is CPU and waiting that need not
+        # fall between a party's arrival and its channel.
+        self._ahead: dict[int, tuple[PeerConnection, asyncio.Future[SessionDescription] | None]] \
+            = {}
+
+    def prepare(self, parties: Iterable[int]) -> None:
+        """Make the peer connections to `parties` now, and our offers to those we offer to, so
+        that each is ready when its party arrives or its offer does (the first connect)."""
+        for j in parties:
+            if j not in self._ahead:
+                pc = self._new_peer_connection(self.ice_servers,
+                                               relay_only=self.config.relay_only,
+                                               host_addresses=self.config.host_addresses)
+                offer = None
+                if self.config.pid < j:
+                    offer = asyncio.ensure_future(pc.create_offer())
+                    # A failure shows when an attempt takes the offer; unused, it is dropped.
+                    offer.add_done_callback(lambda f: f.cancelled() or f.exception())
+                self._ahead[j] = pc, offer
+
+    async def drop_ahead(self) -> None:
+        """Close the connections made ahead that no attempt took (the ICE servers changed, or
+        the first connect is over)."""
+        ahead, self._ahead = list(self._ahead.values()), {}
+        for _, offer in ahead:
+            if offer is not None:
+                offer.cancel()
+        await asyncio.gather(*(pc.close() for pc, _ in ahead), return_exceptions=True)
 
     def offer(self, j: int) -> None:
         # The new attempt is in place at once, so that nothing sees none under way and offers
         # a second time while this one is still being created.
-        pc = self._replace(j)
-        self._spawn(self._send_offer(j, pc))
+        pc, made = self._ahead.pop(j, (None, None))
+        pc = self._replace(j, pc)
+        self._spawn(self._send_offer(j, pc, made))
 
-    async def _send_offer(self, j: int, pc: PeerConnection) -> None:
-        await self._send_description(j, await pc.create_offer())
+    async def _send_offer(self, j: int, pc: PeerConnection,
+                          made: asyncio.Future[SessionDescription] | None) -> None:
+        await self._send_description(j, await (made or pc.create_offer()))
 
     async def _send_description(self, j: int, description: SessionDescription) -> None:
         types = ", ".join(candidate_types(description.sdp)) or "none"
@@ -77,7 +111,7 @@ class Peers:
     async def signal_received(self, j: int, payload: SignalPayload) -> None:
         if j < self.config.pid:
             offer = _description(j, payload, "offer")
-            pc = self._replace(j)
+            pc = self._replace(j, self._ahead.pop(j, (None, None))[0])
             self._feed(AttemptStarted(j))
             await self._send_description(j, await pc.accept_offer(offer))
         else:
@@ -96,10 +130,11 @@ class Peers:
         pc = self.connections.get(j)
         return pc is not None and pc.opened.done() and not pc.opened.cancelled()
 
-    def _replace(self, j: int) -> PeerConnection:
+    def _replace(self, j: int, pc: PeerConnection | None = None) -> PeerConnection:
+        """The new attempt to reach party j: `pc`, made ahead, or a new one."""
         self.forget(j)
-        pc = self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only,
-                                       host_addresses=self.config.host_addresses)
+        pc = pc or self._new_peer_connection(self.ice_servers, relay_only=self.config.relay_only,
+                                             host_addresses=self.config.host_addresses)
         self.connections[j] = pc
         pc.opened.add_done_callback(lambda f: self._channel_opened(j, pc, f))
         return pc
@@ -140,6 +175,10 @@ class Peers:
                            fingerprints(pc.remote_sdp), cfg.mix32_64bit, cfg.program_hash,
                            cfg.allow_different_programs)
         try:
+            if view.local_fingerprints in self._certificates:
+                raise AuthError("our own DTLS certificate was used on an earlier connection, "
+                                "and the handshake needs a new one for each")
+            self._certificates.add(view.local_fingerprints)
             theirs = await authenticate(transport, view, cfg.identity, cfg.verify)
         except AuthError as exc:
             self._feed(Refused(j, f"authentication of {roster.label(j)} failed: {exc}",
@@ -183,7 +222,8 @@ class Peers:
     async def abandon(self) -> None:
         """Close every peer connection of a failed attempt, so the peers notice at once."""
         peers, self.connections = list(self.connections.values()), {}
-        await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+        await asyncio.gather(self.drop_ahead(), *(pc.close() for pc in peers),
+                             return_exceptions=True)
 
     async def close(self, close_timeout: float) -> None:
         """Close every peer connection once the peer has confirmed the end of the stream."""
