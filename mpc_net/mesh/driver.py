@@ -12,10 +12,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..ice import unused
 from ..signaling import protocol
-from ..signaling.protocol import ErrorCode, ProtocolError, SignalingError
+from ..signaling.protocol import ProtocolError, SignalingError
 from ..transport import DataChannelTransport, PeerLost
+from . import room
 from .agreement import Agreement
 from .events import (
     Action,
@@ -105,7 +105,7 @@ class Mesh:
             self.state.connected = True
             # Leaving waits a round trip for the room server's close frame; the channels need
             # the room no more, so MPyC starts meanwhile.
-            self._departure = asyncio.ensure_future(self._depart(self.peers.client))
+            self._departure = asyncio.ensure_future(room.depart(self.peers.client))
         except (SignalingError, MeshError) as exc:
             self._fail(MeshError(str(exc)))  # from now on, events are echoes of this
             await self.peers.abandon()
@@ -144,23 +144,8 @@ class Mesh:
     # -- the room -----------------------------------------------------------------------------
 
     async def _join(self) -> protocol.Joined:
-        """Connect the signaling client to the room server and join our room."""
-        cfg = self.config
-        urls = [cfg.signaling_url, *cfg.fallback_urls]
-        for url, following in zip(urls, [*urls[1:], None], strict=True):
-            try:
-                await self.peers.client.connect(url)
-                break
-            except SignalingError as exc:
-                if following is None or exc.code != ErrorCode.CONNECT_FAILED:
-                    raise
-                logger.info("%s; trying %s", exc, following)
-        joined = await self.peers.client.join(cfg.room, cfg.pid, cfg.parties, identity=cfg.identity,
-                                         roster=cfg.roster, token=cfg.join_token)
-        self.peers.ice_servers = cfg.ice_servers + joined.ice_servers
-        if unused(self.peers.ice_servers) and not self.state.connected:
-            logger.warning("aiortc uses only the first STUN and the first TURN server; "
-                           "not using %s", ", ".join(unused(self.peers.ice_servers)))
+        joined = await room.join(self.peers.client, self.config, first=not self.state.connected)
+        self.peers.ice_servers = self.config.ice_servers + joined.ice_servers
         return joined
 
     def _enter(self, joined: protocol.Joined) -> None:
@@ -175,17 +160,6 @@ class Mesh:
             self._feed(RosterKnown())
         if self._agreement.reveal_when_ready(self.state.present):
             self._feed(CheckComplete())
-
-    async def _leave_room(self, client: Signaling) -> None:
-        """The channels no longer need the room server, so failing to say goodbye is harmless."""
-        try:
-            await client.leave()
-        except SignalingError as exc:
-            logger.debug("leaving the room: %s", exc)
-
-    async def _depart(self, client: Signaling) -> None:
-        await self._leave_room(client)
-        await client.close()
 
     async def _serve(self, finished: Callable[[], bool]) -> None:
         """Handle room messages until `finished()`; the state's actions wake us."""
@@ -311,7 +285,7 @@ class Mesh:
             try:
                 self._enter(await self._join())
                 await self._serve(lambda: not self.state.repairing)
-                await self._leave_room(self.peers.client)
+                await room.leave(self.peers.client)
             except (SignalingError, MeshError, OSError) as exc:
                 logger.info("restoring connections: %s; trying again", exc)
                 self._feed(RepairProblem(str(exc)))

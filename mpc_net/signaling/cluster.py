@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from websockets.frames import CloseCode
 
 from . import protocol
+from .courier import Courier, Presence
 from .outbox import Client
 from .protocol import ProtocolError
 from .rooms import Outgoing, Rooms, Session
@@ -32,7 +33,6 @@ from .store import (
     RELEASE,
     RENEW,
     alive_key,
-    channel,
     owner_key,
     redis_client,
     redis_errors,
@@ -40,8 +40,6 @@ from .store import (
 
 logger = logging.getLogger("mpc_net.signaling")
 
-BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
-PUBLISH_BATCH = 500
 RENEW_BATCH = 1000
 MOVED = "the room moved to another room-server process; join again"
 # Messages between processes come from our own kind, checked when they came in; this bounds
@@ -83,19 +81,18 @@ class Cluster:
     def __init__(self, url: str, rooms: Rooms, *, clock: Callable[[], float]) -> None:
         self.rooms = rooms  # the rooms this process owns; members are Clients or Members
         self.process = secrets.token_hex(8)
-        self.reachable = False
         self._redis = redis_client(url)
         self._renew = self._redis.register_script(RENEW)
         self._release = self._redis.register_script(RELEASE)
         self._errors = redis_errors()
-        self._clock = clock
-        self._since = 0.0  # when Redis last became reachable
         self._seats: dict[Client, Seat] = {}
         self._ids: dict[Client, str] = {}
         self._clients: dict[str, Client] = {}
         self._next_id = itertools.count()
         self._joins: set[asyncio.Task] = set()  # finding the owners of rooms being joined
-        self._out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._courier = Courier(self._redis, self.process, self._errors, self._received)
+        # Whether Redis is reachable: /health says it.
+        self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names)
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -106,17 +103,9 @@ class Cluster:
         return client in self._seats
 
     async def start(self) -> None:
-        """Start the jobs; a Redis that answers at once is known reachable before any client
-        connects, and one that does not is tried again in the background."""
-        try:
-            async with asyncio.timeout(HEARTBEAT):
-                await self._beat()
-        except (TimeoutError, *self._errors) as exc:
-            # Said once the loop runs again: after the room server's address, its first line.
-            asyncio.get_running_loop().call_soon(
-                logger.warning, "Redis unreachable: %s; trying again", exc or "timed out")
+        await self.presence.first()
         self._tasks = [asyncio.create_task(job()) for job in
-                       (self._keep, self._listen, self._publish)]
+                       (self.presence.keep, self._courier.listen, self._courier.publish)]
         for task in self._tasks:
             task.add_done_callback(_stopped)
 
@@ -125,10 +114,10 @@ class Cluster:
         try:
             async with asyncio.timeout(HEARTBEAT):
                 await asyncio.gather(*list(self._joins))
-                await self._out.join()
+                await self._courier.sent()
                 names = [owner_key(name) for name, _ in self.rooms.rooms]
                 await self._release(keys=names, args=[self.process])
-                await self._redis.delete(alive_key(self.process))
+                await self.presence.leave()
         except (TimeoutError, *self._errors) as exc:
             logger.info("leaving Redis: %s", exc or "timed out")
         for task in self._tasks:
@@ -185,8 +174,8 @@ class Cluster:
         elif seat.owner == self.process:
             self._apply(client, kind, msg)
         else:
-            self._to(seat.owner, op=kind, process=self.process, client=seat.client,
-                     msg=None if msg is None else protocol.encode(msg))
+            self._courier.to(seat.owner, op=kind, process=self.process, client=seat.client,
+                             msg=None if msg is None else protocol.encode(msg))
 
     async def _join(self, client: Client, seat: Seat, msg: protocol.Join,
                     session: Session) -> None:
@@ -204,8 +193,8 @@ class Cluster:
         if seat.owner == self.process:
             self._apply(client, "join", msg, session)
         else:
-            self._to(seat.owner, op="join", process=self.process, client=seat.client,
-                     msg=protocol.encode(msg), session=session.hex() if session else None)
+            self._courier.to(seat.owner, op="join", process=self.process, client=seat.client,
+                             msg=protocol.encode(msg), session=session.hex() if session else None)
         for kind, later in seat.waiting:
             self._command(client, seat, kind, later)
         seat.waiting.clear()
@@ -256,8 +245,8 @@ class Cluster:
         local: Outgoing = []
         for conn, msg in outgoing:
             if isinstance(conn, Member):
-                self._to(conn.process, op="deliver", to=conn.client, msg=protocol.encode(msg),
-                         refused=refused)
+                self._courier.to(conn.process, op="deliver", to=conn.client,
+                                 msg=protocol.encode(msg), refused=refused)
             else:
                 local.append((conn, msg))
         return local
@@ -266,77 +255,17 @@ class Cluster:
         for client, msg in outgoing:
             client.send(msg)
 
-    def _to(self, target: str, **message: Any) -> None:
-        self._out.put_nowait((channel(target), json.dumps(message)))
-
     # -- Redis ---------------------------------------------------------------------------------
 
-    async def _publish(self) -> None:
-        while True:
-            batch = [await self._out.get()]
-            while len(batch) < PUBLISH_BATCH and not self._out.empty():
-                batch.append(self._out.get_nowait())
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for channel, data in batch:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
-            except self._errors as exc:
-                logger.debug("lost %d messages to other processes: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._out.task_done()
-
-    async def _listen(self) -> None:
-        """Our channel's messages; redis-py's PubSub does not resubscribe after Redis restarts,
-        so this does, with backoff."""
-        delay = BACKOFF[0]
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel(self.process))
-                delay = BACKOFF[0]
-                async for message in pubsub.listen():
-                    try:
-                        self._received(message["data"])
-                    except (ValueError, KeyError, TypeError, ProtocolError) as exc:
-                        logger.warning("unusable message from another process: %s", exc)
-            except self._errors as exc:
-                logger.debug("listening on Redis: %s", exc)
-            finally:
-                await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, BACKOFF[1])
-
-    async def _keep(self) -> None:
-        """Stay alive in Redis, keep our names, and drop seats whose other side is gone."""
-        delay = BACKOFF[0]
-        while True:
-            try:
-                await self._beat()
-            except self._errors as exc:
-                if self.reachable:
-                    logger.warning("Redis unreachable: %s; trying again", exc)
-                self.reachable = False
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, BACKOFF[1])
-                continue
-            delay = BACKOFF[0]
-            await asyncio.sleep(HEARTBEAT)
-
-    async def _beat(self) -> None:
-        await self._redis.set(alive_key(self.process), "1", px=KEY_TTL_MS)
-        if not self.reachable:
-            if self._since:  # not at start, where the room server's address is logged first
-                logger.info("Redis reachable again", extra={"event": "redis-reachable"})
-            self.reachable, self._since = True, self._clock()
+    async def _renew_names(self, settled: bool) -> None:
+        """Keep our names; once every living process has renewed its keys (`settled`: not
+        right after Redis restarted), drop seats whose other side is gone."""
         names = sorted({name for name, _ in self.rooms.rooms})
         for start in range(0, len(names), RENEW_BATCH):
             keys = [owner_key(name) for name in names[start:start + RENEW_BATCH]]
             for key in await self._renew(keys=keys, args=[self.process, KEY_TTL_MS]):
                 self._lose(key.decode().removeprefix(owner_key("")))
-        # Right after Redis restarted, other processes have not renewed their keys yet.
-        if self._clock() - self._since >= KEY_TTL_MS / 1000:
+        if settled:
             await self._drop_dead_members()
             await self._drop_moved_seats()
 
@@ -349,7 +278,7 @@ class Cluster:
             for member in list(room.members.values()):
                 self.rooms.disconnect(member)
                 if isinstance(member, Member):
-                    self._to(member.process, op="close", to=member.client)
+                    self._courier.to(member.process, op="close", to=member.client)
                 else:
                     self._seats.pop(member, None)
                     member.close(CloseCode.SERVICE_RESTART, "room moved", protocol.Closing(MOVED))
@@ -360,8 +289,7 @@ class Cluster:
         processes = sorted({m.process for m in members})
         if not processes:
             return
-        alive = await self._redis.mget([alive_key(p) for p in processes])
-        dead = {p for p, a in zip(processes, alive, strict=True) if a is None}
+        dead = set(processes) - await self.presence.living(processes)
         for member in members:
             if member.process in dead:
                 logger.info("%s: its room-server process is gone", member,

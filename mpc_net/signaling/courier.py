@@ -1,0 +1,136 @@
+"""A room-server process's two links to the others through Redis (cluster.py decides what goes
+over them): its pub/sub channel with one publishing queue (`Courier`), and its liveness key with
+the knowledge of whether Redis is reachable at all (`Presence`). Both outlive Redis restarts,
+trying again with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .protocol import ProtocolError
+from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel
+
+logger = logging.getLogger("mpc_net.signaling")
+
+BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
+PUBLISH_BATCH = 500
+
+Errors = tuple[type[BaseException], ...]
+
+
+class Courier:
+    """Messages to other processes go out in order through one queue and one publishing
+    connection (so each client's messages stay in order); ours arrive on our own channel."""
+
+    def __init__(self, redis: Any, process: str, errors: Errors,
+                 received: Callable[[bytes], None]) -> None:
+        self._redis = redis
+        self._process = process
+        self._errors = errors
+        self._received = received
+        self._out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    def to(self, target: str, **message: Any) -> None:
+        self._out.put_nowait((channel(target), json.dumps(message)))
+
+    async def sent(self) -> None:
+        """Until what was queued has gone out (or was lost with Redis)."""
+        await self._out.join()
+
+    async def publish(self) -> None:
+        while True:
+            batch = [await self._out.get()]
+            while len(batch) < PUBLISH_BATCH and not self._out.empty():
+                batch.append(self._out.get_nowait())
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for name, data in batch:
+                        pipe.publish(name, data)
+                    await pipe.execute()
+            except self._errors as exc:
+                logger.debug("lost %d messages to other processes: %s", len(batch), exc)
+            finally:
+                for _ in batch:
+                    self._out.task_done()
+
+    async def listen(self) -> None:
+        """redis-py's PubSub does not resubscribe after Redis restarts, so this does."""
+        delay = BACKOFF[0]
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel(self._process))
+                delay = BACKOFF[0]
+                async for message in pubsub.listen():
+                    try:
+                        self._received(message["data"])
+                    except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+                        logger.warning("unusable message from another process: %s", exc)
+            except self._errors as exc:
+                logger.debug("listening on Redis: %s", exc)
+            finally:
+                await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, BACKOFF[1])
+
+
+class Presence:
+    """Our liveness key, renewed every HEARTBEAT together with `work` (the cluster's renewals),
+    and whether Redis answers. `work(settled)`: settled once Redis has been reachable for a key's
+    lifetime, when every living process has renewed its keys again after a restart."""
+
+    def __init__(self, redis: Any, process: str, errors: Errors, clock: Callable[[], float],
+                 work: Callable[[bool], Awaitable[None]]) -> None:
+        self._redis = redis
+        self._process = process
+        self._errors = errors
+        self._clock = clock
+        self._work = work
+        self.reachable = False
+        self._since = 0.0  # when Redis last became reachable
+
+    async def first(self) -> None:
+        """A Redis that answers at once is known reachable before any client connects; one that
+        does not is tried again by `keep`, in the background."""
+        try:
+            async with asyncio.timeout(HEARTBEAT):
+                await self.beat()
+        except (TimeoutError, *self._errors) as exc:
+            # Said once the loop runs again: after the room server's address, its first line.
+            asyncio.get_running_loop().call_soon(
+                logger.warning, "Redis unreachable: %s; trying again", exc or "timed out")
+
+    async def beat(self) -> None:
+        await self._redis.set(alive_key(self._process), "1", px=KEY_TTL_MS)
+        if not self.reachable:
+            if self._since:  # not at start, where the room server's address is logged first
+                logger.info("Redis reachable again", extra={"event": "redis-reachable"})
+            self.reachable, self._since = True, self._clock()
+        await self._work(self._clock() - self._since >= KEY_TTL_MS / 1000)
+
+    async def keep(self) -> None:
+        delay = BACKOFF[0]
+        while True:
+            try:
+                await self.beat()
+            except self._errors as exc:
+                if self.reachable:
+                    logger.warning("Redis unreachable: %s; trying again", exc)
+                self.reachable = False
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, BACKOFF[1])
+                continue
+            delay = BACKOFF[0]
+            await asyncio.sleep(HEARTBEAT)
+
+    async def living(self, processes: list[str]) -> set[str]:
+        """Which of `processes` still renew their liveness keys."""
+        alive = await self._redis.mget([alive_key(p) for p in processes])
+        return {p for p, a in zip(processes, alive, strict=True) if a is not None}
+
+    async def leave(self) -> None:
+        await self._redis.delete(alive_key(self._process))
