@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -49,15 +48,8 @@ def start_redis() -> tuple[subprocess.Popen, str]:
 
 
 def start_room_server(redis: str, log: list[str]) -> tuple[subprocess.Popen, str]:
-    child = subprocess.Popen([sys.executable, "-m", "mpc_net", "signal", "--port", "0",
-                              "--redis", redis, *load.SERVER_OPTIONS],
-                             stderr=subprocess.PIPE, text=True)
-    line = child.stderr.readline()
-    if "listening on " not in line:
-        child.kill()
-        raise SystemExit(f"room server did not start: {line!r}")
-    threading.Thread(target=lambda: log.extend(child.stderr), daemon=True).start()
-    return child, line.rsplit(" ", 1)[1].strip()
+    return load.start_server(log, [sys.executable, "-m", "mpc_net", "signal", "--port", "0",
+                                   "--redis", redis, *load.SERVER_OPTIONS])
 
 
 def spread_connections(urls: list[str]) -> None:

@@ -250,10 +250,12 @@ def report(f: dict) -> str:
     return "\n".join(lines)
 
 
-def start_server(log: list[str]) -> tuple[subprocess.Popen, str]:
-    """This script's `serve` in a child process; its first log line names its URL. Its log
-    (a line per join and leave) is read into `log` all along, lest a full pipe block it."""
-    child = subprocess.Popen([sys.executable, __file__, "serve", *SERVER_OPTIONS],
+def start_server(log: list[str], command: list[str] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """A room server (`command`, or else this script's `serve`) in a child process; its first
+    log line names its URL. Its log (a line per join and leave) is read into `log` all along,
+    lest a full pipe block it."""
+    child = subprocess.Popen(command or [sys.executable, __file__, "serve", *SERVER_OPTIONS],
                              stderr=subprocess.PIPE, text=True)
     line = child.stderr.readline()
     if "listening on " not in line:
