@@ -9,8 +9,10 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from seats import raw_join, roster_of
 from sharedrooms import check_outputs, shared_room_server
 from websockets.asyncio.client import connect
@@ -27,6 +29,16 @@ from helpers import (
 
 TOKEN = "a-token-for-every-process"
 TURN = ["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "shared-by-every-process"]
+
+
+@pytest.fixture
+def two_processes(redis_server) -> Iterator[tuple[RoomServerProcess, RoomServerProcess]]:
+    """Two room-server processes sharing rooms; stopped at the end unless the test stopped one
+    (closing a stopped or killed one again is harmless)."""
+    pair = shared_room_server(redis_server), shared_room_server(redis_server)
+    yield pair
+    for server in pair:
+        server.close()
 
 
 def health(server: RoomServerProcess) -> tuple[int, dict]:
@@ -57,73 +69,57 @@ def run_spread(script: Path, urls: list[str], room: str, credentials: list[list[
     check_outputs(procs, expected)
 
 
-def test_parties_spread_over_two_processes_and_after_one_stopped(redis_server,
+def test_parties_spread_over_two_processes_and_after_one_stopped(two_processes,
                                                                   tmp_path) -> None:
-    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
-    try:
-        script = DEMOS / "auction.py"
-        expected = mpyc_tcp(script, "-M3")
-        credentials = make_credentials(tmp_path, 3)
-        run_spread(script, [a.url, a.url, b.url], "spread", credentials, expected)
-        a.close()
-        # The parties name both processes; the stopped one is refused, the next one serves.
-        both = f"{a.url},{b.url}"
-        run_spread(script, [both, both, both], "after-stop", credentials, expected)
-        assert b.proc.poll() is None
-    finally:
-        b.close()
-        if a.proc.poll() is None:
-            a.close()
+    a, b = two_processes
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    run_spread(script, [a.url, a.url, b.url], "spread", credentials, expected)
+    a.close()
+    # The parties name both processes; the stopped one is refused, the next one serves.
+    both = f"{a.url},{b.url}"
+    run_spread(script, [both, both, both], "after-stop", credentials, expected)
+    assert b.proc.poll() is None
 
 
-def test_run_goes_on_when_a_process_is_killed(redis_server, tmp_path) -> None:
-    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
-    try:
-        script = DEMOS / "comparisons.py"
-        expected = mpyc_tcp(script, "-M3", "200")
-        credentials = make_credentials(tmp_path, 3)
-        ab, ba = f"{a.url},{b.url}", f"{b.url},{a.url}"
-        procs = [start_parties(script, 3, url, "killed", "200", "--outage-limit", "30",
-                               credentials=credentials, only=[i])[0]
-                 for i, url in enumerate([ab, ab, ba])]
-        deadline = time.monotonic() + 60
-        while "connected to all" not in procs[0].stderr.readline():
-            assert time.monotonic() < deadline and procs[0].poll() is None
-        a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait()
-        done = [proc.communicate(timeout=180) for proc in procs]
-        for i, (proc, (out, err)) in enumerate(zip(procs, done, strict=True)):
-            assert proc.returncode == 0, f"party {i}: {err}\n" + "\n".join(e for _, e in done)
-            assert program_lines(out) == expected, f"party {i}"
-        # The next run starts at once: every party falls over to the living process.
-        run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
-    finally:
-        b.close()
-        if a.proc.poll() is None:  # the test failed before killing it
-            a.proc.kill()
-            a.proc.wait()
-        a.proc.stderr.close()
+def test_run_goes_on_when_a_process_is_killed(two_processes, tmp_path) -> None:
+    a, b = two_processes
+    script = DEMOS / "comparisons.py"
+    expected = mpyc_tcp(script, "-M3", "200")
+    credentials = make_credentials(tmp_path, 3)
+    ab, ba = f"{a.url},{b.url}", f"{b.url},{a.url}"
+    procs = [start_parties(script, 3, url, "killed", "200", "--outage-limit", "30",
+                           credentials=credentials, only=[i])[0]
+             for i, url in enumerate([ab, ab, ba])]
+    deadline = time.monotonic() + 60
+    while "connected to all" not in procs[0].stderr.readline():
+        assert time.monotonic() < deadline and procs[0].poll() is None
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    done = [proc.communicate(timeout=180) for proc in procs]
+    for i, (proc, (out, err)) in enumerate(zip(procs, done, strict=True)):
+        assert proc.returncode == 0, f"party {i}: {err}\n" + "\n".join(e for _, e in done)
+        assert program_lines(out) == expected, f"party {i}"
+    # The next run starts at once: every party falls over to the living process.
+    run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
 
 
-def test_redis_restarted_between_two_runs(redis_server, tmp_path) -> None:
-    a, b = shared_room_server(redis_server), shared_room_server(redis_server)
-    try:
-        script = DEMOS / "auction.py"
-        expected = mpyc_tcp(script, "-M3")
-        credentials = make_credentials(tmp_path, 3)
-        run_spread(script, [a.url, b.url, a.url], "before-restart", credentials, expected)
-        redis_server.stop()
-        for server in (a, b):
-            wait_for_health(server, reachable=False)
-        time.sleep(3)  # some rounds of backoff, which must not end the processes
-        assert a.proc.poll() is None and b.proc.poll() is None
-        redis_server.start()
-        for server in (a, b):
-            wait_for_health(server, reachable=True)
-        run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
-    finally:
-        a.close()
-        b.close()
+def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path) -> None:
+    a, b = two_processes
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    run_spread(script, [a.url, b.url, a.url], "before-restart", credentials, expected)
+    redis_server.stop()
+    for server in (a, b):
+        wait_for_health(server, reachable=False)
+    time.sleep(3)  # a duration, not a condition: rounds of backoff must not end the processes
+    assert a.proc.poll() is None and b.proc.poll() is None
+    redis_server.start()
+    for server in (a, b):
+        wait_for_health(server, reachable=True)
+    run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
 
 
 async def test_seats_presence_and_signals_across_processes(redis_server) -> None:
