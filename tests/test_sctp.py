@@ -410,6 +410,8 @@ async def test_run_eagerly_goes_as_far_as_it_can_and_a_task_finishes_the_rest() 
 
     run_eagerly(job())
     assert steps == ["now"]  # synchronously, up to the first wait
+    await asyncio.sleep(0.01)  # the task that finishes it waits on the gate
+    assert steps == ["now"]
     gate.set_result("later")
     for _ in range(5):
         await asyncio.sleep(0)
@@ -424,6 +426,7 @@ async def test_run_eagerly_goes_as_far_as_it_can_and_a_task_finishes_the_rest() 
             steps.append(str(exc))
 
     run_eagerly(failing())
+    await asyncio.sleep(0.01)
     failed.set_exception(ValueError("seen by the coroutine"))
     for _ in range(5):
         await asyncio.sleep(0)
@@ -581,3 +584,4 @@ async def test_a_timer_late_from_a_stalled_process_takes_in_the_waiting_sack_fir
     assert association._window.stalls >= 1 and events["timeout"] == 0, events
     assert events["retransmitted chunks"] == 0 and association._cwnd >= window, events
     await asyncio.gather(a.pc.close(), b.pc.close())
+

@@ -272,6 +272,9 @@ async def _finish(coroutine: Coroutine, awaited: object) -> None:
             if awaited is None:
                 await asyncio.sleep(0)  # a bare yield: let the loop turn
             else:
+                # What a task does with a future its coroutine yields: without it, awaiting the
+                # still pending future again fails ("await wasn't used with future").
+                awaited._asyncio_future_blocking = False  # type: ignore[attr-defined]
                 await awaited  # type: ignore[misc]
         except BaseException:
             pass  # the coroutine itself sees the outcome when it resumes
