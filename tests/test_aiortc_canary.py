@@ -22,6 +22,7 @@ import aioice
 import aioice.ice
 import aioice.turn
 import aiortc
+import aiortc.rtcdtlstransport
 import aiortc.rtcsctptransport as sctp_module
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -92,6 +93,12 @@ RELIED_ON: list[Member] = [
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
         "crc32c": None, "tsn_plus_one": None}, kind="constant"),
+    # receive.py: datagrams handed to aiortc's receive step as they arrive.
+    *_methods("RTCDtlsTransport", "coroutine", {"_recv_next": ()}),
+    *_attributes("RTCDtlsTransport", {"_state": aiortc.rtcdtlstransport.State}),
+    *_attributes("RTCIceTransport", {"_recv": None}),
+    *_attributes("aioice.Connection", {"_queue": asyncio.Queue}),
+    *_attributes("aiortc.rtcdtlstransport", {"State": type}, kind="constant"),
     # native.py: the nominated candidate pair (selected_path); with either SCTP.
     Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),
     Member("aioice.Connection", "_nominated", "attribute", type=dict, sctp=False),
@@ -122,6 +129,7 @@ async def owners():
         "InboundStream": sctp_module.InboundStream,
         "InboundStream()": sctp_module.InboundStream(),
         "aiortc.rtcsctptransport": sctp_module,
+        "aiortc.rtcdtlstransport": aiortc.rtcdtlstransport,
         "aioice.ice": aioice.ice,
         "aioice.turn": aioice.turn,
     }
@@ -183,6 +191,14 @@ def test_aioice_looks_up_the_patched_names_when_it_uses_them() -> None:
     assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection), VERSIONS
     assert "turn.UDP_SOCKET_BUFFER_SIZE" in ice_source, VERSIONS
     assert "SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE" in inspect.getsource(aioice.turn), VERSIONS
+
+
+def test_aiortc_receives_through_the_hooks_that_receive_py_replaces() -> None:
+    # rtc/receive.py replaces aioice's Connection.data_received on the instance and
+    # RTCIceTransport._recv; both must be looked up at each datagram.
+    assert "self.receiver.data_received(" in inspect.getsource(aioice.ice.StunProtocol), VERSIONS
+    assert "self.transport._recv()" in inspect.getsource(
+        aiortc.rtcdtlstransport.RTCDtlsTransport._recv_next), VERSIONS
 
 
 def _private(name: str) -> bool:

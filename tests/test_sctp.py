@@ -585,3 +585,67 @@ async def test_a_timer_late_from_a_stalled_process_takes_in_the_waiting_sack_fir
     assert events["retransmitted chunks"] == 0 and association._cwnd >= window, events
     await asyncio.gather(a.pc.close(), b.pc.close())
 
+
+
+async def test_received_datagrams_skip_aioices_queue_once_connected(sctp: str) -> None:
+    """Each datagram reaches SCTP within aioice's datagram_received, without waking aiortc's
+    DTLS task through aioice's queue (as shipped: one queue entry, one wake-up, per datagram)."""
+    a, b = await connected()
+    queue = b.pc._pc.sctp.transport.transport._connection._queue
+    put_nowait = queue.put_nowait
+    queued = 0
+
+    def counted(item) -> None:
+        nonlocal queued
+        queued += 1
+        put_nowait(item)
+
+    queue.put_nowait = counted
+    for i in range(50):
+        a.pc.channel.send(b"ping %d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
+        b.pc.channel.send(b"pong %d" % i)
+        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+    assert queued >= 50 if sctp == "stock" else queued == 0, queued
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_datagram_arriving_while_one_is_handled_waits_behind_it() -> None:
+    """b's handling of a datagram has to wait (its SACK cannot go out yet, as behind a TURN
+    channel binding): what arrives meanwhile is handled after it, in order."""
+    a, b = await connected()
+    ice = b.pc._pc.sctp.transport.transport
+    send = ice._send
+    gate = asyncio.get_running_loop().create_future()
+
+    async def held(data: bytes) -> None:
+        await asyncio.shield(gate)
+        await send(data)
+
+    ice._send = held
+    a.pc.channel.send(b"0")
+    a.pc.channel.send(b"1")  # the second packet makes b send a SACK at once, which waits
+    await asyncio.sleep(0.05)
+    for i in range(2, 6):
+        a.pc.channel.send(b"%d" % i)
+    await asyncio.sleep(0.05)
+    assert [b.received.get_nowait() for _ in range(b.received.qsize())] == [b"0", b"1"]
+    gate.set_result(None)
+    for i in range(2, 6):
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_peer_closing_dtls_ends_the_connection(sctp: str) -> None:
+    """The peer's DTLS close_notify, received on the path that skips aioice's queue, still ends
+    aiortc's DTLS transport and the channel."""
+    a, b = await connected()
+    closed = asyncio.Event()
+    b.pc.channel.on("close", closed.set)
+    a.pc.channel.send(b"last")
+    assert await asyncio.wait_for(b.received.get(), 5) == b"last"
+    await a.pc.close()
+    await asyncio.wait_for(closed.wait(), 5)
+    await until(lambda: b.pc._pc.sctp.transport.state == "closed", timeout=5)
+    await b.pc.close()

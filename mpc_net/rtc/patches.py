@@ -14,10 +14,10 @@ names each private member relied on and fails when a release changes one):
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
-  congestion window and loss recovery (`recovery.py`) and eager sends (`sctp.py`), installed
-  by `tune_association`. MPC_NET_STOCK_SCTP=1 leaves them out, so that aiortc's SCTP runs as
-  shipped: to tell an aiortc regression from one of ours, or to run an
-  aiortc release whose internals moved.
+  congestion window and loss recovery (`recovery.py`), eager sends (`sctp.py`) and received
+  datagrams handled as they arrive (`receive.py`), installed by `tune_association`.
+  MPC_NET_STOCK_SCTP=1 leaves them out, so that aiortc's SCTP runs as shipped: to tell an
+  aiortc regression from one of ours, or to run an aiortc release whose internals moved.
 
 This module imports neither aiortc nor aioice itself, so that the command line can check the
 switch before a party pays for importing them.
@@ -76,9 +76,11 @@ def tune_association(association: RTCSctpTransport) -> None:
     """Install mpc-net's SCTP changes on a new association, unless the switch is off."""
     if stock_sctp():
         return
+    from .receive import DatagramReceiver
     from .sctp import PiggybackSctpTransport
 
     PiggybackSctpTransport.adopt(association)
+    DatagramReceiver(association.transport)
 
 
 def use_host_addresses(addresses: list[str] | None) -> None:

@@ -1,0 +1,82 @@
+"""The receive path of mpc-net's connections: each datagram handled as it arrives.
+
+aioice puts every datagram it receives in a queue, and aiortc's DTLS transport takes it from
+there in a task of its own: a task wake-up, one more turn of the event loop, for every datagram
+before it is even decrypted. On a round trip between two Python processes (loopback, or a
+WAN whose parties share a loaded machine) those turns are part of the time.
+
+Once DTLS is connected, `DatagramReceiver` hands each datagram to aiortc's own receive step
+(`RTCDtlsTransport._recv_next`: decrypt, answer what OpenSSL has to answer, pass the data to
+SCTP) right within aioice's `datagram_received`, in arrival order: a datagram that arrives while
+one is still being handled (its handling had to wait, to send through a TURN server say) waits
+behind it. Before that (the DTLS handshake), and whenever aiortc's task still has queued
+datagrams to handle, datagrams take aioice's queue as before. The end of the connection is
+aiortc's too: a closing DTLS peer or a failure makes its task see the connection lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from aioice import Connection
+from aiortc import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State
+
+from .sctp import run_eagerly
+
+logger = logging.getLogger("mpc_net.native")
+
+
+class DatagramReceiver:
+    """Feeds one DTLS transport its datagrams without a task wake-up each (once connected)."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        ice = dtls.transport
+        self._dtls = dtls
+        self._connection: Connection = ice._connection
+        self._queued: Callable[[bytes, int], None] = self._connection.data_received
+        self._aioice_recv = ice._recv
+        self._held: bytes | None = None  # the datagram that the next receive step takes
+        self._backlog: deque[tuple[bytes, int]] | None = None  # None: none being handled
+        self._task_waiting = False  # aiortc's task waits on aioice's queue, having handled all
+        ice._recv = self._next_datagram
+        self._connection.data_received = self.data_received
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """aioice's hook for a datagram that is not STUN."""
+        if self._backlog is not None:
+            self._backlog.append((data, component))
+        elif (self._dtls._state is State.CONNECTED and self._task_waiting
+              and self._connection._queue.empty()):
+            self._backlog = deque()
+            run_eagerly(self._handle(data))
+        else:
+            self._queued(data, component)
+
+    async def _handle(self, data: bytes) -> None:
+        try:
+            while True:
+                self._held = data
+                await self._dtls._recv_next()
+                if not self._backlog:
+                    return
+                data, _ = self._backlog.popleft()
+        except Exception as exc:  # as aiortc's task ends on it: the connection is lost
+            logger.debug("aiortc: %r", exc)
+            self._held = None
+            self._connection._queue.put_nowait(None)
+        finally:
+            self._backlog = None
+
+    async def _next_datagram(self) -> bytes:
+        """aiortc's receive step reads here: the held datagram, else aioice's queue."""
+        if self._held is not None:
+            data, self._held = self._held, None
+            return data
+        self._task_waiting = True
+        try:
+            return await self._aioice_recv()
+        finally:
+            self._task_waiting = False
