@@ -306,19 +306,50 @@ async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | N
 async def test_a_lost_tail_is_probed_after_two_round_trips(sctp: str) -> None:
     """The last chunk of a message is lost: nothing follows it to report the loss. A probe
     (the last chunk again) goes two smoothed round trips later instead of at the timeout, and
-    the window is halved, as for any loss; aiortc waits for its 1 s timeout."""
+    the window is halved, as for any loss, once a SACK for more data shows that the peer never
+    had the first send; aiortc waits for its 1 s timeout."""
     a, b = await connected()
     took, sends = await lossy_message(a, b, 4, {3: 1})
+    assert sends == {0: 1, 1: 1, 2: 1, 3: 2}
     association = a.pc._pc.sctp
     if sctp == "stock":
         assert took >= 1.0, took
     else:
         assert took < RTO_MARGIN, took  # sooner than the timeout (the round trip + 200 ms)
+        assert "loss repaired by a probe" not in association._window.events
+        await measure_round_trips(a, b, count=2)
         events = association._window.events
         assert events == {"probe": 1, "loss repaired by a probe": 1,
                           "retransmitted chunks": 1}, events
         assert association._cwnd <= 5 * USERDATA_MAX_LENGTH  # at most half the initial window
-    assert sends == {0: 1, 1: 1, 2: 1, 3: 2}
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_sack_late_past_the_probe_costs_no_window() -> None:
+    """b's SACKs come late (a peer busy computing): the probe goes, but the first send had
+    arrived, and b reports the probe as a duplicate. Nothing was lost and the window stays
+    (it was halved when the late SACK of the first send counted as the probe's answer)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    association._window.events.clear()
+    window = association._cwnd
+    ice = b.pc._pc.sctp.transport.transport
+    send = ice._send
+    loop = asyncio.get_running_loop()
+    late = 2 * association._srtt + SACK_DELAY + 0.05  # past the probe, before the timeout
+
+    async def delayed(data: bytes) -> None:
+        loop.call_later(late, lambda: asyncio.ensure_future(send(data)))
+
+    ice._send = delayed
+    message = bytes(4 * USERDATA_MAX_LENGTH - 100)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not association._sent_queue and association._window.probe_tsn is None)
+    events = association._window.events
+    assert events["probe"] == 1 and events["timeout"] == 0, events
+    assert "loss repaired by a probe" not in events and association._cwnd >= window, events
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 

@@ -172,7 +172,8 @@ class WindowControl:
     # recover it. Two smoothed round trips after the last SACK (plus the peer's SACK delay),
     # with nothing new to send, the last chunk in flight goes again: its SACK reports what the
     # peer lacks, and fast (or early) retransmit repairs it. One probe per tail; a chunk that
-    # only the probe delivered (the peer reports no duplicate) counts as a loss.
+    # only the probe delivered counts as a loss, known as Linux TCP knows it: the peer never
+    # reports the probe as a duplicate, and a later SACK acknowledges more than the probe.
 
     def probe_delay(self, srtt: float | None, sack_delay: float, waiting: bool,
                     recovering: bool, sent_queue: Sequence[SentChunk]) -> float | None:
@@ -184,13 +185,20 @@ class WindowControl:
         return 2 * srtt + sack_delay
 
     def probe_answered(self, sack: Sack) -> bool:
-        """Whether `sack` acknowledges the probe, which the peer had not received before."""
+        """Whether `sack` shows that the probe repaired a loss: it acknowledges beyond the
+        probed chunk, and no SACK reported the probe as a duplicate (RFC 8985 7.4, as Linux's
+        tcp_process_tlp_ack decides). A SACK that reaches only the probed chunk may answer its
+        first send, delayed past the probe (a busy peer): the duplicate's report follows it."""
         probe = self.probe_tsn
         if probe is None or not acknowledges(sack, probe):
             return False
+        if probe in sack.duplicates:
+            self.probe_tsn = None  # both sends arrived: nothing was lost
+            return False
+        if not tsn_gt(highest_acknowledged(sack), probe):
+            return False
         self.probe_tsn = None
-        # (A first send's SACK delayed past the probe also counts: a needless halving.)
-        return probe not in sack.duplicates
+        return True
 
 
 def probe_target(sent_queue: Sequence[SentChunk]) -> SentChunk | None:
@@ -227,6 +235,11 @@ def newly_acknowledged(sent_queue: Iterable[SentChunk], cumulative_tsn: int) -> 
         if not sent._acked:
             total += sent._book_size
     return total
+
+
+def highest_acknowledged(sack: Sack) -> int:
+    """The highest TSN that `sack` reports received."""
+    return (sack.cumulative_tsn + max((end for _, end in sack.gaps), default=0)) % _TSN_MODULO
 
 
 def acknowledges(sack: Sack, tsn: int) -> bool:
