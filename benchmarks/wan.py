@@ -119,6 +119,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="loss pattern of repetition 1")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="draw the ratios here (needs matplotlib)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another mpc-net checkout (a commit to compare against), run as a "
+                             "third variant interleaved with the other two")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep every party's output (stdout and stderr) and a trace of "
                              "every packet in this directory")
@@ -127,6 +130,10 @@ def parse_args() -> argparse.Namespace:
     options.program = options.program or [program(p) for p in DEFAULT_PROGRAMS]
     if options.reps < 1:
         parser.error("--reps must be at least 1")
+    if options.baseline and not (options.baseline / "mpc_net" / "__init__.py").is_file():
+        parser.error(f"--baseline: no mpc-net checkout in {options.baseline}")
+    if options.baseline:
+        options.baseline = options.baseline.resolve()
     if options.plot:
         pyplot()  # before an hour of runs: say at once that matplotlib is missing
     return options
@@ -188,9 +195,12 @@ class Network:
             time.sleep(0.05)
         self.url = f"ws://{SERVER}:{SIGNAL_PORT}"
 
-    def spawn(self, namespace: str, argv: list[str], **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(in_ns(namespace, argv), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                **kwargs)
+    def spawn(self, namespace: str, argv: list[str], checkout: Path = ROOT,
+              **kwargs) -> subprocess.Popen:
+        """Run `argv` in `namespace`, importing mpc_net from `checkout`."""
+        env = dict(os.environ, PYTHONPATH=str(checkout)) if checkout != ROOT else None
+        proc = subprocess.Popen(in_ns(namespace, argv), cwd=checkout, stdin=subprocess.DEVNULL,
+                                env=env, **kwargs)
         self.processes.append(proc)
         return proc
 
@@ -268,9 +278,10 @@ class Bench:
         self.network.ask(f"seed {seed}", "ok")
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
         procs = []
+        checkout = self.options.baseline if variant == "baseline" else ROOT
         for i, argv in enumerate(self.commands(variant, words)):
             with open(outputs[i], "w") as out:
-                procs.append(self.network.spawn(party_ns(i), argv, stdout=out,
+                procs.append(self.network.spawn(party_ns(i), argv, checkout, stdout=out,
                                                 stderr=subprocess.STDOUT))
         deadline = time.monotonic() + TIMEOUT_S
         for proc in procs:
@@ -310,8 +321,10 @@ class Bench:
                 progress(f"  UDP round trip {measured:.2f} ms (configured {cond.rtt_ms:g} ms)")
                 for words in self.options.program:
                     name = " ".join([shown(words[0]), *words[1:]])
-                    runs: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
-                    setups: dict[str, list[float | None]] = {"tcp": [], "mpc-net": []}
+                    variants = ["tcp", "mpc-net"] + (["baseline"] if self.options.baseline
+                                                     else [])
+                    runs: dict[str, list[float | None]] = {v: [] for v in variants}
+                    setups: dict[str, list[float | None]] = {v: [] for v in variants}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
@@ -330,10 +343,17 @@ class Bench:
         return results
 
 
+def ratios_to_tcp(runs: dict[str, list[float | None]], variant: str) -> list[float]:
+    return [n / t for n, t in zip(runs[variant], runs["tcp"], strict=True) if n and t]
+
+
 def summarize(cond: Condition, measured: float, name: str, runs: dict[str, list[float | None]],
               setups: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
-    ratios = [n / t for n, t in zip(runs["mpc-net"], runs["tcp"], strict=True) if n and t]
-    return {"condition": dataclasses.asdict(cond), "label": cond.label,
+    ratios = ratios_to_tcp(runs, "mpc-net")
+    baseline = ratios_to_tcp(runs, "baseline") if "baseline" in runs else []
+    return {"baseline_s": median(runs.get("baseline", [])),
+            "baseline_ratio": statistics.median(baseline) if baseline else None,
+            "condition": dataclasses.asdict(cond), "label": cond.label,
             "measured_rtt_ms": measured, "program": name, "runs": runs,
             "lost_packets": drops["lost"], "queue_drops": drops["queue_drops"],
             "tcp_s": median(runs["tcp"]), "mpc_net_s": median(runs["mpc-net"]),
@@ -373,6 +393,12 @@ def tables(results: list[dict]) -> str:
         lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_s'], 3)} | "
                      f"{fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])}{spread} | "
                      f"{r['lost_packets']} / {r['queue_drops']} |")
+    if any("baseline" in r["runs"] for r in results):
+        lines += ["", "| network | program | baseline elapsed s | baseline ratio | mpc-net "
+                  "elapsed s | ratio |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['label']} | {r['program']} | {fmt(r['baseline_s'], 3)} | "
+                  f"{fmt(r['baseline_ratio'])} | {fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])} |"
+                  for r in results]
     lines += ["", "| network | program | TCP set-up s | mpc-net set-up s | mpc-net set-up in "
               "measured round trips |", "|---|---|---|---|---|"]
     for r in results:
