@@ -26,6 +26,7 @@ def wan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     (["--condition", "rtt=10,loss=100"], "not a condition"),
     (["--program", "no/such/program.py"], "no such program"),
     (["--reps", "0"], "--reps must be at least 1"),
+    (["--baseline", "/nonexistent"], "--baseline: no mpc-net checkout in /nonexistent"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = wan(*args, timeout=30)
@@ -51,3 +52,29 @@ def test_a_run_across_20_ms_compares_tcp_and_mpc_net(tmp_path) -> None:
         assert figure["ratio"] is not None, log
         assert figure["lost_packets"] > 0 if figure is lossy else figure["lost_packets"] == 0
     assert "| demos/auction.py |" in done.stdout and "emulator overhead ms" in done.stdout
+
+
+def test_a_baseline_checkout_runs_as_a_third_variant(tmp_path) -> None:
+    """--baseline runs the parties of another checkout, interleaved: here a copy of this one
+    whose party program says where it was imported from."""
+    baseline = tmp_path / "before"
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    baseline.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    marker = "import sys; print('baseline mpc_net', file=sys.stderr)\n"
+    package = baseline / "mpc_net" / "__main__.py"
+    package.write_text(marker + package.read_text())
+    results = tmp_path / "wan.json"
+    done = wan("--condition", "rtt=10", "--program", "demos/auction.py", "--reps", "1",
+               "--baseline", str(baseline), "--json", str(results), "--keep", str(tmp_path / "k"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (figure,) = json.loads(results.read_text())
+    assert figure["baseline_s"] > 0.1 and figure["baseline_ratio"] is not None, figure
+    assert figure["mpc_net_s"] > 0.1 and figure["ratio"] is not None, figure
+    kept = {path.name: path.read_text() for path in (tmp_path / "k").glob("*.out")}
+    assert all("baseline mpc_net" in text for name, text in kept.items() if "-baseline-" in name)
+    assert sum("-baseline-" in name for name in kept) == 3, sorted(kept)
+    assert not any("baseline mpc_net" in text for name, text in kept.items()
+                   if "-baseline-" not in name)
+    assert "| baseline elapsed s | baseline ratio |" in done.stdout
