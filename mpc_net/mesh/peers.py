@@ -66,6 +66,7 @@ class Peers:
         # fall between a party's arrival and its channel.
         self._ahead: dict[int, tuple[PeerConnection, asyncio.Future[SessionDescription] | None]] \
             = {}
+        self.prepared = asyncio.Event()  # prepare() has made them: the room was entered
 
     def prepare(self, parties: Iterable[int]) -> None:
         """Make the peer connections to `parties` now, and our offers to those we offer to, so
@@ -81,6 +82,7 @@ class Peers:
                     # A failure shows when an attempt takes the offer; unused, it is dropped.
                     offer.add_done_callback(lambda f: f.cancelled() or f.exception())
                 self._ahead[j] = pc, offer
+        self.prepared.set()
 
     async def drop_ahead(self) -> None:
         """Close the connections made ahead that no attempt took (the ICE servers changed, or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import logging
@@ -11,7 +12,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from ..mesh import Mesh, MeshConfig, MeshError
+from ..mesh import Mesh, MeshConfig, MeshError, PeerConnection
 from ..runtime import RunFailure, install
 from ..stats import ExitReason, RunStats, write
 
@@ -43,20 +44,9 @@ def run_party(argv: list[str], config: MeshConfig | None, stats_json: str | None
     failure = RunFailure()
     stats = RunStats(0, 1, None) if config is None else RunStats(config.pid, config.parties,
                                                                   config.room)
-    if config is not None:
-        from mpyc.runtime import mpc
-
-        from .peer import NativePeerConnection, quiet_internal_errors
-        from .signaling import SignalingClient
-
-        install(lambda: stats.watch(Mesh(config, NativePeerConnection, failure,
-                                         SignalingClient)),
-                on_connected=stats.connected)
-        quiet_internal_errors(mpc._loop)
-    gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
-    gc.enable()  # off while cli.py imported
+    early = None if config is None or config.parties == 1 else EarlyMesh(config, failure, stats)
     try:
-        outcome = _run_program(script, failure)
+        outcome = _run_program(script, early, failure)
     finally:
         sys.stdout.flush()
     code = outcome.code
@@ -67,9 +57,92 @@ def run_party(argv: list[str], config: MeshConfig | None, stats_json: str | None
     return code
 
 
-def _run_program(script: str, failure: RunFailure) -> Outcome:
+class EarlyMesh:
+    """This party's mesh, begun as the process starts: the room is joined, and the offers of the
+    parties already there come in, while MPyC and aiortc are imported in a thread; MPyC's start
+    (runtime.install) then takes up the connect under way instead of beginning one."""
+
+    def __init__(self, config: MeshConfig, failure: RunFailure, stats: RunStats) -> None:
+        from .signaling import SignalingClient  # websockets: before the thread's imports
+
+        self._loop = asyncio.new_event_loop()
+        self.mesh = Mesh(config, _new_peer_connection, failure, SignalingClient)
+        self._stats = stats
+        self._connecting: asyncio.Future[object] | None = None
+        self._taken = False
+
+    def begin(self) -> None:
+        """Import MPyC's runtime and aiortc while joining the room; return once in the room
+        with the peer connections made (and the offers to parties present under way)."""
+        asyncio.set_event_loop(self._loop)  # MPyC's runtime takes this loop (_import_runtime)
+        self._loop.run_until_complete(self._begin())
+        from mpyc.runtime import mpc
+
+        from .peer import quiet_internal_errors
+
+        install(self._take, on_connected=self._stats.connected)
+        quiet_internal_errors(mpc._loop)
+
+    async def _begin(self) -> None:
+        imports = self._loop.run_in_executor(None, _import_runtime, self._loop)
+        self._stats.watch(self.mesh)
+        self._connecting = asyncio.ensure_future(self.mesh.connect(ready=imports))
+        entered = asyncio.ensure_future(self.mesh.peers.prepared.wait())
+        await asyncio.wait({self._connecting, entered}, return_when=asyncio.FIRST_COMPLETED)
+        entered.cancel()
+        if self._connecting.done():
+            self._connecting.result()  # a failed join, reported before the imports end
+        await imports
+
+    async def _take(self) -> Mesh:
+        """MPyC's start: the mesh, once connected."""
+        self._taken = True
+        await self._connecting
+        return self.mesh
+
+    def leave_unless_taken(self) -> None:
+        """After the program: if it never started MPyC, stop connecting (which leaves the room)
+        and close what was made meanwhile, so the peers see this party go at once."""
+        if self._taken or self._connecting is None or self._loop.is_closed():
+            return
+        self._connecting.cancel()
+        self._loop.run_until_complete(asyncio.gather(self._connecting, return_exceptions=True))
+        self._loop.run_until_complete(self.mesh.peers.abandon())
+
+
+def _import_runtime(loop: asyncio.AbstractEventLoop) -> None:
+    """Import MPyC's runtime and aiortc (in a worker thread). MPyC's Runtime caches the event
+    loop it finds when it is made at import; in this thread that is `loop`, the party's."""
+    asyncio.set_event_loop(loop)
     try:
+        import mpyc.runtime  # noqa: F401
+
+        from . import peer  # noqa: F401
+    finally:
+        asyncio.set_event_loop(None)
+
+
+def _new_peer_connection(*args, **kwargs) -> PeerConnection:
+    from .peer import NativePeerConnection  # imported by then (_import_runtime)
+
+    return NativePeerConnection(*args, **kwargs)
+
+
+def _run(script: str, early: EarlyMesh | None) -> None:
+    try:
+        if early is not None:
+            early.begin()
+        gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
+        gc.enable()  # off while cli.py imported
         runpy.run_path(script, run_name="__main__")
+    finally:
+        if early is not None:
+            early.leave_unless_taken()
+
+
+def _run_program(script: str, early: EarlyMesh | None, failure: RunFailure) -> Outcome:
+    try:
+        _run(script, early)
     except MeshError as exc:
         logger.error("%s", exc)
         return Outcome(1, ExitReason.MESH_ERROR, str(exc), abandon=True)
@@ -85,17 +158,30 @@ def _run_program(script: str, failure: RunFailure) -> Outcome:
     except KeyboardInterrupt:
         if failure.error is not None:
             return _lost(failure)
-        traceback.print_exc()
+        _print_error(script)
         return Outcome(1, ExitReason.INTERRUPTED, "interrupted (Ctrl-C)", abandon=True)
     except BaseException as exc:
         if failure.error is not None:
             # The loop was stopped on purpose, and the reason is already logged.
             return _lost(failure)
-        traceback.print_exc()
+        _print_error(script)
         return Outcome(1, ExitReason.PROGRAM_ERROR, f"{type(exc).__name__}: {exc}", abandon=True)
     if failure.error is not None:
         return _lost(failure)
     return Outcome(0, ExitReason.OK)
+
+
+def _print_error(script: str) -> None:
+    """The exception being handled, as Python shows a program's: from the program's first frame
+    (mpc-net's and runpy's before it are noise), or only its lines if the program has none (a
+    syntax error)."""
+    _, exc, tb = sys.exc_info()
+    program = os.path.abspath(script)
+    first = tb
+    while first is not None and os.path.abspath(first.tb_frame.f_code.co_filename) != program:
+        first = first.tb_next
+    traceback.print_exception(type(exc), exc, first if first or isinstance(exc, SyntaxError)
+                              else tb)
 
 
 def _lost(failure: RunFailure) -> Outcome:
