@@ -22,6 +22,7 @@ from helpers import (
     RoomServerProcess,
     free_port,
     make_credentials,
+    mpc_net,
     mpyc_tcp,
     program_lines,
     start_parties,
@@ -238,3 +239,19 @@ def test_a_room_server_out_of_reach_is_reported_before_the_program_runs(tmp_path
                            "(connect-failed)")
     exit = json.loads(report.read_text())["exit"]
     assert exit["reason"] == "mesh-error" and "cannot connect to room server" in exit["message"]
+
+
+def test_a_program_under_asyncio_run_takes_up_the_connect_under_way(tmp_path) -> None:
+    """asyncio.run() makes a loop of its own; it gets the one where the room visit began."""
+    script = tmp_path / "under_asyncio_run.py"
+    script.write_text(
+        "import asyncio\n"
+        "from mpyc.runtime import mpc\n"
+        "async def main():\n"
+        "    await mpc.start()\n"
+        "    print('total', await mpc.output(mpc.sum(mpc.input(mpc.SecInt()(mpc.pid + 1)))))\n"
+        "    await mpc.shutdown()\n"
+        "asyncio.run(main())\n")
+    done = mpc_net("run", str(script), "-M3", "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stderr
+    assert program_lines(done.stdout) == ["total 6"]

@@ -9,6 +9,7 @@ import logging
 import os
 import runpy
 import sys
+import threading
 import traceback
 from typing import NoReturn
 
@@ -82,6 +83,21 @@ class EarlyMesh:
 
         install(self._take, on_connected=self._stats.connected)
         quiet_internal_errors(mpc._loop)
+        self._hand_over_loop()
+
+    def _hand_over_loop(self) -> None:
+        """A program that runs MPyC under asyncio.run() runs it on this loop, where the connect
+        is under way: the next new loop of the main thread is this one."""
+        policy = asyncio.get_event_loop_policy()
+        new_event_loop = policy.new_event_loop
+
+        def this_loop() -> asyncio.AbstractEventLoop:
+            if threading.current_thread() is not threading.main_thread():
+                return new_event_loop()
+            del policy.new_event_loop  # once: the policy's own method again
+            return self._loop
+
+        policy.new_event_loop = this_loop  # type: ignore[method-assign]
 
     async def _begin(self) -> None:
         imports = self._loop.run_in_executor(None, _import_runtime, self._loop)
