@@ -101,7 +101,6 @@ class EarlyMesh:
 
     async def _begin(self) -> None:
         imports = self._loop.run_in_executor(None, _import_runtime, self._loop)
-        self._stats.watch(self.mesh)
         self._connecting = asyncio.ensure_future(self.mesh.connect(ready=imports))
         entered = asyncio.ensure_future(self.mesh.peers.prepared.wait())
         await asyncio.wait({self._connecting, entered}, return_when=asyncio.FIRST_COMPLETED)
@@ -113,6 +112,7 @@ class EarlyMesh:
     async def _take(self) -> Mesh:
         """MPyC's start: the mesh, once connected."""
         self._taken = True
+        self._stats.watch(self.mesh)  # the report's connect_s counts from mpc.start()
         await self._connecting
         return self.mesh
 
