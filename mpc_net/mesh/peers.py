@@ -4,6 +4,7 @@ was tried, closing them. Each outcome goes to the state machine as an event (`fe
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -67,6 +68,10 @@ class Peers:
         self._ahead: dict[int, tuple[PeerConnection, asyncio.Future[SessionDescription] | None]] \
             = {}
         self.prepared = asyncio.Event()  # prepare() has made them: the room was entered
+        # Parties our offer or answer has gone to (a native party's imports wait for those
+        # present: party.py).
+        self.described: collections.defaultdict[int, asyncio.Event] = \
+            collections.defaultdict(asyncio.Event)
 
     def prepare(self, parties: Iterable[int]) -> None:
         """Make the peer connections to `parties` now, and our offers to those we offer to, so
@@ -109,6 +114,7 @@ class Peers:
         logger.debug("party %d: sent %s to party %d; candidates: %s", self.config.pid,
                      description.type, j, types)
         await self.client.send_signal(j, description)
+        self.described[j].set()
 
     async def signal_received(self, j: int, payload: SignalPayload) -> None:
         if j < self.config.pid:

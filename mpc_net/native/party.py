@@ -11,6 +11,7 @@ import runpy
 import sys
 import threading
 import traceback
+from collections.abc import Awaitable
 from typing import NoReturn
 
 from ..mesh import Mesh, MeshConfig, MeshError, PeerConnection
@@ -102,12 +103,21 @@ class EarlyMesh:
     async def _begin(self) -> None:
         imports = self._loop.run_in_executor(None, _import_runtime, self._loop)
         self._connecting = asyncio.ensure_future(self.mesh.connect(ready=imports))
-        entered = asyncio.ensure_future(self.mesh.peers.prepared.wait())
-        await asyncio.wait({self._connecting, entered}, return_when=asyncio.FIRST_COMPLETED)
-        entered.cancel()
-        if self._connecting.done():
-            self._connecting.result()  # a failed join, reported before the imports end
+        await self._until(self.mesh.peers.prepared.wait())  # after the imports
+        # Our offers to the parties present, and our answers to theirs, go out before the
+        # program runs: its own imports overlap their way through the room server.
+        await self._until(asyncio.gather(*(self.mesh.peers.described[j].wait()
+                                           for j in self.mesh.state.present)))
         await imports
+
+    async def _until(self, awaitable: Awaitable[object]) -> None:
+        """Wait for `awaitable`, or raise what the connect failed with first (a failed join is
+        reported before the imports end)."""
+        waiting = asyncio.ensure_future(awaitable)
+        await asyncio.wait({self._connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if self._connecting.done():
+            self._connecting.result()
 
     async def _take(self) -> Mesh:
         """MPyC's start: the mesh, once connected."""
