@@ -101,23 +101,29 @@ class EarlyMesh:
         policy.new_event_loop = this_loop  # type: ignore[method-assign]
 
     async def _begin(self) -> None:
-        imports = self._loop.run_in_executor(None, _import_runtime, self._loop)
-        self._connecting = asyncio.ensure_future(self.mesh.connect(ready=imports))
-        await self._until(self.mesh.peers.prepared.wait())  # after the imports
+        aiortc: asyncio.Future[None] = self._loop.create_future()
+        imports = self._loop.run_in_executor(None, _import_runtime, self._loop, aiortc)
+        self._connecting = asyncio.ensure_future(self.mesh.connect(ready=aiortc))
+        await self._until(self.mesh.peers.prepared.wait())
         # Our offers to the parties present, and our answers to theirs, go out before the
-        # program runs: its own imports overlap their way through the room server.
+        # program runs (their way through the room server overlaps its start), and the
+        # connections make headway while MPyC's runtime is imported.
         await self._until(asyncio.gather(*(self.mesh.peers.described[j].wait()
                                            for j in self.mesh.state.present)))
-        await imports
+        await self._until(imports)
 
     async def _until(self, awaitable: Awaitable[object]) -> None:
         """Wait for `awaitable`, or raise what the connect failed with first (a failed join is
         reported before the imports end)."""
         waiting = asyncio.ensure_future(awaitable)
         await asyncio.wait({self._connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if self._connecting.done():
-            self._connecting.result()
+        if self._connecting.done() and not waiting.done():
+            try:
+                self._connecting.result()  # connected already, or failed
+            except BaseException:
+                waiting.cancel()
+                raise
+        await waiting
 
     async def _take(self) -> Mesh:
         """MPyC's start: the mesh, once connected."""
@@ -136,14 +142,19 @@ class EarlyMesh:
         self._loop.run_until_complete(self.mesh.peers.abandon())
 
 
-def _import_runtime(loop: asyncio.AbstractEventLoop) -> None:
-    """Import MPyC's runtime and aiortc (in a worker thread). MPyC's Runtime caches the event
-    loop it finds when it is made at import; in this thread that is `loop`, the party's."""
+def _import_runtime(loop: asyncio.AbstractEventLoop, aiortc: asyncio.Future[None]) -> None:
+    """Import aiortc, say so (`aiortc`: peer connections can be made), then MPyC's runtime (in a
+    worker thread). MPyC's Runtime caches the event loop it finds when it is made at import; in
+    this thread that is `loop`, the party's."""
+    try:
+        from . import peer  # noqa: F401
+    except BaseException as exc:
+        loop.call_soon_threadsafe(aiortc.set_exception, exc)
+        raise
+    loop.call_soon_threadsafe(aiortc.set_result, None)
     asyncio.set_event_loop(loop)
     try:
         import mpyc.runtime  # noqa: F401
-
-        from . import peer  # noqa: F401
     finally:
         asyncio.set_event_loop(None)
 
