@@ -255,3 +255,23 @@ def test_a_program_under_asyncio_run_takes_up_the_connect_under_way(tmp_path) ->
     done = mpc_net("run", str(script), "-M3", "--log-dir", str(tmp_path / "logs"))
     assert done.returncode == 0, done.stderr
     assert program_lines(done.stdout) == ["total 6"]
+
+
+def test_a_program_slow_to_start_mpyc_keeps_its_channels(room_server, tmp_path) -> None:
+    """Its peers reach it and hear from it while its program works before mpc.start(), for
+    longer than they wait for an unreachable party or a silent one."""
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import sys, time\n"
+        "from mpyc.runtime import mpc\n"
+        "if mpc.pid == 0:\n"
+        "    time.sleep(8)\n"
+        "mpc.run(mpc.start())\n"
+        "print('total', mpc.run(mpc.output(mpc.sum(mpc.input(mpc.SecInt()(mpc.pid + 1))))))\n"
+        "mpc.run(mpc.shutdown())\n")
+    procs = start_parties(script, 3, room_server.url, "slow", "--connect-timeout", "3",
+                          "--peer-timeout", "3", credentials=make_credentials(tmp_path, 3))
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"party {i}: {err}"
+        assert program_lines(out) == ["total 6"], f"party {i}"

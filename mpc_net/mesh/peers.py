@@ -4,7 +4,6 @@ was tried, closing them. Each outcome goes to the state machine as an event (`fe
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -67,11 +66,6 @@ class Peers:
         # fall between a party's arrival and its channel.
         self._ahead: dict[int, tuple[PeerConnection, asyncio.Future[SessionDescription] | None]] \
             = {}
-        self.prepared = asyncio.Event()  # prepare() has made them: the room was entered
-        # Parties our offer or answer has gone to (a native party's imports wait for those
-        # present: party.py).
-        self.described: collections.defaultdict[int, asyncio.Event] = \
-            collections.defaultdict(asyncio.Event)
 
     def prepare(self, parties: Iterable[int]) -> None:
         """Make the peer connections to `parties` now, and our offers to those we offer to, so
@@ -87,7 +81,6 @@ class Peers:
                     # A failure shows when an attempt takes the offer; unused, it is dropped.
                     offer.add_done_callback(lambda f: f.cancelled() or f.exception())
                 self._ahead[j] = pc, offer
-        self.prepared.set()
 
     async def drop_ahead(self) -> None:
         """Close the connections made ahead that no attempt took (the ICE servers changed, or
@@ -114,7 +107,6 @@ class Peers:
         logger.debug("party %d: sent %s to party %d; candidates: %s", self.config.pid,
                      description.type, j, types)
         await self.client.send_signal(j, description)
-        self.described[j].set()
 
     async def signal_received(self, j: int, payload: SignalPayload) -> None:
         if j < self.config.pid:

@@ -11,7 +11,7 @@ import runpy
 import sys
 import threading
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import NoReturn
 
 from ..mesh import Mesh, MeshConfig, MeshError, PeerConnection
@@ -60,9 +60,12 @@ def run_party(argv: list[str], config: MeshConfig | None, stats_json: str | None
 
 
 class EarlyMesh:
-    """This party's mesh, begun as the process starts: the room is joined, and the offers of the
-    parties already there come in, while MPyC and aiortc are imported in a thread; MPyC's start
-    (runtime.install) then takes up the connect under way instead of beginning one."""
+    """This party's mesh, begun as the process starts: the room is joined while aiortc is
+    imported in a thread, the peer connections are made and connect while MPyC's runtime is,
+    and the event loop goes on in a thread of its own (the lender) while the program runs up to
+    its first use of the loop, which takes it back: MPyC's start (runtime.install) then takes up
+    the connect under way. Meanwhile the peers' checks, handshakes and keepalives are answered,
+    however long the program takes to start MPyC."""
 
     def __init__(self, config: MeshConfig, failure: RunFailure, stats: RunStats) -> None:
         from .signaling import SignalingClient  # websockets: before the thread's imports
@@ -72,10 +75,11 @@ class EarlyMesh:
         self._stats = stats
         self._connecting: asyncio.Future[object] | None = None
         self._taken = False
+        self._lender: threading.Thread | None = None
 
     def begin(self) -> None:
-        """Import MPyC's runtime and aiortc while joining the room; return once in the room
-        with the peer connections made (and the offers to parties present under way)."""
+        """Import aiortc and MPyC's runtime while joining the room, then lend the loop to a
+        thread of its own until the program uses it (a failed join is raised here)."""
         asyncio.set_event_loop(self._loop)  # MPyC's runtime takes this loop (_import_runtime)
         self._loop.run_until_complete(self._begin())
         from mpyc.runtime import mpc
@@ -84,38 +88,16 @@ class EarlyMesh:
 
         install(self._take, on_connected=self._stats.connected)
         quiet_internal_errors(mpc._loop)
-        self._hand_over_loop()
-
-    def _hand_over_loop(self) -> None:
-        """A program that runs MPyC under asyncio.run() runs it on this loop, where the connect
-        is under way: the next new loop of the main thread is this one."""
-        policy = asyncio.get_event_loop_policy()
-        new_event_loop = policy.new_event_loop
-
-        def this_loop() -> asyncio.AbstractEventLoop:
-            if threading.current_thread() is not threading.main_thread():
-                return new_event_loop()
-            del policy.new_event_loop  # once: the policy's own method again
-            return self._loop
-
-        policy.new_event_loop = this_loop  # type: ignore[method-assign]
+        self._take_back_on_first_use(mpc)
+        self._lender = threading.Thread(target=self._loop.run_forever, name="mpc-net early",
+                                        daemon=True)
+        self._lender.start()
 
     async def _begin(self) -> None:
         aiortc: asyncio.Future[None] = self._loop.create_future()
         imports = self._loop.run_in_executor(None, _import_runtime, self._loop, aiortc)
         self._connecting = asyncio.ensure_future(self.mesh.connect(ready=aiortc))
-        await self._until(self.mesh.peers.prepared.wait())
-        # Our offers to the parties present, and our answers to theirs, go out before the
-        # program runs (their way through the room server overlaps its start), and the
-        # connections make headway while MPyC's runtime is imported.
-        await self._until(asyncio.gather(*(self.mesh.peers.described[j].wait()
-                                           for j in self.mesh.state.present)))
-        await self._until(imports)
-
-    async def _until(self, awaitable: Awaitable[object]) -> None:
-        """Wait for `awaitable`, or raise what the connect failed with first (a failed join is
-        reported before the imports end)."""
-        waiting = asyncio.ensure_future(awaitable)
+        waiting = asyncio.ensure_future(imports)
         await asyncio.wait({self._connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
         if self._connecting.done() and not waiting.done():
             try:
@@ -124,6 +106,40 @@ class EarlyMesh:
                 waiting.cancel()
                 raise
         await waiting
+
+    def take_back(self) -> None:
+        """The loop back in the main thread (from the lender, if it still has it)."""
+        lender, self._lender = self._lender, None
+        if lender is not None:
+            if lender.is_alive():  # (a lost peer may have stopped the loop: runtime.RunFailure)
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            lender.join()
+
+    def _take_back_on_first_use(self, mpc) -> None:
+        """The program's first use of the loop takes it back: `mpc.run`, or asyncio's loop
+        functions in the main thread (asyncio.run() gets this loop, where the connect is
+        under way; `get_event_loop().run_until_complete` finds it idle)."""
+        run = mpc.run
+        policy = asyncio.get_event_loop_policy()
+        new_event_loop, get_event_loop = policy.new_event_loop, policy.get_event_loop
+
+        def mpc_run(f):
+            self.take_back()
+            return run(f)
+
+        def this_loop(made: Callable[[], asyncio.AbstractEventLoop]
+                      ) -> Callable[[], asyncio.AbstractEventLoop]:
+            def loop() -> asyncio.AbstractEventLoop:
+                if threading.current_thread() is not threading.main_thread():
+                    return made()
+                del policy.new_event_loop, policy.get_event_loop  # once: the policy's own
+                self.take_back()
+                return self._loop
+            return loop
+
+        mpc.run = mpc_run
+        policy.new_event_loop = this_loop(new_event_loop)  # type: ignore[method-assign]
+        policy.get_event_loop = this_loop(get_event_loop)  # type: ignore[method-assign]
 
     async def _take(self) -> Mesh:
         """MPyC's start: the mesh, once connected."""
@@ -135,6 +151,7 @@ class EarlyMesh:
     def leave_unless_taken(self) -> None:
         """After the program: if it never started MPyC, stop connecting (which leaves the room)
         and close what was made meanwhile, so the peers see this party go at once."""
+        self.take_back()
         if self._taken or self._connecting is None or self._loop.is_closed():
             return
         self._connecting.cancel()
