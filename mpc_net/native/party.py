@@ -72,6 +72,7 @@ class EarlyMesh:
 
         self._loop = asyncio.new_event_loop()
         self.mesh = Mesh(config, _new_peer_connection, failure, SignalingClient)
+        self._failure = failure
         self._stats = stats
         self._connecting: asyncio.Future[object] | None = None
         self._taken = False
@@ -96,6 +97,7 @@ class EarlyMesh:
     async def _begin(self) -> None:
         aiortc: asyncio.Future[None] = self._loop.create_future()
         imports = self._loop.run_in_executor(None, _import_runtime, self._loop, aiortc)
+        self._stats.watch(self.mesh)  # the report's connect_s counts from here
         self._connecting = asyncio.ensure_future(self.mesh.connect(ready=aiortc))
         waiting = asyncio.ensure_future(imports)
         await asyncio.wait({self._connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,8 +146,9 @@ class EarlyMesh:
     async def _take(self) -> Mesh:
         """MPyC's start: the mesh, once connected."""
         self._taken = True
-        self._stats.watch(self.mesh)  # the report's connect_s counts from mpc.start()
         await self._connecting
+        if self._failure.error is not None:
+            raise self._failure.error  # a channel lost before the program got here
         return self.mesh
 
     def leave_unless_taken(self) -> None:
