@@ -271,15 +271,18 @@ class Bench:
                  "--room", f"wan{self.rooms}", "--signal", self.network.url, "--native-only",
                  "--local-address", party_address(i), *self.credentials[i]] for i in range(m)]
 
-    def run_one(self, variant: str, words: list[str], seed: int) -> tuple[float | None,
-                                                                         float | None]:
-        """Party 0's elapsed time, and the set-up time: from the last party's "Start MPyC
-        runtime" to the last "All m parties connected" (None: the run failed)."""
+    def run_one(self, variant: str, words: list[str], seed: int
+                ) -> tuple[float | None, float | None, float | None]:
+        """Party 0's elapsed time, the set-up time: from the last party's "Start MPyC runtime"
+        to the last "All m parties connected", and from the last party's launch to that (what
+        work before MPyC's start, imports and a room visit, adds or hides; None: the run
+        failed)."""
         self.network.ask(f"seed {seed}", "ok")
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
-        procs = []
+        procs, launched = [], 0.0
         checkout = self.options.baseline if variant == "baseline" else ROOT
         for i, argv in enumerate(self.commands(variant, words)):
+            launched = time.time()  # the wall clock, as MPyC's log lines
             with open(outputs[i], "w") as out:
                 procs.append(self.network.spawn(party_ns(i), argv, checkout, stdout=out,
                                                 stderr=subprocess.STDOUT))
@@ -299,14 +302,15 @@ class Bench:
             tail = outputs[failed[0]].read_text(errors="replace")[-1500:]
             progress(f"  {variant}: party {failed[0]} failed (exit {procs[failed[0]].returncode})"
                      f":\n{tail}")
-            return None, None
+            return None, None, None
         texts = [output.read_text(errors="replace") for output in outputs]
         stop = parse_stop(texts[0])
         times = [log_times(text) for text in texts]
-        setup = None
+        setup = launch = None
         if all(start and connected for start, connected in times):
             setup = max(c for _, c in times) - max(s for s, _ in times)
-        return None if stop is None else stop[0], setup
+            launch = max(c for _, c in times) - launched
+        return None if stop is None else stop[0], setup, launch
 
     def run(self) -> list[dict]:
         results = []
@@ -325,19 +329,24 @@ class Bench:
                                                      else [])
                     runs: dict[str, list[float | None]] = {v: [] for v in variants}
                     setups: dict[str, list[float | None]] = {v: [] for v in variants}
+                    launches: dict[str, list[float | None]] = {v: [] for v in variants}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
-                            elapsed, setup = self.run_one(variant, words,
-                                                          self.options.seed + rep)
+                            elapsed, setup, launch = self.run_one(variant, words,
+                                                                  self.options.seed + rep)
                             runs[variant].append(elapsed)
                             setups[variant].append(setup)
+                            launches[variant].append(launch)
                             progress(f"  {name} rep {rep + 1} {variant}: "
                                      + ("failed" if elapsed is None else f"{elapsed:.3f} s")
-                                     + ("" if setup is None else f", set-up {setup:.3f} s"))
+                                     + ("" if setup is None else f", set-up {setup:.3f} s")
+                                     + ("" if launch is None else
+                                        f", launch to connected {launch:.3f} s"))
                     after = json.loads(self.network.ask("stats"))
                     drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
-                    results.append(summarize(cond, measured, name, runs, setups, drops))
+                    results.append(summarize(cond, measured, name, runs, setups, launches,
+                                             drops))
             finally:
                 self.network.close()
         return results
@@ -348,7 +357,8 @@ def ratios_to_tcp(runs: dict[str, list[float | None]], variant: str) -> list[flo
 
 
 def summarize(cond: Condition, measured: float, name: str, runs: dict[str, list[float | None]],
-              setups: dict[str, list[float | None]], drops: dict[str, int]) -> dict:
+              setups: dict[str, list[float | None]], launches: dict[str, list[float | None]],
+              drops: dict[str, int]) -> dict:
     ratios = ratios_to_tcp(runs, "mpc-net")
     baseline = ratios_to_tcp(runs, "baseline") if "baseline" in runs else []
     return {"baseline_s": median(runs.get("baseline", [])),
@@ -360,7 +370,9 @@ def summarize(cond: Condition, measured: float, name: str, runs: dict[str, list[
             "ratio": statistics.median(ratios) if ratios else None,
             "ratio_range": [min(ratios), max(ratios)] if ratios else None,
             "setups": setups, "tcp_setup_s": median(setups["tcp"]),
-            "mpc_net_setup_s": median(setups["mpc-net"])}
+            "mpc_net_setup_s": median(setups["mpc-net"]), "launches": launches,
+            "tcp_launch_s": median(launches["tcp"]),
+            "mpc_net_launch_s": median(launches["mpc-net"])}
 
 
 def median(values: list[float | None]) -> float | None:
@@ -400,13 +412,15 @@ def tables(results: list[dict]) -> str:
                   f"{fmt(r['baseline_ratio'])} | {fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])} |"
                   for r in results]
     lines += ["", "| network | program | TCP set-up s | mpc-net set-up s | mpc-net set-up in "
-              "measured round trips |", "|---|---|---|---|---|"]
+              "measured round trips | last launch to connected, TCP / mpc-net s |",
+              "|---|---|---|---|---|---|"]
     for r in results:
         rtt_s = r["measured_rtt_ms"] / 1000
         trips = fmt(r["mpc_net_setup_s"] / rtt_s, 1) if r["mpc_net_setup_s"] and rtt_s > 0.005 \
             else "-"
         lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_setup_s'], 3)} | "
-                     f"{fmt(r['mpc_net_setup_s'], 3)} | {trips} |")
+                     f"{fmt(r['mpc_net_setup_s'], 3)} | {trips} | "
+                     f"{fmt(r['tcp_launch_s'], 3)} / {fmt(r['mpc_net_launch_s'], 3)} |")
     return "\n".join(lines)
 
 

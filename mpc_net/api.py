@@ -89,11 +89,13 @@ def _install_mesh(config) -> None:
             library.setLevel(logging.WARNING)
     on_lost = _LostParty(script_style=not _loop_running())
 
-    def make_mesh() -> Mesh:
+    async def connect() -> Mesh:
         quiet_internal_errors(asyncio.get_running_loop())
-        return Mesh(config, NativePeerConnection, on_lost, SignalingClient)
+        mesh = Mesh(config, NativePeerConnection, on_lost, SignalingClient)
+        await mesh.connect()
+        return mesh
 
-    install(make_mesh)
+    install(connect)
 
 
 def _check_mpc(mpc, parties: int, index: int) -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from .mesh import Mesh
@@ -211,9 +211,10 @@ class BrowserRun:
                 task.cancel()
 
 
-def install(make_mesh: Callable[[], Mesh],
+def install(connect: Callable[[], Awaitable[Mesh]],
             on_connected: Callable[[], None] = lambda: None) -> None:
-    """Hook the MPyC runtime `mpc` (already set up from sys.argv) to connect over a Mesh;
+    """Hook the MPyC runtime `mpc` (already set up from sys.argv) to connect over a Mesh that
+    `connect()` returns connected (a native party's is under way already: party.py);
     `on_connected` is called once every channel is open and authenticated."""
     from mpyc import asyncoro
     from mpyc.runtime import Runtime, mpc
@@ -229,10 +230,9 @@ def install(make_mesh: Callable[[], Mesh],
         logging.info(f"Start MPyC runtime v{rt.version}")
         for peer in rt.parties:
             peer.protocol = rt._loop.create_future() if peer.pid == rt.pid else None
-        mesh = make_mesh()
-        transports = await mesh.connect()
+        mesh = await connect()
         on_connected()
-        for peer_pid, transport in transports.items():
+        for peer_pid, transport in mesh.transports.items():
             # As over TCP, the lower pid plays the client: it sends its pid and PRSS keys.
             client = peer_pid > rt.pid
             transport.attach(asyncoro.MessageExchanger(rt, peer_pid if client else None))

@@ -72,6 +72,11 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
                                                  host_addresses=host_addresses))
         return connections[-1]
 
+    async def connect() -> Mesh:
+        mesh = Mesh(config, new_peer_connection, run, BrowserSignalingClient, observer=board)
+        await mesh.connect()
+        return mesh
+
     _fresh_mpyc()
     sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
@@ -85,8 +90,7 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         stack.callback(setattr, sys, "stdin", sys.stdin)
         sys.stdin = io.StringIO(stdin)
         stack.enter_context(contextlib.redirect_stdout(out))
-        install(lambda: Mesh(config, new_peer_connection, run, BrowserSignalingClient,
-                             observer=board))
+        install(connect)
         run.install()
         refreshing = asyncio.ensure_future(board.keep_fresh())
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..signaling import protocol
 from ..signaling.protocol import ProtocolError, SignalingError
@@ -82,9 +82,9 @@ class Mesh:
         assert self._state is not None, "connect() first"
         return self._state
 
-    async def connect(self) -> dict[int, DataChannelTransport]:
+    async def connect(self, ready: Awaitable | None = None) -> dict[int, DataChannelTransport]:
         """Open an authenticated data channel to every other party; returns the transports by
-        party index."""
+        party index. Peer connections are made once `ready` is (a native party's imports)."""
         cfg = self.config
         started = asyncio.get_running_loop().time()
         timeouts = Timeouts(cfg.join_timeout, cfg.connect_timeout, cfg.outage_limit)
@@ -97,6 +97,8 @@ class Mesh:
             joined = await self._join()
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined.peers or "nobody yet")
+            if ready is not None:
+                await ready
             if cfg.roster is None:
                 logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
                                "roster): anyone who knows its name can take one", cfg.room)
