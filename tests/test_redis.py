@@ -4,18 +4,28 @@ Redis restarted, and seats that stay exact across processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from seats import raw_join, roster_of
+import redis
+import redis.asyncio
+from seats import join_message, raw_join, roster_of
 from sharedrooms import check_outputs, shared_room_server
 from websockets.asyncio.client import connect
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_now
+
+from mpc_net.signaling import protocol
+from mpc_net.signaling.claims import BUSY, Claims, RedisSlow
+from mpc_net.signaling.store import owner_key, redis_errors
 
 from helpers import (
     DEMOS,
@@ -174,3 +184,85 @@ def test_a_bad_room_server_in_the_list_is_a_usage_error(tmp_path) -> None:
     assert done.returncode == 2, done.stderr
     assert "--signal must be ws://HOST:PORT or wss://HOST:PORT, not 'http://127.0.0.1:2'" \
         in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+async def test_join_burst_beyond_the_queue_is_refused_as_busy_and_the_rest_seated(
+        redis_server) -> None:
+    server = shared_room_server(redis_server, "--max-pending-joins", "3")
+    roster = roster_of(6)
+    try:
+        async with AsyncExitStack() as stack:
+            conns = [await stack.enter_async_context(connect(server.url)) for _ in range(6)]
+            await _burst(server, redis_server, conns, roster)
+    finally:
+        server.close()
+
+
+async def _burst(server: RoomServerProcess, redis_server, conns: list, roster) -> None:
+    # Redis holds every claim for a while: three joins wait, the other three do not.
+    redis.Redis.from_url(redis_server.url).client_pause(3000, all=False)
+    joins = asyncio.gather(*(raw_join(ws, "burst", i, 6, roster=roster)
+                             for i, ws in enumerate(conns)))
+    await asyncio.sleep(1)
+    # A paused Redis is slow, not gone.
+    assert (await asyncio.to_thread(health, server))[1]["redis"] is True
+    replies = await joins
+    refused = [i for i, r in enumerate(replies) if r["type"] == "error"]
+    assert [replies[i] for i in refused] == [
+        {"type": "error", "code": "busy", "message": BUSY}] * 3, replies
+    assert sum(r["type"] == "joined" for r in replies) == 3, replies
+    # Tried again on the same connections, the refused ones are seated.
+    for i in refused:
+        joined = await raw_join(conns[i], "burst", i, 6, roster=roster)
+        assert joined["type"] == "joined", joined
+
+
+async def test_a_late_redis_reply_is_slow_and_a_refused_connection_unreachable(
+        redis_server) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=0.5)
+    claims = Claims(client, "us", redis_errors(), limit=10)
+    runner = asyncio.create_task(claims.run())
+    try:
+        assert await claims.claim("first") == "us"
+        await client.set(owner_key("taken"), "them")
+        assert await claims.claim("taken") == "them"
+        await client.client_pause(2000, all=False)
+        with pytest.raises(RedisSlow):
+            await claims.claim("second")
+        redis_server.stop()
+        with pytest.raises(redis_errors()) as info:
+            await claims.claim("third")
+        assert not isinstance(info.value, RedisSlow)
+        assert claims.waiting == 0
+    finally:
+        runner.cancel()
+        await client.aclose()
+
+
+def test_parties_refused_as_busy_try_again_and_run(redis_server, tmp_path) -> None:
+    server = shared_room_server(redis_server, "--max-pending-joins", "1")
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    control = redis.Redis.from_url(redis_server.url)
+    try:
+        with connect_now(server.url) as holder:
+            # The one place in the queue goes to a join that waits for a paused Redis.
+            control.client_pause(30000, all=False)
+            _send_a_join(holder)
+            procs = start_parties(script, 3, server.url, "busy", credentials=credentials)
+            deadline = time.monotonic() + 60
+            while "(busy); trying again" not in procs[0].stderr.readline():
+                assert time.monotonic() < deadline and procs[0].poll() is None
+            control.client_unpause()
+            check_outputs(procs, expected)
+    finally:
+        control.client_unpause()
+        server.close()
+
+
+def _send_a_join(ws: ClientConnection) -> None:
+    """A join that waits while Redis is paused."""
+    ws.send(protocol.encode(protocol.Hello()))
+    challenge = protocol.decode_bytes(json.loads(ws.recv())["challenge"])
+    ws.send(protocol.encode(join_message(challenge, "held", 0, 2, roster=roster_of(2))))

@@ -3,7 +3,9 @@ that answers, and leaving once the channels no longer need it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Sequence
 
 from ..ice import unused
@@ -13,19 +15,42 @@ from .interfaces import MeshConfig, Signaling
 
 logger = logging.getLogger("mpc_net.mesh")
 
+# A room server refuses joins as `busy` while too many wait for Redis: try again after a random
+# pause (so that a wave of refused parties spreads out), longer each time, for this long in all;
+# within the room server's --seat-timeout (30 s by default), which ends a connection without seat.
+BUSY_PAUSE = (0.2, 4.0)  # the first and the longest pause
+BUSY_FOR = 20.0
+
 
 async def join(client: Signaling, config: MeshConfig, *, first: bool) -> protocol.Joined:
     """Connect to a room server and join the party's room (`first`: the first time, which says
     which ICE servers aiortc leaves unused)."""
     await connect_first(client, [config.signaling_url, *config.fallback_urls])
-    joined = await client.join(config.room, config.pid, config.parties,
-                               identity=config.identity, roster=config.roster,
-                               token=config.join_token)
+    joined = await join_when_free(client, config)
     servers = config.ice_servers + joined.ice_servers
     if first and unused(servers):
         logger.warning("aiortc uses only the first STUN and the first TURN server; "
                        "not using %s", ", ".join(unused(servers)))
     return joined
+
+
+async def join_when_free(client: Signaling, config: MeshConfig) -> protocol.Joined:
+    """Join, trying again while the room server says it is busy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_FOR
+    pause = BUSY_PAUSE[0]
+    while True:
+        try:
+            return await client.join(config.room, config.pid, config.parties,
+                                     identity=config.identity, roster=config.roster,
+                                     token=config.join_token)
+        except SignalingError as exc:
+            wait = random.uniform(pause / 2, pause)
+            if exc.code != ErrorCode.BUSY or loop.time() + wait > deadline:
+                raise
+            logger.info("%s; trying again in %.1f s", exc, wait)
+        await asyncio.sleep(wait)
+        pause = min(2 * pause, BUSY_PAUSE[1])
 
 
 async def connect_first(client: Signaling, urls: Sequence[str]) -> None:

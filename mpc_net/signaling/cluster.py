@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from websockets.frames import CloseCode
 
 from . import protocol
+from .claims import SLOW, Claims, RedisSlow
 from .courier import Courier, Presence
 from .outbox import Client
 from .protocol import ProtocolError
@@ -78,7 +79,8 @@ def _stopped(task: asyncio.Task) -> None:
 class Cluster:
     """The rooms of this process's clients, wherever their owner is; the same calls as Rooms."""
 
-    def __init__(self, url: str, rooms: Rooms, *, clock: Callable[[], float]) -> None:
+    def __init__(self, url: str, rooms: Rooms, *, clock: Callable[[], float],
+                 pending_joins: int) -> None:
         self.rooms = rooms  # the rooms this process owns; members are Clients or Members
         self.process = secrets.token_hex(8)
         self._redis = redis_client(url)
@@ -90,6 +92,7 @@ class Cluster:
         self._clients: dict[str, Client] = {}
         self._next_id = itertools.count()
         self._joins: set[asyncio.Task] = set()  # finding the owners of rooms being joined
+        self._claims = Claims(self._redis, self.process, self._errors, pending_joins)
         self._courier = Courier(self._redis, self.process, self._errors, self._received)
         # Whether Redis is reachable: /health says it.
         self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names)
@@ -105,7 +108,8 @@ class Cluster:
     async def start(self) -> None:
         await self.presence.first()
         self._tasks = [asyncio.create_task(job()) for job in
-                       (self.presence.keep, self._courier.listen, self._courier.publish)]
+                       (self.presence.keep, self._courier.listen, self._courier.publish,
+                        self._claims.run)]
         for task in self._tasks:
             task.add_done_callback(_stopped)
 
@@ -137,9 +141,11 @@ class Cluster:
                 if seat is not None:
                     raise ProtocolError(protocol.ErrorCode.ALREADY_JOINED,
                                         f"already joined room {seat.room}")
+                self._claims.admit()
                 session = self.rooms.prove(client, msg)
+                owner = self._claims.claim(msg.room)
                 seat = self._seats[client] = Seat(msg.room, self._id(client))
-                task = asyncio.create_task(self._join(client, seat, msg, session))
+                task = asyncio.create_task(self._join(client, seat, msg, session, owner))
                 self._joins.add(task)
                 task.add_done_callback(self._joins.discard)
             case protocol.Signal() | protocol.Leave():
@@ -177,19 +183,21 @@ class Cluster:
             self._courier.to(seat.owner, op=kind, process=self.process, client=seat.client,
                              msg=None if msg is None else protocol.encode(msg))
 
-    async def _join(self, client: Client, seat: Seat, msg: protocol.Join,
-                    session: Session) -> None:
+    async def _join(self, client: Client, seat: Seat, msg: protocol.Join, session: Session,
+                    owner: asyncio.Future[str]) -> None:
         try:
-            taken = await self._redis.set(owner_key(msg.room), self.process, nx=True,
-                                          px=KEY_TTL_MS, get=True)
-        except self._errors as exc:
-            logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
+            seat.owner = await owner
+        except (RedisSlow, *self._errors) as exc:
             if self._seats.get(client) is seat:
                 del self._seats[client]
+            if isinstance(exc, RedisSlow):  # the client may try again on this connection
+                logger.info("%s: no owner of room %s in time: %s", client, msg.room, exc)
+                client.send(protocol.Error(protocol.ErrorCode.BUSY, SLOW))
+                return
+            logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
             client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
                          protocol.Closing(UNREACHABLE))
             return
-        seat.owner = self.process if taken is None else taken.decode()
         if seat.owner == self.process:
             self._apply(client, "join", msg, session)
         else:
