@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -113,6 +114,36 @@ def test_run_goes_on_when_a_process_is_killed(two_processes, tmp_path) -> None:
         assert program_lines(out) == expected, f"party {i}"
     # The next run starts at once: every party falls over to the living process.
     run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
+
+
+def test_build_goes_on_when_a_process_dies_before_the_last_party_joins(two_processes,
+                                                                        tmp_path) -> None:
+    a, b = two_processes
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    ab = f"{a.url},{b.url}"
+    first = [start_parties(script, 3, ab, "rebuilt", credentials=credentials, only=[i])[0]
+             for i in (0, 1)]
+    for proc in first:
+        _wait_for_line(proc, "joined room")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    # Their mesh waits for party 2: they join again through the living process (once the dead
+    # one's seats and room have expired in Redis), and party 2 joins them there.
+    for proc in first:
+        _wait_for_line(proc, "joined room")
+    last = start_parties(script, 3, b.url, "rebuilt", credentials=credentials, only=[2])[0]
+    check_outputs([*first, last], expected)
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str) -> None:
+    """Read a party's log up to the next line that holds `text`."""
+    deadline = time.monotonic() + 90
+    seen: list[str] = []
+    while not seen or text not in seen[-1]:
+        seen.append(proc.stderr.readline())
+        assert time.monotonic() < deadline and proc.poll() is None, (seen, proc.communicate())
 
 
 def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path) -> None:

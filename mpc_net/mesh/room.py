@@ -20,6 +20,10 @@ logger = logging.getLogger("mpc_net.mesh")
 # within the room server's --seat-timeout (30 s by default), which ends a connection without seat.
 BUSY_PAUSE = (0.2, 4.0)  # the first and the longest pause
 BUSY_FOR = 20.0
+# While building the mesh, a party that lost its room server (its process died or stopped, or
+# the room moved to another process sharing rooms through Redis) joins again this long after.
+REJOIN_PAUSE = 1.0
+GONE = (ErrorCode.CONNECTION_CLOSED, ErrorCode.SERVER_CLOSING, ErrorCode.CONNECT_FAILED)
 
 
 async def join(client: Signaling, config: MeshConfig, *, first: bool) -> protocol.Joined:
@@ -64,6 +68,14 @@ async def connect_first(client: Signaling, urls: Sequence[str]) -> None:
             if following is None or exc.code != ErrorCode.CONNECT_FAILED:
                 raise
             logger.info("%s; trying %s", exc, following)
+
+
+def lost(exc: SignalingError, was_in_room: bool) -> bool:
+    """Whether joining again may help after `exc`: only for a party that was in its room (a
+    first join that fails stays failed: a room server that is not there, or shuts down, says so
+    at once). Its seat then stays taken by the lost connection until the room's owner notices
+    (with Redis, once the dead process's keys expire), so a taken seat is tried again too."""
+    return was_in_room and (exc.code in GONE or exc.code == ErrorCode.PARTY_TAKEN)
 
 
 async def leave(client: Signaling) -> None:
