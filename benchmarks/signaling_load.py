@@ -108,7 +108,7 @@ class Client:
             if reply["type"] == "joined":
                 return time.perf_counter() - began
             if reply["code"] != "busy":
-                raise SystemExit(f"join refused: {reply}")
+                raise RuntimeError(f"join refused: {reply}")
             self.busy += 1
             await asyncio.sleep(random.uniform(pause / 2, pause))
             pause = min(2 * pause, BUSY_PAUSE[1])
