@@ -26,7 +26,8 @@ from websockets.sync.client import connect as connect_now
 
 from mpc_net.signaling import protocol
 from mpc_net.signaling.claims import BUSY, Claims, RedisSlow
-from mpc_net.signaling.store import owner_key, redis_errors
+from mpc_net.signaling.courier import STALL, Heartbeat
+from mpc_net.signaling.store import HEARTBEAT, KEY_TTL_MS, alive_key, owner_key, redis_errors
 
 from helpers import (
     DEMOS,
@@ -297,3 +298,27 @@ def _send_a_join(ws: ClientConnection) -> None:
     ws.send(protocol.encode(protocol.Hello()))
     challenge = protocol.decode_bytes(json.loads(ws.recv())["challenge"])
     ws.send(protocol.encode(join_message(challenge, "held", 0, 2, roster=roster_of(2))))
+
+
+async def test_liveness_is_renewed_off_the_event_loop_until_the_loop_stalls(redis_server) -> None:
+    heartbeat = Heartbeat(redis_server.url, "starved", redis_errors(), time.monotonic)
+    control = redis.Redis.from_url(redis_server.url)
+    key = alive_key("starved")
+    heartbeat.start()
+    try:
+        # The event loop is blocked (as by a flood of messages): the thread renews the key.
+        time.sleep(HEARTBEAT + 1)
+        assert control.pttl(key) > KEY_TTL_MS - 2000
+        # A loop that has not beaten for STALL seconds is stuck: its process is let go.
+        heartbeat.progress = time.monotonic() - STALL - 1
+        control.delete(key)
+        time.sleep(HEARTBEAT + 1)
+        assert not control.exists(key)
+        heartbeat.progress = time.monotonic()
+        time.sleep(HEARTBEAT + 1)
+        assert control.exists(key)
+    finally:
+        await heartbeat.stop()
+    control.delete(key)
+    time.sleep(HEARTBEAT + 1)
+    assert not control.exists(key)  # stopped: nothing renews it

@@ -24,7 +24,7 @@ from websockets.frames import CloseCode
 
 from . import protocol
 from .claims import SLOW, Claims, RedisSlow
-from .courier import Courier, Presence
+from .courier import Courier, Heartbeat, Presence
 from .outbox import Client
 from .protocol import ProtocolError
 from .rooms import Outgoing, Rooms, Session
@@ -95,7 +95,8 @@ class Cluster:
         self._claims = Claims(self._redis, self.process, self._errors, pending_joins)
         self._courier = Courier(self._redis, self.process, self._errors, self._received)
         # Whether Redis is reachable: /health says it.
-        self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names)
+        self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names,
+                                 Heartbeat(url, self.process, self._errors, clock))
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -107,6 +108,7 @@ class Cluster:
 
     async def start(self) -> None:
         await self.presence.first()
+        self.presence.heartbeat.start()
         self._tasks = [asyncio.create_task(job()) for job in
                        (self.presence.keep, self._courier.listen, self._courier.publish,
                         self._claims.run)]
@@ -124,6 +126,7 @@ class Cluster:
                 await self.presence.leave()
         except (TimeoutError, *self._errors) as exc:
             logger.info("leaving Redis: %s", exc or "timed out")
+        await self.presence.heartbeat.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

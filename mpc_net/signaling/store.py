@@ -54,6 +54,13 @@ def redis_client(url: str) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
+def redis_blocking_client(url: str) -> Any:
+    """A blocking client of the Redis at `url`, for a thread of its own (courier.Heartbeat)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=HEARTBEAT, socket_connect_timeout=HEARTBEAT)
+
+
 def redis_errors() -> tuple[type[BaseException], ...]:
     try:
         from redis.exceptions import RedisError
