@@ -92,9 +92,16 @@ class Mesh:
                                 roster_known=cfg.roster is not None)
         self._agreement = Agreement(cfg, self.peers.send_check)
         self.peers.roster = self._agreement.roster
-        self.peers.client = self._new_signaling()
+        self.peers.client = room.Rejoining(self._new_signaling, cfg, started + cfg.join_timeout)
         try:
-            await self._build()
+            joined = await self._join()
+            logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
+                        joined.peers or "nobody yet")
+            if cfg.roster is None:
+                logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
+                               "roster): anyone who knows its name can take one", cfg.room)
+            self._enter(joined)
+            await self._serve(lambda: self.state.done)
             self.state.connected = True
             # Leaving waits a round trip for the room server's close frame; the channels need
             # the room no more, so MPyC starts meanwhile.
@@ -137,39 +144,11 @@ class Mesh:
     # -- the room -----------------------------------------------------------------------------
 
     async def _join(self) -> protocol.Joined:
-        joined = await room.join(self.peers.client, self.config, first=not self.state.connected)
-        self.peers.ice_servers = self.config.ice_servers + joined.ice_servers
-        return joined
-
-    async def _build(self) -> None:
-        """Join and handle the room until the mesh stands; a room server lost meanwhile is
-        joined again (room.lost says when), through the first room server that answers."""
-        cfg, was_in_room = self.config, False
-        while True:
-            try:
-                joined = await self._join()
-                logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
-                            joined.peers or "nobody yet")
-                if cfg.roster is None and not was_in_room:
-                    logger.warning("WARNING: room %r has open seats (--trust-room-server, no "
-                                   "roster): anyone who knows its name can take one", cfg.room)
-                was_in_room = True
-                self._enter(joined)
-                return await self._serve(lambda: self.state.done)
-            except SignalingError as exc:
-                left = self.state.started + cfg.join_timeout - asyncio.get_running_loop().time()
-                if not room.lost(exc, was_in_room) or left < room.REJOIN_PAUSE:
-                    raise
-                logger.info("party %d: %s; joining the room again", cfg.pid, exc)
-            self.state.left_room()
-            await self.peers.client.close()
-            await asyncio.sleep(room.REJOIN_PAUSE)
-            if self._failure is not None:
-                raise self._failure
-            self.peers.client = self._new_signaling()
+        return await room.join(self.peers.client, self.config, first=not self.state.connected)
 
     def _enter(self, joined: protocol.Joined) -> None:
         """We are in the room with `joined.peers`."""
+        self.peers.ice_servers = self.config.ice_servers + joined.ice_servers
         roster_done = False
         if not self.state.connected:
             for j in joined.peers:
@@ -215,6 +194,8 @@ class Mesh:
             case protocol.OtherRoster():
                 self._agreement.other_roster(
                     [j for j, k in self.state.links.items() if not k.present])
+            case protocol.Joined():  # again, after the room server was lost (room.Rejoining)
+                self._enter(message)
             case protocol.IceServers(servers):
                 self.peers.ice_servers = self.config.ice_servers + servers
                 self._spawn(self.peers.drop_ahead())  # made with the old credentials
@@ -288,11 +269,7 @@ class Mesh:
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
-        if isinstance(exc, SignalingError) and room.lost(exc, was_in_room=True):
-            # A signal lost with the room server: _build or _repair joins again, and the
-            # attempt starts anew.
-            logger.debug("party %d: %s", self.config.pid, exc)
-        elif not self.state.connected:
+        if not self.state.connected:
             self._fail(exc if isinstance(exc, MeshError)
                        else MeshError(f"connecting failed: {exc}"))
         elif self.state.repairing:

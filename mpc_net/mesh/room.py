@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..ice import unused
 from ..signaling import protocol
@@ -76,6 +76,63 @@ def lost(exc: SignalingError, was_in_room: bool) -> bool:
     at once). Its seat then stays taken by the lost connection until the room's owner notices
     (with Redis, once the dead process's keys expire), so a taken seat is tried again too."""
     return was_in_room and (exc.code in GONE or exc.code == ErrorCode.PARTY_TAKEN)
+
+
+class Rejoining:
+    """A party's signaling client while it builds its mesh: once the party is in its room, a
+    room server lost (`lost`) is joined again through the first one that answers, REJOIN_PAUSE
+    later and until `deadline`; `recv` then returns the new `joined`. Signals that were lost
+    with it are dropped: room-mates see the party leave and come back, and offer anew."""
+
+    def __init__(self, new_client: Callable[[], Signaling], config: MeshConfig,
+                 deadline: float) -> None:
+        self._new_client = new_client
+        self._client = new_client()
+        self._config = config
+        self._deadline = deadline
+        self._in_room = False
+
+    async def connect(self, url: str) -> None:
+        await self._client.connect(url)
+
+    async def join(self, *args, **options) -> protocol.Joined:
+        joined = await self._client.join(*args, **options)
+        self._in_room = True
+        return joined
+
+    async def send_signal(self, to: int, payload: protocol.SignalPayload) -> None:
+        try:
+            await self._client.send_signal(to, payload)
+        except SignalingError as exc:
+            if not lost(exc, self._in_room):
+                raise
+
+    async def recv(self) -> protocol.ServerMessage:
+        try:
+            return await self._client.recv()
+        except SignalingError as exc:
+            error = exc
+        loop = asyncio.get_running_loop()
+        while lost(error, self._in_room) and loop.time() + REJOIN_PAUSE < self._deadline:
+            logger.info("party %d: %s; joining the room again", self._config.pid, error)
+            await self._client.close()
+            await asyncio.sleep(REJOIN_PAUSE)
+            self._client = self._new_client()
+            try:
+                joined = await join(self._client, self._config, first=False)
+            except SignalingError as exc:
+                error = exc
+                continue
+            logger.info("party %d joined room %r again; present: %s", self._config.pid,
+                        self._config.room, joined.peers or "nobody yet")
+            return joined
+        raise error
+
+    async def leave(self) -> None:
+        await self._client.leave()
+
+    async def close(self) -> None:
+        await self._client.close()
 
 
 async def leave(client: Signaling) -> None:

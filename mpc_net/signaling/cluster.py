@@ -76,6 +76,18 @@ def _stopped(task: asyncio.Task) -> None:
                         task.exception(), exc_info=task.exception())
 
 
+def _no_owner(client: Client, room: str, exc: BaseException) -> None:
+    """Redis did not say who holds the room a client joins: in time (the client may try again
+    on this connection), or at all."""
+    if isinstance(exc, RedisSlow):
+        logger.info("%s: no owner of room %s in time: %s", client, room, exc)
+        client.send(protocol.Error(protocol.ErrorCode.BUSY, SLOW))
+    else:
+        logger.warning("%s: cannot find the owner of room %s: %s", client, room, exc)
+        client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
+                     protocol.Closing(UNREACHABLE))
+
+
 class Cluster:
     """The rooms of this process's clients, wherever their owner is; the same calls as Rooms."""
 
@@ -108,7 +120,6 @@ class Cluster:
 
     async def start(self) -> None:
         await self.presence.first()
-        self.presence.heartbeat.start()
         self._tasks = [asyncio.create_task(job()) for job in
                        (self.presence.keep, self._courier.listen, self._courier.publish,
                         self._claims.run)]
@@ -126,7 +137,6 @@ class Cluster:
                 await self.presence.leave()
         except (TimeoutError, *self._errors) as exc:
             logger.info("leaving Redis: %s", exc or "timed out")
-        await self.presence.heartbeat.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -193,13 +203,7 @@ class Cluster:
         except (RedisSlow, *self._errors) as exc:
             if self._seats.get(client) is seat:
                 del self._seats[client]
-            if isinstance(exc, RedisSlow):  # the client may try again on this connection
-                logger.info("%s: no owner of room %s in time: %s", client, msg.room, exc)
-                client.send(protocol.Error(protocol.ErrorCode.BUSY, SLOW))
-                return
-            logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
-            client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
-                         protocol.Closing(UNREACHABLE))
+            _no_owner(client, msg.room, exc)
             return
         if seat.owner == self.process:
             self._apply(client, "join", msg, session)

@@ -109,9 +109,12 @@ class Heartbeat:
                 except self._errors:
                     pass  # Presence, on the event loop, tells whether Redis is reachable
 
+    def halt(self) -> None:
+        self._stop.set()
+
     async def stop(self) -> None:
         """Stop renewing (before our key is deleted, lest the thread set it again)."""
-        self._stop.set()
+        self.halt()
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join)
         self._redis.close()
@@ -136,6 +139,7 @@ class Presence:
     async def first(self) -> None:
         """A Redis that answers at once is known reachable before any client connects; one that
         does not is tried again by `keep`, in the background."""
+        self.heartbeat.start()
         try:
             async with asyncio.timeout(HEARTBEAT):
                 await self.beat()
@@ -154,6 +158,12 @@ class Presence:
         await self._work(self._clock() - self._since >= KEY_TTL_MS / 1000)
 
     async def keep(self) -> None:
+        try:
+            await self._keep()
+        finally:  # the room server stops: so does our key's renewal
+            self.heartbeat.halt()
+
+    async def _keep(self) -> None:
         delay = BACKOFF[0]
         while True:
             try:
