@@ -19,11 +19,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import signaling_load as load  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 
 
 def free_port() -> int:
@@ -32,24 +32,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start") from None
-            time.sleep(0.05)
-
-
 def start_room_server(redis: str, log: list[str]) -> tuple[subprocess.Popen, str]:
+    # Connecting thousands of clients before the join wave takes longer than --seat-timeout.
     return load.start_server(log, [sys.executable, "-m", "mpc_net", "signal", "--port", "0",
-                                   "--redis", redis, *load.SERVER_OPTIONS])
+                                   "--redis", redis, "--seat-timeout", "0",
+                                   *load.SERVER_OPTIONS])
 
 
 def spread_connections(urls: list[str]) -> None:
@@ -74,9 +61,9 @@ def main() -> None:
     if options.clients % options.rooms:
         raise SystemExit("--clients must be a multiple of --rooms")
     load.raise_file_limit()
-    redis, redis_url = start_redis()
+    redis = RedisServer(free_port())
     log: list[str] = []
-    servers = [start_room_server(redis_url, log) for _ in range(options.processes)]
+    servers = [start_room_server(redis.url, log) for _ in range(options.processes)]
     urls = [url for _, url in servers]
     spread_connections(urls)
     load_before = os.getloadavg()[0]
@@ -87,8 +74,9 @@ def main() -> None:
             kib = load.rss_kib(child.pid)
             figures[f"process {i}"] = (f"peak RSS {kib['VmHWM'] / 1024:.1f} MiB, "
                                        f"CPU {load.cpu_seconds(child.pid):.1f} s")
-        figures["redis-server"] = (f"peak RSS {load.rss_kib(redis.pid)['VmHWM'] / 1024:.1f} MiB, "
-                                   f"CPU {load.cpu_seconds(redis.pid):.1f} s")
+        pid = redis.proc.pid
+        figures["redis-server"] = (f"peak RSS {load.rss_kib(pid)['VmHWM'] / 1024:.1f} MiB, "
+                                   f"CPU {load.cpu_seconds(pid):.1f} s")
     except TimeoutError:
         print("\n".join(line for line in log if not load._ROUTINE.search(line))[-3000:])
         raise
@@ -97,8 +85,7 @@ def main() -> None:
             child.terminate()
         for child, _ in servers:
             child.wait(timeout=30)
-        redis.terminate()
-        redis.wait(timeout=30)
+        redis.stop()
     figures["load_average"] = [load_before, os.getloadavg()[0]]
     figures["server_memory_kib"], figures["server_cpu_s"] = {}, {}
     print(load.report(figures))

@@ -16,8 +16,8 @@ def sctp(request, monkeypatch) -> str:
 @pytest.fixture
 def redis_server():
     """A redis-server on a loopback port of its own (tests/sharedrooms.py), stopped after."""
-    from sharedrooms import RedisServer
+    from sharedrooms import redis_server_here
 
-    server = RedisServer()
+    server = redis_server_here()
     yield server
     server.stop()

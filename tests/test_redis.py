@@ -4,18 +4,30 @@ Redis restarted, and seats that stay exact across processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from seats import raw_join, roster_of
+import redis
+import redis.asyncio
+from seats import join_message, raw_join, roster_of
 from sharedrooms import check_outputs, shared_room_server
 from websockets.asyncio.client import connect
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_now
+
+from mpc_net.signaling import protocol
+from mpc_net.signaling.claims import BUSY, Claims, RedisSlow
+from mpc_net.signaling.courier import STALL, Heartbeat
+from mpc_net.signaling.store import HEARTBEAT, KEY_TTL_MS, alive_key, owner_key, redis_errors
 
 from helpers import (
     DEMOS,
@@ -105,6 +117,36 @@ def test_run_goes_on_when_a_process_is_killed(two_processes, tmp_path) -> None:
     run_spread(script, [ab, ab, ab], "after-kill", credentials, expected, "200")
 
 
+def test_build_goes_on_when_a_process_dies_before_the_last_party_joins(two_processes,
+                                                                        tmp_path) -> None:
+    a, b = two_processes
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    ab = f"{a.url},{b.url}"
+    first = [start_parties(script, 3, ab, "rebuilt", credentials=credentials, only=[i])[0]
+             for i in (0, 1)]
+    for proc in first:
+        _wait_for_line(proc, "joined room")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    # Their mesh waits for party 2: they join again through the living process (once the dead
+    # one's seats and room have expired in Redis), and party 2 joins them there.
+    for proc in first:
+        _wait_for_line(proc, "joined room")
+    last = start_parties(script, 3, b.url, "rebuilt", credentials=credentials, only=[2])[0]
+    check_outputs([*first, last], expected)
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str) -> None:
+    """Read a party's log up to the next line that holds `text`."""
+    deadline = time.monotonic() + 90
+    seen: list[str] = []
+    while not seen or text not in seen[-1]:
+        seen.append(proc.stderr.readline())
+        assert time.monotonic() < deadline and proc.poll() is None, (seen, proc.communicate())
+
+
 def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path) -> None:
     a, b = two_processes
     script = DEMOS / "auction.py"
@@ -174,3 +216,109 @@ def test_a_bad_room_server_in_the_list_is_a_usage_error(tmp_path) -> None:
     assert done.returncode == 2, done.stderr
     assert "--signal must be ws://HOST:PORT or wss://HOST:PORT, not 'http://127.0.0.1:2'" \
         in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+async def test_join_burst_beyond_the_queue_is_refused_as_busy_and_the_rest_seated(
+        redis_server) -> None:
+    server = shared_room_server(redis_server, "--max-pending-joins", "3")
+    roster = roster_of(6)
+    try:
+        async with AsyncExitStack() as stack:
+            conns = [await stack.enter_async_context(connect(server.url)) for _ in range(6)]
+            await _burst(server, redis_server, conns, roster)
+    finally:
+        server.close()
+
+
+async def _burst(server: RoomServerProcess, redis_server, conns: list, roster) -> None:
+    # Redis holds every claim for a while: three joins wait, the other three do not.
+    redis.Redis.from_url(redis_server.url).client_pause(3000, all=False)
+    joins = asyncio.gather(*(raw_join(ws, "burst", i, 6, roster=roster)
+                             for i, ws in enumerate(conns)))
+    await asyncio.sleep(1)
+    # A paused Redis is slow, not gone.
+    assert (await asyncio.to_thread(health, server))[1]["redis"] is True
+    replies = await joins
+    refused = [i for i, r in enumerate(replies) if r["type"] == "error"]
+    assert [replies[i] for i in refused] == [
+        {"type": "error", "code": "busy", "message": BUSY}] * 3, replies
+    assert sum(r["type"] == "joined" for r in replies) == 3, replies
+    # Tried again on the same connections, the refused ones are seated.
+    for i in refused:
+        joined = await raw_join(conns[i], "burst", i, 6, roster=roster)
+        assert joined["type"] == "joined", joined
+
+
+async def test_a_late_redis_reply_is_slow_and_a_refused_connection_unreachable(
+        redis_server) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=0.5)
+    claims = Claims(client, "us", redis_errors(), limit=10)
+    runner = asyncio.create_task(claims.run())
+    try:
+        assert await claims.claim("first") == "us"
+        await client.set(owner_key("taken"), "them")
+        assert await claims.claim("taken") == "them"
+        await client.client_pause(2000, all=False)
+        with pytest.raises(RedisSlow):
+            await claims.claim("second")
+        redis_server.stop()
+        with pytest.raises(redis_errors()) as info:
+            await claims.claim("third")
+        assert not isinstance(info.value, RedisSlow)
+        assert claims.waiting == 0
+    finally:
+        runner.cancel()
+        await client.aclose()
+
+
+def test_parties_refused_as_busy_try_again_and_run(redis_server, tmp_path) -> None:
+    server = shared_room_server(redis_server, "--max-pending-joins", "1")
+    script = DEMOS / "auction.py"
+    expected = mpyc_tcp(script, "-M3")
+    credentials = make_credentials(tmp_path, 3)
+    control = redis.Redis.from_url(redis_server.url)
+    try:
+        with connect_now(server.url) as holder:
+            # The one place in the queue goes to a join that waits for a paused Redis.
+            control.client_pause(30000, all=False)
+            _send_a_join(holder)
+            procs = start_parties(script, 3, server.url, "busy", credentials=credentials)
+            deadline = time.monotonic() + 60
+            while "(busy); trying again" not in procs[0].stderr.readline():
+                assert time.monotonic() < deadline and procs[0].poll() is None
+            control.client_unpause()
+            check_outputs(procs, expected)
+    finally:
+        control.client_unpause()
+        server.close()
+
+
+def _send_a_join(ws: ClientConnection) -> None:
+    """A join that waits while Redis is paused."""
+    ws.send(protocol.encode(protocol.Hello()))
+    challenge = protocol.decode_bytes(json.loads(ws.recv())["challenge"])
+    ws.send(protocol.encode(join_message(challenge, "held", 0, 2, roster=roster_of(2))))
+
+
+async def test_liveness_is_renewed_off_the_event_loop_until_the_loop_stalls(redis_server) -> None:
+    heartbeat = Heartbeat(redis_server.url, "starved", redis_errors(), time.monotonic)
+    control = redis.Redis.from_url(redis_server.url)
+    key = alive_key("starved")
+    heartbeat.start()
+    try:
+        # The event loop is blocked (as by a flood of messages): the thread renews the key.
+        time.sleep(HEARTBEAT + 1)
+        assert control.pttl(key) > KEY_TTL_MS - 2000
+        # A loop that has not beaten for STALL seconds is stuck: its process is let go.
+        heartbeat.progress = time.monotonic() - STALL - 1
+        control.delete(key)
+        time.sleep(HEARTBEAT + 1)
+        assert not control.exists(key)
+        heartbeat.progress = time.monotonic()
+        time.sleep(HEARTBEAT + 1)
+        assert control.exists(key)
+    finally:
+        await heartbeat.stop()
+    control.delete(key)
+    time.sleep(HEARTBEAT + 1)
+    assert not control.exists(key)  # stopped: nothing renews it

@@ -61,6 +61,7 @@ def test_error_codes_are_the_documented_ones() -> None:
         "too-many-rooms",
         "too-many-connections",
         "idle-timeout",
+        "busy",
         "bad-token",
         "no-challenge",
         "bad-proof",
@@ -87,7 +88,7 @@ def test_client_builders_round_trip() -> None:
         assert parse_client_message(encode(msg).encode()) == msg
     assert protocol.Join("r", 1, 2, key="k", proof=PROOF).to_wire() == {
         "type": "join",
-        "version": 2,
+        "version": 3,
         "room": "r",
         "party": 1,
         "parties": 2,
@@ -116,10 +117,10 @@ def test_server_builders_round_trip() -> None:
 # What release 2 of the signaling protocol puts on the wire, written down before messages became
 # typed objects: the typed messages keep it byte for byte.
 WIRE = [
-    (protocol.Hello(), '{"type":"hello","version":2}'),
+    (protocol.Hello(), '{"type":"hello","version":3}'),
     (protocol.Join("lab", 1, 3, key="ed25519:k", proof=bytes(range(64)),
                    roster={"mpc-net-roster": 1}, token="t"),
-     '{"type":"join","version":2,"room":"lab","party":1,"parties":3,"key":"ed25519:k","proof":'
+     '{"type":"join","version":3,"room":"lab","party":1,"parties":3,"key":"ed25519:k","proof":'
      '"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-Pw",'
      '"roster":{"mpc-net-roster":1},"token":"t"}'),
     (protocol.Signal(2, signal_data(SessionDescription("offer", "v=0\r\n"))),
@@ -173,7 +174,7 @@ def test_ice_server_urls_are_normalized_to_lists() -> None:
 
 
 def _join(**fields: object) -> str:
-    base = {"type": "join", "version": 2, "room": "r", "party": 0, "parties": 2, "key": "k",
+    base = {"type": "join", "version": 3, "room": "r", "party": 0, "parties": 2, "key": "k",
             "proof": "A" * 86}
     return json.dumps({k: v for k, v in (base | fields).items() if v is not ...})
 
@@ -203,7 +204,7 @@ BAD_CLIENT_MESSAGES = [
     ('{"type": "hello"}', ErrorCode.BAD_MESSAGE),
     ('{"type": "hello", "version": 1}', ErrorCode.UNSUPPORTED_VERSION),
     ('{"type": "joined"}', ErrorCode.BAD_MESSAGE),
-    ('{"type": "join", "version": 2, "room": "x"}', ErrorCode.BAD_MESSAGE),
+    ('{"type": "join", "version": 3, "room": "x"}', ErrorCode.BAD_MESSAGE),
     (_join(key=...), ErrorCode.BAD_MESSAGE),
     (_join(proof=...), ErrorCode.BAD_MESSAGE),
     (_join(proof="A" * 85), ErrorCode.BAD_MESSAGE),
@@ -650,7 +651,7 @@ BAD_INPUTS = {
     "malformed-json": ([], '{"type": "join", ', ErrorCode.BAD_JSON),
     "binary-garbage": ([], b"\x00\xff\x80", ErrorCode.BAD_JSON),
     "unknown-type": ([], '{"type": "joined"}', ErrorCode.BAD_MESSAGE),
-    "missing-fields": ([], '{"type": "join", "version": 2, "room": "x"}', ErrorCode.BAD_MESSAGE),
+    "missing-fields": ([], '{"type": "join", "version": 3, "room": "x"}', ErrorCode.BAD_MESSAGE),
     "missing-signal-data": ([("pair", 0, 2)], '{"type": "signal", "to": 1}',
                             ErrorCode.BAD_MESSAGE),
     "bool-party": ([], _join(party=False), ErrorCode.BAD_MESSAGE),
@@ -709,7 +710,16 @@ async def test_old_client_gets_unsupported_version_naming_both_versions(
                               "parties": 2, "key": key(1).public_text}))
         reply = await _recv(ws)
     assert reply["type"] == "error" and reply["code"] == ErrorCode.UNSUPPORTED_VERSION
-    assert "version 1 is not the room server's version 2" in reply["message"]
+    assert "version 1 is not the room server's version 3" in reply["message"]
+
+
+async def test_client_of_the_previous_version_gets_unsupported_version(server: RoomServer) -> None:
+    """Version 3 added the `busy` refusal; a version 2 client hears which versions differ."""
+    async with connect(server.url) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 2}))
+        reply = await _recv(ws)
+    assert reply["type"] == "error" and reply["code"] == ErrorCode.UNSUPPORTED_VERSION
+    assert "version 2 is not the room server's version 3" in reply["message"]
 
 
 async def test_new_client_says_that_an_old_room_server_speaks_another_version() -> None:
@@ -725,7 +735,7 @@ async def test_new_client_says_that_an_old_room_server_speaks_another_version() 
             await client.join("lab", 0, 2, identity=key(0))
         await client.close()
     assert info.value.code == ErrorCode.UNSUPPORTED_VERSION
-    assert "does not speak signaling protocol version 2" in str(info.value)
+    assert "does not speak signaling protocol version 3" in str(info.value)
 
 
 async def test_message_beyond_transport_limit_closes_only_that_connection(

@@ -108,9 +108,9 @@ NASTY = st.sampled_from([
     '{"type":"signal","to":1,"data":' + '{"a":' * 40 + "1" + "}" * 40 + "}",
     '{"type":"join","version":1,"room":"r","party":0,"parties":2,"token":"\\ud800"}',
     '{"type":"join","version":1,"room":"r","party":0,"parties":2,"key":"\\udfff\\u0000"}',
-    '{"type":"join","version":2,"room":"r","party":0,"parties":2,"key":"\\udfff",'
+    '{"type":"join","version":3,"room":"r","party":0,"parties":2,"key":"\\udfff",'
     '"proof":"' + "A" * 86 + '","roster":{"mpc-net-roster":1,"parties":[{"key":"\\ud800"}]}}',
-    '{"type":"hello","version":2.0}',
+    '{"type":"hello","version":3.0}',
     '{"type":"leave","type":"join"}',
     "\x00",
     "",

@@ -139,7 +139,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     options = _signal_parser().parse_args([
         "--max-message-bytes", "1000", "--messages-per-second", "2.5", "--message-burst", "7",
         "--max-rooms", "3", "--max-connections", "11", "--max-connections-per-address", "0",
-        "--seat-timeout", "0",
+        "--max-pending-joins", "4", "--seat-timeout", "0",
         "--idle-timeout", "9.5", "--send-queue-messages", "5", "--send-queue-bytes", "4000",
         "--allowed-origin", "https://a.example", "--allowed-origin", "http://localhost:8000",
         "--join-token", "gamma", "--join-token-file", str(tokens), "--join-token", "alpha",
@@ -147,7 +147,8 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     ])
     assert limits_from(options) == Limits(
         max_message_bytes=1000, messages_per_second=2.5, message_burst=7, max_rooms=3,
-        max_connections=11, max_connections_per_address=0, seat_timeout=0, idle_timeout=9.5,
+        max_connections=11, max_connections_per_address=0, max_pending_joins=4, seat_timeout=0,
+        idle_timeout=9.5,
         send_queue_messages=5,
         send_queue_bytes=4000, allowed_origins=("https://a.example", "http://localhost:8000"),
         join_tokens=("gamma", "alpha", "beta"),
@@ -160,6 +161,7 @@ def test_options_set_every_limit(tmp_path: Path) -> None:
     [
         ["--messages-per-second", "0"],
         ["--max-rooms", "0"],
+        ["--max-pending-joins", "0"],
         ["--idle-timeout", "-1"],
         ["--seat-timeout", "nan"],
         ["--join-timeout", "-1"],

@@ -92,7 +92,7 @@ class Mesh:
                                 roster_known=cfg.roster is not None)
         self._agreement = Agreement(cfg, self.peers.send_check)
         self.peers.roster = self._agreement.roster
-        self.peers.client = self._new_signaling()
+        self.peers.client = room.Rejoining(self._new_signaling, cfg, started + cfg.join_timeout)
         try:
             joined = await self._join()
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
@@ -146,12 +146,11 @@ class Mesh:
     # -- the room -----------------------------------------------------------------------------
 
     async def _join(self) -> protocol.Joined:
-        joined = await room.join(self.peers.client, self.config, first=not self.state.connected)
-        self.peers.ice_servers = self.config.ice_servers + joined.ice_servers
-        return joined
+        return await room.join(self.peers.client, self.config, first=not self.state.connected)
 
     def _enter(self, joined: protocol.Joined) -> None:
         """We are in the room with `joined.peers`."""
+        self.peers.ice_servers = self.config.ice_servers + joined.ice_servers
         roster_done = False
         if not self.state.connected:
             for j in joined.peers:
@@ -197,6 +196,8 @@ class Mesh:
             case protocol.OtherRoster():
                 self._agreement.other_roster(
                     [j for j, k in self.state.links.items() if not k.present])
+            case protocol.Joined():  # again, after the room server was lost (room.Rejoining)
+                self._enter(message)
             case protocol.IceServers(servers):
                 self.peers.ice_servers = self.config.ice_servers + servers
                 self._spawn(self.peers.drop_ahead())  # made with the old credentials

@@ -85,6 +85,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
                        default=d.max_connections_per_address, metavar="N",
                        help="connections from one client IP address; behind a proxy all "
                        f"clients share its address (default: {d.max_connections_per_address})")
+    group.add_argument("--max-pending-joins", type=positive_int, default=d.max_pending_joins,
+                       metavar="N", help="with --redis: joins waiting for Redis at once; more "
+                       "are refused as busy, and parties try again "
+                       f"(default: {d.max_pending_joins})")
     group.add_argument("--seat-timeout", type=at_least_zero_float, default=d.seat_timeout,
                        metavar="SECONDS", help="close a connection that has no seat in a room "
                        f"this long after connecting or leaving (default: {d.seat_timeout:g})")
@@ -151,6 +155,7 @@ def limits_from(options: argparse.Namespace) -> Limits:
         max_rooms=options.max_rooms,
         max_connections=options.max_connections,
         max_connections_per_address=options.max_connections_per_address,
+        max_pending_joins=options.max_pending_joins,
         seat_timeout=options.seat_timeout,
         idle_timeout=options.idle_timeout,
         send_queue_messages=options.send_queue_messages,

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 from websockets.frames import CloseCode
 
 from . import protocol
-from .courier import Courier, Presence
+from .claims import SLOW, Claims, RedisSlow
+from .courier import Courier, Heartbeat, Presence
 from .outbox import Client
 from .protocol import ProtocolError
 from .rooms import Outgoing, Rooms, Session
@@ -75,10 +76,23 @@ def _stopped(task: asyncio.Task) -> None:
                         task.exception(), exc_info=task.exception())
 
 
+def _no_owner(client: Client, room: str, exc: BaseException) -> None:
+    """Redis did not say who holds the room a client joins: in time (the client may try again
+    on this connection), or at all."""
+    if isinstance(exc, RedisSlow):
+        logger.info("%s: no owner of room %s in time: %s", client, room, exc)
+        client.send(protocol.Error(protocol.ErrorCode.BUSY, SLOW))
+    else:
+        logger.warning("%s: cannot find the owner of room %s: %s", client, room, exc)
+        client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
+                     protocol.Closing(UNREACHABLE))
+
+
 class Cluster:
     """The rooms of this process's clients, wherever their owner is; the same calls as Rooms."""
 
-    def __init__(self, url: str, rooms: Rooms, *, clock: Callable[[], float]) -> None:
+    def __init__(self, url: str, rooms: Rooms, *, clock: Callable[[], float],
+                 pending_joins: int) -> None:
         self.rooms = rooms  # the rooms this process owns; members are Clients or Members
         self.process = secrets.token_hex(8)
         self._redis = redis_client(url)
@@ -90,9 +104,11 @@ class Cluster:
         self._clients: dict[str, Client] = {}
         self._next_id = itertools.count()
         self._joins: set[asyncio.Task] = set()  # finding the owners of rooms being joined
+        self._claims = Claims(self._redis, self.process, self._errors, pending_joins)
         self._courier = Courier(self._redis, self.process, self._errors, self._received)
         # Whether Redis is reachable: /health says it.
-        self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names)
+        self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names,
+                                 Heartbeat(url, self.process, self._errors, clock))
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -105,7 +121,8 @@ class Cluster:
     async def start(self) -> None:
         await self.presence.first()
         self._tasks = [asyncio.create_task(job()) for job in
-                       (self.presence.keep, self._courier.listen, self._courier.publish)]
+                       (self.presence.keep, self._courier.listen, self._courier.publish,
+                        self._claims.run)]
         for task in self._tasks:
             task.add_done_callback(_stopped)
 
@@ -137,9 +154,11 @@ class Cluster:
                 if seat is not None:
                     raise ProtocolError(protocol.ErrorCode.ALREADY_JOINED,
                                         f"already joined room {seat.room}")
+                self._claims.admit()
                 session = self.rooms.prove(client, msg)
+                owner = self._claims.claim(msg.room)
                 seat = self._seats[client] = Seat(msg.room, self._id(client))
-                task = asyncio.create_task(self._join(client, seat, msg, session))
+                task = asyncio.create_task(self._join(client, seat, msg, session, owner))
                 self._joins.add(task)
                 task.add_done_callback(self._joins.discard)
             case protocol.Signal() | protocol.Leave():
@@ -177,19 +196,15 @@ class Cluster:
             self._courier.to(seat.owner, op=kind, process=self.process, client=seat.client,
                              msg=None if msg is None else protocol.encode(msg))
 
-    async def _join(self, client: Client, seat: Seat, msg: protocol.Join,
-                    session: Session) -> None:
+    async def _join(self, client: Client, seat: Seat, msg: protocol.Join, session: Session,
+                    owner: asyncio.Future[str]) -> None:
         try:
-            taken = await self._redis.set(owner_key(msg.room), self.process, nx=True,
-                                          px=KEY_TTL_MS, get=True)
-        except self._errors as exc:
-            logger.warning("%s: cannot find the owner of room %s: %s", client, msg.room, exc)
+            seat.owner = await owner
+        except (RedisSlow, *self._errors) as exc:
             if self._seats.get(client) is seat:
                 del self._seats[client]
-            client.close(CloseCode.TRY_AGAIN_LATER, "Redis unreachable",
-                         protocol.Closing(UNREACHABLE))
+            _no_owner(client, msg.room, exc)
             return
-        seat.owner = self.process if taken is None else taken.decode()
         if seat.owner == self.process:
             self._apply(client, "join", msg, session)
         else:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .protocol import ProtocolError
-from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel
+from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel, redis_blocking_client
 
 logger = logging.getLogger("mpc_net.signaling")
 
 BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redis again
+# A process whose event loop has not beaten for this long is let go by its Heartbeat thread.
+STALL = 60.0
 PUBLISH_BATCH = 500
 
 Errors = tuple[type[BaseException], ...]
@@ -78,14 +81,54 @@ class Courier:
             delay = min(2 * delay, BACKOFF[1])
 
 
+class Heartbeat:
+    """Our liveness key, renewed also from a thread of its own: under load (thousands of
+    connections on a busy machine) the event loop runs so late that its own renewals outlast
+    the key's life, and the other processes would drop our clients' seats. The thread renews the
+    key only while the loop has beaten (`progress`) within STALL seconds, so a process whose loop
+    is stuck is still given up."""
+
+    def __init__(self, url: str, process: str, errors: Errors,
+                 clock: Callable[[], float]) -> None:
+        self._redis = redis_blocking_client(url)
+        self._key = alive_key(process)
+        self._errors = errors
+        self._clock = clock
+        self.progress = clock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mpc-net liveness", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            if self._clock() - self.progress < STALL:
+                try:
+                    self._redis.set(self._key, "1", px=KEY_TTL_MS)
+                except self._errors:
+                    pass  # Presence, on the event loop, tells whether Redis is reachable
+
+    def halt(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Stop renewing (before our key is deleted, lest the thread set it again)."""
+        self.halt()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+        self._redis.close()
+
+
 class Presence:
     """Our liveness key, renewed every HEARTBEAT together with `work` (the cluster's renewals),
     and whether Redis answers. `work(settled)`: settled once Redis has been reachable for a key's
     lifetime, when every living process has renewed its keys again after a restart."""
 
     def __init__(self, redis: Any, process: str, errors: Errors, clock: Callable[[], float],
-                 work: Callable[[bool], Awaitable[None]]) -> None:
+                 work: Callable[[bool], Awaitable[None]], heartbeat: Heartbeat) -> None:
         self._redis = redis
+        self.heartbeat = heartbeat
         self._process = process
         self._errors = errors
         self._clock = clock
@@ -96,6 +139,7 @@ class Presence:
     async def first(self) -> None:
         """A Redis that answers at once is known reachable before any client connects; one that
         does not is tried again by `keep`, in the background."""
+        self.heartbeat.start()
         try:
             async with asyncio.timeout(HEARTBEAT):
                 await self.beat()
@@ -105,6 +149,7 @@ class Presence:
                 logger.warning, "Redis unreachable: %s; trying again", exc or "timed out")
 
     async def beat(self) -> None:
+        self.heartbeat.progress = self._clock()
         await self._redis.set(alive_key(self._process), "1", px=KEY_TTL_MS)
         if not self.reachable:
             if self._since:  # not at start, where the room server's address is logged first
@@ -113,6 +158,12 @@ class Presence:
         await self._work(self._clock() - self._since >= KEY_TTL_MS / 1000)
 
     async def keep(self) -> None:
+        try:
+            await self._keep()
+        finally:  # the room server stops: so does our key's renewal
+            self.heartbeat.halt()
+
+    async def _keep(self) -> None:
         delay = BACKOFF[0]
         while True:
             try:
@@ -133,4 +184,5 @@ class Presence:
         return {p for p, a in zip(processes, alive, strict=True) if a is not None}
 
     async def leave(self) -> None:
+        await self.heartbeat.stop()
         await self._redis.delete(alive_key(self._process))

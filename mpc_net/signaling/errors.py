@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_ROOMS = "too-many-rooms"
     TOO_MANY_CONNECTIONS = "too-many-connections"
     IDLE_TIMEOUT = "idle-timeout"
+    # Too many joins wait already (room servers sharing rooms through Redis): try again soon.
+    BUSY = "busy"
     BAD_TOKEN = "bad-token"
     # A seat needs a fresh challenge (from `hello`) and a proof of the seat's key.
     NO_CHALLENGE = "no-challenge"

@@ -34,6 +34,9 @@ class Limits:
     # buffers, and (idle) some 20 KiB, or 50 KiB with permessage-deflate: under 1 MiB in all with
     # the defaults (RELIABILITY.md).
     max_connections: int = 10_000
+    # With --redis: joins waiting for Redis to say who holds their room (claims.py); more are
+    # refused with `busy`, and the parties try again.
+    max_pending_joins: int = 1000
     # Behind a reverse proxy every client has the proxy's address: raise it or set it to 0.
     max_connections_per_address: int = 64
     # How long a connection may stay without a seat in a room, after connecting or leaving.
@@ -49,7 +52,8 @@ class Limits:
 
     def __post_init__(self) -> None:
         positive = ("max_message_bytes", "messages_per_second", "message_burst", "max_rooms",
-                    "max_connections", "send_queue_messages", "send_queue_bytes")
+                    "max_connections", "max_pending_joins", "send_queue_messages",
+                    "send_queue_bytes")
         at_least_zero = ("max_connections_per_address", "seat_timeout", "idle_timeout")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -53,7 +53,8 @@ __all__ = [
 ]
 
 # 2: seats are proven with a signature over a server challenge; rooms are keyed by roster.
-VERSION = 2
+# 3: a join may be refused with `busy`, which a party answers by trying again shortly.
+VERSION = 3
 MAX_MESSAGE_BYTES = 64 * 1024
 CHALLENGE_BYTES = 32
 PROOF_BYTES = 64  # an Ed25519 signature

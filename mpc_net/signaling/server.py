@@ -61,7 +61,8 @@ class RoomServer:
         self.open_relay = turn is not None and open_relay
         self.rooms = Rooms(check_signature, ice_servers, turn, max_rooms=self.limits.max_rooms)
         # With Redis, the rooms this process owns; the Cluster routes the others' messages.
-        self.cluster = Cluster(redis, self.rooms, clock=time.monotonic) if redis else None
+        self.cluster = Cluster(redis, self.rooms, clock=time.monotonic,
+                               pending_joins=self.limits.max_pending_joins) if redis else None
         self.table: Rooms | Cluster = self.cluster or self.rooms
         self._renewal: asyncio.Task | None = None
         self._requested_port = port

@@ -46,12 +46,19 @@ def redis_client(url: str) -> Any:
         raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
                            ) from None
     # A busy event loop reads replies late; only a connection that cannot be made says quickly
-    # that Redis is gone.
-    # Joins that arrive together wait for one of a few connections rather than open one each.
+    # that Redis is gone. Few jobs share the pool (claims.py, courier.py: one pipeline each at a
+    # time), so no command waits long for a connection.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT)
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def redis_blocking_client(url: str) -> Any:
+    """A blocking client of the Redis at `url`, for a thread of its own (courier.Heartbeat)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=HEARTBEAT, socket_connect_timeout=HEARTBEAT)
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
@@ -60,6 +67,15 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         return (OSError,)
     return (RedisError, OSError)
+
+
+def redis_timeouts() -> tuple[type[BaseException], ...]:
+    """The errors of a reply that came too late, as opposed to a Redis that cannot be reached."""
+    try:
+        from redis.exceptions import TimeoutError as RedisTimeout
+    except ImportError:
+        return (TimeoutError,)
+    return (RedisTimeout, TimeoutError)
 
 
 def owner_key(name: str) -> str:
