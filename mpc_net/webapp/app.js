@@ -271,7 +271,9 @@ async function loadPython(bundle) {
     return response.arrayBuffer();
   }));
   for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel");
+  timings.wheels = performance.now();
   page = pyodide.pyimport("mpc_net.browser.page");
+  timings.imported = performance.now();
   join = page.join;
 }
 
@@ -357,6 +359,7 @@ async function main() {
     const response = await fetch("bundle.json");
     if (!response.ok) throw new Error(`bundle.json: HTTP ${response.status}`);
     const bundle = await response.json();
+    timings.bundle = performance.now();
     fillForm(bundle, await servedPrograms());
     setPhase("loading", `Loading Python (Pyodide ${bundle.pyodide}) and MPyC…`);
     await loadPython(bundle);
