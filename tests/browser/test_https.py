@@ -96,6 +96,8 @@ def test_a_page_over_plain_http_on_a_lan_address_says_it_needs_https(
         error = page.text_content("#error")
         assert error.startswith("Could not load your identity key: browsers offer WebCrypto "
                                 "only to secure pages: open this page over https")
+        # Said before loading Python, which such a page could not use.
+        assert page.evaluate("window.mpcNet.timings.pyodide") is None
         page.screenshot(path=screenshots / "http-lan.png")
     finally:
         if context is not None:
