@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import js
 from js import crypto, indexedDB
 from pyodide.ffi import JsException, JsProxy, to_js
 
@@ -36,10 +35,6 @@ class WebCryptoIdentity:
     @classmethod
     async def load_or_create(cls, slot: str) -> WebCryptoIdentity:
         """The key stored under `slot` in this browser, made on first use."""
-        if not js.isSecureContext:
-            raise RuntimeError("browsers offer WebCrypto only to secure pages: open this page "
-                               "over https (mpc-net web --tls-certificate, or a TLS proxy in "
-                               "front) or on localhost")
         db = await _open_database()
         try:
             pair = await _request(db.transaction(STORE, "readonly").objectStore(STORE).get(slot))

@@ -271,7 +271,9 @@ async function loadPython(bundle) {
     return response.arrayBuffer();
   }));
   for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel");
+  timings.wheels = performance.now();
   page = pyodide.pyimport("mpc_net.browser.page");
+  timings.imported = performance.now();
   join = page.join;
 }
 
@@ -353,10 +355,20 @@ async function main() {
       showBox("warning", "Could not copy; select the key and copy it by hand.");
     });
   });
+  // WebCrypto, and so the identity key, is there in secure contexts only: say so at once
+  // rather than after seconds of loading Python.
+  if (!window.isSecureContext) {
+    setPhase("failed", "No identity key.");
+    showBox("error", "Could not load your identity key: browsers offer WebCrypto only to " +
+      "secure pages: open this page over https (mpc-net web --tls-certificate, or a TLS proxy " +
+      "in front) or on localhost");
+    return;
+  }
   try {
     const response = await fetch("bundle.json");
     if (!response.ok) throw new Error(`bundle.json: HTTP ${response.status}`);
     const bundle = await response.json();
+    timings.bundle = performance.now();
     fillForm(bundle, await servedPrograms());
     setPhase("loading", `Loading Python (Pyodide ${bundle.pyodide}) and MPyC…`);
     await loadPython(bundle);

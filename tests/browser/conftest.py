@@ -9,6 +9,7 @@ a loopback interface (the NAT tests' sandbox), so no packet can go anywhere else
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shlex
@@ -105,23 +106,40 @@ def web(loopback, bundle):
     server.close()
 
 
-# Module scope: the sync API keeps an event loop running in this thread, which would break the
-# asyncio tests that come after these; it goes when the browser does.
-@pytest.fixture(scope="module")
-def browser(loopback, tmp_path_factory):
+# Playwright's sync API keeps an event loop running in this thread, which breaks asyncio tests
+# (pytest-asyncio cannot start a loop of its own while it runs). So it lives for this package
+# only, and the package's asyncio tests run before the others (pytest_collection_modifyitems):
+# one Playwright and one Chromium, with three party pages loaded once, serve every module.
+@pytest.fixture(scope="package")
+def playwright():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    ours = [k for k, item in enumerate(items) if item.path.is_relative_to(here)]
+    if ours and ours == list(range(ours[0], ours[-1] + 1)):  # one block, as collected
+        block = items[ours[0]:ours[-1] + 1]
+        # Stable: each group keeps its order.
+        block.sort(key=lambda item: not inspect.iscoroutinefunction(getattr(item, "obj", None)))
+        items[ours[0]:ours[-1] + 1] = block
+
+
+@pytest.fixture(scope="package")
+def browser(loopback, playwright, tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium package (tests/run.sh installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     executable = CHROMIUM
     if loopback.sandbox is not None:
         executable = tmp_path_factory.mktemp("chromium") / "chromium-in-namespace"
         executable.write_text(f"#!/bin/sh\nexec {shlex.join(loopback.command(str(CHROMIUM)))} "
                               '"$@"\n')
         executable.chmod(0o755)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(executable), args=FLAGS)
-        yield chromium
-        chromium.close()
+    chromium = playwright.chromium.launch(executable_path=str(executable), args=FLAGS)
+    yield chromium
+    chromium.close()
 
 
 # Session scope (unlike Chromium's): the driver is a process of its own, with no event loop in
@@ -153,7 +171,7 @@ def three_parties(browser, origin: str):
         page.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def party_pages(browser, web):
     yield from three_parties(browser, web.origin)
 

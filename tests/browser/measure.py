@@ -92,7 +92,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per demo (default 3)")
     parser.add_argument("--page-load-only", action="store_true",
-                        help="only what a first page load fetches, and how long it takes")
+                        help="only what a first page load fetches, and how long each step "
+                             "takes, alone and three at once")
     parser.add_argument("--demos", metavar="NAMES", default=",".join(DEMO_ARGS),
                         help="comma-separated demos to time (default all)")
     parser.add_argument("--no-page-load", action="store_true",
@@ -162,11 +163,24 @@ NETWORK = {"offline": False, "latency": 20, "downloadThroughput": 10e6 / 8,
            "uploadThroughput": 10e6 / 8}
 
 
+# The page's own clock (window.mpcNet.timings), in the order a load passes them.
+PHASES = {"bundle": "bundle.json", "pyodide": "Pyodide started", "wheels": "wheels unpacked",
+          "imported": "mpc_net imported", "ready": "key loaded, ready"}
+
+
+def phases(page) -> str:
+    """How long each step of a load took, in seconds."""
+    timings = page.evaluate("window.mpcNet.timings")
+    marks = [0.0, *(timings[name] / 1000 for name in PHASES)]
+    return ", ".join(f"{label} {b - a:.2f}"
+                     for label, a, b in zip(PHASES.values(), marks[:-1], marks[1:], strict=True))
+
+
 def page_load(browser, origin: str, network: dict | None,
-              ) -> tuple[int, int, int, float, int]:
+              ) -> tuple[int, int, int, float, int, str]:
     """A first load in a fresh context: requests, bytes received (headers and bodies as sent),
-    bytes of the files once decoded, seconds until the page is ready, and how many requests
-    opened a new connection."""
+    bytes of the files once decoded, seconds until the page is ready, how many requests
+    opened a new connection, and the seconds of each step."""
     context = browser.new_context()
     page = context.new_page()
     if network:
@@ -178,6 +192,7 @@ def page_load(browser, origin: str, network: dict | None,
     page.goto(origin + "/")
     page.wait_for_selector(READY, state="attached", timeout=300_000)
     ready = page.evaluate("window.mpcNet.timings.ready") / 1000
+    steps = phases(page)
     received = decoded = 0
     connections = 0
     for request in requests:
@@ -186,18 +201,31 @@ def page_load(browser, origin: str, network: dict | None,
         decoded += len(request.response().body())
         connections += request.timing["connectStart"] >= 0  # -1: a connection used again
     context.close()
-    return len(requests), received, decoded, ready, connections
+    return len(requests), received, decoded, ready, connections, steps
 
 
 def page_loads(browser, servers: dict[str, WebServer]) -> None:
     print("first page load (all files the page fetches):")
     print("  encoding  requests  connections  received bytes  decoded bytes  ready on loopback  "
           "ready at 10 Mbit/s, 20 ms")
+    steps = {}
     for name, server in servers.items():
-        count, received, decoded, loopback, connections = page_load(browser, server.origin, None)
+        count, received, decoded, loopback, connections, steps[name] = page_load(
+            browser, server.origin, None)
         network = page_load(browser, server.origin, NETWORK)[3]
         print(f"  {name:<8}  {count:>8}  {connections:>11}  {received:>14,}  {decoded:>13,}  "
               f"{loopback:>15.2f} s  {network:>23.2f} s")
+    print("steps of those loads on loopback, seconds:")
+    for name, text in steps.items():
+        print(f"  {name:<8}  {text}")
+    pages = [PartyPage(browser, servers["gzip"].origin) for _ in range(3)]
+    for page in pages:
+        page.open()
+    print("three fresh contexts loading at once (gzip), seconds:")
+    for page in pages:
+        page.wait_ready(READY_SECONDS)
+        print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
+        page.close()
     print()
 
 

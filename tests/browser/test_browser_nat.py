@@ -101,21 +101,18 @@ class BrowserNetwork:
 
 
 @pytest.fixture
-def browser_network(loopback, bundle, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def browser_network(loopback, bundle, playwright, tmp_path):
     built: list[BrowserNetwork] = []
-    with sync_playwright() as playwright:
-        def build(*kinds: str) -> BrowserNetwork:
-            network = BrowserNetwork(loopback, bundle, tmp_path / f"n{len(built)}",
-                                     list(kinds))
-            built.append(network)
-            return network
 
-        yield playwright, build
-        for network in built:
-            print(network.net.report())  # pytest shows it if the test failed
-            network.close()
+    def build(*kinds: str) -> BrowserNetwork:
+        network = BrowserNetwork(loopback, bundle, tmp_path / f"n{len(built)}", list(kinds))
+        built.append(network)
+        return network
+
+    yield playwright, build
+    for network in built:
+        print(network.net.report())  # pytest shows it if the test failed
+        network.close()
 
 
 def roster_of(network: BrowserNetwork, page: PartyPage) -> Path:

@@ -12,10 +12,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from mpc_net.auth import program_hash  # noqa: E402
-
-from .party_page import PartyPage, link_roster  # noqa: E402
-from helpers import DEMOS as DEMO_FILES  # noqa: E402
+from .party_page import PartyPage  # noqa: E402
 from helpers import program_lines  # noqa: E402
 
 # Each party's own input as typed into its page, and the same inputs as arguments of the TCP
@@ -66,29 +63,6 @@ def check_run(pages: list[PartyPage], expected: list[str], screenshots, name: st
     pages[0].screenshot(screenshots / f"{name}.png")
     for page in pages:
         assert page.problems() == []
-
-
-def test_join_from_link(parties, natives, expected, screenshots, request) -> None:
-    """Links carry room, index, count, program and roster; the key survives the reload."""
-    keys = [page.public_key for page in parties]
-    roster = link_roster(roster_json(natives, keys, "link"))
-    room = room_for(request)
-    for i, page in enumerate(parties):
-        page.open(f"?room={room}&party={i}&parties=3&demo=auction&roster={roster}")
-    for i, page in enumerate(parties):
-        page.wait_ready()
-        assert page.public_key == keys[i], "the key must come back from IndexedDB"
-        assert page.page.input_value("#party") == str(i)
-        assert f"your key is party {i}'s" in page.page.inner_text("#roster-info")
-    for page in parties:
-        page.page.click("#join")
-    check_run(parties, expected("auction"), screenshots, "link")
-    # The page shows the hash the handshake compared: the one of demos/auction.py natively.
-    digest = program_hash((DEMO_FILES / "auction.py").read_bytes()).hex()
-    for page in parties:
-        assert page.page.inner_text("#program-hash") == digest[:16]
-        assert page.page.get_attribute("#program-hash", "title") == (
-            f"SHA-256 of auction.py: {digest}")
 
 
 @pytest.mark.parametrize("demo", DEMOS)
@@ -208,14 +182,23 @@ def test_form_errors_are_shown_in_words(parties, natives) -> None:
     assert page.problems() == []
 
 
-def test_a_browser_without_jspi(browser, web, natives, expected, screenshots, request) -> None:
-    """Without JSPI (as in Safari) a synchronous-style program is refused up front,
-    before the party joins and keeps others waiting; a program that makes one mpc.run(main())
-    call still runs, here with two native parties."""
+def test_a_browser_without_jspi_and_without_its_extra_packages(
+        browser, web, natives, expected, screenshots, request) -> None:
+    """One page for two ways a browser falls short. Without JSPI (as in Safari) a
+    synchronous-style program is refused up front, before the party joins and keeps others
+    waiting; a program that makes one mpc.run(main()) call still runs, here with two native
+    parties. With a package base URL the page asks it for gmpy2; when that fails it says so in
+    words and runs on pure Python."""
     page = PartyPage(browser, web.origin)
+    repository = f"{web.origin}/no-package-repository/"
     try:
-        page.open("?jspi=off&key=no-jspi")
-        page.wait_ready()
+        with page.page.expect_request(lambda r: r.url.startswith(repository + "gmpy2")):
+            page.open(f"?jspi=off&packages={repository}&key=no-jspi")
+            page.wait_ready()
+        assert f"Could not load gmpy2 from {repository}" in page.warning
+        assert "Failed to load gmpy2" in page.log
+        # The browser reports the failed fetch on the console itself; nothing else may.
+        assert all("404" in problem or "gmpy2" in problem for problem in page.problems())
         keys = [page.public_key, *natives.public_keys[:2]]
         roster = natives.roster(keys, "no-jspi")
         page.join(room_for(request), 0, 3, roster.read_text(), "secretsanta")
@@ -227,22 +210,5 @@ def test_a_browser_without_jspi(browser, web, natives, expected, screenshots, re
                  for i in (1, 2)]
         page.join(room, 0, 3, roster.read_text(), "auction", values[0])
         check_run([page], expected("auction", *args), screenshots, "no-jspi", procs)
-    finally:
-        page.close()
-
-
-def test_extra_packages_come_from_the_configured_base_url(browser, web) -> None:
-    """With a package base URL the page asks it for gmpy2; when that fails it says so in words
-    and runs on pure Python."""
-    page = PartyPage(browser, web.origin)
-    repository = f"{web.origin}/no-package-repository/"
-    try:
-        with page.page.expect_request(lambda r: r.url.startswith(repository + "gmpy2")):
-            page.open(f"?packages={repository}&key=packages")
-            page.wait_ready()
-        assert f"Could not load gmpy2 from {repository}" in page.warning
-        assert "Failed to load gmpy2" in page.log
-        # The browser reports the failed fetch on the console itself; nothing else may.
-        assert all("404" in problem or "gmpy2" in problem for problem in page.problems())
     finally:
         page.close()

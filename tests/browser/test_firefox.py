@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from .party_page import PartyPage, link_roster  # noqa: E402
+from .party_page import link_roster  # noqa: E402
 from .test_browser_parties import INPUTS, check_run, room_for, roster_json  # noqa: E402
 
 
@@ -32,23 +32,17 @@ def test_three_firefox_parties_join_from_links_and_run_a_sync_program(
     check_run(parties, expected("secretsanta"), screenshots, "firefox-secretsanta")
 
 
-def test_firefox_chromium_and_native_in_one_room(firefox_parties, browser, web, natives,
+def test_firefox_chromium_and_native_in_one_room(firefox_parties, parties, web, natives,
                                                  expected, screenshots, request) -> None:
     """stats.py (the `await mpc.start()` style, one input per party) with party 0 in Firefox,
     party 1 in Chromium and party 2 native."""
-    chromium = PartyPage(browser, web.origin)
-    try:
-        chromium.open()
-        chromium.wait_ready()
-        keys = [firefox_parties[0].public_key, chromium.public_key, natives.public_keys[0]]
-        roster = natives.roster(keys, "firefox-chromium-native")
-        room = room_for(request)
-        values, args = INPUTS["stats"]
-        proc = natives.start("stats", 2, 0, room, web.url, roster, *args)
-        pages = [firefox_parties[0], chromium]
-        for i, page in enumerate(pages):
-            page.join(room, i, 3, roster.read_text(), "stats", values[i])
-        check_run(pages, expected("stats", *args), screenshots, "firefox-chromium-native",
-                  [proc])
-    finally:
-        chromium.close()
+    chromium = parties[0]
+    keys = [firefox_parties[0].public_key, chromium.public_key, natives.public_keys[0]]
+    roster = natives.roster(keys, "firefox-chromium-native")
+    room = room_for(request)
+    values, args = INPUTS["stats"]
+    proc = natives.start("stats", 2, 0, room, web.url, roster, *args)
+    pages = [firefox_parties[0], chromium]
+    for i, page in enumerate(pages):
+        page.join(room, i, 3, roster.read_text(), "stats", values[i])
+    check_run(pages, expected("stats", *args), screenshots, "firefox-chromium-native", [proc])

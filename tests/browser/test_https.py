@@ -41,21 +41,18 @@ def certificate(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lan_browser(lan, certificate, tmp_path_factory):
+def lan_browser(lan, certificate, playwright, tmp_path_factory):
     """Chromium in the LAN namespace that accepts the test certificate (by its public key),
     as a browser accepts a certificate from a CA it trusts."""
-    from playwright.sync_api import sync_playwright
-
     executable = tmp_path_factory.mktemp("chromium") / "chromium-on-lan"
     executable.write_text(f"#!/bin/sh\nexec {shlex.join(lan.command(str(CHROMIUM)))} "
                           '"$@"\n')
     executable.chmod(0o755)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(executable),
-            args=[*FLAGS, f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"])
-        yield chromium
-        chromium.close()
+    chromium = playwright.chromium.launch(
+        executable_path=str(executable),
+        args=[*FLAGS, f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"])
+    yield chromium
+    chromium.close()
 
 
 def test_a_page_over_https_on_a_lan_address_joins_native_parties(
@@ -99,6 +96,8 @@ def test_a_page_over_plain_http_on_a_lan_address_says_it_needs_https(
         error = page.text_content("#error")
         assert error.startswith("Could not load your identity key: browsers offer WebCrypto "
                                 "only to secure pages: open this page over https")
+        # Said before loading Python, which such a page could not use.
+        assert page.evaluate("window.mpcNet.timings.pyodide") is None
         page.screenshot(path=screenshots / "http-lan.png")
     finally:
         if context is not None:

@@ -1,6 +1,7 @@
 """An organizer needs no CLI: the page makes the roster from the keys people paste and one
-link per party, and a browser-only room runs with nothing but `mpc-net web`. A page whose key
-is gone says so."""
+link per party, and a browser-only room runs with nothing but `mpc-net web`: the links carry
+room, index, count, program and roster, and each key survives the reload. A page whose key is
+gone says so."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 
 pytest.importorskip("playwright")
 
+from mpc_net.auth import program_hash  # noqa: E402
+
 from .party_page import PartyPage  # noqa: E402
 from .test_browser_parties import INPUTS, check_run, room_for  # noqa: E402
+from helpers import DEMOS  # noqa: E402
 
 
 def make_roster(page: PartyPage, keys: list[str]) -> str:
@@ -32,7 +36,7 @@ def test_a_browser_only_room_from_a_roster_made_in_the_page(
     assert "at least two parties" in make_roster(organizer, [keys[0]])
     room = room_for(request)
     organizer.page.fill("#room", room)
-    organizer.page.select_option("#demo", "stats")
+    organizer.page.select_option("#demo", "auction")
     info = make_roster(organizer, [keys[0], f"bob={keys[1]}", keys[2]])
     assert info.startswith("A roster of 3 parties"), info
     roster = json.loads(organizer.page.input_value("#roster"))
@@ -40,13 +44,24 @@ def test_a_browser_only_room_from_a_roster_made_in_the_page(
     links = organizer.page.eval_on_selector_all("#links a", "links => links.map(a => a.href)")
     assert len(links) == 3
     organizer.screenshot(screenshots / "organizer-links.png")
-    values, args = INPUTS["stats"]
+    values, args = INPUTS["auction"]
     for i, page in enumerate(parties):
         page.open(links[i].removeprefix(page.origin + "/"))
+    for i, page in enumerate(parties):
         page.wait_ready()
+        assert page.public_key == keys[i], "the key must come back from IndexedDB"
+        assert page.page.input_value("#party") == str(i)
+        assert page.page.input_value("#demo") == "auction"
+        assert f"your key is party {i}'s" in page.page.inner_text("#roster-info")
         page.page.fill("#input", values[i])
         page.page.click("#join")
-    check_run(parties, expected("stats", *args), screenshots, "organizer")
+    check_run(parties, expected("auction", *args), screenshots, "organizer")
+    # The page shows the hash the handshake compared: the one of demos/auction.py natively.
+    digest = program_hash((DEMOS / "auction.py").read_bytes()).hex()
+    for page in parties:
+        assert page.page.inner_text("#program-hash") == digest[:16]
+        assert page.page.get_attribute("#program-hash", "title") == (
+            f"SHA-256 of auction.py: {digest}")
     # A browser whose key store was cleared (here: a fresh profile) opens party 1's link.
     stranger = PartyPage(browser, web.origin)
     try:

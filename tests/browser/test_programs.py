@@ -96,30 +96,33 @@ def test_a_bad_program_file_is_one_line_and_exit_code_2(bundle, tmp_path: Path, 
 
 
 def test_programs_in_three_browsers(parties, natives, screenshots, request) -> None:
-    """A served program in the synchronous style, named by the link with its public arguments;
-    then, on the same pages, a program of the `async def main()` style picked from a file on one
-    page and pasted on the others. The link's private input is ignored, and the page says so."""
+    """A served program in the synchronous style, named by one party's link with its public
+    arguments (the others pick it in the form); then, on the same pages, a program of the
+    `async def main()` style picked from a file on one page and pasted on the others. The link's
+    private input is ignored, and the page says so."""
     keys = [page.public_key for page in parties]
-    roster = link_roster(roster_of(natives, keys, "programs"))
+    roster_text = roster_of(natives, keys, "programs")
     room = room_for(request)
     values, args = LEDGER_RUN
-    for i, page in enumerate(parties):
-        page.open(f"?room={room}&party={i}&parties=3&program=ledger.py"
-                  f"&args=--offset+5+total&roster={roster}&input=666")
-        if i == 0:
-            assert page.phase == "loading"
-            page.screenshot(screenshots / "state-loading.png")
-    for i, page in enumerate(parties):
-        page.wait_ready()
-        assert page.page.input_value("#demo") == "ledger.py"
-        assert page.page.input_value("#args") == "--offset 5 total"
-        assert page.page.input_value("#private-input") == ""
-        assert "This link carries a private input (input=…), which this page ignores" in (
-            page.warning)
+    linked = parties[0]
+    linked.open(f"?room={room}&party=0&parties=3&program=ledger.py"
+                f"&args=--offset+5+total&roster={link_roster(roster_text)}&input=666")
+    assert linked.phase == "loading"
+    linked.screenshot(screenshots / "state-loading.png")
+    linked.wait_ready()
+    assert linked.page.input_value("#demo") == "ledger.py"
+    assert linked.page.input_value("#args") == "--offset 5 total"
+    assert linked.page.input_value("#private-input") == ""
+    assert "This link carries a private input (input=…), which this page ignores" in (
+        linked.warning)
+    type_private_input(linked, values[0])
+    linked.screenshot(screenshots / "state-ready.png")
+    linked.page.click("#join")
+    for i, page in enumerate(parties[1:], start=1):
+        page.page.select_option("#demo", "ledger.py")
+        page.page.fill("#args", " ".join(args))
         type_private_input(page, values[i])
-    parties[0].screenshot(screenshots / "state-ready.png")
-    for page in parties:
-        page.page.click("#join")
+        page.join(room, i, 3, roster_text, "ledger.py")
     check_run(parties, tcp_lines(LEDGER, args, values), screenshots, "state-done")
     for page in parties:
         assert page.page.inner_text("#program").startswith("ledger.py SHA-256")
