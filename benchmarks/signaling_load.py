@@ -164,7 +164,7 @@ async def open_clients(url: str, options: argparse.Namespace) -> list[Client]:
     async def one(i: int) -> Client:
         async with gate:
             ws = await connect(url, open_timeout=30, max_queue=None, compression=compression)
-        return Client(ws, f"load-{i // per_room}", i % per_room, per_room)
+        return Client(ws, f"{options.room_prefix}{i // per_room}", i % per_room, per_room)
 
     return await asyncio.gather(*(one(i) for i in range(options.clients)))
 
@@ -337,6 +337,7 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
                         help="what the clients offer (browsers and websockets offer deflate)")
+    parser.add_argument("--room-prefix", default="load-", help="room names: this and a number")
     parser.add_argument("--url", help="drive this running room server (loopback only)")
     parser.add_argument("--server-pid", type=int, help="the --url server's pid, for its memory")
     parser.add_argument("--time-limit", type=float, default=300, metavar="SECONDS")
