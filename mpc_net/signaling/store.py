@@ -38,13 +38,19 @@ return 0
 """
 
 
-def redis_client(url: str) -> Any:
-    """An asyncio client of the Redis at `url`."""
+def _package() -> Any:
     try:
+        import redis
         import redis.asyncio
     except ImportError:
         raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
                            ) from None
+    return redis
+
+
+def redis_client(url: str) -> Any:
+    """An asyncio client of the Redis at `url`."""
+    redis = _package()
     # A busy event loop reads replies late; only a connection that cannot be made says quickly
     # that Redis is gone. Few jobs share the pool (claims.py, courier.py: one pipeline each at a
     # time), so no command waits long for a connection.
@@ -56,9 +62,8 @@ def redis_client(url: str) -> Any:
 
 def redis_blocking_client(url: str) -> Any:
     """A blocking client of the Redis at `url`, for a thread of its own (courier.Heartbeat)."""
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=HEARTBEAT, socket_connect_timeout=HEARTBEAT)
+    return _package().Redis.from_url(url, socket_timeout=HEARTBEAT,
+                                     socket_connect_timeout=HEARTBEAT)
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
