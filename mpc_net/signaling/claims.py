@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from .protocol import ErrorCode, ProtocolError
-from .store import KEY_TTL_MS, owner_key, redis_timeouts
+from .store import KEY_TTL_MS, next_batch, owner_key, redis_timeouts
 
 logger = logging.getLogger("mpc_net.signaling")
 
@@ -62,9 +62,7 @@ class Claims:
 
     async def run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < CLAIM_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await next_batch(self._queue, CLAIM_BATCH)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for name, _ in batch:

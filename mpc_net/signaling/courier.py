@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .protocol import ProtocolError
-from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel, redis_blocking_client
+from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel, next_batch, redis_blocking_client
 
 logger = logging.getLogger("mpc_net.signaling")
 
@@ -46,9 +46,7 @@ class Courier:
 
     async def publish(self) -> None:
         while True:
-            batch = [await self._out.get()]
-            while len(batch) < PUBLISH_BATCH and not self._out.empty():
-                batch.append(self._out.get_nowait())
+            batch = await next_batch(self._out, PUBLISH_BATCH)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for name, data in batch:

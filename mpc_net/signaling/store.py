@@ -6,7 +6,8 @@ that a room server without it neither needs nor loads it.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, TypeVar
 
 PREFIX = "mpc-net:"
 # Owner and liveness keys live this long unless renewed every HEARTBEAT seconds: a process that
@@ -64,6 +65,18 @@ def redis_blocking_client(url: str) -> Any:
     """A blocking client of the Redis at `url`, for a thread of its own (courier.Heartbeat)."""
     return _package().Redis.from_url(url, socket_timeout=HEARTBEAT,
                                      socket_connect_timeout=HEARTBEAT)
+
+
+T = TypeVar("T")
+
+
+async def next_batch(queue: asyncio.Queue[T], limit: int) -> list[T]:
+    """What waits in `queue`, at least one item and at most `limit`, for one pipeline: a wave
+    of work costs Redis a round trip per batch, not per item."""
+    batch = [await queue.get()]
+    while len(batch) < limit and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
