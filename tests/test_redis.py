@@ -233,12 +233,18 @@ async def test_join_burst_beyond_the_queue_is_refused_as_busy_and_the_rest_seate
 async def _burst(server: RoomServerProcess, redis_server, conns: list, roster) -> None:
     # Redis holds every claim for a while: three joins wait, the other three do not.
     redis.Redis.from_url(redis_server.url).client_pause(3000, all=False)
-    joins = asyncio.gather(*(raw_join(ws, "burst", i, 6, roster=roster)
-                             for i, ws in enumerate(conns)))
-    await asyncio.sleep(1)
+    joins = [asyncio.ensure_future(raw_join(ws, "burst", i, 6, roster=roster))
+             for i, ws in enumerate(conns)]
+    # The refusals come at once: then three joins wait in the queue for Redis.
+    pending, loop = set(joins), asyncio.get_running_loop()
+    deadline = loop.time() + 2.5  # within the pause
+    while len(pending) > 3:
+        assert loop.time() < deadline, "fewer than three joins were refused at once"
+        _, pending = await asyncio.wait(pending, timeout=deadline - loop.time(),
+                                        return_when=asyncio.FIRST_COMPLETED)
     # A paused Redis is slow, not gone.
     assert (await asyncio.to_thread(health, server))[1]["redis"] is True
-    replies = await joins
+    replies = await asyncio.gather(*joins)
     refused = [i for i, r in enumerate(replies) if r["type"] == "error"]
     assert [replies[i] for i in refused] == [
         {"type": "error", "code": "busy", "message": BUSY}] * 3, replies
