@@ -77,7 +77,8 @@ class RoomServerProcess:
                               *options]
         self.proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()  # the server logs its address first
-        match = re.search(r"listening on (wss?://\S+)", line)
+        # (`mpc-net web` names its pages first, then its room server.)
+        match = re.search(r"(?:listening on|the room server on) (wss?://\S+)", line)
         assert match, f"room server did not start: {line!r}"
         self.url = match.group(1)
 

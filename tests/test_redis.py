@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -145,6 +146,24 @@ def _wait_for_line(proc: subprocess.Popen, text: str) -> None:
     while not seen or text not in seen[-1]:
         seen.append(proc.stderr.readline())
         assert time.monotonic() < deadline and proc.poll() is None, (seen, proc.communicate())
+
+
+def test_mpc_net_web_shares_rooms_with_a_signal_process(redis_server, tmp_path) -> None:
+    """`mpc-net web --redis`: its room server is one more process sharing rooms (the pages it
+    serves are the browser tests'; here a directory with an index stands for the bundle)."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "index.html").write_text("<!doctype html>\n")
+    web = RoomServerProcess(command=[sys.executable, "-m", "mpc_net", "web", "--port", "0",
+                                     "--bundle", str(bundle), "--redis", redis_server.url])
+    other = shared_room_server(redis_server)
+    try:
+        script = DEMOS / "auction.py"
+        run_spread(script, [web.url, other.url, web.url], "web-and-signal",
+                   make_credentials(tmp_path, 3), mpyc_tcp(script, "-M3"))
+    finally:
+        web.close()
+        other.close()
 
 
 def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path) -> None:
