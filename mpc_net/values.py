@@ -7,7 +7,8 @@ dataclass does, and shares one generic implementation of each: keyword or positi
 construction with defaults (`factory(f)` for a fresh default per instance), `__post_init__`,
 equality only between instances of the same class (`Offer(2) != Close(2)`), a hash and repr of
 the fields, `__match_args__` for class patterns, and no assignment after construction
-(`dataclasses.FrozenInstanceError`, as a frozen dataclass). `dataclasses.fields`, `replace` and
+(`dataclasses.FrozenInstanceError`, as a frozen dataclass), unless the class is declared with
+`mutable=True` (then, as a plain dataclass, it has no hash). `dataclasses.fields`, `replace` and
 `asdict` work on them too: the dataclass description of the fields is made when asked for.
 """
 
@@ -49,8 +50,12 @@ class Value:
     __match_args__: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, mutable: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if mutable:  # as a dataclass that is not frozen: fields may change, no hash
+            cls.__setattr__ = object.__setattr__  # type: ignore[method-assign,assignment]
+            cls.__delattr__ = object.__delattr__  # type: ignore[method-assign,assignment]
+            cls.__hash__ = None  # type: ignore[assignment]
         own = [name for name, annotation in cls.__dict__.get("__annotations__", {}).items()
                if not str(annotation).startswith(("ClassVar", "typing.ClassVar"))]
         cls.__match_args__ = (*cls.__match_args__, *(n for n in own if n not in cls.__match_args__))

@@ -115,3 +115,24 @@ def test_fields_follow_the_bases_and_post_init_runs_on_every_construction() -> N
         Derived(-1)
     with pytest.raises(ValueError, match="negative party"):
         dataclasses.replace(Derived(3), party=-1)
+
+
+@dataclasses.dataclass
+class DataRecord:
+    party: int
+    seen: float = 0.0
+
+
+class ValueRecord(Value, mutable=True):
+    party: int
+    seen: float = 0.0
+
+
+@pytest.mark.parametrize("record", [DataRecord, ValueRecord])
+def test_a_mutable_one_changes_and_has_no_hash(record) -> None:
+    a = record(1)
+    a.seen = 2.5
+    assert a == record(1, 2.5) != record(1)
+    with pytest.raises(TypeError):
+        hash(a)
+    assert dataclasses.replace(a, party=2) == record(2, 2.5)
