@@ -26,7 +26,6 @@ switch before a party pays for importing them.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import ipaddress
@@ -133,7 +132,7 @@ def lean_imports() -> Iterator[None]:
             del sys.modules[name]
 
 
-class _LeanFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _LeanFinder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if _within(fullname, STOOD_IN_PACKAGES):
