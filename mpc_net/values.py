@@ -49,6 +49,8 @@ class Value:
 
     __match_args__: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
+    _field_names: ClassVar[frozenset[str]] = frozenset()
+    _post_init: ClassVar[bool] = False  # whether the class has a __post_init__ to call
 
     def __init_subclass__(cls, *, mutable: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -63,36 +65,41 @@ class Value:
         for name, default in cls._defaults.items():
             if isinstance(default, factory) and name in cls.__dict__:
                 delattr(cls, name)  # as a dataclass: no class attribute for a factory default
+        cls._field_names = frozenset(cls.__match_args__)
+        cls._post_init = hasattr(cls, "__post_init__")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = self.__match_args__
+        if kwargs or len(args) != len(names):
+            args = self._arguments(args, kwargs)
+        self.__dict__.update(zip(names, args, strict=True))
+        if self._post_init:
+            self.__post_init__()  # type: ignore[attr-defined]
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Every field's value, in order, from arguments given by position and keyword."""
+        names, defaults, cls = self.__match_args__, self._defaults, type(self).__name__
         if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__}() takes {len(names)} positional arguments "
-                            f"but {len(args)} were given")
-        values = dict(zip(names, args, strict=False))  # fewer arguments than fields
-        for name, value in kwargs.items():
-            if name not in names:
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
-                                f"{name!r}")
-            if name in values:
-                raise TypeError(f"{type(self).__name__}() got multiple values for argument "
-                                f"{name!r}")
-            values[name] = value
-        for name in names:
-            if name in values:
-                value = values[name]
-            elif name in self._defaults:
-                value = self._defaults[name]
-                value = value.make() if isinstance(value, factory) else value
+            raise TypeError(f"{cls}() takes {len(names)} positional arguments but {len(args)} "
+                            "were given")
+        if not kwargs.keys() <= self._field_names:
+            unknown = min(kwargs.keys() - self._field_names)
+            raise TypeError(f"{cls}() got an unexpected keyword argument {unknown!r}")
+        if twice := kwargs.keys() & set(names[:len(args)]):
+            raise TypeError(f"{cls}() got multiple values for argument {min(twice)!r}")
+        values = list(args)
+        for name in names[len(args):]:
+            if name in kwargs:
+                values.append(kwargs[name])
+            elif name in defaults:
+                default = defaults[name]
+                values.append(default.make() if isinstance(default, factory) else default)
             else:
-                raise TypeError(f"{type(self).__name__}() missing required argument {name!r}")
-            object.__setattr__(self, name, value)
-        post_init = getattr(self, "__post_init__", None)
-        if post_init is not None:
-            post_init()
+                raise TypeError(f"{cls}() missing required argument {name!r}")
+        return tuple(values)
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__match_args__)
+        return tuple(map(self.__dict__.__getitem__, self.__match_args__))
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
