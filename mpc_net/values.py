@@ -1,7 +1,7 @@
 """Immutable value classes that cost a fraction of frozen dataclasses to define.
 
 A frozen dataclass compiles its `__init__`, `__repr__`, `__eq__`, `__hash__` and `__setattr__`
-with `exec` when its module is imported; with some forty of them on a party's path that was a
+with `exec` when its module is imported; with some fifty of them on a party's path that was a
 noticeable share of its start-up. A `Value` subclass declares its fields as annotations, as a
 dataclass does, and shares one generic implementation of each: keyword or positional
 construction with defaults (`factory(f)` for a fresh default per instance), `__post_init__`,

@@ -221,6 +221,8 @@ class _LazyPattern:
         self._compiled: re.Pattern | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_source", "_compiled"):  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         if self._compiled is None:
             self._compiled = _compile(*self._source)
         return getattr(self._compiled, name)
