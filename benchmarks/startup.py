@@ -12,7 +12,11 @@ output to the exit of the command (every party has ended, the room server has cl
 Where the time goes: with --where, `python -X importtime` of a party's imports after
 `import mpyc.runtime`, the self time of each package summed (medians over --runs processes).
 
-Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where]
+Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git archive main` of
+it unpacked), the variants that import mpc-net also run from DIR, interleaved with the others,
+and show as "(baseline)" rows.
+
+Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
-def measure(variant: tuple[tuple[str, ...], bool], env: dict[str, str]) -> tuple[float, float]:
+def measure(variant: tuple[tuple[str, ...], bool], env: dict[str, str],
+            checkout: Path = ROOT) -> tuple[float, float]:
     modules, collector_off = variant
+    # `-c` puts the working directory first on sys.path: it picks the checkout's mpc_net.
     done = subprocess.run([sys.executable, "-c", _MEASURE, "off" if collector_off else "on",
-                           *modules], env=env, capture_output=True, text=True, check=True)
+                           *modules], env={**env, "PYTHONPATH": str(checkout)}, cwd=checkout,
+                          capture_output=True, text=True, check=True)
     wall, cpu = done.stdout.split()[-2:]  # after anything the imports print
     return float(wall), float(cpu)
 
@@ -70,7 +77,8 @@ def where(runs: int, env: dict[str, str]) -> None:
             + "; ".join(f"import {name}" for name in PARTY))
     samples: list[collections.Counter[str]] = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env,
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
+                              env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                               capture_output=True, text=True, check=True)
         lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
         start = next(i for i, line in enumerate(lines) if line.endswith("| mpyc.runtime"))
@@ -111,15 +119,23 @@ def main() -> None:
     parser.add_argument("--end-runs", type=int, default=5, help="local-mode runs for the end")
     parser.add_argument("--where", action="store_true",
                         help="also where a party's import time goes, by package")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another checkout of mpc-net to compare with, interleaved")
     options = parser.parse_args()
+    if options.baseline is not None and not (options.baseline / "mpc_net").is_dir():
+        parser.error(f"--baseline: no mpc_net package in {options.baseline}")
     runs = options.runs
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    for variant in VARIANTS.values():
-        measure(variant, env)  # writes the bytecode caches
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    runners = {name: (variant, ROOT) for name, variant in VARIANTS.items()}
+    if options.baseline is not None:
+        runners.update({f"{name} (baseline)": (variant, options.baseline.resolve())
+                        for name, variant in VARIANTS.items() if "mpc_net.cli" in variant[0]})
+    for variant, checkout in runners.values():
+        measure(variant, env, checkout)  # writes the bytecode caches
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for _ in range(runs):
-        for name, variant in VARIANTS.items():
-            times[name].append(measure(variant, env))
+        for name, (variant, checkout) in runners.items():
+            times[name].append(measure(variant, env, checkout))
     base_wall, base_cpu = (statistics.median(t[i] for t in times["mpyc.runtime"]) for i in (0, 1))
     print(f"Import time, median of {runs} fresh processes (s)\n")
     print("| imports | wall | CPU | wall - mpyc | CPU - mpyc |")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import json
 import struct
+
+from .values import Value
 
 KEY_PREFIX = "ed25519:"
 KEY_BYTES = 32
@@ -68,8 +69,7 @@ def split_roster_entry(item: str) -> tuple[str, str]:
     return name.strip(), key.strip()
 
 
-@dataclasses.dataclass(frozen=True)
-class Roster:
+class Roster(Value):
     """The parties' public keys in party order; all parties must hold the same roster."""
 
     keys: tuple[bytes, ...]
@@ -179,8 +179,7 @@ def short_hash(digest: bytes) -> str:
     return digest.hex()[:SHORT_HASH_DIGITS]
 
 
-@dataclasses.dataclass(frozen=True)
-class Hello:
+class Hello(Value):
     """First handshake message. Only the signature that follows proves anything; the claims
     here let a refusal say precisely what is wrong."""
 
@@ -214,8 +213,7 @@ class Hello:
         return cls(*fields)
 
 
-@dataclasses.dataclass(frozen=True)
-class ChannelView:
+class ChannelView(Value):
     """What one side knows of a channel before the handshake."""
 
     roster: Roster

@@ -6,7 +6,6 @@ Pure apart from reading the key and roster files and the environment it is given
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from .ice import (
 )
 from .mesh import MeshConfig
 from .transport import PEER_TIMEOUT
+from .values import Value, factory
 
 JOIN_TOKEN_VARIABLE = "MPC_NET_JOIN_TOKEN"
 
@@ -31,8 +31,7 @@ class ConfigError(ValueError):
     option, which the Python API's keyword arguments follow)."""
 
 
-@dataclasses.dataclass
-class PartyOptions:
+class PartyOptions(Value, mutable=True):
     """What a party of a room is told: `mpc-net run -M m -I i ...` or `mpc_net.setup(...)`."""
 
     parties: int
@@ -42,7 +41,7 @@ class PartyOptions:
     key: str | None = None
     roster: str | None = None
     trust_room_server: bool = False
-    ice: list[str] = dataclasses.field(default_factory=list)
+    ice: list[str] = factory(list)
     relay_only: bool = False
     native_only: bool = False
     join_token: str | None = None

@@ -7,12 +7,13 @@ server sends and browsers take. Pure code, no I/O.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import re
 from urllib.parse import unquote
+
+from .values import Value
 
 ENVIRONMENT_VARIABLE = "MPC_NET_ICE"
 
@@ -102,8 +103,7 @@ def turn_rest_credentials(secret: str, expires: int, user: str) -> tuple[str, st
     return username, base64.b64encode(digest).decode()
 
 
-@dataclasses.dataclass(frozen=True)
-class TurnRest:
+class TurnRest(Value):
     """A TURN server that shares `secret` with the room server, which hands each party
     credentials valid for `ttl` seconds (renewed while its seat stays)."""
 

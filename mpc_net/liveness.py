@@ -10,7 +10,7 @@ Two questions, two pieces:
 
 from __future__ import annotations
 
-import dataclasses
+from .values import Value
 
 # Seconds a channel lost while connecting waits before it fails the attempt: such a loss is
 # often the echo of another party's failure (it gave up and closed everything), and a refusal
@@ -18,21 +18,18 @@ import dataclasses
 LOSS_GRACE = 2.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Alive:
+class Alive(Value):
     """Nothing to do."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Interrupted:
+class Interrupted(Value):
     """The channel is down; the party counts as lost at `until` unless a new channel is up."""
 
     until: float
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Lost:
+class Lost(Value):
     """Give the party up; `reason` says why."""
 
     reason: str
@@ -42,8 +39,7 @@ Verdict = Alive | Interrupted | Lost
 ALIVE = Alive()
 
 
-@dataclasses.dataclass
-class Liveness:
+class Liveness(Value, mutable=True):
     """Keepalive bookkeeping for one channel.
 
     A peer whose process dies sends nothing, and WebRTC itself notices only when ICE consent
@@ -83,8 +79,7 @@ class Liveness:
         return ALIVE
 
 
-@dataclasses.dataclass
-class Outage:
+class Outage(Value, mutable=True):
     """One party's answer to its channel going down (0 `outage_limit`: a lost channel mid-run
     ends the run)."""
 

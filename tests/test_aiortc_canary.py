@@ -289,3 +289,38 @@ def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() 
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
+
+
+
+# Names in RFC 4514 text: escapes, hex values, multi-valued and dotted attributes, and failures.
+_NAMES = [r"CN=a\,b+O=#0403616263,L=é,1.2.3.4=x\ ", r"CN=a\2Cb", "CN=,O=x", "CN=a b",
+          r"CN=\ a\ ", "CN=a b ,O=x", "CN=#zz"]
+_PARSE = """
+import sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+import re
+import cryptography.x509 as x509
+parser = sys.modules["cryptography.x509.name"]._RFC4514NameParser
+assert re.compile.__module__ == "re", "lean_imports left re.compile replaced"
+print(type(parser._STRING_RE).__name__)
+for text in sys.argv[2:]:
+    try:
+        print(repr(x509.Name.from_rfc4514_string(text)))
+    except ValueError as exc:
+        print("ValueError", exc)
+"""
+
+
+def test_x509_names_parse_the_same_with_their_patterns_compiled_on_first_use() -> None:
+    # After a party's imports, cryptography.x509.name's patterns compile when first used, and
+    # parse as those compiled at import (a process without mpc-net) do. Fails if the module
+    # starts using one of them other than through its methods, or no longer has them.
+    party, plain = (subprocess.run([sys.executable, "-c", _PARSE, how, *_NAMES], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    kind, *parsed = party.stdout.splitlines()
+    assert (kind, plain.stdout.splitlines()[0]) == ("_LazyPattern", "Pattern")
+    assert parsed == plain.stdout.splitlines()[1:]
+    assert len(parsed) == len(_NAMES) and sum(line.startswith("ValueError") for line in parsed) == 3

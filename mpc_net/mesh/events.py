@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
+
+from ..values import Value
 
 
 class Link(enum.Enum):
@@ -22,59 +23,50 @@ class Link(enum.Enum):
 
 # -- events -------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Joined:
+class Joined(Value):
     """We (re)joined the room; `peers` are there already."""
 
     peers: tuple[int, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class PeerJoined:
+class PeerJoined(Value):
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class PeerLeft:
+class PeerLeft(Value):
     party: int
     channel_open: bool  # its side of the handshake is done: ours goes on over the channel
     tried: str | None  # what was tried to reach it, if anything
 
 
-@dataclasses.dataclass(frozen=True)
-class RosterKnown:
+class RosterKnown(Value):
     """Every party's key is known (at once with a roster file; in trust-room-server mode once
     the room server has relayed them all)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class AttemptStarted:
+class AttemptStarted(Value):
     """A new peer connection to `party` answers its offer."""
 
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class AttemptFailed:
+class AttemptFailed(Value):
     """The current peer connection to `party` failed before its channel opened."""
 
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class ChannelOpen:
+class ChannelOpen(Value):
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Authenticated:
+class Authenticated(Value):
     party: int
     label: str  # how the roster names the party
     path: str  # the selected candidate pair
 
 
-@dataclasses.dataclass(frozen=True)
-class Refused:
+class Refused(Value):
     """The handshake on a channel to `party` failed; `current` if on the latest attempt."""
 
     party: int
@@ -82,8 +74,7 @@ class Refused:
     current: bool = True
 
 
-@dataclasses.dataclass(frozen=True)
-class ChannelDown:
+class ChannelDown(Value):
     """The transport's current channel to `party` died (`resumable`: MPyC has the stream)."""
 
     party: int
@@ -91,20 +82,17 @@ class ChannelDown:
     resumable: bool
 
 
-@dataclasses.dataclass(frozen=True)
-class RepairProblem:
+class RepairProblem(Value):
     """Restoring connections went wrong in a way that concerns every interrupted party."""
 
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
-class CheckComplete:
+class CheckComplete(Value):
     """Every party's check-code nonce is in."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Tick:
+class Tick(Value):
     """Time passed (the driver sends one at `MeshState.next_deadline`)."""
 
 
@@ -115,50 +103,43 @@ Event = (Joined | PeerJoined | PeerLeft | RosterKnown | AttemptStarted | Attempt
 
 # -- actions ------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Offer:
+class Offer(Value):
     """Make a new peer connection to `party` (dropping the current one) and send an offer."""
 
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Close:
+class Close(Value):
     """Close the current peer connection to `party`, if any."""
 
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Fail:
+class Fail(Value):
     """Building the mesh failed."""
 
     message: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Unreachable:
+class Unreachable(Value):
     """Building the mesh failed: no channel to `party` in time (the driver says what was
     tried)."""
 
     party: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Lose:
+class Lose(Value):
     """Give `party` up mid-run: the run fails."""
 
     party: int
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Repair:
+class Repair(Value):
     """Rejoin the room (unless already there) to restore interrupted channels."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Report:
+class Report(Value):
     """A line for the log (`progress`: the progress logger, shown on a terminal)."""
 
     level: int
@@ -166,8 +147,7 @@ class Report:
     progress: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class Show:
+class Show(Value):
     """`party`'s link changed state: for observers (the page's status board)."""
 
     party: int

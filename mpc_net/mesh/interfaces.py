@@ -4,13 +4,13 @@ configured, and how others watch it."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Protocol
 
 from ..auth import NO_PROGRAM, Roster
 from ..handshake import Identity, Verify
 from ..signaling.protocol import Joined, ServerMessage, SessionDescription, SignalPayload
 from ..transport import PEER_TIMEOUT, ChannelEvents, DataChannel, DataChannelTransport
+from ..values import Value, factory
 from .events import Link
 
 
@@ -72,8 +72,7 @@ class MeshError(Exception):
     """The mesh could not be built; the message says which party and why."""
 
 
-@dataclasses.dataclass
-class MeshConfig:
+class MeshConfig(Value, mutable=True):
     signaling_url: str
     room: str
     pid: int
@@ -82,7 +81,7 @@ class MeshConfig:
     verify: Verify
     # None: the weaker mode that trusts the keys the room server relays (`--trust-room-server`).
     roster: Roster | None
-    ice_servers: list[dict] = dataclasses.field(default_factory=list)
+    ice_servers: list[dict] = factory(list)
     relay_only: bool = False  # offer and use relay candidates only: peers never learn addresses
     # Offer host candidates on exactly these local addresses (None: the backend's own choice).
     host_addresses: list[str] | None = None

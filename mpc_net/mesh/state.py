@@ -8,10 +8,10 @@ goes down is restored within the outage limit or loses its party (liveness.Outag
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from ..liveness import Interrupted, Lost, Outage
+from ..values import Value
 from .events import (
     Action,
     AttemptFailed,
@@ -43,15 +43,13 @@ PROGRESS_INTERVAL = 10.0  # seconds between progress lines while connecting
 ATTEMPTING = (Link.CONNECTING, Link.AUTHENTICATING)
 
 
-@dataclasses.dataclass
-class Timeouts:
+class Timeouts(Value, mutable=True):
     join: float = 300.0  # for every party to show up in the room
     connect: float = 20.0  # for one channel, once both parties are in the room
     outage: float = 0.0  # for a channel lost mid-run to come back (0: the run ends)
 
 
-@dataclasses.dataclass
-class PeerLink:
+class PeerLink(Value, mutable=True):
     """Everything this party knows of its connection to one other party."""
 
     party: int

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import os
@@ -17,12 +16,12 @@ from typing import NoReturn
 from ..mesh import Mesh, MeshConfig, MeshError, PeerConnection
 from ..runtime import RunFailure, install
 from ..stats import ExitReason, RunStats, write
+from ..values import Value
 
 logger = logging.getLogger("mpc_net.party")
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
+class Outcome(Value):
     """How the program ended; `abandon`: exit at once (see _abandon_process)."""
 
     code: int

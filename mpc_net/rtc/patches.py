@@ -10,7 +10,10 @@ names each private member relied on and fails when a release changes one):
   used instead. aiortc's media modules import PyAV, the largest import of all, which a data
   channel never touches: they get stand-ins for PyAV's names, which fail with a clear error if
   media is ever used. Only aiortc holds the stand-ins: a later `import av` (by the MPyC
-  program, say) loads the real PyAV.
+  program, say) loads the real PyAV. cryptography's X.509 name module compiles, at import, a
+  regular expression for parsing names written as text, which DTLS certificates never need;
+  its Unicode ranges took 15 ms, as much as the rest of the module: its expressions compile
+  when first used.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -26,15 +29,15 @@ switch before a party pays for importing them.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import ipaddress
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiortc import RTCSctpTransport
@@ -46,6 +49,9 @@ STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata")
 # Packages that aiortc's import gets stand-ins for: PyAV, its media stack.
 STOOD_IN_PACKAGES = ("av",)
+# Modules whose own regular expressions compile when first used (only through their methods:
+# such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
+LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
 
 # Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
 # 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
@@ -117,8 +123,9 @@ def apply_process_patches() -> None:
 
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
-    """Within: DEFERRED_MODULES imported for the first time load when first used,
-    and those of STOOD_IN_PACKAGES not yet imported are stand-ins, out of sys.modules after.
+    """Within: DEFERRED_MODULES imported for the first time load when first used, those of
+    STOOD_IN_PACKAGES not yet imported are stand-ins, out of sys.modules after, and
+    LAZY_PATTERN_MODULES compile their regular expressions when first used.
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
@@ -133,17 +140,21 @@ def lean_imports() -> Iterator[None]:
             del sys.modules[name]
 
 
-class _LeanFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _LeanFinder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if _within(fullname, STOOD_IN_PACKAGES):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        if not _within(fullname, DEFERRED_MODULES):
+        lazy_patterns = fullname in LAZY_PATTERN_MODULES
+        if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        spec.loader = importlib.util.LazyLoader(spec.loader)
+        if lazy_patterns:
+            spec.loader = _LazyPatternsLoader(spec.loader)
+        else:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
@@ -172,3 +183,46 @@ class _StandIn(ModuleType):
         stand_in = type(name, (), {"__module__": module, "__new__": unavailable})
         setattr(self, name, stand_in)
         return stand_in
+
+
+_compile = re.compile
+
+
+class _LazyPatternsLoader:
+    """Runs a module with `re.compile`, called from its own code, deferred to first use."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        def compile_later(pattern: str, flags: int = 0) -> re.Pattern | _LazyPattern:
+            if sys._getframe(1).f_globals is not module.__dict__:  # another module's call
+                return _compile(pattern, flags)
+            return _LazyPattern(pattern, flags)
+
+        re.compile = compile_later  # type: ignore[assignment]
+        try:
+            self.loader.exec_module(module)
+        finally:
+            re.compile = _compile
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
+        return getattr(self.loader, name)
+
+
+class _LazyPattern:
+    """A regular expression that compiles when one of its methods or attributes is first read."""
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        self._source = pattern, flags
+        self._compiled: re.Pattern | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_source", "_compiled"):  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        if self._compiled is None:
+            self._compiled = _compile(*self._source)
+        return getattr(self._compiled, name)

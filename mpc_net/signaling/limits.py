@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from dataclasses import dataclass
 from enum import Enum
 
+from ..values import Value
 from .protocol import MAX_MESSAGE_BYTES
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Value):
     """What one room server allows each client; add_limit_arguments has an option for each.
 
     A timeout or max_connections_per_address of 0 means no limit.

@@ -3,14 +3,12 @@ as opaque JSON. A part of protocol.py, from which the names are imported."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..values import Value
 from . import fields
 from .fields import decode_bytes, encode_bytes
 
 
-@dataclass(frozen=True)
-class SessionDescription:
+class SessionDescription(Value):
     """An SDP offer or answer (WebRTC's RTCSessionDescriptionInit, without trickle ICE)."""
 
     type: str
@@ -21,8 +19,7 @@ class SessionDescription:
             raise fields.bad("a session description that is not an SDP offer or answer")
 
 
-@dataclass(frozen=True)
-class CheckCodeMessage:
+class CheckCodeMessage(Value):
     """One step of the check-code exchange (checkcode.py): a commitment or a nonce."""
 
     step: str

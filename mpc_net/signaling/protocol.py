@@ -5,22 +5,22 @@ imported from here).
 Pure Python without I/O: the room server, the native client and the browser client (Pyodide)
 share this module, so every side applies exactly the same rules.
 
-Every message is a frozen dataclass; `parse_client_message` and `parse_server_message` turn
-JSON text into one (keeping only its known fields, so the code behind them never sees
-unvalidated input) and `encode` turns one into JSON text. Constructors run the parser's checks,
-so a message that one side builds is one that the other side accepts. A signal's data is opaque
-JSON to the room server; what the parties mean by it (`SignalPayload`: a session description or
-a check-code step) is read by `parse_signal_data` and written by `signal_data`.
+Every message is an immutable value (values.py); `parse_client_message` and
+`parse_server_message` turn JSON text into one (keeping only its known fields, so the code
+behind them never sees unvalidated input) and `encode` turns one into JSON text. Constructors
+run the parser's checks, so a message that one side builds is one that the other side accepts.
+A signal's data is opaque JSON to the room server; what the parties mean by it
+(`SignalPayload`: a session description or a check-code step) is read by `parse_signal_data`
+and written by `signal_data`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..values import Value, factory
 from . import fields
 from .errors import ErrorCode, ProtocolError, SignalingError
 from .fields import (
@@ -64,7 +64,7 @@ SEAT_LABEL = b"mpc-net/seat/v1"
 # -- the messages --------------------------------------------------------------------------------
 
 
-class _Message:
+class _Message(Value):
     """A signaling message: built only with valid fields (the constructor runs the parser's own
     checks on the wire form and keeps what they return), so a message that one side builds is
     the one that the other side parses."""
@@ -87,7 +87,6 @@ class _Message:
 # client -> server
 
 
-@dataclass(frozen=True)
 class Hello(_Message):
     """Asks the server for a fresh challenge, which the next join must sign."""
 
@@ -102,7 +101,6 @@ class Hello(_Message):
         return {"type": self.kind, "version": VERSION}
 
 
-@dataclass(frozen=True)
 class Join(_Message):
     """Takes a seat; every seat is proven: the key signs the server's challenge (see
     seat_statement). With a roster the room is the roster's."""
@@ -140,7 +138,6 @@ class Join(_Message):
         return msg
 
 
-@dataclass(frozen=True)
 class Signal(_Message):
     """`data` for party `to`; the room server relays it as opaque JSON (see `SignalPayload`)."""
 
@@ -164,7 +161,6 @@ class Signal(_Message):
             )
 
 
-@dataclass(frozen=True)
 class Leave(_Message):
     kind: ClassVar[str] = "leave"
 
@@ -211,7 +207,6 @@ def _version(msg: dict) -> int:
 # server -> client
 
 
-@dataclass(frozen=True)
 class Challenge(_Message):
     challenge: bytes
     kind: ClassVar[str] = "challenge"
@@ -224,7 +219,6 @@ class Challenge(_Message):
         return {"type": self.kind, "challenge": _text(self.challenge)}
 
 
-@dataclass(frozen=True)
 class Joined(_Message):
     """The seat is ours; `peers` are the parties present, `keys` the keys they proved."""
 
@@ -233,7 +227,7 @@ class Joined(_Message):
     parties: int
     peers: list[int]
     ice_servers: list[dict]
-    keys: dict[int, str] = dataclasses.field(default_factory=dict)
+    keys: dict[int, str] = factory(dict)
     kind: ClassVar[str] = "joined"
 
     @staticmethod
@@ -279,7 +273,6 @@ def _announced_keys(msg: dict, peers: list[int]) -> dict[int, str]:
     return out
 
 
-@dataclass(frozen=True)
 class OtherRoster(_Message):
     """Parties of another roster (or of none) use this room name, or did a short while ago:
     the rooms do not meet, and a party of either that waits for the other waits in vain."""
@@ -287,7 +280,6 @@ class OtherRoster(_Message):
     kind: ClassVar[str] = "other-roster"
 
 
-@dataclass(frozen=True)
 class IceServers(_Message):
     """Fresh ICE servers (TURN credentials) for a party that stays in its room."""
 
@@ -303,7 +295,6 @@ class IceServers(_Message):
         return {"type": self.kind, "ice_servers": self.ice_servers}
 
 
-@dataclass(frozen=True)
 class PeerJoined(_Message):
     party: int
     key: str | None = None
@@ -322,7 +313,6 @@ class PeerJoined(_Message):
         return msg
 
 
-@dataclass(frozen=True)
 class PeerLeft(_Message):
     party: int
     kind: ClassVar[str] = "peer-left"
@@ -335,7 +325,6 @@ class PeerLeft(_Message):
         return {"type": self.kind, "party": self.party}
 
 
-@dataclass(frozen=True)
 class RelayedSignal(_Message):
     """A signal's data as the receiver gets it, from party `sender`."""
 
@@ -351,7 +340,6 @@ class RelayedSignal(_Message):
         return {"type": self.kind, "from": self.sender, "data": self.data}
 
 
-@dataclass(frozen=True)
 class Error(_Message):
     # Codes stay plain strings: a newer server may send codes this version does not know.
     code: str
@@ -367,7 +355,6 @@ class Error(_Message):
         return {"type": self.kind, "code": str(self.code), "message": self.message}
 
 
-@dataclass(frozen=True)
 class Closing(_Message):
     """The server is shutting down and closes the connection next (code 1001)."""
 
