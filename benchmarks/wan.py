@@ -171,6 +171,28 @@ def in_ns(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
+def kernel_drops(parties: int) -> dict[str, int]:
+    """Datagrams the parties' own kernels dropped so far, summed over their namespaces: for a
+    full socket receive buffer (Udp RcvbufErrors), a full send queue (SndbufErrors: UDP counts
+    a full device queue there and reports no error), and at the TUN devices (/proc/net/dev).
+    Losses the emulator did not make; a TCP connection cannot suffer the first (its window
+    stops the sender instead)."""
+    totals = {"receive buffer": 0, "send buffer": 0, "device": 0}
+    for i in range(parties):
+        snmp, dev = (subprocess.run(in_ns(party_ns(i), ["cat", f"/proc/net/{name}"]),
+                                    capture_output=True, text=True, check=True).stdout
+                     for name in ("snmp", "dev"))
+        names, values = [line.split()[1:] for line in snmp.splitlines()
+                         if line.startswith("Udp:")]
+        udp = dict(zip(names, map(int, values), strict=True))
+        totals["receive buffer"] += udp["RcvbufErrors"]
+        totals["send buffer"] += udp["SndbufErrors"]
+        for line in dev.splitlines()[2:]:
+            fields = line.split(":", 1)[1].split()
+            totals["device"] += int(fields[3]) + int(fields[11])  # receive, transmit drops
+    return totals
+
+
 class Network:
     """The emulator for one condition, and the room server behind it."""
 
@@ -276,8 +298,9 @@ class Bench:
         """Party 0's elapsed time, the set-up time: from the last party's "Start MPyC runtime"
         to the last "All m parties connected", and from the last party's launch to that (what
         work before MPyC's start, imports and a room visit, adds or hides; None: the run
-        failed)."""
+        failed). Datagrams dropped by the parties' full receive buffers are reported."""
         self.network.ask(f"seed {seed}", "ok")
+        drops_before = kernel_drops(self.parties)
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
         procs, launched = [], 0.0
         checkout = self.options.baseline if variant == "baseline" else ROOT
@@ -293,6 +316,10 @@ class Bench:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        drops = {key: value - drops_before[key]
+                 for key, value in kernel_drops(self.parties).items() if value > drops_before[key]}
+        if drops:
+            progress(f"  {variant}: the parties' kernels dropped packets: {drops}")
         if self.options.keep:
             self.runs_kept += 1
             for i, output in enumerate(outputs):
