@@ -423,6 +423,57 @@ async def test_a_timeout_from_late_sacks_gives_the_window_back() -> None:
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_a_timeout_whose_resends_the_peer_reports_as_duplicates_is_undone() -> None:
+    """A peer busy for longer than the retransmission timeout (importing, connecting, a long
+    computation) holds its SACKs while a lone message goes out: the probe and the timeout send
+    it again before any SACK comes, so the first SACK acknowledges no chunk that waits for its
+    resend. The peer then reports the copies as duplicate TSNs: the first send had arrived,
+    and the window and slow-start threshold from before the timeout come back (without this
+    the threshold stayed at 4-5 packets for the rest of the association)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    association._window.events.clear()
+    window, threshold = association._cwnd, association._ssthresh
+    dtls = b.pc._pc.sctp.transport
+    send_data = dtls._send_data
+    held: list[bytes] = []
+
+    async def holding(data: bytes) -> None:
+        held.append(data)
+
+    dtls._send_data = holding
+    a.pc.channel.send(b"hello")
+    assert await asyncio.wait_for(b.received.get(), 5) == b"hello"
+    await until(lambda: association._window.events["timeout"] == 1, timeout=3)
+    await until(lambda: b.pc._pc.sctp._sack_duplicates == [] and len(held) >= 2)
+    assert association._cwnd == USERDATA_MAX_LENGTH
+    dtls._send_data = send_data
+    for data in held:
+        await send_data(data)
+    await until(lambda: not association._sent_queue)
+    await asyncio.sleep(0.05)  # the SACKs reporting the duplicates
+    events = association._window.events
+    assert events["timeouts undone by duplicate reports"] == 1, events
+    assert "spurious timeout" not in events, events
+    assert association._cwnd >= window and association._ssthresh == threshold
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_timeout_that_repaired_a_loss_is_not_undone() -> None:
+    """The lone chunk of a message is lost, and so is its probe: the timeout's resend is the
+    first copy to arrive, so the peer reports no duplicate and the window stays reduced."""
+    a, b = await connected()
+    await lossy_message(a, b, 1, {0: None})
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b, count=2)
+    events = association._window.events
+    assert events["timeout"] == 1 and "timeouts undone by duplicate reports" not in events
+    assert "spurious timeout" not in events, events
+    assert association._ssthresh < association._window.initial_window  # halved
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 def test_gap_blocks_are_offsets_from_the_cumulative_tsn() -> None:
     assert _gap_blocks(10, set()) == []
     assert _gap_blocks(10, {12, 13, 15}) == [(2, 3), (5, 5)]

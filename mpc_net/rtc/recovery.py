@@ -21,7 +21,10 @@ and after a timeout, which drops the window to one packet, only the chunks the p
 reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
 halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
 first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
-nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015).
+nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015), and so does
+one whose every retransmission the peer reports as a duplicate TSN (RFC 3708, as Linux TCP
+undoes with DSACKs): without that, a peer busy at the start (importing, connecting) left the
+slow-start threshold at 4-5 packets for the whole run, and bulk transfers crawled.
 
 `WindowControl` decides; the association (`sctp.py`) keeps aiortc's own fields, runs the
 timers and sends. Chunks and SACKs are aiortc's, read through the attributes named below.
@@ -87,6 +90,10 @@ class WindowControl:
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
         self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
+        # Since the first of the latest timeouts in a row, until the peer reports all of its
+        # retransmissions as duplicates (then it was spurious) or a loss is known otherwise:
+        self._before_timeouts: tuple[int, int] | None = None  # (window, threshold)
+        self._unconfirmed: Counter[int] = Counter()  # retransmissions not reported duplicate
 
     def input_grace(self, late_by: float, deferred: bool) -> float | None:
         """How long a timer that fired `late_by` seconds late waits for input (None: it acts
@@ -140,10 +147,45 @@ class WindowControl:
 
     def timeout(self, window: int, threshold: int) -> None:
         """The retransmission timer expired (before aiortc's response)."""
-        self.probe_tsn = None
         self._timeouts_in_a_row += 1
         first = self._timeouts_in_a_row == 1
         self._before_timeout = (window, threshold) if first else None
+        if first:
+            self._before_timeouts = (window, threshold)
+            self._unconfirmed.clear()
+            if self.probe_tsn is not None:  # a copy the peer's duplicate reports must cover too
+                self.resent(self.probe_tsn)
+        self.probe_tsn = None
+
+    def resent(self, tsn: int) -> None:
+        """The chunk `tsn` went again (a timeout's retransmission, or a probe)."""
+        if self._before_timeouts is not None:
+            self._unconfirmed[tsn] += 1
+
+    def loss(self) -> None:
+        """A loss known other than by a timeout (a fast or early retransmit, a probe that
+        repaired one), or the timeouts undone: they are no longer worth checking."""
+        self._before_timeouts = None
+        self._unconfirmed.clear()
+
+    def timeouts_undone(self, sack: Sack,
+                        sent_queue: Iterable[SentChunk]) -> tuple[int, int] | None:
+        """The window and slow-start threshold from before the latest timeouts, once the peer
+        has reported each of their retransmissions as a duplicate TSN and none is still
+        waiting to go: every first send had arrived, so the timeouts came from late SACKs (RFC
+        3708's detection, RFC 4015's response). A retransmission that repaired a loss is the
+        first copy to arrive, so it is never reported as a duplicate, unless a later copy is,
+        and that later copy is counted too."""
+        if self._before_timeouts is None:
+            return None
+        confirmed = [tsn for tsn in sack.duplicates if tsn in self._unconfirmed]
+        self._unconfirmed.subtract(confirmed)
+        self._unconfirmed = +self._unconfirmed  # without those now at zero
+        if not confirmed or self._unconfirmed or any(sent._retransmit for sent in sent_queue):
+            return None
+        before = self._before_timeouts
+        self.loss()
+        return before
 
     def resend_reported(self) -> bool:
         """Whether the timeout just handled sends again what the peer reported in gap blocks.
@@ -164,8 +206,10 @@ class WindowControl:
         before, self._before_timeout = self._before_timeout, None
         if before is None:
             return None
-        spurious = any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue)
-        return before if spurious else None
+        if not any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue):
+            return None
+        self.loss()  # undone now
+        return before
 
     # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a
     # message are lost, no SACK reports the loss and only the retransmission timer would
