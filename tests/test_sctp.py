@@ -644,6 +644,29 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.spurious_timeout(SimpleNamespace(cumulative_tsn=5, gaps=[], duplicates=[]),
                                     queue) == (40 * packet, 80 * packet)
 
+    # Timeouts undone once every copy they sent is reported as a duplicate TSN (RFC 3708).
+    def duplicates(*tsns: int) -> SimpleNamespace:
+        return SimpleNamespace(cumulative_tsn=9, gaps=[], duplicates=list(tsns))
+
+    control.progress()
+    control.probe_tsn = 9  # a probe went before the timeout: its copy counts too
+    control.timeout(window=30 * packet, threshold=60 * packet)
+    control.resent(9)
+    control.timeout(window=packet, threshold=15 * packet)  # a second one in a row
+    control.resent(8)
+    assert control.timeouts_undone(duplicates(9, 8), []) is None  # one copy of 9 unreported
+    assert control.timeouts_undone(duplicates(7), []) is None  # not one of theirs
+    assert control.timeouts_undone(duplicates(9), []) == (30 * packet, 60 * packet)
+    assert control.timeouts_undone(duplicates(9), []) is None  # once
+    control.progress()
+    control.timeout(window=30 * packet, threshold=60 * packet)
+    control.resent(9)
+    queue = [chunk(10, False)]
+    queue[0]._retransmit = True
+    assert control.timeouts_undone(duplicates(9), queue) is None  # 10 still waits to go again
+    control.loss()  # a fast retransmit: the timeouts are past checking
+    assert control.timeouts_undone(duplicates(9), []) is None
+
 
 async def test_a_timer_late_from_a_stalled_process_takes_in_the_waiting_sack_first() -> None:
     """The event loop is held (an MPyC computation, say) past the retransmission timeout right
