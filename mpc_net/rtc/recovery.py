@@ -9,10 +9,10 @@ gap longer than the retransmission timeout it is halved per timeout but not belo
 packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep
 it open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round
 cost a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a
-peer may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc
-leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
-own process stalled (computing, or not scheduled) lets the loop read what arrived first: the
-SACK it waits for is often there already.
+peer may delay its SACK that long), 1 s before a round trip is measured (aiortc: 3 s), and it
+doubles on each expiry (6.3.3 E2, which aiortc leaves out) up to 3 s, as Chrome's dcsctp caps
+it. A timer that fires late because the party's own process stalled (computing, or not
+scheduled) lets the loop read what arrived first: the SACK it waits for is often there already.
 
 Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
@@ -45,6 +45,10 @@ RECOVERY_BURST_PACKETS = 2
 # The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
 # and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
 RTO_MARGIN = 0.2
+# The timeout before any round trip is measured (the INIT, the first messages: our handshake's):
+# RFC 9260's RTO.Initial, and Linux TCP's (RFC 6298). aiortc keeps RFC 4960's 3 s, so a lost
+# first message (or INIT) cost 3 s of the set-up.
+RTO_INITIAL = 1.0
 # A timer that fires this much after its time found our own process stalled (an MPyC computation
 # held the event loop, or the machine did not run us): the peer's SACK may be waiting unread.
 # The loop takes in what arrived before the timer acts (after INPUT_GRACE), as user-space QUIC

@@ -34,7 +34,14 @@ from aiortc.rtcsctptransport import (
 )
 
 from .acks import SACK_DELAY, DelayedAckSctpTransport
-from .recovery import WindowControl, early_losses, newly_acknowledged, probe_target, tsn_gt
+from .recovery import (
+    RTO_INITIAL,
+    WindowControl,
+    early_losses,
+    newly_acknowledged,
+    probe_target,
+    tsn_gt,
+)
 
 logger = logging.getLogger("mpc_net.native")
 
@@ -64,6 +71,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         association._start_delaying_acks()
         association._window = WindowControl(USERDATA_MAX_LENGTH, time.monotonic())
         association._cwnd = association._window.initial_window
+        if association._srtt is None:
+            association._rto = RTO_INITIAL
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = None
