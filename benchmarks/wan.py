@@ -20,6 +20,7 @@ Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps ev
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from harness.figures import log_times, parse_stop  # beside this script
@@ -171,6 +173,42 @@ def in_ns(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
+def kernel_drops(parties: int) -> dict[str, int]:
+    """Datagrams the parties' own kernels dropped so far, summed over their namespaces: for a
+    full socket receive buffer (Udp RcvbufErrors), a full send queue (SndbufErrors: UDP counts
+    a full device queue there and reports no error), and at the TUN devices (/proc/net/dev).
+    Losses the emulator did not make; a TCP connection cannot suffer the first (its window
+    stops the sender instead)."""
+    totals = {"receive buffer": 0, "send buffer": 0, "device": 0}
+    for i in range(parties):
+        snmp, dev = (subprocess.run(in_ns(party_ns(i), ["cat", f"/proc/net/{name}"]),
+                                    capture_output=True, text=True, check=True).stdout
+                     for name in ("snmp", "dev"))
+        names, values = [line.split()[1:] for line in snmp.splitlines()
+                         if line.startswith("Udp:")]
+        udp = dict(zip(names, map(int, values), strict=True))
+        totals["receive buffer"] += udp["RcvbufErrors"]
+        totals["send buffer"] += udp["SndbufErrors"]
+        for line in dev.splitlines()[2:]:
+            fields = line.split(":", 1)[1].split()
+            totals["device"] += int(fields[3]) + int(fields[11])  # receive, transmit drops
+    return totals
+
+
+def sctp_events(text: str) -> Counter[str]:
+    """The loss-recovery counters an mpc-net party prints per association as it closes, with
+    MPC_NET_SCTP_TRACE=1 (rtc/sctp.py), summed."""
+    total: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("sctp: ") and " chunks sent, {" in line:
+            sent, rest = line[len("sctp: "):].split(" chunks sent, ", 1)
+            events, late = rest.split("}, ", 1)
+            total.update(ast.literal_eval(events + "}"))
+            total["chunks sent"] += int(sent)
+            total["late timers"] += int(late.split()[0])
+    return total
+
+
 class Network:
     """The emulator for one condition, and the room server behind it."""
 
@@ -271,13 +309,15 @@ class Bench:
                  "--room", f"wan{self.rooms}", "--signal", self.network.url, "--native-only",
                  "--local-address", party_address(i), *self.credentials[i]] for i in range(m)]
 
-    def run_one(self, variant: str, words: list[str], seed: int
+    def run_one(self, variant: str, words: list[str], seed: int, counters: Counter[str]
                 ) -> tuple[float | None, float | None, float | None]:
         """Party 0's elapsed time, the set-up time: from the last party's "Start MPyC runtime"
         to the last "All m parties connected", and from the last party's launch to that (what
         work before MPyC's start, imports and a room visit, adds or hides; None: the run
-        failed)."""
+        failed). Packets dropped by the parties' kernels and mpc-net's SCTP counters are added
+        to `counters`."""
         self.network.ask(f"seed {seed}", "ok")
+        drops_before = kernel_drops(self.parties)
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
         procs, launched = [], 0.0
         checkout = self.options.baseline if variant == "baseline" else ROOT
@@ -293,6 +333,13 @@ class Bench:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        drops = {key: value - drops_before[key]
+                 for key, value in kernel_drops(self.parties).items() if value > drops_before[key]}
+        if drops:
+            progress(f"  {variant}: the parties' kernels dropped packets: {drops}")
+        counters.update({f"kernel drops, {key}": value for key, value in drops.items()})
+        for output in outputs:
+            counters.update(sctp_events(output.read_text(errors="replace")))
         if self.options.keep:
             self.runs_kept += 1
             for i, output in enumerate(outputs):
@@ -330,11 +377,12 @@ class Bench:
                     runs: dict[str, list[float | None]] = {v: [] for v in variants}
                     setups: dict[str, list[float | None]] = {v: [] for v in variants}
                     launches: dict[str, list[float | None]] = {v: [] for v in variants}
+                    counters: dict[str, Counter[str]] = {v: Counter() for v in variants}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
-                            elapsed, setup, launch = self.run_one(variant, words,
-                                                                  self.options.seed + rep)
+                            elapsed, setup, launch = self.run_one(
+                                variant, words, self.options.seed + rep, counters[variant])
                             runs[variant].append(elapsed)
                             setups[variant].append(setup)
                             launches[variant].append(launch)
@@ -346,7 +394,7 @@ class Bench:
                     after = json.loads(self.network.ask("stats"))
                     drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
                     results.append(summarize(cond, measured, name, runs, setups, launches,
-                                             drops))
+                                             drops) | {"counters": counters})
             finally:
                 self.network.close()
         return results
@@ -385,7 +433,9 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def tables(results: list[dict]) -> str:
-    """One table of ratios (programs by conditions), then the overhead check and seconds."""
+    """One table of ratios (programs by conditions), then the overhead check, seconds, and the
+    counters of dropped packets and (with MPC_NET_SCTP_TRACE=1) mpc-net's loss recovery,
+    summed over the repetitions of each variant."""
     labels = list(dict.fromkeys(r["label"] for r in results))
     programs = list(dict.fromkeys(r["program"] for r in results))
     cell = {(r["program"], r["label"]): r for r in results}
@@ -411,6 +461,15 @@ def tables(results: list[dict]) -> str:
         lines += [f"| {r['label']} | {r['program']} | {fmt(r['baseline_s'], 3)} | "
                   f"{fmt(r['baseline_ratio'])} | {fmt(r['mpc_net_s'], 3)} | {fmt(r['ratio'])} |"
                   for r in results]
+    counted = [(r, variant, counts) for r in results
+               for variant, counts in r.get("counters", {}).items() if counts]
+    if counted:
+        keys = sorted({key for _, _, counts in counted for key in counts})
+        lines += ["", "| network | program | variant | " + " | ".join(keys) + " |",
+                  "|---" * (len(keys) + 3) + "|"]
+        lines += [f"| {r['label']} | {r['program']} | {variant} | "
+                  + " | ".join(str(counts.get(key, 0)) for key in keys) + " |"
+                  for r, variant, counts in counted]
     lines += ["", "| network | program | TCP set-up s | mpc-net set-up s | mpc-net set-up in "
               "measured round trips | last launch to connected, TCP / mpc-net s |",
               "|---|---|---|---|---|---|"]

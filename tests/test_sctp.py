@@ -255,6 +255,38 @@ async def test_a_lost_last_packet_costs_a_fraction_of_a_second(sctp: str) -> Non
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_a_lost_first_message_costs_a_second_not_three(sctp: str) -> None:
+    """The first message of an association (mpc-net's handshake) is lost once, before any round
+    trip is measured: no probe can be timed, so the timeout repairs it. RFC 9260's initial
+    timeout is 1 s; aiortc keeps RFC 4960's 3 s."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    assert association._srtt is None
+    dtls = association.transport
+    send_data = dtls._send_data
+    dropped = []
+
+    async def lossy(data: bytes) -> None:
+        if not dropped and data[12] == 0:  # the first DATA packet
+            dropped.append(data)
+            return
+        await send_data(data)
+
+    dtls._send_data = lossy
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    a.pc.channel.send(b"hello")
+    assert await asyncio.wait_for(b.received.get(), 10) == b"hello"
+    took = loop.time() - started
+    assert dropped
+    if sctp == "stock":
+        assert took >= 3.0, took
+    else:
+        assert 1.0 <= took < 2.0, took
+        assert association._window.events["timeout"] == 1, association._window.events
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 def data_tsns(packet: bytes) -> list[int]:
     """The TSNs of the DATA chunks in an SCTP packet (after any SACK bundled ahead of them)."""
     tsns, offset = [], 12
@@ -420,6 +452,57 @@ async def test_a_timeout_from_late_sacks_gives_the_window_back() -> None:
     await until(lambda: not association._sent_queue)
     assert association._window.events["spurious timeout"] == 1, association._window.events
     assert association._cwnd >= window
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_timeout_whose_resends_the_peer_reports_as_duplicates_is_undone() -> None:
+    """A peer busy for longer than the retransmission timeout (importing, connecting, a long
+    computation) holds its SACKs while a lone message goes out: the probe and the timeout send
+    it again before any SACK comes, so the first SACK acknowledges no chunk that waits for its
+    resend. The peer then reports the copies as duplicate TSNs: the first send had arrived,
+    and the window and slow-start threshold from before the timeout come back (without this
+    the threshold stayed at 4-5 packets for the rest of the association)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    association._window.events.clear()
+    window, threshold = association._cwnd, association._ssthresh
+    dtls = b.pc._pc.sctp.transport
+    send_data = dtls._send_data
+    held: list[bytes] = []
+
+    async def holding(data: bytes) -> None:
+        held.append(data)
+
+    dtls._send_data = holding
+    a.pc.channel.send(b"hello")
+    assert await asyncio.wait_for(b.received.get(), 5) == b"hello"
+    await until(lambda: association._window.events["timeout"] == 1, timeout=3)
+    await until(lambda: b.pc._pc.sctp._sack_duplicates == [] and len(held) >= 2)
+    assert association._cwnd == USERDATA_MAX_LENGTH
+    dtls._send_data = send_data
+    for data in held:
+        await send_data(data)
+    await until(lambda: not association._sent_queue)
+    await asyncio.sleep(0.05)  # the SACKs reporting the duplicates
+    events = association._window.events
+    assert events["timeouts undone by duplicate reports"] == 1, events
+    assert "spurious timeout" not in events, events
+    assert association._cwnd >= window and association._ssthresh == threshold
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_timeout_that_repaired_a_loss_is_not_undone() -> None:
+    """The lone chunk of a message is lost, and so is its probe: the timeout's resend is the
+    first copy to arrive, so the peer reports no duplicate and the window stays reduced."""
+    a, b = await connected()
+    await lossy_message(a, b, 1, {0: None})
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b, count=2)
+    events = association._window.events
+    assert events["timeout"] == 1 and "timeouts undone by duplicate reports" not in events
+    assert "spurious timeout" not in events, events
+    assert association._ssthresh < association._window.initial_window  # halved
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
@@ -592,6 +675,29 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert not control.resend_reported()  # the first timeout resends only the unreported
     assert control.spurious_timeout(SimpleNamespace(cumulative_tsn=5, gaps=[], duplicates=[]),
                                     queue) == (40 * packet, 80 * packet)
+
+    # Timeouts undone once every copy they sent is reported as a duplicate TSN (RFC 3708).
+    def duplicates(*tsns: int) -> SimpleNamespace:
+        return SimpleNamespace(cumulative_tsn=9, gaps=[], duplicates=list(tsns))
+
+    control.progress()
+    control.probe_tsn = 9  # a probe went before the timeout: its copy counts too
+    control.timeout(window=30 * packet, threshold=60 * packet)
+    control.resent(9)
+    control.timeout(window=packet, threshold=15 * packet)  # a second one in a row
+    control.resent(8)
+    assert control.timeouts_undone(duplicates(9, 8), []) is None  # one copy of 9 unreported
+    assert control.timeouts_undone(duplicates(7), []) is None  # not one of theirs
+    assert control.timeouts_undone(duplicates(9), []) == (30 * packet, 60 * packet)
+    assert control.timeouts_undone(duplicates(9), []) is None  # once
+    control.progress()
+    control.timeout(window=30 * packet, threshold=60 * packet)
+    control.resent(9)
+    queue = [chunk(10, False)]
+    queue[0]._retransmit = True
+    assert control.timeouts_undone(duplicates(9), queue) is None  # 10 still waits to go again
+    control.loss()  # a fast retransmit: the timeouts are past checking
+    assert control.timeouts_undone(duplicates(9), []) is None
 
 
 async def test_a_timer_late_from_a_stalled_process_takes_in_the_waiting_sack_first() -> None:

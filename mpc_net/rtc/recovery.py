@@ -9,10 +9,10 @@ gap longer than the retransmission timeout it is halved per timeout but not belo
 packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep
 it open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round
 cost a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a
-peer may delay its SACK that long), and it doubles on each expiry (6.3.3 E2, which aiortc
-leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
-own process stalled (computing, or not scheduled) lets the loop read what arrived first: the
-SACK it waits for is often there already.
+peer may delay its SACK that long), 1 s before a round trip is measured (aiortc: 3 s), and it
+doubles on each expiry (6.3.3 E2, which aiortc leaves out) up to 3 s, as Chrome's dcsctp caps
+it. A timer that fires late because the party's own process stalled (computing, or not
+scheduled) lets the loop read what arrived first: the SACK it waits for is often there already.
 
 Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
@@ -21,7 +21,10 @@ and after a timeout, which drops the window to one packet, only the chunks the p
 reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
 halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
 first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
-nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015).
+nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015), and so does
+one whose every retransmission the peer reports as a duplicate TSN (RFC 3708, as Linux TCP
+undoes with DSACKs): without that, a peer busy at the start (importing, connecting) left the
+slow-start threshold at 4-5 packets for the whole run, and bulk transfers crawled.
 
 `WindowControl` decides; the association (`sctp.py`) keeps aiortc's own fields, runs the
 timers and sends. Chunks and SACKs are aiortc's, read through the attributes named below.
@@ -42,6 +45,10 @@ RECOVERY_BURST_PACKETS = 2
 # The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
 # and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
 RTO_MARGIN = 0.2
+# The timeout before any round trip is measured (the INIT, the first messages: our handshake's):
+# RFC 9260's RTO.Initial, and Linux TCP's (RFC 6298). aiortc keeps RFC 4960's 3 s, so a lost
+# first message (or INIT) cost 3 s of the set-up.
+RTO_INITIAL = 1.0
 # A timer that fires this much after its time found our own process stalled (an MPyC computation
 # held the event loop, or the machine did not run us): the peer's SACK may be waiting unread.
 # The loop takes in what arrived before the timer acts (after INPUT_GRACE), as user-space QUIC
@@ -87,6 +94,10 @@ class WindowControl:
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
         self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
+        # Since the first of the latest timeouts in a row, until the peer reports all of its
+        # retransmissions as duplicates (then it was spurious) or a loss is known otherwise:
+        self._before_timeouts: tuple[int, int] | None = None  # (window, threshold)
+        self._unconfirmed: Counter[int] = Counter()  # retransmissions not reported duplicate
 
     def input_grace(self, late_by: float, deferred: bool) -> float | None:
         """How long a timer that fired `late_by` seconds late waits for input (None: it acts
@@ -140,10 +151,45 @@ class WindowControl:
 
     def timeout(self, window: int, threshold: int) -> None:
         """The retransmission timer expired (before aiortc's response)."""
-        self.probe_tsn = None
         self._timeouts_in_a_row += 1
         first = self._timeouts_in_a_row == 1
         self._before_timeout = (window, threshold) if first else None
+        if first:
+            self._before_timeouts = (window, threshold)
+            self._unconfirmed.clear()
+            if self.probe_tsn is not None:  # a copy the peer's duplicate reports must cover too
+                self.resent(self.probe_tsn)
+        self.probe_tsn = None
+
+    def resent(self, tsn: int) -> None:
+        """The chunk `tsn` went again (a timeout's retransmission, or a probe)."""
+        if self._before_timeouts is not None:
+            self._unconfirmed[tsn] += 1
+
+    def loss(self) -> None:
+        """A loss known other than by a timeout (a fast or early retransmit, a probe that
+        repaired one), or the timeouts undone: they are no longer worth checking."""
+        self._before_timeouts = None
+        self._unconfirmed.clear()
+
+    def timeouts_undone(self, sack: Sack,
+                        sent_queue: Iterable[SentChunk]) -> tuple[int, int] | None:
+        """The window and slow-start threshold from before the latest timeouts, once the peer
+        has reported each of their retransmissions as a duplicate TSN and none is still
+        waiting to go: every first send had arrived, so the timeouts came from late SACKs (RFC
+        3708's detection, RFC 4015's response). A retransmission that repaired a loss is the
+        first copy to arrive, so it is never reported as a duplicate, unless a later copy is,
+        and that later copy is counted too."""
+        if self._before_timeouts is None:
+            return None
+        confirmed = [tsn for tsn in sack.duplicates if tsn in self._unconfirmed]
+        self._unconfirmed.subtract(confirmed)
+        self._unconfirmed = +self._unconfirmed  # without those now at zero
+        if not confirmed or self._unconfirmed or any(sent._retransmit for sent in sent_queue):
+            return None
+        before = self._before_timeouts
+        self.loss()
+        return before
 
     def resend_reported(self) -> bool:
         """Whether the timeout just handled sends again what the peer reported in gap blocks.
@@ -164,8 +210,10 @@ class WindowControl:
         before, self._before_timeout = self._before_timeout, None
         if before is None:
             return None
-        spurious = any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue)
-        return before if spurious else None
+        if not any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue):
+            return None
+        self.loss()  # undone now
+        return before
 
     # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a
     # message are lost, no SACK reports the loss and only the retransmission timer would

@@ -34,7 +34,14 @@ from aiortc.rtcsctptransport import (
 )
 
 from .acks import SACK_DELAY, DelayedAckSctpTransport
-from .recovery import WindowControl, early_losses, newly_acknowledged, probe_target, tsn_gt
+from .recovery import (
+    RTO_INITIAL,
+    WindowControl,
+    early_losses,
+    newly_acknowledged,
+    probe_target,
+    tsn_gt,
+)
 
 logger = logging.getLogger("mpc_net.native")
 
@@ -64,6 +71,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         association._start_delaying_acks()
         association._window = WindowControl(USERDATA_MAX_LENGTH, time.monotonic())
         association._cwnd = association._window.initial_window
+        if association._srtt is None:
+            association._rto = RTO_INITIAL
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = None
@@ -74,6 +83,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             self._window.data_sent_at = time.monotonic()
             if chunk._sent_count > 1:
                 self._window.events["retransmitted chunks"] += 1
+                self._window.resent(chunk.tsn)
         await super()._send_chunk(chunk)
 
     # aiortc looks through every chunk in flight for one to retransmit, each time it transmits:
@@ -99,6 +109,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         await super()._receive_sack_chunk(chunk)
         if not recovering and self._fast_recovery_exit is not None:
             self._trace("fast retransmit")
+            window.loss()
         elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
             self._cwnd += window.slow_start_extra(acknowledged)  # aiortc grew it by a packet
         if chunk.gaps and self._retransmit_early():
@@ -106,8 +117,13 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         elif probe_repaired and self._fast_recovery_exit is None:
             self._trace("loss repaired by a probe")
             self._reduce_window()
-        if spurious is not None:
+        if spurious is None:
+            spurious = window.timeouts_undone(chunk, self._sent_queue)
+            if spurious is not None:
+                self._trace("timeouts undone by duplicate reports")
+        else:
             self._trace("spurious timeout")
+        if spurious is not None:
             self._cwnd, self._ssthresh = spurious
             for sent in self._sent_queue:  # their first sends are most likely there too
                 if sent._retransmit:
@@ -135,6 +151,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
 
     def _reduce_window(self) -> None:
         """A loss: halve the window, as aiortc's fast retransmit does."""
+        self._window.loss()
         self._ssthresh = self._window.reduced_threshold(self._cwnd)
         self._cwnd = self._ssthresh
         self._partial_bytes_acked = 0
