@@ -35,6 +35,8 @@ WEBAPP = PACKAGE / "webapp"
 DEMOS = PACKAGE / "demos"
 # Not part of the mpc_net wheel the browser loads: the demos get their own, the app is served.
 DATA_DIRECTORIES = ("demos", "webapp")
+# Makes the bundle's memory snapshot with Node (see make_snapshot).
+SNAPSHOT_SCRIPT = PACKAGE / "snapshot.mjs"
 
 PYODIDE_VERSION = "314.0.7"
 # npm's `dist.integrity` of pyodide-314.0.7.tgz.
@@ -119,6 +121,7 @@ class Sources:
     package: dict[str, bytes]  # the mpc_net wheel's files, by path in the wheel
     demos: dict[str, bytes]  # the mpc_net_demos wheel's files
     webapp: dict[str, bytes]  # the page glue, by file name
+    snapshot_script: bytes  # what makes the memory snapshot
 
     @classmethod
     def read(cls) -> Sources:
@@ -131,12 +134,13 @@ class Sources:
         demos[f"{DEMOS_PACKAGE}/__init__.py"] = b'"""The mpc-net demo programs."""\n'
         webapp = {path.name: path.read_bytes() for path in sorted(WEBAPP.iterdir())
                   if path.is_file()}
-        return cls(package, demos, webapp)
+        return cls(package, demos, webapp, SNAPSHOT_SCRIPT.read_bytes())
 
     def digest(self) -> str:
         """Changes with any source, and with the pinned downloads."""
         digest = hashlib.sha256(f"{PYODIDE_INTEGRITY} {MPYC_SHA256}".encode())
-        for part in (self.package, self.demos, self.webapp):
+        for part in (self.package, self.demos, self.webapp,
+                     {SNAPSHOT_SCRIPT.name: self.snapshot_script}):
             for name, data in sorted(part.items()):
                 digest.update(b"%d:%s%d:" % (len(name), name.encode(), len(data)) + data)
         return digest.hexdigest()
@@ -177,6 +181,19 @@ def copy_pyodide(target: Path) -> None:
             (target / name).write_bytes(tar.extractfile(member).read())
 
 
+def make_snapshot(bundle: Path, sources: Sources) -> str | None:
+    """Pyodide's memory snapshot of `bundle` (CPython started, mpc_net's page module imported),
+    which a page restores instead of starting Python: its file name, or None without Node (the
+    page then starts Python itself, a few seconds slower). The name carries the sources' digest,
+    so a page never restores a snapshot of other code than the wheels beside it."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    name = f"snapshot-{sources.digest()[:16]}.bin"
+    run(node, str(SNAPSHOT_SCRIPT), str(bundle), str(bundle / name))
+    return name
+
+
 def precompress(directory: Path) -> None:
     """A `NAME.gz` beside every file that gzip makes clearly smaller, for `mpc-net web` to send
     to browsers that accept gzip (once here, instead of on every request)."""
@@ -202,6 +219,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
         write_wheel(wheels, "mpc-net-demos", __version__, sources.demos)
         for name, data in sources.webapp.items():
             (staging / name).write_bytes(data)
+        snapshot = make_snapshot(staging, sources)
         manifest = {
             "pyodide": PYODIDE_VERSION,
             "version": __version__,
@@ -211,6 +229,8 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
             "packagesUrl": packages_url,
             "extraPackages": ["gmpy2"],
             "demos": catalog(),
+            # Pyodide's memory after importing mpc_net, for a faster start; None: none made.
+            "snapshot": snapshot,
         }
         (staging / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
         precompress(staging)

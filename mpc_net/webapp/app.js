@@ -7,7 +7,8 @@ const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const timings = {};
 // For people who script the page (and for the tests): timings in ms since navigation start.
-window.mpcNet = { timings, publicKey: null, result: null };
+// restored: whether Python came from the bundle's memory snapshot.
+window.mpcNet = { timings, publicKey: null, result: null, restored: false };
 
 let page = null; // the Python module mpc_net.browser.page
 let join = null;
@@ -233,6 +234,18 @@ function showLinks(roster) {
   }
 }
 
+// Pyodide restored from the bundle's snapshot, or null (said in the log) if that fails.
+async function restoreSnapshot(options, name) {
+  try {
+    const response = await fetch(name);
+    if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+    return await loadPyodide({ ...options, _loadSnapshot: response.arrayBuffer() });
+  } catch (e) {
+    log(`Could not restore Python from ${name} (${e.message || e}); starting it afresh.`);
+    return null;
+  }
+}
+
 async function loadPython(bundle) {
   if (params.get("jspi") === "off") {
     // Behave as a browser without JS Promise integration (Safari, older Firefox) does.
@@ -240,12 +253,26 @@ async function loadPython(bundle) {
     delete WebAssembly.promising;
   }
   const packagesUrl = params.get("packages") || bundle.packagesUrl;
-  const pyodide = await loadPyodide({
+  const options = {
     indexURL: new URL("pyodide/", location.href).href,
     ...(packagesUrl ? { packageBaseUrl: packagesUrl } : {}),
     stdout: log,
     stderr: log,
-  });
+  };
+  // Fetched while Python starts.
+  const wheels = Promise.all(bundle.wheels.map(async (name) => {
+    const response = await fetch(`wheels/${name}`);
+    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  }));
+  wheels.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+  // The bundle's memory snapshot skips CPython's start and our imports. Not with packages from
+  // a repository, which would be linked into a restored Python untried; snapshot=off in the
+  // link starts Python afresh (to compare).
+  const restore = bundle.snapshot && !packagesUrl && params.get("snapshot") !== "off";
+  const restored = restore && await restoreSnapshot(options, bundle.snapshot);
+  window.mpcNet.restored = !!restored;
+  const pyodide = restored || await loadPyodide(options);
   timings.pyodide = performance.now();
   if (packagesUrl) {
     // Optional speed-ups from Pyodide's own repository; MPyC runs without them.
@@ -265,14 +292,11 @@ async function loadPython(bundle) {
         `${packagesUrl}; running on pure Python instead (slower, same results).`);
     }
   }
-  const wheels = await Promise.all(bundle.wheels.map(async (name) => {
-    const response = await fetch(`wheels/${name}`);
-    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
-    return response.arrayBuffer();
-  }));
-  for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel");
+  for (const wheel of await wheels) pyodide.unpackArchive(wheel, "wheel");
   timings.wheels = performance.now();
   page = pyodide.pyimport("mpc_net.browser.page");
+  // Every page restores the same memory: give `random` a seed of this page's own.
+  if (restored) page.reseed();
   timings.imported = performance.now();
   join = page.join;
 }
