@@ -37,6 +37,10 @@ DEMOS = PACKAGE / "demos"
 DATA_DIRECTORIES = ("demos", "webapp")
 # Makes the bundle's memory snapshot with Node (see make_snapshot).
 SNAPSHOT_SCRIPT = PACKAGE / "snapshot.mjs"
+# Node's flags for WebAssembly JS Promise integration, newest first; and the script's exit code
+# for a Node without it.
+JSPI_FLAGS = ("--experimental-wasm-jspi", "--experimental-wasm-stack-switching")
+NO_JSPI = 3
 
 PYODIDE_VERSION = "314.0.7"
 # npm's `dist.integrity` of pyodide-314.0.7.tgz.
@@ -183,14 +187,25 @@ def copy_pyodide(target: Path) -> None:
 
 def make_snapshot(bundle: Path, sources: Sources) -> str | None:
     """Pyodide's memory snapshot of `bundle` (CPython started, mpc_net's page module imported),
-    which a page restores instead of starting Python: its file name, or None without Node (the
-    page then starts Python itself, a few seconds slower). The name carries the sources' digest,
-    so a page never restores a snapshot of other code than the wheels beside it."""
+    which a page restores instead of starting Python: its file name, or None without Node or
+    without JSPI in it (the page then starts Python itself, a few seconds slower). The name
+    carries the sources' digest, so a page never restores a snapshot of other code than the
+    wheels beside it."""
     node = shutil.which("node")
     if node is None:
         return None
+    # JSPI, under the flag this Node knows (the older one gives the older API, which serves).
+    options = subprocess.run([node, "--v8-options"], capture_output=True, text=True).stdout
+    flags = [flag for flag in JSPI_FLAGS if flag in options][:1]
     name = f"snapshot-{sources.digest()[:16]}.bin"
-    run(node, str(SNAPSHOT_SCRIPT), str(bundle), str(bundle / name))
+    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), str(bundle / name)],
+                          capture_output=True, text=True)
+    if done.returncode == NO_JSPI:
+        return None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        raise BuildError("cannot make the memory snapshot with Node"
+                         + (f": {said[-1].strip()}" if said else ""))
     return name
 
 

@@ -14,15 +14,30 @@ const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).hre
 
 // Browser objects the page's modules take from `js` when imported, which Node lacks (crypto it
 // has, but its getter refuses Pyodide's proxy). Pyodide records each by its path from the
-// globals and, on restore, looks the path up in the page's own globals: so stand-ins do here.
-const BROWSER_ONLY = ["RTCPeerConnection", "WebSocket", "indexedDB", "crypto"];
+// globals and, on restore, looks the path up in the page's own globals: so stand-ins do here,
+// of the same kind (Python's proxy of a constructor has `new`, that of a plain object not).
+const BROWSER_ONLY = {
+  RTCPeerConnection: class {},
+  WebSocket: class {},
+  indexedDB: {},
+  crypto: {},
+};
 const jsglobals = Object.create(globalThis);
-for (const name of BROWSER_ONLY) {
+for (const [name, value] of Object.entries(BROWSER_ONLY)) {
   // Writable and configurable, or Pyodide cannot record the path.
-  Object.defineProperty(jsglobals, name, { value: {}, writable: true, configurable: true });
+  Object.defineProperty(jsglobals, name, { value, writable: true, configurable: true });
 }
 
+// Pyodide's C side settles at start whether it can block on a promise (JS Promise integration,
+// JSPI): a snapshot made without JSPI has Python that never can, even in a browser that has it.
+// mpc_net/bundle.py starts Node with its JSPI flag; pages restore only where JSPI is.
+const NO_JSPI = 3; // exit code: this Node has no JSPI, so no snapshot
+
 async function makeSnapshot() {
+  if (!("Suspending" in WebAssembly || "Suspender" in WebAssembly)) {
+    console.error("this Node has no WebAssembly JS Promise integration");
+    process.exit(NO_JSPI);
+  }
   const pyodide = await loadPyodide({ indexURL, jsglobals, _makeSnapshot: true });
   for (const name of readdirSync(`${bundleDir}/wheels`).filter((n) => n.endsWith(".whl"))) {
     pyodide.unpackArchive(new Uint8Array(readFileSync(`${bundleDir}/wheels/${name}`)), "wheel");
@@ -38,6 +53,6 @@ try {
 } catch (e) {
   // One line for the build's error: a Python exception's message ends with the exception.
   const lines = String(e.message || e).trim().split("\n");
-  console.error(`cannot make the memory snapshot: ${lines[lines.length - 1]}`);
+  console.error(lines[lines.length - 1]);
   process.exit(1);
 }

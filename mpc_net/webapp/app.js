@@ -234,12 +234,31 @@ function showLinks(roster) {
   }
 }
 
+// Where CPython keeps the function through which it calls function pointers (its trampoline).
+function trampolineSlot(module) {
+  return (module.__PyRuntime + module.HEAP32[module.__PyEM_EMSCRIPTEN_TRAMPOLINE_OFFSET / 4]) / 4;
+}
+
 // Pyodide restored from the bundle's snapshot, or null (said in the log) if that fails.
 async function restoreSnapshot(options, name) {
   try {
     const response = await fetch(name);
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
-    return await loadPyodide({ ...options, _loadSnapshot: response.arrayBuffer() });
+    // Pyodide's start picks CPython's trampoline before Python runs: one in WebAssembly where
+    // the browser can make it (JSPI suspends through it), else one in JavaScript (which JSPI
+    // cannot suspend). The snapshot brings the choice of Node, where it was made: so keep the
+    // page's own and put it back once restored.
+    let trampoline = 0;
+    const createPyodideModule = async (settings) => {
+      settings.preRun = [...(settings.preRun || []), (module) => {
+        trampoline = module.HEAP32[trampolineSlot(module)];
+      }];
+      return (await import("./pyodide/pyodide.asm.mjs")).default(settings);
+    };
+    const pyodide = await loadPyodide({
+      ...options, createPyodideModule, _loadSnapshot: response.arrayBuffer() });
+    pyodide._module.HEAP32[trampolineSlot(pyodide._module)] = trampoline;
+    return pyodide;
   } catch (e) {
     log(`Could not restore Python from ${name} (${e.message || e}); starting it afresh.`);
     return null;
@@ -266,10 +285,11 @@ async function loadPython(bundle) {
     return response.arrayBuffer();
   }));
   wheels.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
-  // The bundle's memory snapshot skips CPython's start and our imports. Not with packages from
-  // a repository, which would be linked into a restored Python untried; snapshot=off in the
-  // link starts Python afresh (to compare).
-  const restore = bundle.snapshot && !packagesUrl && params.get("snapshot") !== "off";
+  // The bundle's memory snapshot skips CPython's start and our imports. Only with JSPI, which
+  // the snapshot's Python counts on; not with packages from a repository, which would be linked
+  // into a restored Python untried; snapshot=off in the link starts Python afresh (to compare).
+  const restore = bundle.snapshot && typeof WebAssembly.Suspending === "function" &&
+    !packagesUrl && params.get("snapshot") !== "off";
   const restored = restore && await restoreSnapshot(options, bundle.snapshot);
   window.mpcNet.restored = !!restored;
   const pyodide = restored || await loadPyodide(options);
