@@ -2,12 +2,15 @@
 three browser parties against three native ones and MPyC's own TCP.
 
     python tests/browser/measure.py [--runs N] [--page-load-only] [--profile DEMO]
+                                    [--start snapshot|afresh] [--firefox]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
 copies and without them) and two tables of times. Times are MPyC's own "elapsed time" of party 0
 (from all parties connected to shutdown), medians over the runs; ratios matter more than
-absolute times on a shared machine.
+absolute times on a shared machine. The first-load table takes turns with pages that restore the
+bundle's memory snapshot and pages that start Python afresh (`snapshot=off`); `--start` says which
+the demo runs use.
 
 `--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
 session) on party 0 and prints where that party's time went: the heaviest functions by their own
@@ -105,6 +108,8 @@ def main() -> int:
     parser.add_argument("--firefox", action="store_true",
                         help="time Debian's firefox-esr instead of Chromium (page ready and "
                              "demos; the first-load table and the profile are Chromium's)")
+    parser.add_argument("--start", choices=STARTS, default="snapshot",
+                        help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
@@ -138,7 +143,8 @@ def main() -> int:
                 install_driver()
                 firefox = Firefox(loopback)
                 try:
-                    measure(firefox, server, natives, options.runs, options.demos.split(","))
+                    measure(firefox, server, natives, options.runs, options.demos.split(","),
+                            STARTS[options.start])
                 finally:
                     firefox.close()
                 return 0
@@ -150,7 +156,8 @@ def main() -> int:
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs)
                 if not (options.page_load_only or options.profile):
-                    measure(browser, server, natives, options.runs, options.demos.split(","))
+                    measure(browser, server, natives, options.runs, options.demos.split(","),
+                            STARTS[options.start])
                 browser.close()
         finally:
             for each in servers.values():
@@ -244,11 +251,12 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
     print()
 
 
-def ready_pages(browser, server: WebServer, natives: Natives) -> tuple[list[PartyPage], str]:
+def ready_pages(browser, server: WebServer, natives: Natives, query: str = "",
+                ) -> tuple[list[PartyPage], str]:
     """Three loaded pages and the roster of their keys."""
     pages = [PartyPage(browser, server.origin) for _ in range(3)]
     for page in pages:
-        page.open()
+        page.open(query)
     for page in pages:
         page.wait_ready(READY_SECONDS)
     roster = natives.roster([page.public_key for page in pages], "measure-browsers")
@@ -293,16 +301,17 @@ def print_profile(profile: dict, top: int = 30) -> None:
         print(f"  {seconds:7.3f} s  {seconds / total:4.0%}  {name}  {url}")
 
 
-def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str]) -> None:
+def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
+            query: str) -> None:
     alone = PartyPage(browser, server.origin)
-    alone.open()
+    alone.open(query)
     alone.wait_ready(READY_SECONDS)
     cold_one = alone.ready_seconds
-    alone.open()
+    alone.open(query)
     alone.wait_ready(READY_SECONDS)
     warm_one = alone.ready_seconds
     alone.close()
-    pages, browser_roster = ready_pages(browser, server, natives)
+    pages, browser_roster = ready_pages(browser, server, natives, query)
     cold_three = [page.ready_seconds for page in pages]
     print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
     print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "
