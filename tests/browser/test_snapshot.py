@@ -49,6 +49,23 @@ def test_without_node_the_bundle_has_no_snapshot(bundle, tmp_path, monkeypatch) 
     assert builder.make_snapshot(bundle, builder.Sources.read()) is None
 
 
+def test_a_node_without_jspi_makes_no_snapshot(bundle, tmp_path, monkeypatch) -> None:
+    """Its Python could never block on a promise: pages start Python afresh instead."""
+    node = tmp_path / "node"  # a Node that names no JSPI flag, so runs without one
+    node.write_text(f'#!/bin/sh\n[ "$1" = --v8-options ] && exit 0\n'
+                    f'exec {shutil.which("node")} "$@"\n')
+    node.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert builder.make_snapshot(bundle, builder.Sources.read()) is None
+
+
+def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
+    (tmp_path / "pyodide").symlink_to(bundle / "pyodide")  # and no wheels
+    with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
+        builder.make_snapshot(tmp_path, builder.Sources.read())
+    assert "\n" not in str(failed.value) and "wheels" in str(failed.value)
+
+
 def test_each_restored_python_draws_its_own_random_numbers(bundle, tmp_path) -> None:
     """Pages share the snapshot's memory, and so `random`'s state: page.reseed gives each its
     own (the room's retry jitter draws from it)."""
