@@ -35,6 +35,12 @@ WEBAPP = PACKAGE / "webapp"
 DEMOS = PACKAGE / "demos"
 # Not part of the mpc_net wheel the browser loads: the demos get their own, the app is served.
 DATA_DIRECTORIES = ("demos", "webapp")
+# Makes the bundle's memory snapshot with Node (see make_snapshot).
+SNAPSHOT_SCRIPT = PACKAGE / "snapshot.mjs"
+# Node's flags for WebAssembly JS Promise integration, newest first; and the script's exit code
+# for a Node without it.
+JSPI_FLAGS = ("--experimental-wasm-jspi", "--experimental-wasm-stack-switching")
+NO_JSPI = 3
 
 PYODIDE_VERSION = "314.0.7"
 # npm's `dist.integrity` of pyodide-314.0.7.tgz.
@@ -119,6 +125,7 @@ class Sources:
     package: dict[str, bytes]  # the mpc_net wheel's files, by path in the wheel
     demos: dict[str, bytes]  # the mpc_net_demos wheel's files
     webapp: dict[str, bytes]  # the page glue, by file name
+    snapshot_script: bytes  # what makes the memory snapshot
 
     @classmethod
     def read(cls) -> Sources:
@@ -131,12 +138,13 @@ class Sources:
         demos[f"{DEMOS_PACKAGE}/__init__.py"] = b'"""The mpc-net demo programs."""\n'
         webapp = {path.name: path.read_bytes() for path in sorted(WEBAPP.iterdir())
                   if path.is_file()}
-        return cls(package, demos, webapp)
+        return cls(package, demos, webapp, SNAPSHOT_SCRIPT.read_bytes())
 
     def digest(self) -> str:
         """Changes with any source, and with the pinned downloads."""
         digest = hashlib.sha256(f"{PYODIDE_INTEGRITY} {MPYC_SHA256}".encode())
-        for part in (self.package, self.demos, self.webapp):
+        for part in (self.package, self.demos, self.webapp,
+                     {SNAPSHOT_SCRIPT.name: self.snapshot_script}):
             for name, data in sorted(part.items()):
                 digest.update(b"%d:%s%d:" % (len(name), name.encode(), len(data)) + data)
         return digest.hexdigest()
@@ -177,6 +185,30 @@ def copy_pyodide(target: Path) -> None:
             (target / name).write_bytes(tar.extractfile(member).read())
 
 
+def make_snapshot(bundle: Path, sources: Sources) -> str | None:
+    """Pyodide's memory snapshot of `bundle` (CPython started, mpc_net's page module imported),
+    which a page restores instead of starting Python: its file name, or None without Node or
+    without JSPI in it (the page then starts Python itself, a few seconds slower). The name
+    carries the sources' digest, so a page never restores a snapshot of other code than the
+    wheels beside it."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    # JSPI, under the flag this Node knows (the older one gives the older API, which serves).
+    options = subprocess.run([node, "--v8-options"], capture_output=True, text=True).stdout
+    flags = [flag for flag in JSPI_FLAGS if flag in options][:1]
+    name = f"snapshot-{sources.digest()[:16]}.bin"
+    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), str(bundle / name)],
+                          capture_output=True, text=True)
+    if done.returncode == NO_JSPI:
+        return None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        raise BuildError("cannot make the memory snapshot with Node"
+                         + (f": {said[-1].strip()}" if said else ""))
+    return name
+
+
 def precompress(directory: Path) -> None:
     """A `NAME.gz` beside every file that gzip makes clearly smaller, for `mpc-net web` to send
     to browsers that accept gzip (once here, instead of on every request)."""
@@ -202,6 +234,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
         write_wheel(wheels, "mpc-net-demos", __version__, sources.demos)
         for name, data in sources.webapp.items():
             (staging / name).write_bytes(data)
+        snapshot = make_snapshot(staging, sources)
         manifest = {
             "pyodide": PYODIDE_VERSION,
             "version": __version__,
@@ -211,6 +244,8 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
             "packagesUrl": packages_url,
             "extraPackages": ["gmpy2"],
             "demos": catalog(),
+            # Pyodide's memory after importing mpc_net, for a faster start; None: none made.
+            "snapshot": snapshot,
         }
         (staging / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
         precompress(staging)

@@ -36,8 +36,9 @@ def main() -> int:
         print(f"wasm/build.py: error: {exc.strerror or exc}: {exc.filename or options.out}",
               file=sys.stderr)
         return 1
+    snapshot = manifest["snapshot"] or "no memory snapshot (it needs Node with JSPI)"
     print(f"bundle in {options.out}: Pyodide {manifest['pyodide']}, "
-          f"{', '.join(manifest['wheels'])}")
+          f"{', '.join(manifest['wheels'])}, {snapshot}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import random
 import re
 import shlex
 import sys
@@ -81,6 +82,13 @@ class _Ui:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ui, name)
+
+
+def reseed() -> None:
+    """After the page started from the bundle's memory snapshot, which every page of the bundle
+    shares: seed `random` anew, or all pages would draw the same numbers (the room's retry
+    jitter, say). Secrets never come from `random`; `secrets` asks the browser each time."""
+    random.seed()
 
 
 async def prepare(key_slot: str) -> JsProxy:

@@ -7,7 +7,8 @@ const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const timings = {};
 // For people who script the page (and for the tests): timings in ms since navigation start.
-window.mpcNet = { timings, publicKey: null, result: null };
+// restored: whether Python came from the bundle's memory snapshot.
+window.mpcNet = { timings, publicKey: null, result: null, restored: false };
 
 let page = null; // the Python module mpc_net.browser.page
 let join = null;
@@ -233,6 +234,37 @@ function showLinks(roster) {
   }
 }
 
+// Where CPython keeps the function through which it calls function pointers (its trampoline).
+function trampolineSlot(module) {
+  return (module.__PyRuntime + module.HEAP32[module.__PyEM_EMSCRIPTEN_TRAMPOLINE_OFFSET / 4]) / 4;
+}
+
+// Pyodide restored from the bundle's snapshot, or null (said in the log) if that fails.
+async function restoreSnapshot(options, name) {
+  try {
+    const response = await fetch(name);
+    if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+    // Pyodide's start picks CPython's trampoline before Python runs: one in WebAssembly where
+    // the browser can make it (JSPI suspends through it), else one in JavaScript (which JSPI
+    // cannot suspend). The snapshot brings the choice of Node, where it was made: so keep the
+    // page's own and put it back once restored.
+    let trampoline = 0;
+    const createPyodideModule = async (settings) => {
+      settings.preRun = [...(settings.preRun || []), (module) => {
+        trampoline = module.HEAP32[trampolineSlot(module)];
+      }];
+      return (await import("./pyodide/pyodide.asm.mjs")).default(settings);
+    };
+    const pyodide = await loadPyodide({
+      ...options, createPyodideModule, _loadSnapshot: response.arrayBuffer() });
+    pyodide._module.HEAP32[trampolineSlot(pyodide._module)] = trampoline;
+    return pyodide;
+  } catch (e) {
+    log(`Could not restore Python from ${name} (${e.message || e}); starting it afresh.`);
+    return null;
+  }
+}
+
 async function loadPython(bundle) {
   if (params.get("jspi") === "off") {
     // Behave as a browser without JS Promise integration (Safari, older Firefox) does.
@@ -240,12 +272,27 @@ async function loadPython(bundle) {
     delete WebAssembly.promising;
   }
   const packagesUrl = params.get("packages") || bundle.packagesUrl;
-  const pyodide = await loadPyodide({
+  const options = {
     indexURL: new URL("pyodide/", location.href).href,
     ...(packagesUrl ? { packageBaseUrl: packagesUrl } : {}),
     stdout: log,
     stderr: log,
-  });
+  };
+  // Fetched while Python starts.
+  const wheels = Promise.all(bundle.wheels.map(async (name) => {
+    const response = await fetch(`wheels/${name}`);
+    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  }));
+  wheels.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+  // The bundle's memory snapshot skips CPython's start and our imports. Only with JSPI, which
+  // the snapshot's Python counts on; not with packages from a repository, which would be linked
+  // into a restored Python untried; snapshot=off in the link starts Python afresh (to compare).
+  const restore = bundle.snapshot && typeof WebAssembly.Suspending === "function" &&
+    !packagesUrl && params.get("snapshot") !== "off";
+  const restored = restore && await restoreSnapshot(options, bundle.snapshot);
+  window.mpcNet.restored = !!restored;
+  const pyodide = restored || await loadPyodide(options);
   timings.pyodide = performance.now();
   if (packagesUrl) {
     // Optional speed-ups from Pyodide's own repository; MPyC runs without them.
@@ -265,14 +312,11 @@ async function loadPython(bundle) {
         `${packagesUrl}; running on pure Python instead (slower, same results).`);
     }
   }
-  const wheels = await Promise.all(bundle.wheels.map(async (name) => {
-    const response = await fetch(`wheels/${name}`);
-    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
-    return response.arrayBuffer();
-  }));
-  for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel");
+  for (const wheel of await wheels) pyodide.unpackArchive(wheel, "wheel");
   timings.wheels = performance.now();
   page = pyodide.pyimport("mpc_net.browser.page");
+  // Every page restores the same memory: give `random` a seed of this page's own.
+  if (restored) page.reseed();
   timings.imported = performance.now();
   join = page.join;
 }

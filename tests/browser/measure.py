@@ -2,12 +2,15 @@
 three browser parties against three native ones and MPyC's own TCP.
 
     python tests/browser/measure.py [--runs N] [--page-load-only] [--profile DEMO]
+                                    [--start snapshot|afresh] [--firefox]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
 copies and without them) and two tables of times. Times are MPyC's own "elapsed time" of party 0
 (from all parties connected to shutdown), medians over the runs; ratios matter more than
-absolute times on a shared machine.
+absolute times on a shared machine. The first-load table takes turns with pages that restore the
+bundle's memory snapshot and pages that start Python afresh (`snapshot=off`); `--start` says which
+the demo runs use.
 
 `--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
 session) on party 0 and prints where that party's time went: the heaviest functions by their own
@@ -90,7 +93,9 @@ def tcp_run(demo: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per demo (default 3)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs per demo, and rounds of three pages loading at once "
+                             "(default 3)")
     parser.add_argument("--page-load-only", action="store_true",
                         help="only what a first page load fetches, and how long each step "
                              "takes, alone and three at once")
@@ -103,6 +108,8 @@ def main() -> int:
     parser.add_argument("--firefox", action="store_true",
                         help="time Debian's firefox-esr instead of Chromium (page ready and "
                              "demos; the first-load table and the profile are Chromium's)")
+    parser.add_argument("--start", choices=STARTS, default="snapshot",
+                        help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
@@ -136,7 +143,8 @@ def main() -> int:
                 install_driver()
                 firefox = Firefox(loopback)
                 try:
-                    measure(firefox, server, natives, options.runs, options.demos.split(","))
+                    measure(firefox, server, natives, options.runs, options.demos.split(","),
+                            STARTS[options.start])
                 finally:
                     firefox.close()
                 return 0
@@ -146,9 +154,10 @@ def main() -> int:
                 if options.profile:
                     profile(browser, server, natives, options.profile)
                 elif not options.no_page_load:
-                    page_loads(browser, servers)
+                    page_loads(browser, servers, options.runs)
                 if not (options.page_load_only or options.profile):
-                    measure(browser, server, natives, options.runs, options.demos.split(","))
+                    measure(browser, server, natives, options.runs, options.demos.split(","),
+                            STARTS[options.start])
                 browser.close()
         finally:
             for each in servers.values():
@@ -176,7 +185,11 @@ def phases(page) -> str:
                      for label, a, b in zip(PHASES.values(), marks[:-1], marks[1:], strict=True))
 
 
-def page_load(browser, origin: str, network: dict | None,
+# A page restores the bundle's memory snapshot unless its link says snapshot=off.
+STARTS = {"snapshot": "", "afresh": "?snapshot=off"}
+
+
+def page_load(browser, url: str, network: dict | None,
               ) -> tuple[int, int, int, float, int, str]:
     """A first load in a fresh context: requests, bytes received (headers and bodies as sent),
     bytes of the files once decoded, seconds until the page is ready, how many requests
@@ -189,51 +202,61 @@ def page_load(browser, origin: str, network: dict | None,
         cdp.send("Network.emulateNetworkConditions", network)
     requests = []
     page.on("requestfinished", lambda request: requests.append(request))
-    page.goto(origin + "/")
+    page.goto(url)
     page.wait_for_selector(READY, state="attached", timeout=300_000)
     ready = page.evaluate("window.mpcNet.timings.ready") / 1000
     steps = phases(page)
-    received = decoded = 0
-    connections = 0
+    # The page's own count: the inspector does not keep bodies as large as the snapshot.
+    decoded = page.evaluate("performance.getEntriesByType('navigation').concat("
+                            "performance.getEntriesByType('resource'))"
+                            ".reduce((sum, entry) => sum + entry.decodedBodySize, 0)")
+    received = connections = 0
     for request in requests:
         sizes = request.sizes()
         received += sizes["responseHeadersSize"] + sizes["responseBodySize"]
-        decoded += len(request.response().body())
         connections += request.timing["connectStart"] >= 0  # -1: a connection used again
     context.close()
     return len(requests), received, decoded, ready, connections, steps
 
 
-def page_loads(browser, servers: dict[str, WebServer]) -> None:
+def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
+    """First loads with and without the memory snapshot, taking turns, then `runs` rounds of
+    three pages loading at once, with and without it in turn."""
     print("first page load (all files the page fetches):")
-    print("  encoding  requests  connections  received bytes  decoded bytes  ready on loopback  "
-          "ready at 10 Mbit/s, 20 ms")
+    print("  encoding, start   requests  connections  received bytes  decoded bytes  "
+          "ready on loopback  ready at 10 Mbit/s, 20 ms")
     steps = {}
     for name, server in servers.items():
-        count, received, decoded, loopback, connections, steps[name] = page_load(
-            browser, server.origin, None)
-        network = page_load(browser, server.origin, NETWORK)[3]
-        print(f"  {name:<8}  {count:>8}  {connections:>11}  {received:>14,}  {decoded:>13,}  "
-              f"{loopback:>15.2f} s  {network:>23.2f} s")
+        for start, query in STARTS.items():
+            label = f"{name}, {start}"
+            count, received, decoded, loopback, connections, steps[label] = page_load(
+                browser, f"{server.origin}/{query}", None)
+            network = page_load(browser, f"{server.origin}/{query}", NETWORK)[3]
+            print(f"  {label:<16}  {count:>8}  {connections:>11}  {received:>14,}  "
+                  f"{decoded:>13,}  {loopback:>15.2f} s  {network:>23.2f} s")
     print("steps of those loads on loopback, seconds:")
-    for name, text in steps.items():
-        print(f"  {name:<8}  {text}")
-    pages = [PartyPage(browser, servers["gzip"].origin) for _ in range(3)]
-    for page in pages:
-        page.open()
-    print("three fresh contexts loading at once (gzip), seconds:")
-    for page in pages:
-        page.wait_ready(READY_SECONDS)
-        print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
-        page.close()
+    for label, text in steps.items():
+        print(f"  {label:<16}  {text}")
+    for round_ in range(runs):
+        for start, query in STARTS.items():
+            pages = [PartyPage(browser, servers["gzip"].origin) for _ in range(3)]
+            for page in pages:
+                page.open(query)
+            print(f"three fresh contexts loading at once (gzip, {start}, round {round_ + 1}), "
+                  "seconds:")
+            for page in pages:
+                page.wait_ready(READY_SECONDS)
+                print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
+                page.close()
     print()
 
 
-def ready_pages(browser, server: WebServer, natives: Natives) -> tuple[list[PartyPage], str]:
+def ready_pages(browser, server: WebServer, natives: Natives, query: str = "",
+                ) -> tuple[list[PartyPage], str]:
     """Three loaded pages and the roster of their keys."""
     pages = [PartyPage(browser, server.origin) for _ in range(3)]
     for page in pages:
-        page.open()
+        page.open(query)
     for page in pages:
         page.wait_ready(READY_SECONDS)
     roster = natives.roster([page.public_key for page in pages], "measure-browsers")
@@ -278,16 +301,17 @@ def print_profile(profile: dict, top: int = 30) -> None:
         print(f"  {seconds:7.3f} s  {seconds / total:4.0%}  {name}  {url}")
 
 
-def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str]) -> None:
+def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
+            query: str) -> None:
     alone = PartyPage(browser, server.origin)
-    alone.open()
+    alone.open(query)
     alone.wait_ready(READY_SECONDS)
     cold_one = alone.ready_seconds
-    alone.open()
+    alone.open(query)
     alone.wait_ready(READY_SECONDS)
     warm_one = alone.ready_seconds
     alone.close()
-    pages, browser_roster = ready_pages(browser, server, natives)
+    pages, browser_roster = ready_pages(browser, server, natives, query)
     cold_three = [page.ready_seconds for page in pages]
     print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
     print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "

@@ -66,6 +66,7 @@ class PartyPage:
         self.page = self.tab.page
         self.public_key = ""
         self.ready_seconds = 0.0
+        self.restored = False  # Python from the bundle's memory snapshot
 
     def open(self, query: str = "") -> None:
         """Start loading the page (with a link's query); `wait_ready` waits for Python."""
@@ -84,6 +85,7 @@ class PartyPage:
         assert steps == sorted(steps), timings
         self.ready_seconds = timings["ready"] / 1000
         self.public_key = self.page.evaluate("window.mpcNet.publicKey")
+        self.restored = self.page.evaluate("window.mpcNet.restored")
 
     def make_idle(self) -> None:
         """Reload a page that a failed test left in a run (it would wait for its peers)."""

@@ -78,7 +78,9 @@ def test_three_browsers_match_tcp(parties, natives, expected, screenshots, reque
 
 def test_sync_style_program_in_three_browsers(parties, natives, expected, screenshots,
                                               request) -> None:
-    """secretsanta.py calls mpc.run() at module level: it blocks through JSPI's run_sync."""
+    """secretsanta.py calls mpc.run() at module level: it blocks through JSPI's run_sync, in
+    Python restored from the bundle's memory snapshot."""
+    assert all(page.restored for page in parties)
     roster = roster_json(natives, [page.public_key for page in parties], "bbb")
     room = room_for(request)
     for i, page in enumerate(parties):

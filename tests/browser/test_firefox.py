@@ -26,6 +26,7 @@ def test_three_firefox_parties_join_from_links_and_run_a_sync_program(
     for i, page in enumerate(parties):
         page.wait_ready()
         assert page.public_key == keys[i], "the key must come back from IndexedDB"
+        assert page.restored  # Python from the bundle's memory snapshot
         assert f"your key is party {i}'s" in page.page.inner_text("#roster-info")
     for page in parties:
         page.page.click("#join")

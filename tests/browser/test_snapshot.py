@@ -1,0 +1,116 @@
+"""The bundle's memory snapshot: pages start Python from it, never from a snapshot that does
+not fit, and each restored Python draws random numbers of its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+pytest.importorskip("playwright")
+
+from mpc_net import bundle as builder  # noqa: E402
+
+from .conftest import WebServer  # noqa: E402
+from .party_page import PartyPage  # noqa: E402
+
+# Restore the snapshot in Node as a page does, reseed or not, and print a draw of `random`.
+RESTORE = """
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const [bundleDir, snapshot, reseed] = process.argv.slice(2);
+const indexURL = `${bundleDir}/pyodide/`;
+const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+const pyodide = await loadPyodide({
+  indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
+const page = pyodide.pyimport("mpc_net.browser.page");
+if (reseed === "reseed") page.reseed();
+console.log(pyodide.runPython("import random; random.random()"));
+"""
+
+
+def test_the_snapshot_is_named_by_the_sources_it_was_made_from(bundle) -> None:
+    """Another mpc_net, demo, page or snapshot script is another name: a page never restores
+    memory of other code than the wheels beside it."""
+    name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
+    sources = builder.Sources.read()
+    assert name == f"snapshot-{sources.digest()[:16]}.bin"
+    assert (bundle / name).stat().st_size > 1_000_000
+    assert (bundle / f"{name}.gz").is_file()  # served compressed: a fifth of the size
+    script = builder.Sources(sources.package, sources.demos, sources.webapp,
+                             sources.snapshot_script + b"\n")
+    assert script.digest() != sources.digest()
+
+
+def test_without_node_the_bundle_has_no_snapshot(bundle, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert builder.make_snapshot(bundle, builder.Sources.read()) is None
+
+
+def test_a_node_without_jspi_makes_no_snapshot(bundle, tmp_path, monkeypatch) -> None:
+    """Its Python could never block on a promise: pages start Python afresh instead."""
+    node = tmp_path / "node"  # a Node that names no JSPI flag, so runs without one
+    node.write_text(f'#!/bin/sh\n[ "$1" = --v8-options ] && exit 0\n'
+                    f'exec {shutil.which("node")} "$@"\n')
+    node.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert builder.make_snapshot(bundle, builder.Sources.read()) is None
+
+
+def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
+    (tmp_path / "pyodide").symlink_to(bundle / "pyodide")  # and no wheels
+    with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
+        builder.make_snapshot(tmp_path, builder.Sources.read())
+    assert "\n" not in str(failed.value) and "wheels" in str(failed.value)
+
+
+def test_each_restored_python_draws_its_own_random_numbers(bundle, tmp_path) -> None:
+    """Pages share the snapshot's memory, and so `random`'s state: page.reseed gives each its
+    own (the room's retry jitter draws from it)."""
+    script = tmp_path / "restore.mjs"
+    script.write_text(RESTORE)
+    name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
+
+    def draw(reseed: str) -> str:
+        done = subprocess.run(["node", str(script), str(bundle), name, reseed],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert draw("as-is") == draw("as-is")  # what reseeding is for
+    assert draw("reseed") != draw("reseed")
+
+
+def test_a_page_restores_the_snapshot_and_starts_afresh_without_a_good_one(
+        browser, bundle, loopback, tmp_path) -> None:
+    """A snapshot that does not fit (here: its header damaged, as Pyodide's check of its build
+    finds one of another Pyodide) is said in the log and Python starts afresh; snapshot=off in
+    the link starts afresh too."""
+    broken = tmp_path / "bundle"
+    shutil.copytree(bundle, broken)
+    name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
+    damaged = bytearray((bundle / name).read_bytes())
+    damaged[:16] = bytes(16)
+    (broken / name).write_bytes(damaged)
+    (broken / f"{name}.gz").unlink()
+    servers = [WebServer(loopback, bundle), WebServer(loopback, broken)]
+    try:
+        for server, query, restored in ((servers[0], "", True),
+                                        (servers[0], "?snapshot=off", False),
+                                        (servers[1], "", False)):
+            page = PartyPage(browser, server.origin)
+            try:
+                page.open(query)
+                page.wait_ready()
+                assert page.restored is restored
+                failed = f"Could not restore Python from {name}" in page.log
+                assert failed is (server is servers[1]), page.log
+                assert page.public_key
+                assert page.problems() == []
+            finally:
+                page.close()
+    finally:
+        for server in servers:
+            server.close()
