@@ -28,7 +28,8 @@ const pyodide = await loadPyodide({
   indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
 const page = pyodide.pyimport("mpc_net.browser.page");
 if (reseed === "reseed") page.reseed();
-console.log(pyodide.runPython("import sys; str([m for m in sys.modules if m.split('.')[0] == 'mpyc'])"));
+console.log(pyodide.runPython(
+  "import sys; str([m for m in sys.modules if m.split('.')[0] == 'mpyc'])"));
 console.log(pyodide.runPython("import random; random.random()"));
 """
 
