@@ -10,6 +10,7 @@ import gc
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
@@ -227,17 +228,8 @@ async def test_a_lost_last_packet_costs_a_fraction_of_a_second(sctp: str) -> Non
     await measure_round_trips(a, b)
     expected_rto = 1.0 if sctp == "stock" else association._srtt + RTO_MARGIN
     assert association._rto == pytest.approx(expected_rto, abs=0.1), association._rto
-    dtls = association.transport
-    send_data = dtls._send_data
-    dropped = []
-
-    async def lossy(data: bytes) -> None:
-        if not dropped and len(data) < 200 and data[12] == 0:  # the first small DATA packet
-            dropped.append(data)
-            return
-        await send_data(data)
-
-    dtls._send_data = lossy
+    # the first small DATA packet
+    dropped = drop_first(association, lambda data: len(data) < 200 and data[12] == 0)
     loop = asyncio.get_running_loop()
     started = loop.time()
     a.pc.channel.send(b"the last word")
@@ -262,17 +254,7 @@ async def test_a_lost_first_message_costs_a_second_not_three(sctp: str) -> None:
     a, b = await connected()
     association = a.pc._pc.sctp
     assert association._srtt is None
-    dtls = association.transport
-    send_data = dtls._send_data
-    dropped = []
-
-    async def lossy(data: bytes) -> None:
-        if not dropped and data[12] == 0:  # the first DATA packet
-            dropped.append(data)
-            return
-        await send_data(data)
-
-    dtls._send_data = lossy
+    dropped = drop_first(association, lambda data: data[12] == 0)  # the first DATA packet
     loop = asyncio.get_running_loop()
     started = loop.time()
     a.pc.channel.send(b"hello")
@@ -285,6 +267,23 @@ async def test_a_lost_first_message_costs_a_second_not_three(sctp: str) -> None:
         assert 1.0 <= took < 2.0, took
         assert association._window.events["timeout"] == 1, association._window.events
     await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+def drop_first(association, matches: Callable[[bytes], bool]) -> list[bytes]:
+    """Make the association's DTLS transport drop the first outgoing SCTP packet that `matches`;
+    the list it returns holds it once dropped."""
+    dtls = association.transport
+    send_data = dtls._send_data
+    dropped: list[bytes] = []
+
+    async def lossy(data: bytes) -> None:
+        if not dropped and matches(data):
+            dropped.append(data)
+            return
+        await send_data(data)
+
+    dtls._send_data = lossy
+    return dropped
 
 
 def data_tsns(packet: bytes) -> list[int]:
