@@ -44,7 +44,10 @@ def test_bench_quick_run_prints_tables_and_writes_json(tmp_path) -> None:
     assert set(report["transport"]) == TRANSPORT_TESTS
     assert set(report["transport"]["pingpong"]) == {"tcp", "udp", "rtc", "rtc-raw"}
     connect = report["transport"]["connect-3"]["mpc-net"]["median"]
-    assert connect["after_last_start_s"] > 0 and connect["mesh_s"] > 0
+    # A party connects while its program starts: its channels can be up by the time MPyC logs
+    # "Start MPyC runtime", the same millisecond as "All 3 parties connected".
+    assert connect["after_last_start_s"] >= 0
+    assert connect["launch_s"] > connect["mesh_s"] > 0
     assert report["transport"]["memory"]["rtc"]["median"]["bytes_per_peer_connection"] > 0
     assert {t["target"].split(" (")[0] for t in report["targets"]} >= {
         "median demo elapsed ratio, all demos", "ping-pong vs raw UDP",
