@@ -365,7 +365,9 @@ class Bench:
             progress(f"network: {cond.label}")
             trace = None
             if self.options.keep:
-                trace = self.options.keep / f"packets-{cond.label.replace(' ', '')}.log"
+                # A file name from the label: "40 ms, 50 Mbit/s" -> "40ms,50Mbit-s".
+                name = cond.label.replace(' ', '').replace('/', '-')
+                trace = self.options.keep / f"packets-{name}.log"
             self.network = Network(cond, self.parties, self.workdir, trace)
             try:
                 measured = self.network.measured_rtt_ms()

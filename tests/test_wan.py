@@ -66,7 +66,8 @@ def test_a_baseline_checkout_runs_as_a_third_variant(tmp_path) -> None:
     package = baseline / "mpc_net" / "__main__.py"
     package.write_text(marker + package.read_text())
     results = tmp_path / "wan.json"
-    done = wan("--condition", "rtt=10", "--program", "demos/auction.py", "--reps", "1",
+    # A capped link: its label ("10 ms, 50 Mbit/s") names the kept packet trace too.
+    done = wan("--condition", "rtt=10,bw=50", "--program", "demos/auction.py", "--reps", "1",
                "--baseline", str(baseline), "--json", str(results), "--keep", str(tmp_path / "k"))
     assert done.returncode == 0, done.stderr[-3000:]
     (figure,) = json.loads(results.read_text())
@@ -78,3 +79,5 @@ def test_a_baseline_checkout_runs_as_a_third_variant(tmp_path) -> None:
     assert not any("baseline mpc_net" in text for name, text in kept.items()
                    if "-baseline-" not in name)
     assert "| baseline elapsed s | baseline ratio |" in done.stdout
+    assert [path.name for path in (tmp_path / "k").glob("packets-*")] == [
+        "packets-10ms,50Mbit-s.log"]
