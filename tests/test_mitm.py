@@ -44,14 +44,15 @@ class Side:
     messages and the peer connection's states.
     """
 
-    def __init__(self, pid: int, on_message, outgoing) -> None:
+    def __init__(self, pid: int, on_message, outgoing=lambda side, message: message) -> None:
         self.pid = pid
         self.pc = NativePeerConnection([])
         self.states: list[str] = []
         self.outbox: list[bytes] = []  # for party `pid`, waiting for this side's channel to open
         self.errors: list[Exception] = []  # raised by the relay's handling of a message
         self._on_message = on_message
-        self._outgoing = outgoing  # what the relay makes of a message as it leaves this side
+        # What the relay makes of a message as it leaves this side (unchanged by default).
+        self._outgoing = outgoing
         self.pc.bind(self)
         self.pc.opened.add_done_callback(self._opened)
 
