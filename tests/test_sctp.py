@@ -230,11 +230,7 @@ async def test_a_lost_last_packet_costs_a_fraction_of_a_second(sctp: str) -> Non
     assert association._rto == pytest.approx(expected_rto, abs=0.1), association._rto
     # the first small DATA packet
     dropped = drop_first(association, lambda data: len(data) < 200 and data[12] == 0)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    a.pc.channel.send(b"the last word")
-    assert await asyncio.wait_for(b.received.get(), 10) == b"the last word"
-    took = loop.time() - started
+    took = await delivery_time(a, b, b"the last word")
     assert dropped
     if sctp == "stock":
         assert took >= 1.0, took
@@ -255,11 +251,7 @@ async def test_a_lost_first_message_costs_a_second_not_three(sctp: str) -> None:
     association = a.pc._pc.sctp
     assert association._srtt is None
     dropped = drop_first(association, lambda data: data[12] == 0)  # the first DATA packet
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    a.pc.channel.send(b"hello")
-    assert await asyncio.wait_for(b.received.get(), 10) == b"hello"
-    took = loop.time() - started
+    took = await delivery_time(a, b, b"hello")
     assert dropped
     if sctp == "stock":
         assert took >= 3.0, took
@@ -267,6 +259,15 @@ async def test_a_lost_first_message_costs_a_second_not_three(sctp: str) -> None:
         assert 1.0 <= took < 2.0, took
         assert association._window.events["timeout"] == 1, association._window.events
     await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def delivery_time(a, b, message: bytes) -> float:
+    """Seconds from `a` sending `message` until `b` has it."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 10) == message
+    return loop.time() - started
 
 
 def drop_first(association, matches: Callable[[bytes], bool]) -> list[bytes]:
