@@ -484,8 +484,9 @@ async def test_a_timeout_whose_resends_the_peer_reports_as_duplicates_is_undone(
     for data in held:
         await send_data(data)
     await until(lambda: not association._sent_queue)
-    await asyncio.sleep(0.05)  # the SACKs reporting the duplicates
     events = association._window.events
+    # The SACKs reporting the duplicates undo the timeout (fails by timing out otherwise).
+    await until(lambda: events["timeouts undone by duplicate reports"] == 1)
     assert events["timeouts undone by duplicate reports"] == 1, events
     assert "spurious timeout" not in events, events
     assert association._cwnd >= window and association._ssthresh == threshold
