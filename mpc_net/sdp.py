@@ -66,3 +66,23 @@ _CANDIDATE_TYPE = re.compile(r"^a=candidate:.* typ (\w+)", re.MULTILINE)
 def candidate_types(sdp: str) -> list[str]:
     """The types of the ICE candidates in `sdp` (host, srflx, prflx, relay), in order."""
     return _CANDIDATE_TYPE.findall(sdp)
+
+
+# mpc-net carries data channels only: an SCTP association over DTLS (RFC 8841). Any other
+# section (audio, video, RTP of any kind) would lead aiortc into its media code, which a party
+# runs on stand-ins (rtc/patches.py), so such a description is refused before aiortc sees it.
+_MEDIA_LIKE = re.compile(r"[ \t]*m[ \t]*=", re.IGNORECASE)
+_DATA_CHANNEL_SECTION = re.compile(r"m=application \d+ (?:UDP|TCP)/DTLS/SCTP webrtc-datachannel")
+
+
+def check_media_sections(sdp: str) -> None:
+    """Raise ValueError unless every media section of `sdp` is a data channel's (one at least)."""
+    sections = 0
+    for line in sdp.split("\n"):
+        line = line.removesuffix("\r")
+        if _MEDIA_LIKE.match(line):
+            if not _DATA_CHANNEL_SECTION.fullmatch(line):
+                raise ValueError(f"a media section other than a data channel: {line[:100]!r}")
+            sections += 1
+    if not sections:
+        raise ValueError("no data channel section")

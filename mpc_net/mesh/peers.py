@@ -11,7 +11,13 @@ from typing import Any
 from ..auth import AuthError, ChannelView, Roster
 from ..handshake import authenticate
 from ..ice import server_kinds
-from ..sdp import candidate_types, check_fingerprint_lines, fingerprints, max_message_size
+from ..sdp import (
+    candidate_types,
+    check_fingerprint_lines,
+    check_media_sections,
+    fingerprints,
+    max_message_size,
+)
 from ..signaling.protocol import CheckCodeMessage, SessionDescription, SignalPayload
 from ..transport import DataChannelTransport, PeerLost
 from .events import (
@@ -32,6 +38,7 @@ def _description(sender: int, payload: SignalPayload, kind: str) -> SessionDescr
     if not isinstance(payload, SessionDescription) or payload.type != kind:
         raise MeshError(f"party {sender} sent a signal that is not an SDP {kind}")
     try:
+        check_media_sections(payload.sdp)
         check_fingerprint_lines(payload.sdp)
     except ValueError as exc:
         raise MeshError(f"party {sender} sent an SDP {kind} with {exc}") from None

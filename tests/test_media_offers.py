@@ -1,0 +1,133 @@
+"""A remote description with an audio or video section: mpc-net carries data channels only.
+
+A party refuses such an offer or answer like any other bad one (one line naming the party), and
+never reaches aiortc's media code for it: that code runs on stand-ins (rtc/patches.py), and the
+codecs a party does not load must not be loaded by a stranger's offer either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from mpc_net.mesh import MeshError
+from mpc_net.mesh.peers import _description
+from mpc_net.native.identity import FileIdentity, load_roster
+from mpc_net.native.signaling import SignalingClient
+from mpc_net.sdp import check_media_sections
+from mpc_net.signaling import protocol
+
+from helpers import ROOT, RoomServerProcess, make_credentials, program_lines
+
+
+async def _offer(*kinds: str, data_channel: bool = True) -> str:
+    """A real aiortc offer with a transceiver of each of `kinds` (and a data channel)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for kind in kinds:
+        pc.addTransceiver(kind)
+    if data_channel:
+        pc.createDataChannel("mpc-net")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def test_a_data_channel_offer_passes() -> None:
+    sdp = await _offer()
+    check_media_sections(sdp)
+    assert _description(0, protocol.SessionDescription("offer", sdp), "offer")
+
+
+@pytest.mark.parametrize("kinds, data_channel, named", [
+    (("audio",), True, r"'m=audio \d+ UDP/TLS/RTP/SAVPF "),
+    (("video",), True, r"'m=video \d+ UDP/TLS/RTP/SAVPF "),
+    (("audio", "video"), False, "'m=audio "),
+])
+async def test_offers_with_media_sections_are_refused(kinds, data_channel, named) -> None:
+    sdp = await _offer(*kinds, data_channel=data_channel)
+    with pytest.raises(ValueError, match=f"a media section other than a data channel: {named}"):
+        check_media_sections(sdp)
+    with pytest.raises(MeshError, match=f"party 0 sent an SDP answer with a media section other "
+                                        f"than a data channel: {named}"):
+        _description(0, protocol.SessionDescription("answer", sdp), "answer")
+
+
+@pytest.mark.parametrize("line", [
+    "m=application 9 UDP/TLS/RTP/SAVPF 96",  # RTP on an application section
+    "m=text 9 UDP/TLS/RTP/SAVPF 96",
+    "m=message 9 TCP/MSRP *",
+    "M=audio 9 UDP/TLS/RTP/SAVPF 0",  # in any case a lax parser might take
+    " m=audio 9 UDP/TLS/RTP/SAVPF 0",
+])
+async def test_any_section_but_an_sctp_data_channel_is_refused(line: str) -> None:
+    sdp = (await _offer()) + line + "\r\n"
+    with pytest.raises(ValueError, match="a media section other than a data channel"):
+        check_media_sections(sdp)
+
+
+async def test_a_description_without_a_data_channel_section_is_refused() -> None:
+    with pytest.raises(ValueError, match="no data channel section"):
+        check_media_sections((await _offer(data_channel=False)).split("m=")[0])
+
+
+# Party 1 of 2; at the end, whether anything of aiortc's codecs or PyAV was ever loaded.
+WAITS = """
+import sys
+from mpyc.runtime import mpc
+
+print("the program runs", flush=True)
+try:
+    mpc.run(mpc.start())
+finally:
+    media = sorted(n for n in sys.modules if n == "av" or n.startswith(("av.", "aiortc.codecs")))
+    print(f"media modules loaded: {media}", file=sys.stderr, flush=True)
+"""
+
+
+async def _seat_0(url: str, room: str, credentials: list[str]) -> SignalingClient:
+    client = SignalingClient()
+    await client.connect(url)
+    await client.join(room, 0, 2, identity=FileIdentity.load(credentials[1]),
+                      roster=load_roster(credentials[3]))
+    return client
+
+
+def test_a_party_refuses_an_offer_with_audio_from_the_room(tmp_path: Path) -> None:
+    """Party 0's seat (or a room server speaking for it) offers audio beside the data channel:
+    party 1 refuses it in one line, exits at once with an error, and loads no media code (the
+    offer comes while its program waits for MPyC's start, which then fails)."""
+    script = tmp_path / "waits.py"
+    script.write_text(WAITS)
+    credentials = make_credentials(tmp_path, 2)
+    server = RoomServerProcess()
+    party = subprocess.Popen(
+        [sys.executable, "-m", "mpc_net", "run", str(script), "-M2", "-I", "1", "--room", "av",
+         "--signal", server.url, *credentials[1],],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    async def offer_audio() -> None:
+        while not program_lines(line := party.stdout.readline()):
+            assert line, "party 1 ended before its program ran"
+        client = await _seat_0(server.url, "av", credentials[0])
+        await client.send_signal(1, protocol.SessionDescription("offer", await _offer("audio")))
+        await asyncio.sleep(0.5)  # until party 1 has left
+        await client.close()
+
+    try:
+        asyncio.run(offer_audio())
+        _, err = party.communicate(timeout=30)
+    finally:
+        party.kill()
+        server.close()
+    assert party.returncode == 1, err
+    assert "Traceback" not in err, err
+    refusals = [line for line in err.splitlines() if "media section" in line]
+    assert len(refusals) == 1, err
+    assert ("party 0 sent an SDP offer with a media section other than a data channel: 'm=audio"
+            in refusals[0]), err
