@@ -267,24 +267,41 @@ assert importlib.metadata.version("aiortc") == aiortc_version
 names = ("dns.message", "ifaddr", "importlib.metadata")
 assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 
-# PyAV: never loaded for aiortc; media fails clearly; the program's own `import av` is PyAV.
-assert not any(name == "av" or name.startswith("av.") for name in sys.modules)
+# PyAV and aiortc's codecs, RTP sender and receiver: never loaded for aiortc; media fails
+# clearly; the program's own `import av` is PyAV, its `import aiortc.codecs` aiortc's codecs.
+media = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
+         "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.jitterbuffer", "aiortc.rate")
+assert not [name for name in sys.modules if name.startswith(media)], sorted(sys.modules)
 from aiortc.mediastreams import AudioFrame
-try:
-    AudioFrame()
-except RuntimeError as exc:
-    assert "without av's media stack" in str(exc), exc
-else:
-    raise AssertionError("a stand-in made a frame")
+from aiortc.rtcpeerconnection import CODECS, RTCRtpSender
+for use in (AudioFrame, lambda: CODECS["audio"], lambda: RTCRtpSender("audio", None)):
+    try:
+        use()
+    except RuntimeError as exc:
+        assert "mpc-net imports aiortc without its media stack (" in str(exc), exc
+    else:
+        raise AssertionError(f"a stand-in worked: {use}")
 import av
 assert av.AudioFrame is not AudioFrame and av.AudioFrame(format="s16", layout="mono", samples=4)
+import aiortc.codecs
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+assert aiortc.codecs.CODECS is not CODECS and [c.mimeType for c in aiortc.codecs.CODECS["audio"]]
+opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2)
+frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+frame.sample_rate, frame.pts = 48000, 0
+for plane in frame.planes:
+    plane.update(bytes(plane.buffer_size))
+payloads, _ = get_encoder(opus).encode(frame)
+assert payloads and all(isinstance(p, bytes) for p in payloads)
 """
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
     # dnspython (mDNS candidates only), ifaddr (only without --local-address) and
     # importlib.metadata (websockets' version): not loaded by importing aiortc and websockets,
-    # and whole when used; PyAV not at all. Fails if one of them starts using these at import.
+    # and whole when used; PyAV and aiortc's codecs not at all. Fails if one of them starts
+    # using these at import.
     program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)

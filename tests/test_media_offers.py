@@ -131,3 +131,4 @@ def test_a_party_refuses_an_offer_with_audio_from_the_room(tmp_path: Path) -> No
     assert len(refusals) == 1, err
     assert ("party 0 sent an SDP offer with a media section other than a data channel: 'm=audio"
             in refusals[0]), err
+    assert "media modules loaded: []" in err, err

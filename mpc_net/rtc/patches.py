@@ -8,9 +8,10 @@ names each private member relied on and fails when a release changes one):
   a party without --local-address needs; websockets imports importlib.metadata (and with it
   email and zipfile) for a version string that a release never reads. These load when first
   used instead. aiortc's media modules import PyAV, the largest import of all, which a data
-  channel never touches: they get stand-ins for PyAV's names, which fail with a clear error if
-  media is ever used. Only aiortc holds the stand-ins: a later `import av` (by the MPyC
-  program, say) loads the real PyAV. cryptography's X.509 name module compiles, at import, a
+  channel never touches: they get stand-ins for PyAV's names, and aiortc's codecs and RTP
+  sender and receiver are stand-ins themselves; each fails with a clear error if media is ever
+  used. Only aiortc holds the stand-ins: a later `import av` or `import aiortc.codecs` (by the
+  MPyC program, say) loads the real module. cryptography's X.509 name module compiles, at import, a
   regular expression for parsing names written as text, which DTLS certificates never need;
   its Unicode ranges took 15 ms, as much as the rest of the module: its expressions compile
   when first used.
@@ -47,8 +48,11 @@ STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
 DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata")
-# Packages that aiortc's import gets stand-ins for: PyAV, its media stack.
-STOOD_IN_PACKAGES = ("av",)
+# Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
+# code (codecs, RTP sender and receiver) that only audio and video sections lead to; a remote
+# description with one is refused before aiortc sees it (sdp.check_media_sections).
+STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
+                     "aiortc.rtcrtptransceiver", "aiortc.events")
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -177,10 +181,12 @@ class _StandIn(ModuleType):
         module = self.__name__
 
         def unavailable(cls: type, *args: object, **kwargs: object) -> None:
-            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without {module}'s "
-                               "media stack, which its data channels never use")
+            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without its media "
+                               f"stack ({module}), which data channels never use")
 
-        stand_in = type(name, (), {"__module__": module, "__new__": unavailable})
+        # Made, called or indexed (aiortc's CODECS[kind]): the same error.
+        stand_in = type(name, (), {"__module__": module, "__new__": unavailable,
+                                   "__class_getitem__": classmethod(unavailable)})
         setattr(self, name, stand_in)
         return stand_in
 
