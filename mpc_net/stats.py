@@ -17,7 +17,6 @@ import enum
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,6 +132,8 @@ class RunStats:
 
 def write(path: str, report: dict) -> None:
     """Write `report` to `path` whole or not at all, so a reader never sees half a file."""
+    import tempfile  # with shutil, bz2 and lzma: only for a run report, not at every start
+
     target = Path(path)
     fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
