@@ -258,13 +258,15 @@ before = list(sys.meta_path)
 import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata"} <= lazy, sorted(lazy)
-import dns.message, ifaddr, importlib.metadata
+assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request"} <= lazy, \
+    sorted(lazy)
+import dns.message, ifaddr, importlib.metadata, urllib.request
 query = dns.message.make_query("peer.local", "A")
 assert dns.message.from_wire(query.to_wire()).question == query.question
 assert any(adapter.ips for adapter in ifaddr.get_adapters())
 assert importlib.metadata.version("aiortc") == aiortc_version
-names = ("dns.message", "ifaddr", "importlib.metadata")
+assert urllib.request.Request("http://peer.invalid/x").host == "peer.invalid"
+names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request")
 assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 
 # PyAV and aiortc's codecs, RTP sender and receiver: never loaded for aiortc; media fails
@@ -298,9 +300,10 @@ assert payloads and all(isinstance(p, bytes) for p in payloads)
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
-    # dnspython (mDNS candidates only), ifaddr (only without --local-address) and
-    # importlib.metadata (websockets' version): not loaded by importing aiortc and websockets,
-    # and whole when used; PyAV and aiortc's codecs not at all. Fails if one of them starts
+    # dnspython (mDNS candidates only), ifaddr (only without --local-address),
+    # importlib.metadata (websockets' version) and urllib.request (websockets' proxy lookup, only
+    # where a proxy may be configured): not loaded by importing aiortc and websockets, and whole
+    # when used; PyAV and aiortc's codecs not at all. Fails if one of them starts
     # using these at import.
     program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,

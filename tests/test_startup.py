@@ -1,11 +1,24 @@
-"""The end of a party process: it freezes what it imported (no collection walks those objects
-again, nor the last one at exit), and the program's own garbage is still finalized at exit."""
+"""The start and end of a party process.
+
+Start: a party decides for itself whether the room server is reached through a proxy (the
+environment's *_proxy variables), so that websockets' lookup, and urllib.request with it, loads
+only where a proxy may be configured; behind a proxy the room server is still reached.
+End: it freezes what it imported (no collection walks those objects again, nor the last one at
+exit), and the program's own garbage is still finalized at exit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import pytest
 
-from helpers import mpc_net
+from mpc_net.native.signaling import SignalingClient
+
+from helpers import ROOT, RoomServerProcess, mpc_net
 
 # Leaves behind an object in a reference cycle: only a collection finalizes it, at the latest
 # the interpreter's last one at exit.
@@ -45,3 +58,86 @@ def test_a_party_freezes_its_imports_and_still_finalizes_the_programs_garbage(
         # Frozen before the program ran, and collecting again (off while the party imported).
         assert f"total {parties * (parties + 1) // 2}, frozen True, collecting True" in output
         assert f"goodbye from party {pid}" in output
+
+
+@pytest.fixture
+def room_server():
+    server = RoomServerProcess()
+    yield server
+    server.close()
+
+
+class ConnectProxy:
+    """A tiny HTTP CONNECT proxy on loopback: it records each request line, then relays bytes."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, client_in: asyncio.StreamReader,
+                     client_out: asyncio.StreamWriter) -> None:
+        head = (await client_in.readuntil(b"\r\n\r\n")).decode()
+        self.requests.append(head.splitlines()[0])
+        host, port = head.split()[1].rsplit(":", 1)
+        server_in, server_out = await asyncio.open_connection(host, int(port))
+        client_out.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await asyncio.gather(self._relay(client_in, server_out), self._relay(server_in, client_out))
+
+    @staticmethod
+    async def _relay(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        sink.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+_PROXY_VARIABLES = [n for n in os.environ if n.lower().endswith("_proxy")]
+
+
+# websockets looks for ws, socks, https and http proxies, in that order; all_proxy is none of them.
+@pytest.mark.parametrize("variable, used", [("http_proxy", True), ("HTTPS_PROXY", True),
+                                            ("all_proxy", False)])
+async def test_a_party_behind_a_proxy_reaches_the_room_server_through_it(
+        room_server, monkeypatch, variable: str, used: bool) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name)
+    proxy = ConnectProxy()
+    monkeypatch.setenv(variable, await proxy.start())
+    client = SignalingClient()
+    try:
+        await client.connect(room_server.url)
+        await client.close()
+    finally:
+        proxy.close()
+    address = room_server.url.removeprefix("ws://")
+    assert proxy.requests == ([f"CONNECT {address} HTTP/1.1"] if used else [])
+
+
+# A party's imports and a connection to the room server with no proxy configured.
+_NO_PROXY = """
+import asyncio, sys
+import mpc_net.native.peer, mpc_net.native.party
+from mpc_net.native.signaling import SignalingClient
+
+async def connect():
+    client = SignalingClient()
+    await client.connect(sys.argv[1])
+    await client.close()
+
+asyncio.run(connect())
+assert type(sys.modules["urllib.request"]).__name__ == "_LazyModule"
+assert "http.client" not in sys.modules and "tempfile" not in sys.modules
+"""
+
+
+def test_without_a_proxy_configured_a_party_connects_without_urllib_request(room_server) -> None:
+    env = {n: v for n, v in os.environ.items() if not n.lower().endswith("_proxy")}
+    done = subprocess.run([sys.executable, "-c", _NO_PROXY, room_server.url], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from ..rtc.patches import lean_imports
 
@@ -28,6 +31,19 @@ from ..signaling.session import SignalingSession
 from ..text import printable
 
 __all__ = ["SignalingClient", "SignalingError"]
+
+
+def _proxy() -> Literal[True] | None:
+    """websockets' own proxy lookup (True) where a proxy may be configured, else None: no proxy.
+
+    The lookup is the standard library's urllib.request (with http.client and email, about 15 ms
+    to import), which outside macOS and Windows reads only the environment's *_proxy variables,
+    as here: without one it would find no proxy, and need not load.
+    """
+    if sys.platform == "darwin" or os.name == "nt":  # system settings too
+        return True
+    names = (name.lower() for name, value in os.environ.items() if value)
+    return True if any(name.endswith("_proxy") for name in names) else None
 
 
 def _reason(exc: BaseException) -> str:
@@ -61,7 +77,8 @@ class SignalingClient(SignalingSession):
     async def connect(self, url: str) -> None:
         try:
             self._ws = await connect(
-                url, max_size=4 * self._max_bytes, open_timeout=self._open_timeout
+                url, max_size=4 * self._max_bytes, open_timeout=self._open_timeout,
+                proxy=_proxy(),
             )
         except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
             raise SignalingError(

@@ -6,15 +6,16 @@ names each private member relied on and fails when a release changes one):
 - while aiortc and websockets are imported (`lean_imports`): aioice imports dnspython, which
   only a peer with mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only
   a party without --local-address needs; websockets imports importlib.metadata (and with it
-  email and zipfile) for a version string that a release never reads. These load when first
-  used instead. aiortc's media modules import PyAV, the largest import of all, which a data
-  channel never touches: they get stand-ins for PyAV's names, and aiortc's codecs and RTP
-  sender and receiver are stand-ins themselves; each fails with a clear error if media is ever
-  used. Only aiortc holds the stand-ins: a later `import av` or `import aiortc.codecs` (by the
-  MPyC program, say) loads the real module. cryptography's X.509 name module compiles, at import, a
-  regular expression for parsing names written as text, which DTLS certificates never need;
-  its Unicode ranges took 15 ms, as much as the rest of the module: its expressions compile
-  when first used.
+  email and zipfile) for a version string that a release never reads, and urllib.request (with
+  http.client and email) for a proxy lookup that a party makes only where a proxy may be
+  configured (native/signaling.py). These load when first used instead. aiortc's media modules
+  import PyAV, the largest import of all, which a data channel never touches: they get
+  stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
+  themselves; each fails with a clear error if media is ever used. Only aiortc holds the
+  stand-ins: a later `import av` or `import aiortc.codecs` (by the MPyC program, say) loads the
+  real module. cryptography's X.509 name module compiles, at import, a regular expression for
+  parsing names written as text, which DTLS certificates never need; its Unicode ranges took
+  15 ms, as much as the rest of the module: its expressions compile when first used.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -47,7 +48,7 @@ STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
-DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata")
+DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
 # code (codecs, RTP sender and receiver) that only audio and video sections lead to; a remote
 # description with one is refused before aiortc sees it (sdp.check_media_sections).
