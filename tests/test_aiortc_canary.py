@@ -296,6 +296,23 @@ for plane in frame.planes:
     plane.update(bytes(plane.buffer_size))
 payloads, _ = get_encoder(opus).encode(frame)
 assert payloads and all(isinstance(p, bytes) for p in payloads)
+
+# SRTP: aiortc's DTLS transport offers the profiles that libsrtp has, as without mpc-net; the
+# program's own `import pylibsrtp` is libsrtp, and protects and unprotects.
+import aiortc.rtcdtlstransport as dtls
+assert type(dtls.pylibsrtp).__name__ == "_SrtpStandIn"
+import pylibsrtp
+assert pylibsrtp is not dtls.pylibsrtp
+assert {n: getattr(dtls.Policy, n) for n in dir(pylibsrtp.Policy) if n.isupper()} == {
+    n: getattr(pylibsrtp.Policy, n) for n in dir(pylibsrtp.Policy) if n.isupper()}
+for profile in dtls.SRTP_PROFILES:  # all that aiortc knows, so none left out here either
+    pylibsrtp.Policy(srtp_profile=profile.libsrtp_profile)
+assert len(dtls.SRTP_PROFILES) == 3
+key = bytes(range(30))
+rtp = b"\\x80\\x60\\x00\\x01" + bytes(8) + b"payload"
+sender = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+receiver = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND))
+assert receiver.unprotect(sender.protect(rtp)) == rtp
 """
 
 
@@ -344,3 +361,54 @@ def test_x509_names_parse_the_same_with_their_patterns_compiled_on_first_use() -
     assert (kind, plain.stdout.splitlines()[0]) == ("_LazyPattern", "Pattern")
     assert parsed == plain.stdout.splitlines()[1:]
     assert len(parsed) == len(_NAMES) and sum(line.startswith("ValueError") for line in parsed) == 3
+
+
+_RTP_TO_A_DATA_CHANNEL = """
+import asyncio
+import mpc_net.native.peer
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+async def main():
+    a, b = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
+    channels = [pc.createDataChannel("mpc-net", negotiated=True, id=0) for pc in (a, b)]
+    received = asyncio.Queue()
+    channels[1].on("message", received.put_nowait)
+    opened = asyncio.Event()
+    channels[0].on("open", opened.set)
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened.wait(), 20)
+    channels[0].send(b"before")
+    assert await asyncio.wait_for(received.get(), 20) == b"before"
+    session, refused = b.sctp.transport._rx_srtp, []
+    assert type(session).__name__ == "_SrtpSession"
+    for name in ("unprotect", "unprotect_rtcp"):
+        def recorded(data, method=getattr(session, name), name=name):
+            try:
+                return method(data)
+            except Exception as exc:
+                refused.append((name, type(exc).__name__))
+                raise
+        setattr(session, name, recorded)
+    ice = a.sctp.transport.transport
+    for packet in (b"\\x80\\x60" + bytes(22), b"\\x80\\xc8" + bytes(26)):  # RTP, RTCP SR
+        await ice._send(packet)
+    channels[0].send(b"after")
+    assert await asyncio.wait_for(received.get(), 20) == b"after"
+    assert refused == [("unprotect", "_SrtpError"), ("unprotect_rtcp", "_SrtpError")], refused
+    assert a.connectionState == b.connectionState == "connected"
+    await asyncio.gather(a.close(), b.close())
+
+asyncio.run(main())
+"""
+
+
+def test_rtp_and_rtcp_sent_to_a_party_are_dropped_and_its_channel_goes_on() -> None:
+    # aiortc's DTLS transport keys the SRTP stand-in once connected; an RTP or RTCP packet (only
+    # an authenticated peer can send one inside the DTLS session's 5-tuple) is refused as one
+    # that does not authenticate, and dropped, as with libsrtp's keys.
+    done = subprocess.run([sys.executable, "-c", _RTP_TO_A_DATA_CHANNEL], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"

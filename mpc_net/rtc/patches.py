@@ -11,11 +11,13 @@ names each private member relied on and fails when a release changes one):
   configured (native/signaling.py). These load when first used instead. aiortc's media modules
   import PyAV, the largest import of all, which a data channel never touches: they get
   stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
-  themselves; each fails with a clear error if media is ever used. Only aiortc holds the
-  stand-ins: a later `import av` or `import aiortc.codecs` (by the MPyC program, say) loads the
-  real module. cryptography's X.509 name module compiles, at import, a regular expression for
-  parsing names written as text, which DTLS certificates never need; its Unicode ranges took
-  15 ms, as much as the rest of the module: its expressions compile when first used.
+  themselves; each fails with a clear error if media is ever used. pylibsrtp, which aiortc's
+  DTLS transport keys on every connection for RTP that data channels never carry, is a
+  stand-in that refuses every packet. Only aiortc holds the stand-ins: a later `import av`,
+  `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say) loads the real one.
+  cryptography's X.509 name module compiles, at import, a regular expression for parsing names
+  written as text, which DTLS certificates never need; its Unicode ranges took 15 ms, as much
+  as the rest of the module: its expressions compile when first used.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -54,6 +56,9 @@ DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
 # description with one is refused before aiortc sees it (sdp.check_media_sections).
 STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
                      "aiortc.rtcrtptransceiver", "aiortc.events")
+# aiortc's DTLS transport keys SRTP (pylibsrtp, libsrtp with its own OpenSSL) on every
+# connection, for RTP that a data channel never carries: it gets a stand-in too (_SrtpStandIn).
+SRTP_PACKAGE = "pylibsrtp"
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -141,14 +146,15 @@ def lean_imports() -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(finder)
-        for name in [n for n, m in sys.modules.items() if type(m) is _StandIn]:  # not lazy ones
+        # type(), not isinstance(), which would load a lazy module (and change sys.modules).
+        for name in [n for n, m in sys.modules.items() if issubclass(type(m), _StandIn)]:
             del sys.modules[name]
 
 
 class _LeanFinder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if _within(fullname, STOOD_IN_PACKAGES):
+        if _within(fullname, STOOD_IN_PACKAGES) or fullname == SRTP_PACKAGE:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
         if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
@@ -163,7 +169,7 @@ class _LeanFinder:
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return _StandIn(spec.name)
+        return _SrtpStandIn(spec.name) if spec.name == SRTP_PACKAGE else _StandIn(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
         pass
@@ -190,6 +196,44 @@ class _StandIn(ModuleType):
                                    "__class_getitem__": classmethod(unavailable)})
         setattr(self, name, stand_in)
         return stand_in
+
+
+class _SrtpError(Exception):
+    pass
+
+
+class _SrtpPolicy:
+    # libsrtp's values, as pylibsrtp's Policy has them (tests/test_aiortc_canary.py compares).
+    SRTP_PROFILE_AES128_CM_SHA1_80 = 1
+    SRTP_PROFILE_AES128_CM_SHA1_32 = 2
+    SRTP_PROFILE_AEAD_AES_128_GCM = 7
+    SRTP_PROFILE_AEAD_AES_256_GCM = 8
+    SSRC_UNDEFINED, SSRC_SPECIFIC, SSRC_ANY_INBOUND, SSRC_ANY_OUTBOUND = 0, 1, 2, 3
+
+    def __init__(self, key: bytes | None = None, ssrc_type: int = 0, ssrc_value: int = 0,
+                 srtp_profile: int = 1) -> None:
+        pass  # every profile is available, as in pylibsrtp's wheels: the handshake offers all
+
+
+class _SrtpSession:
+    def __init__(self, policy: _SrtpPolicy | None = None) -> None:
+        pass
+
+    def _refuse(self, *args: object) -> None:
+        raise _SrtpError("mpc-net imports aiortc without SRTP, which data channels never use")
+
+    # aiortc drops a packet whose unprotect fails, as one that does not authenticate.
+    protect = unprotect = protect_rtcp = unprotect_rtcp = add_stream = remove_stream = _refuse
+
+
+class _SrtpStandIn(_StandIn):
+    """pylibsrtp for aiortc's DTLS transport: it asks which protection profiles exist, at import,
+    and keys a session each way once connected; the keys go nowhere, and every RTP or RTCP
+    packet is refused (pylibsrtp.Error)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.Error, self.Policy, self.Session = _SrtpError, _SrtpPolicy, _SrtpSession
 
 
 _compile = re.compile
