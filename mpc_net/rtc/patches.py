@@ -11,7 +11,8 @@ names each private member relied on and fails when a release changes one):
   configured (native/signaling.py). These load when first used instead. aiortc's media modules
   import PyAV, the largest import of all, which a data channel never touches: they get
   stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
-  themselves; each fails with a clear error if media is ever used. pylibsrtp, which aiortc's
+  themselves, as are its statistics (getStats); each fails with a clear error if ever used.
+  pylibsrtp, which aiortc's
   DTLS transport keys on every connection for RTP that data channels never carry, is a
   stand-in that refuses every packet. Only aiortc holds the stand-ins: a later `import av`,
   `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say) loads the real one.
@@ -52,10 +53,11 @@ STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 # loaded on first use only.
 DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
-# code (codecs, RTP sender and receiver) that only audio and video sections lead to; a remote
-# description with one is refused before aiortc sees it (sdp.check_media_sections).
+# code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
+# description with one is refused before aiortc sees it: sdp.check_media_sections), and its
+# statistics, which only RTCPeerConnection.getStats makes (mpc-net's native peers never call it).
 STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
-                     "aiortc.rtcrtptransceiver", "aiortc.events")
+                     "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.stats")
 # aiortc's DTLS transport keys SRTP (pylibsrtp, libsrtp with its own OpenSSL) on every
 # connection, for RTP that a data channel never carries: it gets a stand-in too (_SrtpStandIn).
 SRTP_PACKAGE = "pylibsrtp"
@@ -188,8 +190,8 @@ class _StandIn(ModuleType):
         module = self.__name__
 
         def unavailable(cls: type, *args: object, **kwargs: object) -> None:
-            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without its media "
-                               f"stack ({module}), which data channels never use")
+            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without {module}, "
+                               "which its data channels never use")
 
         # Made, called or indexed (aiortc's CODECS[kind]): the same error.
         stand_in = type(name, (), {"__module__": module, "__new__": unavailable,
