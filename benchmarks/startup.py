@@ -43,9 +43,10 @@ VARIANTS = {
     "party": (PARTY, True),  # as `mpc-net run` imports (cli.py)
     # With PyAV loaded, as aiortc's media modules would without their stand-ins.
     "party, with PyAV": (("av", *PARTY), True),
-    # As at first: what rtc/patches.py defers or stands in for imported first, collector on.
-    "party, nothing deferred, collector on": (("av", "aioice", "importlib.metadata", *PARTY),
-                                              False),
+    # As at first: what rtc/patches.py and mpc-net defer or stand in for imported first (aiortc
+    # whole, with its codecs and pylibsrtp), collector on.
+    "party, nothing deferred, collector on": (("av", "aiortc", "aioice", "importlib.metadata",
+                                               "urllib.request", "tempfile", *PARTY), False),
     "aiortc alone": (("aiortc",), False),
 }
 
