@@ -16,6 +16,9 @@ Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git ar
 it unpacked), the variants that import mpc-net also run from DIR, interleaved with the others,
 and show as "(baseline)" rows.
 
+"party beyond mpyc.runtime, in one process" times only what a party imports after MPyC, in the
+process that imported MPyC first: steadier under load than the difference of two medians.
+
 Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR]
 """
 
@@ -37,10 +40,14 @@ PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signa
          "mpc_net.mesh", "mpc_net.native.signaling", "mpc_net.native.party", "mpyc.runtime",
          "mpc_net.native.peer")
 
-# The modules, and whether the cyclic garbage collector is off while importing them.
+# The modules, whether the cyclic garbage collector is off while importing them, and how many of
+# them are imported before the clocks start (0: all timed).
 VARIANTS = {
     "mpyc.runtime": (("mpyc.runtime",), False),
     "party": (PARTY, True),  # as `mpc-net run` imports (cli.py)
+    # Only what a party imports beyond MPyC, timed in the process that imported MPyC: steadier
+    # on a busy machine than the difference of two rows (its columns are that difference).
+    "party beyond mpyc.runtime, in one process": (("mpyc.runtime", *PARTY), True, 1),
     # With PyAV loaded, as aiortc's media modules would without their stand-ins.
     "party, with PyAV": (("av", *PARTY), True),
     # As at first: what rtc/patches.py and mpc-net defer or stand in for imported first (aiortc
@@ -52,22 +59,24 @@ VARIANTS = {
 
 _MEASURE = """
 import gc, sys, time
-wall, cpu = time.perf_counter(), time.process_time()
 if sys.argv[1] == "off":
     gc.disable()
-for name in sys.argv[2:]:
+untimed = int(sys.argv[2])
+for name in sys.argv[3:3 + untimed]:
+    __import__(name)
+wall, cpu = time.perf_counter(), time.process_time()
+for name in sys.argv[3 + untimed:]:
     __import__(name)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
-def measure(variant: tuple[tuple[str, ...], bool], env: dict[str, str],
-            checkout: Path = ROOT) -> tuple[float, float]:
-    modules, collector_off = variant
+def measure(variant: tuple, env: dict[str, str], checkout: Path = ROOT) -> tuple[float, float]:
+    modules, collector_off, *untimed = variant
     # `-c` puts the working directory first on sys.path: it picks the checkout's mpc_net.
     done = subprocess.run([sys.executable, "-c", _MEASURE, "off" if collector_off else "on",
-                           *modules], env={**env, "PYTHONPATH": str(checkout)}, cwd=checkout,
-                          capture_output=True, text=True, check=True)
+                           str(sum(untimed)), *modules], env={**env, "PYTHONPATH": str(checkout)},
+                          cwd=checkout, capture_output=True, text=True, check=True)
     wall, cpu = done.stdout.split()[-2:]  # after anything the imports print
     return float(wall), float(cpu)
 
@@ -144,8 +153,11 @@ def main() -> None:
     for name, samples in times.items():
         wall = statistics.median(t[0] for t in samples)
         cpu = statistics.median(t[1] for t in samples)
-        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall - base_wall:+.3f} | "
-              f"{cpu - base_cpu:+.3f} |")
+        if len(runners[name][0]) > 2:  # timed beyond MPyC already
+            print(f"| {name} | | | {wall:+.3f} | {cpu:+.3f} |")
+        else:
+            print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall - base_wall:+.3f} | "
+                  f"{cpu - base_cpu:+.3f} |")
     if options.where:
         where(runs, env)
     if options.end_runs:
