@@ -18,7 +18,7 @@ import pytest
 
 from mpc_net.native.signaling import SignalingClient
 
-from helpers import ROOT, RoomServerProcess, mpc_net
+from helpers import ROOT, RoomServerProcess, free_port, make_credentials, mpc_net
 
 # Leaves behind an object in a reference cycle: only a collection finalizes it, at the latest
 # the interpreter's last one at exit.
@@ -141,3 +141,16 @@ def test_without_a_proxy_configured_a_party_connects_without_urllib_request(room
     done = subprocess.run([sys.executable, "-c", _NO_PROXY, room_server.url], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_socks_proxy_that_cannot_be_used_is_one_line(tmp_path) -> None:
+    # websockets needs python-socks for a SOCKS proxy (not one of mpc-net's dependencies); with
+    # or without it, a proxy out of reach is a failed connect, said in one line.
+    credentials = make_credentials(tmp_path, 2)
+    url = f"ws://127.0.0.1:{free_port()}"
+    env = {n: v for n, v in os.environ.items() if not n.lower().endswith("_proxy")}
+    done = mpc_net("run", "demos/auction.py", "-M2", "-I", "0", "--room", "r", "--signal", url,
+                   *credentials[0], env={**env, "socks_proxy": f"socks5h://127.0.0.1:{free_port()}"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"mpc-net: cannot connect to room server {url}: "), done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr

@@ -80,7 +80,8 @@ class SignalingClient(SignalingSession):
                 url, max_size=4 * self._max_bytes, open_timeout=self._open_timeout,
                 proxy=_proxy(),
             )
-        except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
+        # ImportError: a SOCKS proxy is configured, and python-socks is not installed.
+        except (OSError, TimeoutError, ValueError, WebSocketException, ImportError) as exc:
             raise SignalingError(
                 ErrorCode.CONNECT_FAILED, f"cannot connect to room server {url}: {_reason(exc)}"
             ) from exc
