@@ -12,13 +12,13 @@ names each private member relied on and fails when a release changes one):
   import PyAV, the largest import of all, which a data channel never touches: they get
   stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
   themselves, as are its statistics (getStats); each fails with a clear error if ever used.
-  pylibsrtp, which aiortc's
-  DTLS transport keys on every connection for RTP that data channels never carry, is a
-  stand-in that refuses every packet. Only aiortc holds the stand-ins: a later `import av`,
-  `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say) loads the real one.
-  cryptography's X.509 name module compiles, at import, a regular expression for parsing names
-  written as text, which DTLS certificates never need; its Unicode ranges took 15 ms, as much
-  as the rest of the module: its expressions compile when first used.
+  pylibsrtp, which aiortc's DTLS transport keys on every connection for RTP that data channels
+  never carry, is a stand-in that refuses every packet. Only aiortc holds the stand-ins: a
+  later `import av`, `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say)
+  loads the real one. cryptography's X.509 name module compiles, at import, a regular
+  expression for parsing names written as text, which DTLS certificates never need; its Unicode
+  ranges took 15 ms, as much as the rest of the module: its expressions compile when first
+  used.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
