@@ -335,6 +335,33 @@ async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | N
     return took, sends
 
 
+def delay_both_ways(a: End, b: End, seconds: float) -> None:
+    """Every packet of either end reaches the other `seconds` later, in order: a long path."""
+    loop = asyncio.get_running_loop()
+    for end in (a, b):
+        dtls = end.pc._pc.sctp.transport
+        send_data = dtls._send_data
+
+        async def delayed(data: bytes, send_data=send_data) -> None:
+            loop.call_later(seconds, lambda: asyncio.ensure_future(send_data(data)))
+
+        dtls._send_data = delayed
+
+
+async def test_a_chunk_lost_once_in_a_long_message_is_sent_again_once() -> None:
+    """One chunk of a hundred is lost across a 40 ms path. Its fast retransmission is on the
+    way while the SACKs for the chunks sent before it still report it missing: it must not go
+    again for them (RFC 9260 7.2.4, step 5). aiortc resent it after every three such SACKs,
+    a dozen copies, each taking a place in the window."""
+    a, b = await connected()
+    delay_both_ways(a, b, 0.02)
+    took, sends = await lossy_message(a, b, 100, {50: 1})
+    assert sends[50] == 2 and set(sends.values()) == {1, 2}, sends
+    events = a.pc._pc.sctp._window.events
+    assert events["fast retransmit"] == 1 and events["retransmitted chunks"] == 1, events
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 async def test_a_lost_tail_is_probed_after_two_round_trips(sctp: str) -> None:
     """The last chunk of a message is lost: nothing follows it to report the loss. A probe
     (the last chunk again) goes two smoothed round trips later instead of at the timeout, and

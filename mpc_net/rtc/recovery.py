@@ -61,6 +61,13 @@ INPUT_GRACE = 0.02
 # than mpc-net's liveness checks allow (nothing received for 10 s ends the run).
 MAX_BACKOFF = 3.0
 
+# The miss count of a chunk sent again: SACKs for chunks sent before the copy (still on their
+# way) report it missing, and aiortc fast-retransmitted it again after every three of them, a
+# dozen times per loss at 40 ms, each copy taking a place in the window. RFC 9260 7.2.4 (step
+# 5) makes a chunk retransmitted once ineligible for another fast retransmit; only the timer
+# (or a probe) sends it again.
+NOT_FAST_RETRANSMITTED_AGAIN = -(2**31)
+
 _TSN_MODULO = 2**32
 
 

@@ -35,6 +35,7 @@ from aiortc.rtcsctptransport import (
 
 from .acks import SACK_DELAY, DelayedAckSctpTransport
 from .recovery import (
+    NOT_FAST_RETRANSMITTED_AGAIN,
     RTO_INITIAL,
     WindowControl,
     early_losses,
@@ -84,6 +85,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             if chunk._sent_count > 1:
                 self._window.events["retransmitted chunks"] += 1
                 self._window.resent(chunk.tsn)
+                chunk._misses = NOT_FAST_RETRANSMITTED_AGAIN
         await super()._send_chunk(chunk)
 
     # aiortc looks through every chunk in flight for one to retransmit, each time it transmits:
