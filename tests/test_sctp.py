@@ -352,20 +352,35 @@ async def test_a_chunk_lost_once_in_a_long_message_is_sent_again_once() -> None:
     """One chunk of a hundred is lost across a 40 ms path. Its fast retransmission is on the
     way while the SACKs for the chunks sent before it still report it missing: it must not go
     again for them (RFC 9260 7.2.4, step 5). aiortc resent it after every three such SACKs,
-    a dozen copies, each taking a place in the window."""
+    a dozen copies, each taking a place in the window. The loss reduces the window to 0.7 of
+    what it was (CUBIC's), not to half (RFC 9260 7.2.3's)."""
     a, b = await connected()
     delay_both_ways(a, b, 0.02)
+    association = a.pc._pc.sctp
+    receive_sack = association._receive_sack_chunk
+    reductions = []
+
+    async def watched(chunk: SackChunk) -> None:
+        window, recovering = association._cwnd, association._fast_recovery_exit is not None
+        await receive_sack(chunk)
+        if not recovering and association._fast_recovery_exit is not None:
+            reductions.append((window, association._cwnd, association._ssthresh))
+
+    association._receive_sack_chunk = watched
     took, sends = await lossy_message(a, b, 100, {50: 1})
     assert sends[50] == 2 and set(sends.values()) == {1, 2}, sends
-    events = a.pc._pc.sctp._window.events
+    events = association._window.events
     assert events["fast retransmit"] == 1 and events["retransmitted chunks"] == 1, events
+    [(window, after, threshold)] = reductions
+    assert window >= 20 * USERDATA_MAX_LENGTH  # slow start got that far
+    assert after == threshold == round(0.7 * window), (window, after, threshold)
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
 async def test_a_lost_tail_is_probed_after_two_round_trips(sctp: str) -> None:
     """The last chunk of a message is lost: nothing follows it to report the loss. A probe
     (the last chunk again) goes two smoothed round trips later instead of at the timeout, and
-    the window is halved, as for any loss, once a SACK for more data shows that the peer never
+    the window is reduced, as for any loss, once a SACK for more data shows that the peer never
     had the first send; aiortc waits for its 1 s timeout."""
     a, b = await connected()
     took, sends = await lossy_message(a, b, 4, {3: 1})
@@ -380,7 +395,7 @@ async def test_a_lost_tail_is_probed_after_two_round_trips(sctp: str) -> None:
         events = association._window.events
         assert events == {"probe": 1, "loss repaired by a probe": 1,
                           "retransmitted chunks": 1}, events
-        assert association._cwnd <= 5 * USERDATA_MAX_LENGTH  # at most half the initial window
+        assert association._ssthresh < association._window.initial_window  # reduced
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
@@ -682,7 +697,8 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart_window(64 * packet, now=200.0, rto=1.0) == initial  # the floor
     assert control.slow_start_extra(2 * packet) == packet
     assert control.slow_start_extra(packet) == 0
-    assert control.reduced_threshold(6 * packet) == 4 * packet
+    assert control.reduced_threshold(20 * packet) == 14 * packet  # CUBIC's 0.7
+    assert control.reduced_threshold(5 * packet) == 4 * packet  # RFC 9260's floor
     assert control.backed_off(0.3) == 0.6 and control.backed_off(2.0) == 3.0  # as dcsctp caps
     assert control.backed_off(4.0) == 4.0  # a measured timeout above the cap stays
 
@@ -726,6 +742,52 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.timeouts_undone(duplicates(9), queue) is None  # 10 still waits to go again
     control.loss()  # a fast retransmit: the timeouts are past checking
     assert control.timeouts_undone(duplicates(9), []) is None
+
+
+def test_cubic_reduces_to_seven_tenths_and_grows_back_towards_the_window_of_the_loss() -> None:
+    """RFC 9438 on plain values: windows in bytes, one round trip of 40 ms."""
+    from mpc_net.rtc.cubic import ALPHA, Cubic
+
+    packet, rtt = USERDATA_MAX_LENGTH, 0.04
+    cubic = Cubic(packet)
+    window = cubic.reduced(100 * packet)
+    assert window == 70 * packet and cubic.w_max == 100
+
+    def avoid(window: int, start: float, seconds: float) -> int:
+        """The window after `seconds` of SACKs, one per two packets in flight."""
+        now = start
+        while now < start + seconds:
+            for _ in range(window // (2 * packet)):
+                window = cubic.grown(window, 2 * packet, now, rtt)
+            now += rtt
+        return window
+
+    # Concave: back towards the window of the loss, fast at first (K = 4.2 s), faster than
+    # Reno-friendly growth (70 + 25 ALPHA = 83) here.
+    after_one = avoid(window, 0.0, 1.0)
+    assert 85 * packet < after_one < 95 * packet, after_one / packet
+    # A loss below the last maximum lowers it further (fast convergence).
+    window = cubic.reduced(90 * packet)
+    assert window == 63 * packet and cubic.w_max == 90 * (1 + 0.7) / 2
+    # Reno-friendly: after a loss at a small window the cubic is slower than Reno-friendly
+    # growth, which sets the pace: ALPHA packets per round trip up to the window of the loss
+    # (6 round trips), one after it (14 more), a little less with SACKs for whole packets.
+    cubic = Cubic(packet)
+    window = cubic.reduced(10 * packet)
+    assert window == 7 * packet
+    grown = avoid(window, 0.0, 20 * rtt)
+    assert 20 < grown / packet <= 10 + 20 - 3 / ALPHA, grown / packet
+    # The pauses between rounds stop the cubic's clock.
+    cubic = Cubic(packet)
+    window = cubic.reduced(100 * packet)
+    window = cubic.grown(window, 2 * packet, 0.0, rtt)
+    cubic.idle(10.0)  # far beyond K: without the pause, the cubic would be far above w_max
+    assert cubic.grown(window, 2 * packet, 10.0, rtt) < window + packet
+    # A spurious reduction is undone.
+    w_max = cubic.w_max
+    cubic.reduced(50 * packet)
+    cubic.undo()
+    assert cubic.w_max == w_max
 
 
 async def test_a_timer_late_from_a_stalled_process_takes_in_the_waiting_sack_first() -> None:

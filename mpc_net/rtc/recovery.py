@@ -36,6 +36,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from .cubic import Cubic
+
 # The congestion window at the start, and how many packets one transmission may add to those in
 # flight (RFC 9260's Max.Burst, 4 there): dcsctp's cwnd_mtus_initial, TCP's initial window.
 INITIAL_WINDOW_PACKETS = 10
@@ -98,6 +100,7 @@ class WindowControl:
         self.events: Counter[str] = Counter()  # of loss recovery
         self.stalls = 0  # timers that fired late and waited for input
         self.largest_window = self.initial_window
+        self.cubic = Cubic(packet)
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
         self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
@@ -126,14 +129,23 @@ class WindowControl:
         return max(0, min(acknowledged - self.packet, self.packet))
 
     def reduced_threshold(self, window: int) -> int:
-        """The slow-start threshold, and window, after a loss: half (RFC 9260 7.2.3)."""
-        return max(window // 2, 4 * self.packet)
+        """The slow-start threshold, and window, after a loss: CUBIC's 0.7 (RFC 9438) where RFC
+        9260 7.2.3 halves it."""
+        return self.cubic.reduced(window)
+
+    def avoidance_window(self, window: int, acknowledged: int, now: float,
+                         srtt: float | None) -> int:
+        """The window after a SACK acknowledging `acknowledged` bytes beyond the slow-start
+        threshold with the window in use: CUBIC's growth where RFC 9260 7.2.2 adds one packet
+        per window acknowledged."""
+        return self.cubic.grown(window, acknowledged, now, srtt or 0.0)
 
     def restart_window(self, window: int, now: float, rto: float) -> int:
         """The window for sending after an idle time: halved per retransmission timeout without
         data in flight, down to the initial window at the least (RFC 9260 7.2.1, with Linux's
         restart window as floor)."""
         idle = now - self.data_sent_at
+        self.cubic.idle(idle)
         if idle > rto and window > self.initial_window:
             halvings = min(int(idle / rto), 32)
             return max(self.initial_window, window >> halvings)
@@ -156,8 +168,9 @@ class WindowControl:
 
     # Timeouts.
 
-    def timeout(self, window: int, threshold: int) -> None:
-        """The retransmission timer expired (before aiortc's response)."""
+    def timeout(self, window: int, threshold: int) -> int | None:
+        """The retransmission timer expired (before aiortc's response); the slow-start
+        threshold after it (None: aiortc's, after one in a row, from a window of one packet)."""
         self._timeouts_in_a_row += 1
         first = self._timeouts_in_a_row == 1
         self._before_timeout = (window, threshold) if first else None
@@ -167,6 +180,7 @@ class WindowControl:
             if self.probe_tsn is not None:  # a copy the peer's duplicate reports must cover too
                 self.resent(self.probe_tsn)
         self.probe_tsn = None
+        return self.reduced_threshold(window) if first else None
 
     def resent(self, tsn: int) -> None:
         """The chunk `tsn` went again (a timeout's retransmission, or a probe)."""
@@ -196,6 +210,7 @@ class WindowControl:
             return None
         before = self._before_timeouts
         self.loss()
+        self.cubic.undo()
         return before
 
     def resend_reported(self) -> bool:
@@ -220,6 +235,7 @@ class WindowControl:
         if not any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue):
             return None
         self.loss()  # undone now
+        self.cubic.undo()
         return before
 
     # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a
