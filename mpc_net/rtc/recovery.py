@@ -225,14 +225,17 @@ class WindowControl:
     def spurious_timeout(self, sack: Sack,
                          sent_queue: Iterable[SentChunk]) -> tuple[int, int] | None:
         """The window and slow-start threshold from before the last timeout, if the first SACK
-        after it acknowledges a chunk that the timeout marked and nothing has sent again: the
-        first send arrived, so the timeout came from a late SACK (a peer busy in its
+        after it acknowledges cumulatively a chunk that the timeout marked and nothing has sent
+        again: the first send arrived, so the timeout came from a late SACK (a peer busy in its
         computation, say), not from a loss (RFC 4015's Eifel response, detected as RFC 5682's
-        F-RTO does)."""
+        F-RTO does, by the cumulative acknowledgement). A SACK that reports marked chunks in gap
+        blocks only says the hole before them is still there: a lost retransmission, which
+        only the timeout sends again (an undo there cleared its mark, timeout after timeout)."""
         before, self._before_timeout = self._before_timeout, None
         if before is None:
             return None
-        if not any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue):
+        if not any(sent._retransmit and not tsn_gt(sent.tsn, sack.cumulative_tsn)
+                   for sent in sent_queue):
             return None
         self.loss()  # undone now
         self.cubic.undo()
