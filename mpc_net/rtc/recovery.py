@@ -18,9 +18,11 @@ Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a me
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
 can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
 and after a timeout, which drops the window to one packet, only the chunks the peer has not
-reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
-halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
-first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
+reported go again, not those in its gap blocks (as Linux's SCTP does); a chunk is fast
+retransmitted once at most (RFC 9260 7.2.4). Each repaired loss reduces the congestion window
+to 0.7 of itself and it grows back along CUBIC's curve (`cubic.py`, RFC 9438, as Linux TCP),
+where RFC 9260 7.2.3 halves it as Reno did; a timeout that the first SACK after it shows (by
+its cumulative acknowledgement) to have been spurious (a peer busy in its computation acknowledges
 nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015), and so does
 one whose every retransmission the peer reports as a duplicate TSN (RFC 3708, as Linux TCP
 undoes with DSACKs): without that, a peer busy at the start (importing, connecting) left the
