@@ -106,17 +106,17 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
         recovering = self._fast_recovery_exit is not None
-        # RFC 9260 7.2.1-7.2.2: the window grows only while it is in use.
-        growing = slow_start or (not recovering and self._flight_size >= cwnd)
+        # RFC 9260 7.2.2: beyond the threshold the window grows only while it is in use.
+        avoiding = not slow_start and not recovering and self._flight_size >= cwnd
         acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
-            if growing else 0
+            if slow_start or avoiding else 0
         await super()._receive_sack_chunk(chunk)
         if not recovering and self._fast_recovery_exit is not None:
             self._trace("fast retransmit")
             self._reduce_window(cwnd)  # CUBIC's reduction, where aiortc halved it
         elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
             self._cwnd += window.slow_start_extra(acknowledged)  # aiortc grew it by a packet
-        elif growing and acknowledged and self._fast_recovery_exit is None:
+        elif avoiding and acknowledged and self._fast_recovery_exit is None:
             self._cwnd = window.avoidance_window(cwnd, acknowledged, time.monotonic(), self._srtt)
             self._partial_bytes_acked = 0  # aiortc's Reno growth, replaced
         if chunk.gaps and self._retransmit_early():
