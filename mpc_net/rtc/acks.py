@@ -21,6 +21,7 @@ from aiortc.rtcsctptransport import (
     Chunk,
     DataChunk,
     InboundStream,
+    InitChunk,
     RTCSctpTransport,
     SackChunk,
     crc32c,
@@ -106,7 +107,12 @@ class DelayedAckSctpTransport(RTCSctpTransport):
 
     async def _send_packet(self, body: bytes) -> None:
         """Send chunks (serialized, back to back) as one packet."""
-        header = pack("!HHL", self._local_port, self._remote_port, self._remote_verification_tag)
+        # RFC 9260 8.5.1: a packet with an INIT carries the verification tag 0. Both ends of a
+        # WebRTC association send an INIT, and aiortc takes the peer's tag from the peer's INIT;
+        # its timer then sent our INIT again with that tag, which the peer dropped: with both
+        # INIT ACKs lost, the association never came up.
+        tag = 0 if body[0] == InitChunk.type else self._remote_verification_tag
+        header = pack("!HHL", self._local_port, self._remote_port, tag)
         checksum = crc32c(header + b"\x00\x00\x00\x00" + body)
         await self.transport._send_data(header + pack("<L", checksum) + body)
 

@@ -18,9 +18,11 @@ Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a me
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
 can ever report (nothing follows it) is retransmitted at once (RFC 5827's early retransmit);
 and after a timeout, which drops the window to one packet, only the chunks the peer has not
-reported go again, not those in its gap blocks (as Linux's SCTP does). Each repaired loss
-halves the congestion window, as RFC 9260 7.2.3 does for fast retransmit; a timeout that the
-first SACK after it shows to have been spurious (a peer busy in its computation acknowledges
+reported go again, not those in its gap blocks (as Linux's SCTP does); a chunk is fast
+retransmitted once at most (RFC 9260 7.2.4). Each repaired loss reduces the congestion window
+to 0.7 of itself and it grows back along CUBIC's curve (`cubic.py`, RFC 9438, as Linux TCP),
+where RFC 9260 7.2.3 halves it as Reno did; a timeout that the first SACK after it shows (by
+its cumulative acknowledgement) to have been spurious (a peer busy in its computation acknowledges
 nothing, where a kernel's TCP would) gives the window back (RFC 5682, RFC 4015), and so does
 one whose every retransmission the peer reports as a duplicate TSN (RFC 3708, as Linux TCP
 undoes with DSACKs): without that, a peer busy at the start (importing, connecting) left the
@@ -35,6 +37,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+from .cubic import Cubic
 
 # The congestion window at the start, and how many packets one transmission may add to those in
 # flight (RFC 9260's Max.Burst, 4 there): dcsctp's cwnd_mtus_initial, TCP's initial window.
@@ -60,6 +64,13 @@ INPUT_GRACE = 0.02
 # that a run of timeouts while a peer stalls does not leave the association waiting longer
 # than mpc-net's liveness checks allow (nothing received for 10 s ends the run).
 MAX_BACKOFF = 3.0
+
+# The miss count of a chunk sent again: SACKs for chunks sent before the copy (still on their
+# way) report it missing, and aiortc fast-retransmitted it again after every three of them, a
+# dozen times per loss at 40 ms, each copy taking a place in the window. RFC 9260 7.2.4 (step
+# 5) makes a chunk retransmitted once ineligible for another fast retransmit; only the timer
+# (or a probe) sends it again.
+NOT_FAST_RETRANSMITTED_AGAIN = -(2**31)
 
 _TSN_MODULO = 2**32
 
@@ -91,6 +102,7 @@ class WindowControl:
         self.events: Counter[str] = Counter()  # of loss recovery
         self.stalls = 0  # timers that fired late and waited for input
         self.largest_window = self.initial_window
+        self.cubic = Cubic(packet)
         self.probe_tsn: int | None = None  # the chunk a tail-loss probe sent again
         self._timeouts_in_a_row = 0
         self._before_timeout: tuple[int, int] | None = None  # (window, threshold)
@@ -119,14 +131,23 @@ class WindowControl:
         return max(0, min(acknowledged - self.packet, self.packet))
 
     def reduced_threshold(self, window: int) -> int:
-        """The slow-start threshold, and window, after a loss: half (RFC 9260 7.2.3)."""
-        return max(window // 2, 4 * self.packet)
+        """The slow-start threshold, and window, after a loss: CUBIC's 0.7 (RFC 9438) where RFC
+        9260 7.2.3 halves it."""
+        return self.cubic.reduced(window)
+
+    def avoidance_window(self, window: int, acknowledged: int, now: float,
+                         srtt: float | None) -> int:
+        """The window after a SACK acknowledging `acknowledged` bytes beyond the slow-start
+        threshold with the window in use: CUBIC's growth where RFC 9260 7.2.2 adds one packet
+        per window acknowledged."""
+        return self.cubic.grown(window, acknowledged, now, srtt or 0.0)
 
     def restart_window(self, window: int, now: float, rto: float) -> int:
         """The window for sending after an idle time: halved per retransmission timeout without
         data in flight, down to the initial window at the least (RFC 9260 7.2.1, with Linux's
         restart window as floor)."""
         idle = now - self.data_sent_at
+        self.cubic.idle(idle)
         if idle > rto and window > self.initial_window:
             halvings = min(int(idle / rto), 32)
             return max(self.initial_window, window >> halvings)
@@ -149,8 +170,9 @@ class WindowControl:
 
     # Timeouts.
 
-    def timeout(self, window: int, threshold: int) -> None:
-        """The retransmission timer expired (before aiortc's response)."""
+    def timeout(self, window: int, threshold: int) -> int | None:
+        """The retransmission timer expired (before aiortc's response); the slow-start
+        threshold after it (None: aiortc's, after one in a row, from a window of one packet)."""
         self._timeouts_in_a_row += 1
         first = self._timeouts_in_a_row == 1
         self._before_timeout = (window, threshold) if first else None
@@ -160,6 +182,7 @@ class WindowControl:
             if self.probe_tsn is not None:  # a copy the peer's duplicate reports must cover too
                 self.resent(self.probe_tsn)
         self.probe_tsn = None
+        return self.reduced_threshold(window) if first else None
 
     def resent(self, tsn: int) -> None:
         """The chunk `tsn` went again (a timeout's retransmission, or a probe)."""
@@ -189,6 +212,7 @@ class WindowControl:
             return None
         before = self._before_timeouts
         self.loss()
+        self.cubic.undo()
         return before
 
     def resend_reported(self) -> bool:
@@ -203,16 +227,20 @@ class WindowControl:
     def spurious_timeout(self, sack: Sack,
                          sent_queue: Iterable[SentChunk]) -> tuple[int, int] | None:
         """The window and slow-start threshold from before the last timeout, if the first SACK
-        after it acknowledges a chunk that the timeout marked and nothing has sent again: the
-        first send arrived, so the timeout came from a late SACK (a peer busy in its
+        after it acknowledges cumulatively a chunk that the timeout marked and nothing has sent
+        again: the first send arrived, so the timeout came from a late SACK (a peer busy in its
         computation, say), not from a loss (RFC 4015's Eifel response, detected as RFC 5682's
-        F-RTO does)."""
+        F-RTO does, by the cumulative acknowledgement). A SACK that reports marked chunks in gap
+        blocks only says the hole before them is still there: a lost retransmission, which
+        only the timeout sends again (an undo there cleared its mark, timeout after timeout)."""
         before, self._before_timeout = self._before_timeout, None
         if before is None:
             return None
-        if not any(sent._retransmit and acknowledges(sack, sent.tsn) for sent in sent_queue):
+        if not any(sent._retransmit and not tsn_gt(sent.tsn, sack.cumulative_tsn)
+                   for sent in sent_queue):
             return None
         self.loss()  # undone now
+        self.cubic.undo()
         return before
 
     # Tail-loss probes (RFC 8985's TLP, as Linux TCP sends them): when the last chunks of a

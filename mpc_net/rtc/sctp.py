@@ -35,6 +35,7 @@ from aiortc.rtcsctptransport import (
 
 from .acks import SACK_DELAY, DelayedAckSctpTransport
 from .recovery import (
+    NOT_FAST_RETRANSMITTED_AGAIN,
     RTO_INITIAL,
     WindowControl,
     early_losses,
@@ -84,6 +85,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             if chunk._sent_count > 1:
                 self._window.events["retransmitted chunks"] += 1
                 self._window.resent(chunk.tsn)
+                chunk._misses = NOT_FAST_RETRANSMITTED_AGAIN
         await super()._send_chunk(chunk)
 
     # aiortc looks through every chunk in flight for one to retransmit, each time it transmits:
@@ -103,15 +105,20 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         spurious = window.spurious_timeout(chunk, self._sent_queue)
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
-        acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
-            if slow_start else 0
         recovering = self._fast_recovery_exit is not None
+        # RFC 9260 7.2.2: beyond the threshold the window grows only while it is in use.
+        avoiding = not slow_start and not recovering and self._flight_size >= cwnd
+        acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
+            if slow_start or avoiding else 0
         await super()._receive_sack_chunk(chunk)
         if not recovering and self._fast_recovery_exit is not None:
             self._trace("fast retransmit")
-            window.loss()
+            self._reduce_window(cwnd)  # CUBIC's reduction, where aiortc halved it
         elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
             self._cwnd += window.slow_start_extra(acknowledged)  # aiortc grew it by a packet
+        elif avoiding and acknowledged and self._fast_recovery_exit is None:
+            self._cwnd = window.avoidance_window(cwnd, acknowledged, time.monotonic(), self._srtt)
+            self._partial_bytes_acked = 0  # aiortc's Reno growth, replaced
         if chunk.gaps and self._retransmit_early():
             await self._transmit()
         elif probe_repaired and self._fast_recovery_exit is None:
@@ -149,10 +156,10 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             self._fast_recovery_transmit = True
         return True
 
-    def _reduce_window(self) -> None:
-        """A loss: halve the window, as aiortc's fast retransmit does."""
+    def _reduce_window(self, window: int | None = None) -> None:
+        """A loss, with the window `window` (or the current one) in force."""
         self._window.loss()
-        self._ssthresh = self._window.reduced_threshold(self._cwnd)
+        self._ssthresh = self._window.reduced_threshold(window or self._cwnd)
         self._cwnd = self._ssthresh
         self._partial_bytes_acked = 0
 
@@ -201,8 +208,10 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             return
         self._trace("timeout")
         self._retransmissions_possible = True
-        self._window.timeout(self._cwnd, self._ssthresh)
+        threshold = self._window.timeout(self._cwnd, self._ssthresh)
         super()._t3_expired()
+        if threshold is not None:
+            self._ssthresh = threshold
         if not self._window.resend_reported():
             for sent in self._sent_queue:
                 if sent._acked:
