@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -181,6 +181,63 @@ def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path)
     for server in (a, b):
         wait_for_health(server, reachable=True)
     run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
+
+
+DEAF = "deaf"  # the Redis user of the process that a test stops listening
+
+
+@pytest.fixture
+def deaf_and_other(redis_server) -> Iterator[tuple[RoomServerProcess, RoomServerProcess]]:
+    """Two processes sharing rooms; the first is Redis user DEAF, whom `deafened` stops."""
+    redis.Redis.from_url(redis_server.url).acl_setuser(
+        DEAF, enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"], channels=["*"])
+    url = redis_server.url.replace("redis://", f"redis://{DEAF}:pw@")
+    pair = RoomServerProcess(0, "--redis", url), shared_room_server(redis_server)
+    yield pair
+    for server in pair:
+        server.close()
+
+
+@contextmanager
+def deafened(redis_server) -> Iterator[None]:
+    """The DEAF process hears nothing on its channel meanwhile, as between a Redis restart and
+    its listener subscribing again: its subscription ended, SUBSCRIBE refused until the end."""
+    control = redis.Redis.from_url(redis_server.url)
+    control.acl_setuser(DEAF, enabled=True, commands=["-subscribe"])
+    try:
+        assert control.client_kill_filter(_type="pubsub", user=DEAF) == 1
+        while len(control.pubsub_channels()) != 1:  # the other process's channel
+            time.sleep(0.05)
+        yield
+    finally:
+        control.acl_setuser(DEAF, enabled=True, commands=["+subscribe"])
+        control.close()
+
+
+async def test_messages_to_a_process_not_listening_yet_wait_for_it(deaf_and_other,
+                                                                     redis_server) -> None:
+    """Pub/sub keeps nothing for a channel nobody listens on: a join and a signal through one
+    process for a room the other holds, while the holder does not listen, wait for it, in
+    order."""
+    deaf, other = deaf_and_other
+    roster = roster_of(2)
+    async with connect(deaf.url) as holder, connect(other.url) as second:
+        assert (await raw_join(holder, "deaf", 0, 2, roster=roster))["type"] == "joined"
+        await second.send(protocol.encode(protocol.Hello()))
+        challenge = protocol.decode_bytes(json.loads(await second.recv())["challenge"])
+        with deafened(redis_server):
+            await second.send(protocol.encode(join_message(challenge, "deaf", 1, 2,
+                                                           roster=roster)))
+            await second.send(json.dumps({"type": "signal", "to": 0, "data": {"n": 1}}))
+            await asyncio.sleep(1)  # a duration: the messages find nobody listening, repeatedly
+            status = await asyncio.to_thread(health, deaf)
+        joined = json.loads(await asyncio.wait_for(second.recv(), 10))
+        assert joined["type"] == "joined" and joined["peers"] == [0], joined
+        assert json.loads(await asyncio.wait_for(holder.recv(), 10))["type"] == "peer-joined"
+        relayed = json.loads(await asyncio.wait_for(holder.recv(), 10))
+        assert relayed == {"type": "signal", "from": 1, "data": {"n": 1}}, relayed
+    # Not listening, a process cannot share rooms: /health said so.
+    assert status[0] == 503 and status[1]["redis"] is False, status
 
 
 async def test_seats_presence_and_signals_across_processes(redis_server) -> None:
