@@ -180,7 +180,9 @@ def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path)
     redis_server.start()
     for server in (a, b):
         wait_for_health(server, reachable=True)
-    run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
+    # Well within check_outputs' wait: a party that waits in vain says for what.
+    run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected,
+               "--join-timeout", "60")
 
 
 DEAF = "deaf"  # the Redis user of the process that a test stops listening
@@ -238,6 +240,30 @@ async def test_messages_to_a_process_not_listening_yet_wait_for_it(deaf_and_othe
         assert relayed == {"type": "signal", "from": 1, "data": {"n": 1}}, relayed
     # Not listening, a process cannot share rooms: /health said so.
     assert status[0] == 503 and status[1]["redis"] is False, status
+
+
+def test_a_join_unanswered_ends_the_party_at_its_join_timeout(deaf_and_other, redis_server,
+                                                               tmp_path) -> None:
+    """A join held for a room's holder that does not listen (nor ever may again) is not waited
+    for beyond the party's join timeout: the party says so and exits."""
+    deaf, other = deaf_and_other
+    credentials = make_credentials(tmp_path, 2)
+    script = DEMOS / "auction.py"
+    holder = start_parties(script, 2, deaf.url, "unanswered", credentials=credentials,
+                           only=[0])[0]
+    try:
+        _wait_for_line(holder, "joined room")
+        with deafened(redis_server):
+            late = start_parties(script, 2, other.url, "unanswered", "--join-timeout", "5",
+                                 credentials=credentials, only=[1])[0]
+            out, err = late.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert late.returncode == 1, err
+    assert program_lines(out) == []
+    assert ("mpc-net: the room server did not answer our join of room 'unanswered' within the "
+            "join timeout (5 s)") in err, err
 
 
 async def test_seats_presence_and_signals_across_processes(redis_server) -> None:
