@@ -28,7 +28,14 @@ from websockets.sync.client import connect as connect_now
 from mpc_net.signaling import protocol
 from mpc_net.signaling.claims import BUSY, Claims, RedisSlow
 from mpc_net.signaling.courier import STALL, Heartbeat
-from mpc_net.signaling.store import HEARTBEAT, KEY_TTL_MS, alive_key, owner_key, redis_errors
+from mpc_net.signaling.store import (
+    HEARTBEAT,
+    KEY_TTL_MS,
+    alive_key,
+    owner_key,
+    redis_client,
+    redis_errors,
+)
 
 from helpers import (
     DEMOS,
@@ -180,6 +187,11 @@ def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path)
     redis_server.start()
     for server in (a, b):
         wait_for_health(server, reachable=True)
+    # Each job's first command after the restart finds its pooled connection dead: that must
+    # not make a process say "unreachable" again (a party connecting then would be refused).
+    deadline = time.monotonic() + 2 * HEARTBEAT
+    while time.monotonic() < deadline:
+        assert [health(server)[0] for server in (a, b)] == [200, 200]
     # Well within check_outputs' wait: a party that waits in vain says for what.
     run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected,
                "--join-timeout", "60")
@@ -376,6 +388,22 @@ async def test_a_late_redis_reply_is_slow_and_a_refused_connection_unreachable(
         assert claims.waiting == 0
     finally:
         runner.cancel()
+        await client.aclose()
+
+
+async def test_connections_kept_across_a_redis_restart_serve_the_next_commands(
+        redis_server) -> None:
+    """The pool's connections outlive a Redis restart as dead sockets: the next commands (a
+    beat, a claim, a publish, at once) still get their answers, on new connections."""
+    client = redis_client(redis_server.url)
+    try:
+        # Four connections at once, then kept by the pool.
+        await asyncio.gather(*(client.blpop(f"nothing{i}", 0.2) for i in range(4)))
+        redis_server.stop()
+        redis_server.start()
+        replies = await asyncio.gather(*(client.set(f"key{i}", "1") for i in range(4)))
+        assert replies == [True] * 4
+    finally:
         await client.aclose()
 
 
