@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,14 @@ from websockets.sync.client import connect as connect_now
 from mpc_net.signaling import protocol
 from mpc_net.signaling.claims import BUSY, Claims, RedisSlow
 from mpc_net.signaling.courier import STALL, Heartbeat
-from mpc_net.signaling.store import HEARTBEAT, KEY_TTL_MS, alive_key, owner_key, redis_errors
+from mpc_net.signaling.store import (
+    HEARTBEAT,
+    KEY_TTL_MS,
+    alive_key,
+    owner_key,
+    redis_client,
+    redis_errors,
+)
 
 from helpers import (
     DEMOS,
@@ -180,7 +187,95 @@ def test_redis_restarted_between_two_runs(two_processes, redis_server, tmp_path)
     redis_server.start()
     for server in (a, b):
         wait_for_health(server, reachable=True)
-    run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected)
+    # Each job's first command after the restart finds its pooled connection dead: that must
+    # not make a process say "unreachable" again (a party connecting then would be refused).
+    deadline = time.monotonic() + 2 * HEARTBEAT
+    while time.monotonic() < deadline:
+        assert [health(server)[0] for server in (a, b)] == [200, 200]
+    # Well within check_outputs' wait: a party that waits in vain says for what.
+    run_spread(script, [b.url, a.url, b.url], "after-restart", credentials, expected,
+               "--join-timeout", "60")
+
+
+DEAF = "deaf"  # the Redis user of the process that a test stops listening
+
+
+@pytest.fixture
+def deaf_and_other(redis_server) -> Iterator[tuple[RoomServerProcess, RoomServerProcess]]:
+    """Two processes sharing rooms; the first is Redis user DEAF, whom `deafened` stops."""
+    redis.Redis.from_url(redis_server.url).acl_setuser(
+        DEAF, enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"], channels=["*"])
+    url = redis_server.url.replace("redis://", f"redis://{DEAF}:pw@")
+    pair = RoomServerProcess(0, "--redis", url), shared_room_server(redis_server)
+    yield pair
+    for server in pair:
+        server.close()
+
+
+@contextmanager
+def deafened(redis_server) -> Iterator[None]:
+    """The DEAF process hears nothing on its channel meanwhile, as between a Redis restart and
+    its listener subscribing again: its subscription ended, SUBSCRIBE refused until the end."""
+    control = redis.Redis.from_url(redis_server.url)
+    control.acl_setuser(DEAF, enabled=True, commands=["-subscribe"])
+    try:
+        assert control.client_kill_filter(_type="pubsub", user=DEAF) == 1
+        while len(control.pubsub_channels()) != 1:  # the other process's channel
+            time.sleep(0.05)
+        yield
+    finally:
+        control.acl_setuser(DEAF, enabled=True, commands=["+subscribe"])
+        control.close()
+
+
+async def test_messages_to_a_process_not_listening_yet_wait_for_it(deaf_and_other,
+                                                                     redis_server) -> None:
+    """Pub/sub keeps nothing for a channel nobody listens on: a join and a signal through one
+    process for a room the other holds, while the holder does not listen, wait for it, in
+    order."""
+    deaf, other = deaf_and_other
+    roster = roster_of(2)
+    async with connect(deaf.url) as holder, connect(other.url) as second:
+        assert (await raw_join(holder, "deaf", 0, 2, roster=roster))["type"] == "joined"
+        await second.send(protocol.encode(protocol.Hello()))
+        challenge = protocol.decode_bytes(json.loads(await second.recv())["challenge"])
+        with deafened(redis_server):
+            await second.send(protocol.encode(join_message(challenge, "deaf", 1, 2,
+                                                           roster=roster)))
+            await second.send(json.dumps({"type": "signal", "to": 0, "data": {"n": 1}}))
+            await asyncio.sleep(1)  # a duration: the messages find nobody listening, repeatedly
+            status = await asyncio.to_thread(health, deaf)
+        joined = json.loads(await asyncio.wait_for(second.recv(), 10))
+        assert joined["type"] == "joined" and joined["peers"] == [0], joined
+        assert json.loads(await asyncio.wait_for(holder.recv(), 10))["type"] == "peer-joined"
+        relayed = json.loads(await asyncio.wait_for(holder.recv(), 10))
+        assert relayed == {"type": "signal", "from": 1, "data": {"n": 1}}, relayed
+    # Not listening, a process cannot share rooms: /health said so.
+    assert status[0] == 503 and status[1]["redis"] is False, status
+
+
+def test_a_join_unanswered_ends_the_party_at_its_join_timeout(deaf_and_other, redis_server,
+                                                               tmp_path) -> None:
+    """A join held for a room's holder that does not listen (nor ever may again) is not waited
+    for beyond the party's join timeout: the party says so and exits."""
+    deaf, other = deaf_and_other
+    credentials = make_credentials(tmp_path, 2)
+    script = DEMOS / "auction.py"
+    holder = start_parties(script, 2, deaf.url, "unanswered", credentials=credentials,
+                           only=[0])[0]
+    try:
+        _wait_for_line(holder, "joined room")
+        with deafened(redis_server):
+            late = start_parties(script, 2, other.url, "unanswered", "--join-timeout", "5",
+                                 credentials=credentials, only=[1])[0]
+            out, err = late.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert late.returncode == 1, err
+    assert program_lines(out) == []
+    assert ("mpc-net: the room server did not answer our join of room 'unanswered' within the "
+            "join timeout (5 s)") in err, err
 
 
 async def test_seats_presence_and_signals_across_processes(redis_server) -> None:
@@ -293,6 +388,22 @@ async def test_a_late_redis_reply_is_slow_and_a_refused_connection_unreachable(
         assert claims.waiting == 0
     finally:
         runner.cancel()
+        await client.aclose()
+
+
+async def test_connections_kept_across_a_redis_restart_serve_the_next_commands(
+        redis_server) -> None:
+    """The pool's connections outlive a Redis restart as dead sockets: the next commands (a
+    beat, a claim, a publish, at once) still get their answers, on new connections."""
+    client = redis_client(redis_server.url)
+    try:
+        # Four connections at once, then kept by the pool.
+        await asyncio.gather(*(client.blpop(f"nothing{i}", 0.2) for i in range(4)))
+        redis_server.stop()
+        redis_server.start()
+        replies = await asyncio.gather(*(client.set(f"key{i}", "1") for i in range(4)))
+        assert replies == [True] * 4
+    finally:
         await client.aclose()
 
 

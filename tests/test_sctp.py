@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -913,6 +914,25 @@ async def test_a_datagram_arriving_while_one_is_handled_waits_behind_it() -> Non
     for i in range(2, 6):
         assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
     await until(lambda: not a.pc._pc.sctp._sent_queue)
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_message_handler_that_raises_ends_the_connection_with_a_warning(caplog) -> None:
+    """An application's message handler that raises ends the connection, as on aiortc's own
+    receive path, and is said as there: a warning, which names the channel."""
+    a, b = await connected()
+
+    def broken(message: bytes) -> None:
+        raise ValueError("the application's bug")
+
+    b.pc.channel.on("message", broken)
+    with caplog.at_level(logging.WARNING, logger="mpc_net.native"):
+        a.pc.channel.send(b"boom")
+        await until(lambda: b.pc._pc.sctp.transport.state == "closed", timeout=5)
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.name == "mpc_net.native" and warning.getMessage() == (
+        "data channel 'mpc-net' (id 0): an event handler raised "
+        "ValueError(\"the application's bug\"); the connection ends")
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 

@@ -94,7 +94,7 @@ class Mesh:
         self.peers.roster = self._agreement.roster
         self.peers.client = room.Rejoining(self._new_signaling, cfg, started + cfg.join_timeout)
         try:
-            joined = await self._join()
+            joined = await self._join_by(started + cfg.join_timeout)
             logger.info("party %d joined room %r; present: %s", cfg.pid, cfg.room,
                         joined.peers or "nobody yet")
             if ready is not None:
@@ -147,6 +147,18 @@ class Mesh:
 
     async def _join(self) -> protocol.Joined:
         return await room.join(self.peers.client, self.config, first=not self.state.connected)
+
+    async def _join_by(self, deadline: float) -> protocol.Joined:
+        """Our first join, answered by `deadline` (the join timeout's end): a join the room
+        server lost (between processes sharing rooms) must not leave us waiting for ever."""
+        try:
+            async with asyncio.timeout_at(deadline) as limit:
+                return await self._join()
+        except TimeoutError:
+            if not limit.expired():
+                raise
+        raise MeshError(f"the room server did not answer our join of room {self.config.room!r} "
+                        f"within the join timeout ({self.config.join_timeout:g} s)")
 
     def _enter(self, joined: protocol.Joined) -> None:
         """We are in the room with `joined.peers`."""

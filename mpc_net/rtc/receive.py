@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 
 from aioice import Connection
-from aiortc import RTCDtlsTransport
+from aiortc import RTCDataChannel, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State
 
 from .sctp import run_eagerly
@@ -64,7 +64,12 @@ class DatagramReceiver:
                     return
                 data, _ = self._backlog.popleft()
         except Exception as exc:  # as aiortc's task ends on it: the connection is lost
-            logger.debug("aiortc: %r", exc)
+            channel = _channel_of(exc)
+            if channel is None:
+                logger.debug("aiortc: %r", exc)
+            else:  # an application's bug: said as aiortc's own receive task says it
+                logger.warning("data channel %r (id %s): an event handler raised %r; the "
+                               "connection ends", channel.label, channel.id, exc, exc_info=exc)
             self._held = None
             self._connection._queue.put_nowait(None)
         finally:
@@ -80,3 +85,15 @@ class DatagramReceiver:
             return await self._aioice_recv()
         finally:
             self._task_waiting = False
+
+
+def _channel_of(exc: Exception) -> RTCDataChannel | None:
+    """The data channel whose event handler (`message`, say) raised `exc`, if one did: its emit
+    is on the way."""
+    frames = exc.__traceback__
+    while frames is not None:
+        owner = frames.tb_frame.f_locals.get("self")
+        if isinstance(owner, RTCDataChannel):
+            return owner
+        frames = frames.tb_next
+    return None

@@ -12,6 +12,7 @@ process keeps each client's messages in order. RELIABILITY.md explains the failu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -106,7 +107,7 @@ class Cluster:
         self._joins: set[asyncio.Task] = set()  # finding the owners of rooms being joined
         self._claims = Claims(self._redis, self.process, self._errors, pending_joins)
         self._courier = Courier(self._redis, self.process, self._errors, self._received)
-        # Whether Redis is reachable: /health says it.
+        # Whether Redis answers: /health says it, and whether we listen (`reachable`).
         self.presence = Presence(self._redis, self.process, self._errors, clock, self._renew_names,
                                  Heartbeat(url, self.process, self._errors, clock))
         self._tasks: list[asyncio.Task] = []
@@ -114,6 +115,11 @@ class Cluster:
     @property
     def party_count(self) -> int:
         return len(self._seats)
+
+    @property
+    def reachable(self) -> bool:
+        """Whether Redis answers and we listen on our channel: only then are rooms shared."""
+        return self.presence.reachable and self._courier.listening.is_set()
 
     def is_seated(self, client: Client) -> bool:
         return client in self._seats
@@ -125,6 +131,10 @@ class Cluster:
                         self._claims.run)]
         for task in self._tasks:
             task.add_done_callback(_stopped)
+        if self.presence.reachable:  # then listening follows at once: serve when it does
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT):
+                    await self._courier.listening.wait()
 
     async def close(self) -> None:
         """Hand what clients said last to the owners, give up our names and stop."""

@@ -6,6 +6,7 @@ trying again with backoff."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -13,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .protocol import ProtocolError
-from .store import HEARTBEAT, KEY_TTL_MS, alive_key, channel, next_batch, redis_blocking_client
+from .store import (
+    HEARTBEAT,
+    KEY_TTL_MS,
+    alive_key,
+    channel,
+    next_batch,
+    redis_blocking_client,
+    redis_timeouts,
+)
 
 logger = logging.getLogger("mpc_net.signaling")
 
@@ -21,6 +30,13 @@ BACKOFF = (0.1, 2.0)  # first and longest wait before trying an unreachable Redi
 # A process whose event loop has not beaten for this long is let go by its Heartbeat thread.
 STALL = 60.0
 PUBLISH_BATCH = 500
+# Pub/sub keeps nothing for a channel nobody listens on, as a process's channel is between a
+# Redis restart (or a lost connection) and its listener subscribing again: messages that found
+# no listener are held and offered again this often, in order, ...
+RETRY = 0.2
+# ... until the process has not listened for as long as its keys live: it is gone (its clients'
+# seats and its rooms go too), and what was held for it is dropped.
+GIVE_UP = KEY_TTL_MS / 1000
 
 Errors = tuple[type[BaseException], ...]
 
@@ -34,39 +50,87 @@ class Courier:
         self._redis = redis
         self._process = process
         self._errors = errors
+        self._slow = redis_timeouts()
         self._received = received
         self._out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        # By channel: what found no listener there, in order, and since when.
+        self._held: dict[str, list[str]] = {}
+        self._since: dict[str, float] = {}
+        self.listening = asyncio.Event()  # subscribed to our channel: /health says it
 
     def to(self, target: str, **message: Any) -> None:
         self._out.put_nowait((channel(target), json.dumps(message)))
 
     async def sent(self) -> None:
-        """Until what was queued has gone out (or was lost with Redis)."""
+        """Until what was queued has been offered to Redis (what found no listener may still be
+        held)."""
         await self._out.join()
 
     async def publish(self) -> None:
+        loop = asyncio.get_running_loop()
+        retry_at = 0.0
         while True:
-            batch = await next_batch(self._out, PUBLISH_BATCH)
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for name, data in batch:
-                        pipe.publish(name, data)
-                    await pipe.execute()
-            except self._errors as exc:
-                logger.debug("lost %d messages to other processes: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._out.task_done()
+            batch = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETRY if self._held else None):
+                    batch = await next_batch(self._out, PUBLISH_BATCH)
+            now = loop.time()
+            # Held messages go first, and a message to a channel that holds some waits behind
+            # them: each channel's messages stay in order.
+            out: list[tuple[str, str]] = []
+            if now >= retry_at:
+                retry_at = now + RETRY
+                out = [(name, data) for name, held in self._held.items() for data in held]
+                self._held.clear()
+            for name, data in batch:
+                if name in self._held:
+                    self._held[name].append(data)
+                else:
+                    out.append((name, data))
+            await self._send(out, now)
+            for _ in batch:
+                self._out.task_done()
+
+    async def _send(self, out: list[tuple[str, str]], now: float) -> None:
+        """Publish `out` and hold what found no listener. One transaction: a listener that
+        subscribes meanwhile gets all or none of its channel's messages, never a later one
+        without an earlier one."""
+        if not out:
+            return
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for name, data in out:
+                    pipe.publish(name, data)
+                listeners = await pipe.execute()
+        except self._slow as exc:  # they may have gone out: sent again, they could come twice
+            logger.warning("lost %d messages to other processes: %s", len(out), exc)
+            return
+        except self._errors as exc:
+            logger.debug("holding %d messages to other processes: %s", len(out), exc)
+            listeners = [0] * len(out)
+        for (name, data), count in zip(out, listeners, strict=True):
+            if count:
+                self._since.pop(name, None)
+            else:
+                self._held.setdefault(name, []).append(data)
+                self._since.setdefault(name, now)
+        for name in [n for n, since in self._since.items() if now - since >= GIVE_UP]:
+            logger.warning("dropped %d messages to %s: nobody listened for %g s",
+                           len(self._held.pop(name, ())), name, GIVE_UP)
+            del self._since[name]
 
     async def listen(self) -> None:
         """redis-py's PubSub does not resubscribe after Redis restarts, so this does."""
         delay = BACKOFF[0]
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(channel(self._process))
-                delay = BACKOFF[0]
                 async for message in pubsub.listen():
+                    if message["type"] == "subscribe":  # Redis says we listen from now on
+                        self.listening.set()
+                        delay = BACKOFF[0]
+                        continue
                     try:
                         self._received(message["data"])
                     except (ValueError, KeyError, TypeError, ProtocolError) as exc:
@@ -74,6 +138,7 @@ class Courier:
             except self._errors as exc:
                 logger.debug("listening on Redis: %s", exc)
             finally:
+                self.listening.clear()
                 await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(2 * delay, BACKOFF[1])

@@ -28,6 +28,11 @@ MAX_HEADERS = 100
 # As nginx's keepalive_requests: a connection is closed after this many answers, so that no
 # client holds one forever.
 MAX_REQUESTS = 1000
+# An answer goes to the transport this much at a time, while it is not paused: what it has not
+# taken stays here, where the idle check sees it. Under TLS, asyncio's transport counts only what
+# it has not encrypted yet: one large write would pass at once to the TCP transport below,
+# uncounted, and a connection still sending megabytes would look idle and be closed.
+WRITE_CHUNK = 64 * 1024
 TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789"
                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -117,7 +122,9 @@ class KeepAliveConnection(ServerConnection):
         self._writing_paused = False
         self._upgrade_requested: asyncio.Future[None] = self.loop.create_future()
         self._idle: asyncio.TimerHandle | None = None
-        self._unsent = 0  # bytes our answers had waiting in the transport at the last check
+        self._unsent = 0  # bytes our answers had waiting at the last check
+        self._outgoing = memoryview(b"")  # what of the answer the transport has not taken yet
+        self._close_after = False  # close once it has
         self._sent_at = 0.0  # loop time the client last took some of them
 
     # -- asyncio protocol --------------------------------------------------------------------
@@ -155,6 +162,7 @@ class KeepAliveConnection(ServerConnection):
         if self._writing_paused and not self._websocket:
             self._writing_paused = False
             self.transport.resume_reading()
+            self._write_more()
             self._answer_pending()
 
     # -- websockets ----------------------------------------------------------------------------
@@ -168,12 +176,14 @@ class KeepAliveConnection(ServerConnection):
     def close_idle(self) -> None:
         """End the connection if it is still plain HTTP, after what it is sending."""
         if not self._websocket:
-            self.transport.close()
+            self._pending = None
+            self._close_after = True
+            self._write_more()
 
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _answer_pending(self) -> None:
-        while self._pending is not None and not self._writing_paused:
+        while self._pending is not None and not self._writing_paused and not self._outgoing:
             try:
                 parsed = parse_head(self._pending)
             except BadRequest as exc:
@@ -214,14 +224,25 @@ class KeepAliveConnection(ServerConnection):
         if close:
             response.headers["Connection"] = "close"
         body = b"" if head_only else response.body
-        self.transport.write(Response(response.status_code, response.reason_phrase,
-                                      response.headers, body).serialize())
+        self._outgoing = memoryview(Response(response.status_code, response.reason_phrase,
+                                             response.headers, body).serialize())
         if close:
             self._pending = None  # read nothing more, but watch the sending as before
-            self.transport.close()
-        self._unsent = self.transport.get_write_buffer_size()
+            self._close_after = True
+        self._write_more()
+        self._unsent = self._unsent_bytes()
         self._sent_at = self.loop.time()
         self._wait_idle()
+
+    def _write_more(self) -> None:
+        while self._outgoing and not self._writing_paused:
+            self.transport.write(self._outgoing[:WRITE_CHUNK])
+            self._outgoing = self._outgoing[WRITE_CHUNK:]
+        if not self._outgoing and self._close_after:
+            self.transport.close()
+
+    def _unsent_bytes(self) -> int:
+        return len(self._outgoing) + self.transport.get_write_buffer_size()
 
     def _wait_idle(self) -> None:
         if self._idle is not None:
@@ -233,7 +254,7 @@ class KeepAliveConnection(ServerConnection):
         took nothing of an answer for `send_timeout`. A slow client that reads goes on: no
         deadline for a whole answer, since a page's largest file takes seconds on a slow line,
         and a browser reads a file only as fast as it compiles it."""
-        unsent = self.transport.get_write_buffer_size()
+        unsent = self._unsent_bytes()
         if not unsent:
             self.transport.close()
             return

@@ -84,7 +84,7 @@ class RoomServer:
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
     def stats(self) -> dict[str, int | bool]:
-        redis = {} if self.cluster is None else {"redis": self.cluster.presence.reachable}
+        redis = {} if self.cluster is None else {"redis": self.cluster.reachable}
         return {"rooms": len(self.rooms.rooms), "connections": len(self._clients),
                 "parties": self.table.party_count, **redis}
 
@@ -157,10 +157,10 @@ class RoomServer:
 
     def handle_http(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer GET /health, or return None for any other path so that another server can
-        chain this one into its own process_request. A process that cannot reach Redis cannot
-        seat anyone: it answers 503, to handshakes too, so that proxies and parties try the next
-        process."""
-        down = self.cluster is not None and not self.cluster.presence.reachable
+        chain this one into its own process_request. A process that cannot reach Redis (or does
+        not listen on its channel yet) cannot seat anyone: it answers 503, to handshakes too, so
+        that proxies and parties try the next process."""
+        down = self.cluster is not None and not self.cluster.reachable
         status = http.HTTPStatus.SERVICE_UNAVAILABLE if down else http.HTTPStatus.OK
         if urlsplit(request.path).path == "/health":
             return _json_response(connection, {"status": "redis unreachable" if down else "ok",

@@ -52,12 +52,20 @@ def _package() -> Any:
 def redis_client(url: str) -> Any:
     """An asyncio client of the Redis at `url`."""
     redis = _package()
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     # A busy event loop reads replies late; only a connection that cannot be made says quickly
     # that Redis is gone. Few jobs share the pool (claims.py, courier.py: one pipeline each at a
     # time), so no command waits long for a connection.
+    # A connection kept in the pool across a Redis restart fails its next command ("Connection
+    # closed by server"), which made a beat say Redis unreachable and a publish fail: a command
+    # whose connection failed is sent once more, on a new one. Not one that timed out: Redis may
+    # have carried it out.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
-        socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT)
+        socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
     return redis.asyncio.Redis(connection_pool=pool)
 
 
