@@ -2,7 +2,7 @@
 three browser parties against three native ones and MPyC's own TCP.
 
     python tests/browser/measure.py [--runs N] [--page-load-only] [--profile DEMO]
-                                    [--start snapshot|afresh] [--firefox]
+                                    [--start snapshot|afresh] [--firefox] [--ping-pong]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
@@ -15,6 +15,10 @@ the demo runs use.
 `--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
 session) on party 0 and prints where that party's time went: the heaviest functions by their own
 time, and the totals of WebAssembly (Python), JavaScript, the browser's own work and idle.
+
+`--ping-pong` times one MPyC round trip (pingpong.py: a small message from party 0 to party 1
+and back) between two pages, a page and a native party, and two native parties, beside a data
+channel's own round trip between two pages in JavaScript alone (no Python).
 """
 
 from __future__ import annotations
@@ -108,6 +112,9 @@ def main() -> int:
     parser.add_argument("--firefox", action="store_true",
                         help="time Debian's firefox-esr instead of Chromium (page ready and "
                              "demos; the first-load table and the profile are Chromium's)")
+    parser.add_argument("--ping-pong", action="store_true",
+                        help="time one round trip: JavaScript alone, and MPyC between pages, "
+                             "a page and a native party, and native parties")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
@@ -129,7 +136,8 @@ def main() -> int:
         loopback = Loopback(sandbox)
         plain = Path(tmp) / "plain"  # the same bundle as before it had gzip copies
         shutil.copytree(bundle, plain, ignore=shutil.ignore_patterns("*.gz"))
-        servers = {"gzip": WebServer(loopback, bundle), "none": WebServer(loopback, plain)}
+        servers = {"gzip": WebServer(loopback, bundle, "--program", PING_PONG),
+                   "none": WebServer(loopback, plain)}
         server = servers["gzip"]
         natives = Natives(Path(tmp), loopback, 3)
         executable = CHROMIUM
@@ -153,9 +161,11 @@ def main() -> int:
                                                      args=FLAGS)
                 if options.profile:
                     profile(browser, server, natives, options.profile)
+                elif options.ping_pong:
+                    ping_pongs(browser, server, natives, options.runs, STARTS[options.start])
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs)
-                if not (options.page_load_only or options.profile):
+                if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
                             STARTS[options.start])
                 browser.close()
@@ -299,6 +309,93 @@ def print_profile(profile: dict, top: int = 30) -> None:
                            for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1])))
     for (name, url), seconds in sorted(by_function.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {seconds:7.3f} s  {seconds / total:4.0%}  {name}  {url}")
+
+
+PING_PONG = HERE / "pingpong.py"
+_ROUND_TRIP = re.compile(r"round trip: median ([\d.]+) ms, mean ([\d.]+) ms")
+
+# A data channel between two pages, in JavaScript alone: `offer` in one page, `answer` in the
+# other, `connect` back in the first; then `pingPong` there times round trips of 20 bytes,
+# which the other page sends back from its message handler.
+JS_CHANNEL = """(() => {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const channel = pc.createDataChannel("ping", { negotiated: true, id: 0 });
+  channel.binaryType = "arraybuffer";
+  const opened = new Promise((resolve) => { channel.onopen = resolve; });
+  const gathered = new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
+  });
+  const described = async () => { await gathered; return pc.localDescription.toJSON(); };
+  window.pingChannel = {
+    offer: async () => { await pc.setLocalDescription(); return described(); },
+    answer: async (offer) => {
+      await pc.setRemoteDescription(offer);
+      await pc.setLocalDescription();
+      channel.onmessage = (event) => channel.send(event.data);
+      return described();
+    },
+    connect: async (answer) => { await pc.setRemoteDescription(answer); await opened; },
+    pingPong: async (rounds) => {
+      const payload = new Uint8Array(20);
+      const times = [];
+      for (let k = 0; k < rounds; k++) {
+        const start = performance.now();
+        await new Promise((resolve) => { channel.onmessage = resolve; channel.send(payload); });
+        times.push(performance.now() - start);
+      }
+      pc.close();
+      return times;
+    },
+  };
+})()"""
+
+
+def js_ping_pong(pages: list[PartyPage], rounds: int) -> float:
+    """The median round trip in milliseconds of a data channel between two pages, with no
+    Python on the way (after as many round trips to warm up)."""
+    first, second = (page.page for page in pages[:2])
+    for page in (first, second):
+        page.evaluate(JS_CHANNEL)
+    offer = first.evaluate("window.pingChannel.offer()")
+    answer = second.evaluate("(offer) => window.pingChannel.answer(offer)", offer)
+    first.evaluate("(answer) => window.pingChannel.connect(answer)", answer)
+    times = first.evaluate("(rounds) => window.pingChannel.pingPong(rounds)", 2 * rounds)
+    return statistics.median(times[rounds:])
+
+
+def ping_pongs(browser, server: WebServer, natives: Natives, runs: int, query: str,
+               rounds: int = 300) -> None:
+    """Round trips between two pages, a page and a native party, and two native parties."""
+    pages, roster = ready_pages(browser, server, natives, query)
+    keys = {"page": [page.public_key for page in pages[:2]], "native": natives.public_keys[:2]}
+    rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]], "-".join(pair))
+               for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
+    print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
+          "milliseconds, median (mean) over each run's round trips:")
+    results: dict[str, list[str]] = {"JavaScript only, page to page": []}
+    for run in range(runs):
+        results["JavaScript only, page to page"].append(f"{js_ping_pong(pages, rounds):.3f}")
+        for (zero, one), path in rosters.items():
+            room = f"ping-{zero}-{one}-{run}-{time.time()}"
+            procs = [natives.start(PING_PONG, i, i, room, server.url, path, str(rounds),
+                                   parties=2)
+                     for i, kind in enumerate((zero, one)) if kind == "native"]
+            for i, kind in enumerate((zero, one)):
+                if kind == "page":
+                    pages[i].open(query)
+                    pages[i].wait_ready(READY_SECONDS)
+                    pages[i].join(room, i, 2, path.read_text(), PING_PONG.name)
+            for i, kind in enumerate((zero, one)):
+                if kind == "page":
+                    assert pages[i].wait_finished() == "done", pages[i].error
+            outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+            text = "\n".join(pages[0].outputs) if zero == "page" else outputs[0]
+            median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
+            results.setdefault(f"MPyC, {zero} to {one}", []).append(f"{median_ms} ({mean_ms})")
+    for label, values in results.items():
+        print(f"  {label:<30}  {', '.join(values)}")
+    for page in pages:
+        page.close()
 
 
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
