@@ -24,6 +24,7 @@ channel's own round trip between two pages in JavaScript alone (no Python).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -115,11 +116,16 @@ def main() -> int:
     parser.add_argument("--ping-pong", action="store_true",
                         help="time one round trip: JavaScript alone, and MPyC between pages, "
                              "a page and a native party, and native parties")
+    parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
+                        help="with --ping-pong: also time the bundle of another checkout of "
+                             "mpc-net (e.g. a git worktree of the commit before), taking turns")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
+    if options.baseline and not options.ping_pong:
+        parser.error("--baseline goes with --ping-pong")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -140,6 +146,13 @@ def main() -> int:
                    "none": WebServer(loopback, plain)}
         server = servers["gzip"]
         natives = Natives(Path(tmp), loopback, 3)
+        baseline = {}
+        if options.baseline:
+            subprocess.run([sys.executable, str(options.baseline / "wasm" / "build.py"), "--out",
+                            str(Path(tmp) / "baseline")], check=True, capture_output=True)
+            servers["baseline"] = WebServer(loopback, Path(tmp) / "baseline", "--program",
+                                            PING_PONG)
+            baseline = {" (baseline)": servers["baseline"]}
         executable = CHROMIUM
         if sandbox is not None:
             executable = Path(tmp) / "chromium"
@@ -162,7 +175,8 @@ def main() -> int:
                 if options.profile:
                     profile(browser, server, natives, options.profile)
                 elif options.ping_pong:
-                    ping_pongs(browser, server, natives, options.runs, STARTS[options.start])
+                    ping_pongs(browser, {"": server, **baseline}, natives, options.runs,
+                               STARTS[options.start])
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs)
                 if not (options.page_load_only or options.profile or options.ping_pong):
@@ -363,39 +377,64 @@ def js_ping_pong(pages: list[PartyPage], rounds: int) -> float:
     return statistics.median(times[rounds:])
 
 
-def ping_pongs(browser, server: WebServer, natives: Natives, runs: int, query: str,
-               rounds: int = 300) -> None:
-    """Round trips between two pages, a page and a native party, and two native parties."""
-    pages, roster = ready_pages(browser, server, natives, query)
-    keys = {"page": [page.public_key for page in pages[:2]], "native": natives.public_keys[:2]}
-    rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]], "-".join(pair))
-               for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
-    print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
-          "milliseconds, median (mean) over each run's round trips:")
-    results: dict[str, list[str]] = {"JavaScript only, page to page": []}
-    for run in range(runs):
-        results["JavaScript only, page to page"].append(f"{js_ping_pong(pages, rounds):.3f}")
-        for (zero, one), path in rosters.items():
-            room = f"ping-{zero}-{one}-{run}-{time.time()}"
-            procs = [natives.start(PING_PONG, i, i, room, server.url, path, str(rounds),
-                                   parties=2)
-                     for i, kind in enumerate((zero, one)) if kind == "native"]
-            for i, kind in enumerate((zero, one)):
-                if kind == "page":
-                    pages[i].open(query)
-                    pages[i].wait_ready(READY_SECONDS)
-                    pages[i].join(room, i, 2, path.read_text(), PING_PONG.name)
-            for i, kind in enumerate((zero, one)):
-                if kind == "page":
-                    assert pages[i].wait_finished() == "done", pages[i].error
+class PingPongs:
+    """Ping-pong runs with the pages of one server: two pages, a page and a native party, and
+    two native parties, each in a room of two."""
+
+    def __init__(self, browser, server: WebServer, natives: Natives, query: str) -> None:
+        self.server, self.natives, self.query = server, natives, query
+        self.pages, _ = ready_pages(browser, server, natives, query)
+        keys = {"page": [page.public_key for page in self.pages[:2]],
+                "native": natives.public_keys[:2]}
+        port = server.origin.rpartition(":")[2]  # a roster file per server's pages
+        self.rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]],
+                                             "-".join((*pair, port)))
+                        for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
+
+    def run(self, rounds: int) -> dict[str, str]:
+        """Each setting's median (mean) round trip in milliseconds."""
+        results = {"JavaScript only, page to page": f"{js_ping_pong(self.pages, rounds):.3f}"}
+        for (zero, one), path in self.rosters.items():
+            room = f"ping-{zero}-{one}-{time.time()}"
+            kinds = (zero, one)
+            procs = [self.natives.start(PING_PONG, i, i, room, self.server.url, path,
+                                        str(rounds), parties=2)
+                     for i, kind in enumerate(kinds) if kind == "native"]
+            pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
+            for i, page in enumerate(pages):
+                page.open(self.query)
+                page.wait_ready(READY_SECONDS)
+                page.join(room, i, 2, path.read_text(), PING_PONG.name)
+            for page in pages:
+                assert page.wait_finished() == "done", page.error
             outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-            text = "\n".join(pages[0].outputs) if zero == "page" else outputs[0]
+            text = "\n".join(pages[0].outputs) if pages else outputs[0]
             median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
-            results.setdefault(f"MPyC, {zero} to {one}", []).append(f"{median_ms} ({mean_ms})")
+            results[f"MPyC, {zero} to {one}"] = f"{median_ms} ({mean_ms})"
+        return results
+
+    def close(self) -> None:
+        for page in self.pages:
+            page.close()
+
+
+def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: int, query: str,
+               rounds: int = 300) -> None:
+    """Round trips with each server's bundle (this checkout's, and a baseline's), taking turns."""
+    settings = {label: PingPongs(browser, server, natives, query)
+                for label, server in servers.items()}
+    print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
+          "milliseconds, median (mean) over each run's round trips; load average before each:")
+    results: dict[str, list[str]] = {}
+    for _ in range(runs):
+        for label, setting in settings.items():
+            load = os.getloadavg()[0]
+            for name, value in setting.run(rounds).items():
+                results.setdefault(f"{name}{label}", []).append(f"{value} [{load:.1f}]")
     for label, values in results.items():
-        print(f"  {label:<30}  {', '.join(values)}")
-    for page in pages:
-        page.close()
+        print(f"  {label:<42}  {', '.join(values)}")
+    for setting in settings.values():
+        setting.close()
 
 
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
