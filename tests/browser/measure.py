@@ -117,15 +117,16 @@ def main() -> int:
                         help="time one round trip: JavaScript alone, and MPyC between pages, "
                              "a page and a native party, and native parties")
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
-                        help="with --ping-pong: also time the bundle of another checkout of "
-                             "mpc-net (e.g. a git worktree of the commit before), taking turns")
+                        help="also time the bundle of another checkout of mpc-net (e.g. "
+                             "`git archive` of an older commit, unpacked) in the demos' table "
+                             "and --ping-pong, taking turns")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
-    if options.baseline and not options.ping_pong:
-        parser.error("--baseline goes with --ping-pong")
+    if options.baseline and (options.page_load_only or options.profile or options.firefox):
+        parser.error("--baseline goes with the demos' table and --ping-pong, in Chromium")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -181,7 +182,7 @@ def main() -> int:
                     page_loads(browser, servers, options.runs)
                 if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
-                            STARTS[options.start])
+                            STARTS[options.start], servers.get("baseline"))
                 browser.close()
         finally:
             for each in servers.values():
@@ -438,7 +439,7 @@ def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: i
 
 
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
-            query: str) -> None:
+            query: str, baseline: WebServer | None = None) -> None:
     alone = PartyPage(browser, server.origin)
     alone.open(query)
     alone.wait_ready(READY_SECONDS)
@@ -447,31 +448,40 @@ def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list
     alone.wait_ready(READY_SECONDS)
     warm_one = alone.ready_seconds
     alone.close()
-    pages, browser_roster = ready_pages(browser, server, natives, query)
-    cold_three = [page.ready_seconds for page in pages]
+    browsers = {"": ready_pages(browser, server, natives, query)}
+    cold_three = [page.ready_seconds for page in browsers[""][0]]
     print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
     print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "
           f"cold: {', '.join(f'{s:.2f}' for s in cold_three)}")
+    if baseline is not None:
+        browsers[" (baseline)"] = ready_pages(browser, baseline, natives, query)
 
     native_roster = natives.roster(natives.public_keys, "measure-natives")
-    print("\ndemo (3 parties)   browsers  natives  MPyC TCP  browsers/natives  "
-          "connect: browsers  natives")
+    print("\ndemo (3 parties)       browsers  natives  MPyC TCP  browsers/natives  "
+          "connect: browsers  natives  load average")
     for demo in demos:
-        b, n, t, bc, nc = [], [], [], [], []
+        b: dict[str, list[float]] = {label: [] for label in browsers}
+        bc: dict[str, list[float]] = {label: [] for label in browsers}
+        n, t, nc, load = [], [], [], []
         for run in range(runs):
             room = f"measure-{demo}-{run}-{int(time.time())}"
-            seconds, connect = browser_run(pages, browser_roster, demo, room + "b")
-            b.append(seconds)
-            bc.append(connect)
+            load.append(os.getloadavg()[0])
+            for label, (pages, roster) in browsers.items():
+                seconds, connect = browser_run(pages, roster, demo, f"{room}b{label.strip()}")
+                b[label].append(seconds)
+                bc[label].append(connect)
             seconds, connect = native_run(natives, server.url, native_roster, demo, room + "n")
             n.append(seconds)
             nc.append(connect)
             t.append(tcp_run(demo))
-        ratio = statistics.median(b) / statistics.median(n)
-        print(f"{demo:<18} {median(b):>8}  {median(n):>7}  {median(t):>8}  {ratio:>16.1f}  "
-              f"{median(bc):>17}  {median(nc):>7}")
-    for page in pages:
-        page.close()
+        for label in browsers:
+            ratio = statistics.median(b[label]) / statistics.median(n)
+            print(f"{demo + label:<22} {median(b[label]):>8}  {median(n):>7}  {median(t):>8}  "
+                  f"{ratio:>16.1f}  {median(bc[label]):>17}  {median(nc):>7}  "
+                  f"{min(load):.1f}-{max(load):.1f}")
+    for pages, _ in browsers.values():
+        for page in pages:
+            page.close()
 
 
 if __name__ == "__main__":
