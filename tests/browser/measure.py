@@ -466,8 +466,8 @@ def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list
         for run in range(runs):
             room = f"measure-{demo}-{run}-{int(time.time())}"
             load.append(os.getloadavg()[0])
-            for label, (pages, roster) in browsers.items():
-                seconds, connect = browser_run(pages, roster, demo, f"{room}b{label.strip()}")
+            for k, (label, (pages, roster)) in enumerate(browsers.items()):
+                seconds, connect = browser_run(pages, roster, demo, f"{room}b{k}")
                 b[label].append(seconds)
                 bc[label].append(connect)
             seconds, connect = native_run(natives, server.url, native_roster, demo, room + "n")
