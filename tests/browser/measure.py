@@ -24,6 +24,7 @@ channel's own round trip between two pages in JavaScript alone (no Python).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -118,15 +119,16 @@ def main() -> int:
                              "a page and a native party, and native parties")
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
                         help="also time the bundle of another checkout of mpc-net (e.g. "
-                             "`git archive` of an older commit, unpacked) in the demos' table "
-                             "and --ping-pong, taking turns")
+                             "`git archive` of an older commit, unpacked) in the page loads, "
+                             "the demos' table and --ping-pong, taking turns")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
-    if options.baseline and (options.page_load_only or options.profile or options.firefox):
-        parser.error("--baseline goes with the demos' table and --ping-pong, in Chromium")
+    if options.baseline and (options.profile or options.firefox):
+        parser.error("--baseline goes with the page loads, the demos' table and --ping-pong, "
+                     "in Chromium")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -262,13 +264,15 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
     print("steps of those loads on loopback, seconds:")
     for label, text in steps.items():
         print(f"  {label:<16}  {text}")
+    # The baseline's bundle (--baseline) is gzipped as well.
+    rounds = {name: server for name, server in servers.items() if name != "none"}
     for round_ in range(runs):
-        for start, query in STARTS.items():
-            pages = [PartyPage(browser, servers["gzip"].origin) for _ in range(3)]
+        for (start, query), (name, server) in itertools.product(STARTS.items(), rounds.items()):
+            pages = [PartyPage(browser, server.origin) for _ in range(3)]
             for page in pages:
                 page.open(query)
-            print(f"three fresh contexts loading at once (gzip, {start}, round {round_ + 1}), "
-                  "seconds:")
+            print(f"three fresh contexts loading at once ({name}, {start}, round {round_ + 1}), "
+                  f"seconds (load average {os.getloadavg()[0]:.1f}):")
             for page in pages:
                 page.wait_ready(READY_SECONDS)
                 print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
