@@ -120,15 +120,15 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
                         help="also time the bundle of another checkout of mpc-net (e.g. "
                              "`git archive` of an older commit, unpacked) in the page loads, "
-                             "the demos' table and --ping-pong, taking turns")
+                             "the demos' table (Chromium's or Firefox's) and --ping-pong, "
+                             "taking turns")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
-    if options.baseline and (options.profile or options.firefox):
-        parser.error("--baseline goes with the page loads, the demos' table and --ping-pong, "
-                     "in Chromium")
+    if options.baseline and options.profile:
+        parser.error("--baseline goes with the page loads, the demos' table and --ping-pong")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -168,7 +168,7 @@ def main() -> int:
                 firefox = Firefox(loopback)
                 try:
                     measure(firefox, server, natives, options.runs, options.demos.split(","),
-                            STARTS[options.start])
+                            STARTS[options.start], servers.get("baseline"))
                 finally:
                     firefox.close()
                 return 0
