@@ -17,6 +17,7 @@ from typing import Any
 
 from ..mesh import Mesh, MeshConfig
 from ..runtime import BrowserRun, check_mpyc_argv, install, mpyc_argv
+from .loop import ReadyQueue
 from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
@@ -78,6 +79,7 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         return mesh
 
     _fresh_mpyc()
+    ready = ReadyQueue(asyncio.get_running_loop())
     sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))
@@ -92,6 +94,8 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         stack.enter_context(contextlib.redirect_stdout(out))
         install(connect)
         run.install()
+        ready.install()
+        stack.callback(ready.uninstall)
         refreshing = asyncio.ensure_future(board.keep_fresh())
         try:
             runpy.run_path(script, run_name="__main__")

@@ -224,14 +224,14 @@ class Natives:
         return path
 
     def start(self, demo: str | Path, index: int, key: int, room: str, url: str, roster: Path,
-              *args: str, stdin: str | None = None) -> subprocess.Popen:
-        """Party `index` running demos/DEMO.py (or the program at a Path) with `args`, and
-        `stdin` as its standard input, as a person gives a private input without putting it
-        on a command line that `ps` shows."""
+              *args: str, stdin: str | None = None, parties: int = 3) -> subprocess.Popen:
+        """Party `index` of `parties` running demos/DEMO.py (or the program at a Path) with
+        `args`, and `stdin` as its standard input, as a person gives a private input without
+        putting it on a command line that `ps` shows."""
         script = demo if isinstance(demo, Path) else DEMOS / f"{demo}.py"
         proc = self.loopback.popen(
             sys.executable, "-m", "mpc_net", "run", str(script), *args,
-            "-M3", "-I", str(index), "--room", room, "--signal", url, "--key",
+            f"-M{parties}", "-I", str(index), "--room", room, "--signal", url, "--key",
             str(self.key_files[key]), "--roster", str(roster),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)

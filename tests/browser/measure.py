@@ -2,7 +2,7 @@
 three browser parties against three native ones and MPyC's own TCP.
 
     python tests/browser/measure.py [--runs N] [--page-load-only] [--profile DEMO]
-                                    [--start snapshot|afresh] [--firefox]
+                                    [--start snapshot|afresh] [--firefox] [--ping-pong]
 
 It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a loopback-only
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
@@ -15,11 +15,17 @@ the demo runs use.
 `--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
 session) on party 0 and prints where that party's time went: the heaviest functions by their own
 time, and the totals of WebAssembly (Python), JavaScript, the browser's own work and idle.
+
+`--ping-pong` times one MPyC round trip (pingpong.py: a small message from party 0 to party 1
+and back) between two pages, a page and a native party, and two native parties, beside a data
+channel's own round trip between two pages in JavaScript alone (no Python).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import re
 import shutil
 import statistics
@@ -108,11 +114,21 @@ def main() -> int:
     parser.add_argument("--firefox", action="store_true",
                         help="time Debian's firefox-esr instead of Chromium (page ready and "
                              "demos; the first-load table and the profile are Chromium's)")
+    parser.add_argument("--ping-pong", action="store_true",
+                        help="time one round trip: JavaScript alone, and MPyC between pages, "
+                             "a page and a native party, and native parties")
+    parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
+                        help="also time the bundle of another checkout of mpc-net (e.g. "
+                             "`git archive` of an older commit, unpacked) in the page loads, "
+                             "the demos' table (Chromium's or Firefox's) and --ping-pong, "
+                             "taking turns")
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only):
         parser.error("--profile and --page-load-only are for Chromium only")
+    if options.baseline and options.profile:
+        parser.error("--baseline goes with the page loads, the demos' table and --ping-pong")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
     if unknown:
         parser.error(f"unknown demo {', '.join(sorted(unknown))}; the demos are "
@@ -129,9 +145,17 @@ def main() -> int:
         loopback = Loopback(sandbox)
         plain = Path(tmp) / "plain"  # the same bundle as before it had gzip copies
         shutil.copytree(bundle, plain, ignore=shutil.ignore_patterns("*.gz"))
-        servers = {"gzip": WebServer(loopback, bundle), "none": WebServer(loopback, plain)}
+        servers = {"gzip": WebServer(loopback, bundle, "--program", PING_PONG),
+                   "none": WebServer(loopback, plain)}
         server = servers["gzip"]
         natives = Natives(Path(tmp), loopback, 3)
+        baseline = {}
+        if options.baseline:
+            subprocess.run([sys.executable, str(options.baseline / "wasm" / "build.py"), "--out",
+                            str(Path(tmp) / "baseline")], check=True, capture_output=True)
+            servers["baseline"] = WebServer(loopback, Path(tmp) / "baseline", "--program",
+                                            PING_PONG)
+            baseline = {" (baseline)": servers["baseline"]}
         executable = CHROMIUM
         if sandbox is not None:
             executable = Path(tmp) / "chromium"
@@ -144,7 +168,7 @@ def main() -> int:
                 firefox = Firefox(loopback)
                 try:
                     measure(firefox, server, natives, options.runs, options.demos.split(","),
-                            STARTS[options.start])
+                            STARTS[options.start], servers.get("baseline"))
                 finally:
                     firefox.close()
                 return 0
@@ -153,11 +177,14 @@ def main() -> int:
                                                      args=FLAGS)
                 if options.profile:
                     profile(browser, server, natives, options.profile)
+                elif options.ping_pong:
+                    ping_pongs(browser, {"": server, **baseline}, natives, options.runs,
+                               STARTS[options.start])
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs)
-                if not (options.page_load_only or options.profile):
+                if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
-                            STARTS[options.start])
+                            STARTS[options.start], servers.get("baseline"))
                 browser.close()
         finally:
             for each in servers.values():
@@ -237,13 +264,15 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
     print("steps of those loads on loopback, seconds:")
     for label, text in steps.items():
         print(f"  {label:<16}  {text}")
+    # The baseline's bundle (--baseline) is gzipped as well.
+    rounds = {name: server for name, server in servers.items() if name != "none"}
     for round_ in range(runs):
-        for start, query in STARTS.items():
-            pages = [PartyPage(browser, servers["gzip"].origin) for _ in range(3)]
+        for (start, query), (name, server) in itertools.product(STARTS.items(), rounds.items()):
+            pages = [PartyPage(browser, server.origin) for _ in range(3)]
             for page in pages:
                 page.open(query)
-            print(f"three fresh contexts loading at once (gzip, {start}, round {round_ + 1}), "
-                  "seconds:")
+            print(f"three fresh contexts loading at once ({name}, {start}, round {round_ + 1}), "
+                  f"seconds (load average {os.getloadavg()[0]:.1f}):")
             for page in pages:
                 page.wait_ready(READY_SECONDS)
                 print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
@@ -301,8 +330,120 @@ def print_profile(profile: dict, top: int = 30) -> None:
         print(f"  {seconds:7.3f} s  {seconds / total:4.0%}  {name}  {url}")
 
 
+PING_PONG = HERE / "pingpong.py"
+_ROUND_TRIP = re.compile(r"round trip: median ([\d.]+) ms, mean ([\d.]+) ms")
+
+# A data channel between two pages, in JavaScript alone: `offer` in one page, `answer` in the
+# other, `connect` back in the first; then `pingPong` there times round trips of 20 bytes,
+# which the other page sends back from its message handler.
+JS_CHANNEL = """(() => {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const channel = pc.createDataChannel("ping", { negotiated: true, id: 0 });
+  channel.binaryType = "arraybuffer";
+  const opened = new Promise((resolve) => { channel.onopen = resolve; });
+  const gathered = new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
+  });
+  const described = async () => { await gathered; return pc.localDescription.toJSON(); };
+  window.pingChannel = {
+    offer: async () => { await pc.setLocalDescription(); return described(); },
+    answer: async (offer) => {
+      await pc.setRemoteDescription(offer);
+      await pc.setLocalDescription();
+      channel.onmessage = (event) => channel.send(event.data);
+      return described();
+    },
+    connect: async (answer) => { await pc.setRemoteDescription(answer); await opened; },
+    pingPong: async (rounds) => {
+      const payload = new Uint8Array(20);
+      const times = [];
+      for (let k = 0; k < rounds; k++) {
+        const start = performance.now();
+        await new Promise((resolve) => { channel.onmessage = resolve; channel.send(payload); });
+        times.push(performance.now() - start);
+      }
+      pc.close();
+      return times;
+    },
+  };
+})()"""
+
+
+def js_ping_pong(pages: list[PartyPage], rounds: int) -> float:
+    """The median round trip in milliseconds of a data channel between two pages, with no
+    Python on the way (after as many round trips to warm up)."""
+    first, second = (page.page for page in pages[:2])
+    for page in (first, second):
+        page.evaluate(JS_CHANNEL)
+    offer = first.evaluate("window.pingChannel.offer()")
+    answer = second.evaluate("(offer) => window.pingChannel.answer(offer)", offer)
+    first.evaluate("(answer) => window.pingChannel.connect(answer)", answer)
+    times = first.evaluate("(rounds) => window.pingChannel.pingPong(rounds)", 2 * rounds)
+    return statistics.median(times[rounds:])
+
+
+class PingPongs:
+    """Ping-pong runs with the pages of one server: two pages, a page and a native party, and
+    two native parties, each in a room of two."""
+
+    def __init__(self, browser, server: WebServer, natives: Natives, query: str) -> None:
+        self.server, self.natives, self.query = server, natives, query
+        self.pages, _ = ready_pages(browser, server, natives, query)
+        keys = {"page": [page.public_key for page in self.pages[:2]],
+                "native": natives.public_keys[:2]}
+        port = server.origin.rpartition(":")[2]  # a roster file per server's pages
+        self.rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]],
+                                             "-".join((*pair, port)))
+                        for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
+
+    def run(self, rounds: int) -> dict[str, str]:
+        """Each setting's median (mean) round trip in milliseconds."""
+        results = {"JavaScript only, page to page": f"{js_ping_pong(self.pages, rounds):.3f}"}
+        for (zero, one), path in self.rosters.items():
+            room = f"ping-{zero}-{one}-{time.time()}"
+            kinds = (zero, one)
+            procs = [self.natives.start(PING_PONG, i, i, room, self.server.url, path,
+                                        str(rounds), parties=2)
+                     for i, kind in enumerate(kinds) if kind == "native"]
+            pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
+            for i, page in enumerate(pages):
+                page.open(self.query)
+                page.wait_ready(READY_SECONDS)
+                page.join(room, i, 2, path.read_text(), PING_PONG.name)
+            for page in pages:
+                assert page.wait_finished() == "done", page.error
+            outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+            text = "\n".join(pages[0].outputs) if pages else outputs[0]
+            median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
+            results[f"MPyC, {zero} to {one}"] = f"{median_ms} ({mean_ms})"
+        return results
+
+    def close(self) -> None:
+        for page in self.pages:
+            page.close()
+
+
+def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: int, query: str,
+               rounds: int = 300) -> None:
+    """Round trips with each server's bundle (this checkout's, and a baseline's), taking turns."""
+    settings = {label: PingPongs(browser, server, natives, query)
+                for label, server in servers.items()}
+    print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
+          "milliseconds, median (mean) over each run's round trips; load average before each:")
+    results: dict[str, list[str]] = {}
+    for _ in range(runs):
+        for label, setting in settings.items():
+            load = os.getloadavg()[0]
+            for name, value in setting.run(rounds).items():
+                results.setdefault(f"{name}{label}", []).append(f"{value} [{load:.1f}]")
+    for label, values in results.items():
+        print(f"  {label:<42}  {', '.join(values)}")
+    for setting in settings.values():
+        setting.close()
+
+
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],
-            query: str) -> None:
+            query: str, baseline: WebServer | None = None) -> None:
     alone = PartyPage(browser, server.origin)
     alone.open(query)
     alone.wait_ready(READY_SECONDS)
@@ -311,31 +452,40 @@ def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list
     alone.wait_ready(READY_SECONDS)
     warm_one = alone.ready_seconds
     alone.close()
-    pages, browser_roster = ready_pages(browser, server, natives, query)
-    cold_three = [page.ready_seconds for page in pages]
+    browsers = {"": ready_pages(browser, server, natives, query)}
+    cold_three = [page.ready_seconds for page in browsers[""][0]]
     print("page ready (navigation start to Python, MPyC and the key loaded), seconds:")
     print(f"  one page, cold: {cold_one:.2f}; reloaded: {warm_one:.2f}; three pages at once, "
           f"cold: {', '.join(f'{s:.2f}' for s in cold_three)}")
+    if baseline is not None:
+        browsers[" (baseline)"] = ready_pages(browser, baseline, natives, query)
 
     native_roster = natives.roster(natives.public_keys, "measure-natives")
-    print("\ndemo (3 parties)   browsers  natives  MPyC TCP  browsers/natives  "
-          "connect: browsers  natives")
+    print("\ndemo (3 parties)       browsers  natives  MPyC TCP  browsers/natives  "
+          "connect: browsers  natives  load average")
     for demo in demos:
-        b, n, t, bc, nc = [], [], [], [], []
+        b: dict[str, list[float]] = {label: [] for label in browsers}
+        bc: dict[str, list[float]] = {label: [] for label in browsers}
+        n, t, nc, load = [], [], [], []
         for run in range(runs):
             room = f"measure-{demo}-{run}-{int(time.time())}"
-            seconds, connect = browser_run(pages, browser_roster, demo, room + "b")
-            b.append(seconds)
-            bc.append(connect)
+            load.append(os.getloadavg()[0])
+            for k, (label, (pages, roster)) in enumerate(browsers.items()):
+                seconds, connect = browser_run(pages, roster, demo, f"{room}b{k}")
+                b[label].append(seconds)
+                bc[label].append(connect)
             seconds, connect = native_run(natives, server.url, native_roster, demo, room + "n")
             n.append(seconds)
             nc.append(connect)
             t.append(tcp_run(demo))
-        ratio = statistics.median(b) / statistics.median(n)
-        print(f"{demo:<18} {median(b):>8}  {median(n):>7}  {median(t):>8}  {ratio:>16.1f}  "
-              f"{median(bc):>17}  {median(nc):>7}")
-    for page in pages:
-        page.close()
+        for label in browsers:
+            ratio = statistics.median(b[label]) / statistics.median(n)
+            print(f"{demo + label:<22} {median(b[label]):>8}  {median(n):>7}  {median(t):>8}  "
+                  f"{ratio:>16.1f}  {median(bc[label]):>17}  {median(nc):>7}  "
+                  f"{min(load):.1f}-{max(load):.1f}")
+    for pages, _ in browsers.values():
+        for page in pages:
+            page.close()
 
 
 if __name__ == "__main__":
