@@ -43,6 +43,8 @@ def _package() -> Any:
     try:
         import redis
         import redis.asyncio
+        import redis.asyncio.retry
+        import redis.backoff
     except ImportError:
         raise RuntimeError("--redis needs the redis package: pip install 'mpc-net[redis]'"
                            ) from None
@@ -52,9 +54,6 @@ def _package() -> Any:
 def redis_client(url: str) -> Any:
     """An asyncio client of the Redis at `url`."""
     redis = _package()
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     # A busy event loop reads replies late; only a connection that cannot be made says quickly
     # that Redis is gone. Few jobs share the pool (claims.py, courier.py: one pipeline each at a
     # time), so no command waits long for a connection.
@@ -65,7 +64,8 @@ def redis_client(url: str) -> Any:
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=CONNECTIONS, timeout=COMMAND_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=HEARTBEAT,
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
+        retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1,
+                                        supported_errors=(redis.exceptions.ConnectionError,)))
     return redis.asyncio.Redis(connection_pool=pool)
 
 
