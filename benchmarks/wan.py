@@ -15,6 +15,8 @@ happens inside a private mount and network namespace: nothing is left on the mac
         --program 'my_program.py --my-option 5' --reps 5 --plot wan.svg
 
 Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps every figure.
+The tables name TCP's congestion control; `--tcp-congestion reno` (or cubic, where the machine
+allows it in namespaces) compares with a loss-based TCP where the machine's default is BBR.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="another mpc-net checkout (a commit to compare against), run as a "
                              "third variant interleaved with the other two")
+    parser.add_argument("--tcp-congestion", metavar="NAME",
+                        help="TCP's congestion control in the parties' namespaces, e.g. cubic "
+                             "(Linux's default) or bbr (default: the kernel's default; the "
+                             "tables name it)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep every party's output (stdout and stderr) and a trace of "
                              "every packet in this directory")
@@ -171,6 +177,29 @@ def party_address(i: int) -> str:
 
 def in_ns(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
+
+
+def tcp_congestion(parties: int, name: str | None) -> str:
+    """Set TCP's congestion control in the parties' namespaces to `name` (None: leave the
+    kernel's default, which a namespace inherits); the one in force. A machine's default need
+    not be Linux's CUBIC: with BBR, which does not take random loss for congestion, TCP keeps
+    its window through a lossy link where a loss-based sender cannot."""
+    setting = ["sysctl", "-qw", f"net.ipv4.tcp_congestion_control={name}"]
+    for i in range(parties if name is not None else 0):
+        done = subprocess.run(in_ns(party_ns(i), setting), capture_output=True, text=True)
+        if done.returncode != 0:
+            # Outside the first namespace Linux allows only those the machine lists in
+            # net.ipv4.tcp_allowed_congestion_control.
+            print(f"wan.py: error: --tcp-congestion {name}: {done.stderr.strip()} (allowed: "
+                  f"{read_sysctl('net.ipv4.tcp_allowed_congestion_control')})", file=sys.stderr)
+            sys.exit(2)
+    return read_sysctl("net.ipv4.tcp_congestion_control", party_ns(0))
+
+
+def read_sysctl(key: str, namespace: str | None = None) -> str:
+    argv = ["sysctl", "-n", key]
+    return subprocess.run(in_ns(namespace, argv) if namespace else argv, capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def kernel_drops(parties: int) -> dict[str, int]:
@@ -493,8 +522,11 @@ def main() -> None:
         workdir = Path(directory)
         for i in range(options.parties):
             subprocess.run(["ip", "netns", "add", party_ns(i)], check=True)
+        congestion = tcp_congestion(options.parties, options.tcp_congestion)
+        progress(f"TCP congestion control: {congestion}")
         subprocess.run(["ip", "netns", "add", SERVER_NS], check=True)
-        results = Bench(options, workdir).run()
+        results = [r | {"tcp_congestion": congestion} for r in Bench(options, workdir).run()]
+    print(f"TCP's congestion control: {congestion}\n")
     print(tables(results))
     if options.json:
         options.json.write_text(json.dumps(results, indent=1) + "\n")

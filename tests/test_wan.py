@@ -27,6 +27,7 @@ def wan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     (["--program", "no/such/program.py"], "no such program"),
     (["--reps", "0"], "--reps must be at least 1"),
     (["--baseline", "/nonexistent"], "--baseline: no mpc-net checkout in /nonexistent"),
+    (["--tcp-congestion", "nosuch"], "--tcp-congestion nosuch: "),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = wan(*args, timeout=30)
@@ -37,9 +38,12 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> 
 def test_a_run_across_20_ms_compares_tcp_and_mpc_net(tmp_path) -> None:
     results = tmp_path / "wan.json"
     done = wan("--condition", "rtt=20", "--condition", "rtt=0,bw=20,loss=2",
-               "--program", "demos/auction.py", "--reps", "1", "--json", str(results))
+               "--program", "demos/auction.py", "--reps", "1", "--json", str(results),
+               "--tcp-congestion", "reno")  # loss-based, as Linux's default CUBIC
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(results.read_text())
+    assert {f["tcp_congestion"] for f in figures} == {"reno"}
+    assert "TCP's congestion control: reno" in done.stdout
     assert [f["label"] for f in figures] == ["20 ms", "0 ms, 20 Mbit/s, 2 % loss"]
     delayed, lossy = figures
     log = done.stderr[-3000:]  # the progress lines, and a failed party's output
