@@ -15,8 +15,8 @@ happens inside a private mount and network namespace: nothing is left on the mac
         --program 'my_program.py --my-option 5' --reps 5 --plot wan.svg
 
 Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps every figure.
-The tables name TCP's congestion control; `--tcp-congestion reno` (or cubic, where the machine
-allows it in namespaces) compares with a loss-based TCP where the machine's default is BBR.
+The tables name TCP's congestion control; `--tcp-congestion cubic` (or reno) compares with a
+loss-based TCP where the machine's default is BBR.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ from collections import Counter
 from pathlib import Path
 
 from harness.figures import log_times, parse_stop  # beside this script
+from harness.tcp_congestion import check as tcp_congestion_check
 from wan_plot import draw, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 EMULATOR = HERE / "wan_emulator.py"
+TCP_CONGESTION = HERE / "harness" / "tcp_congestion.py"
 SANDBOXED = "MPC_NET_WAN_SANDBOX"
 
 SERVER_NS, SERVER = "pub", "10.77.0.1"
@@ -127,7 +129,7 @@ def parse_args() -> argparse.Namespace:
                         help="another mpc-net checkout (a commit to compare against), run as a "
                              "third variant interleaved with the other two")
     parser.add_argument("--tcp-congestion", metavar="NAME",
-                        help="TCP's congestion control in the parties' namespaces, e.g. cubic "
+                        help="TCP's congestion control for MPyC's TCP runs, e.g. cubic "
                              "(Linux's default) or bbr (default: the kernel's default; the "
                              "tables name it)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
@@ -179,27 +181,19 @@ def in_ns(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
-def tcp_congestion(parties: int, name: str | None) -> str:
-    """Set TCP's congestion control in the parties' namespaces to `name` (None: leave the
-    kernel's default, which a namespace inherits); the one in force. A machine's default need
-    not be Linux's CUBIC: with BBR, which does not take random loss for congestion, TCP keeps
-    its window through a lossy link where a loss-based sender cannot."""
-    setting = ["sysctl", "-qw", f"net.ipv4.tcp_congestion_control={name}"]
-    for i in range(parties if name is not None else 0):
-        done = subprocess.run(in_ns(party_ns(i), setting), capture_output=True, text=True)
-        if done.returncode != 0:
-            # Outside the first namespace Linux allows only those the machine lists in
-            # net.ipv4.tcp_allowed_congestion_control.
-            print(f"wan.py: error: --tcp-congestion {name}: {done.stderr.strip()} (allowed: "
-                  f"{read_sysctl('net.ipv4.tcp_allowed_congestion_control')})", file=sys.stderr)
-            sys.exit(2)
-    return read_sysctl("net.ipv4.tcp_congestion_control", party_ns(0))
-
-
-def read_sysctl(key: str, namespace: str | None = None) -> str:
-    argv = ["sysctl", "-n", key]
-    return subprocess.run(in_ns(namespace, argv) if namespace else argv, capture_output=True,
-                          text=True, check=True).stdout.strip()
+def tcp_congestion(name: str | None) -> str:
+    """The congestion control of the TCP runs: `name` if this process may set it on a socket
+    (else a usage error), or the kernel's default, which a namespace inherits. A machine's
+    default need not be Linux's CUBIC: with BBR, which does not take random loss for
+    congestion, TCP keeps its window through a lossy link where a loss-based sender cannot."""
+    if name is None:
+        return subprocess.run(["sysctl", "-n", "net.ipv4.tcp_congestion_control"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    problem = tcp_congestion_check(name)
+    if problem is not None:
+        print(f"wan.py: error: --tcp-congestion {name}: {problem}", file=sys.stderr)
+        sys.exit(2)
+    return name
 
 
 def kernel_drops(parties: int) -> dict[str, int]:
@@ -331,7 +325,9 @@ class Bench:
         if variant == "tcp":
             self.port += 1
             addresses = [a for i in range(m) for a in ("-P", f"{party_address(i)}:{self.port}")]
-            return [[sys.executable, *words, f"-M{m}", "-I", str(i), *addresses]
+            congestion = self.options.tcp_congestion
+            wrapper = [str(TCP_CONGESTION), congestion] if congestion else []
+            return [[sys.executable, *wrapper, *words, f"-M{m}", "-I", str(i), *addresses]
                     for i in range(m)]
         self.rooms += 1
         return [[sys.executable, "-m", "mpc_net", "run", *words, f"-M{m}", "-I", str(i),
@@ -522,7 +518,7 @@ def main() -> None:
         workdir = Path(directory)
         for i in range(options.parties):
             subprocess.run(["ip", "netns", "add", party_ns(i)], check=True)
-        congestion = tcp_congestion(options.parties, options.tcp_congestion)
+        congestion = tcp_congestion(options.tcp_congestion)
         progress(f"TCP congestion control: {congestion}")
         subprocess.run(["ip", "netns", "add", SERVER_NS], check=True)
         results = [r | {"tcp_congestion": congestion} for r in Bench(options, workdir).run()]
