@@ -15,6 +15,8 @@ happens inside a private mount and network namespace: nothing is left on the mac
         --program 'my_program.py --my-option 5' --reps 5 --plot wan.svg
 
 Progress goes to stderr, the tables (Markdown) to stdout; `--json FILE` keeps every figure.
+The tables name TCP's congestion control; `--tcp-congestion cubic` (or reno) compares with a
+loss-based TCP where the machine's default is BBR.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from collections import Counter
 from pathlib import Path
 
 from harness.figures import log_times, parse_stop  # beside this script
+from harness.tcp_congestion import check as tcp_congestion_check
 from wan_plot import draw, pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 EMULATOR = HERE / "wan_emulator.py"
+TCP_CONGESTION = HERE / "harness" / "tcp_congestion.py"
 SANDBOXED = "MPC_NET_WAN_SANDBOX"
 
 SERVER_NS, SERVER = "pub", "10.77.0.1"
@@ -124,6 +128,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="another mpc-net checkout (a commit to compare against), run as a "
                              "third variant interleaved with the other two")
+    parser.add_argument("--tcp-congestion", metavar="NAME",
+                        help="TCP's congestion control for MPyC's TCP runs, e.g. cubic "
+                             "(Linux's default) or bbr (default: the kernel's default; the "
+                             "tables name it)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep every party's output (stdout and stderr) and a trace of "
                              "every packet in this directory")
@@ -171,6 +179,21 @@ def party_address(i: int) -> str:
 
 def in_ns(namespace: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
+
+
+def tcp_congestion(name: str | None) -> str:
+    """The congestion control of the TCP runs: `name` if this process may set it on a socket
+    (else a usage error), or the kernel's default, which a namespace inherits. A machine's
+    default need not be Linux's CUBIC: with BBR, which does not take random loss for
+    congestion, TCP keeps its window through a lossy link where a loss-based sender cannot."""
+    if name is None:
+        return subprocess.run(["sysctl", "-n", "net.ipv4.tcp_congestion_control"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    problem = tcp_congestion_check(name)
+    if problem is not None:
+        print(f"wan.py: error: --tcp-congestion {name}: {problem}", file=sys.stderr)
+        sys.exit(2)
+    return name
 
 
 def kernel_drops(parties: int) -> dict[str, int]:
@@ -302,7 +325,9 @@ class Bench:
         if variant == "tcp":
             self.port += 1
             addresses = [a for i in range(m) for a in ("-P", f"{party_address(i)}:{self.port}")]
-            return [[sys.executable, *words, f"-M{m}", "-I", str(i), *addresses]
+            congestion = self.options.tcp_congestion
+            wrapper = [str(TCP_CONGESTION), congestion] if congestion else []
+            return [[sys.executable, *wrapper, *words, f"-M{m}", "-I", str(i), *addresses]
                     for i in range(m)]
         self.rooms += 1
         return [[sys.executable, "-m", "mpc_net", "run", *words, f"-M{m}", "-I", str(i),
@@ -493,8 +518,11 @@ def main() -> None:
         workdir = Path(directory)
         for i in range(options.parties):
             subprocess.run(["ip", "netns", "add", party_ns(i)], check=True)
+        congestion = tcp_congestion(options.tcp_congestion)
+        progress(f"TCP congestion control: {congestion}")
         subprocess.run(["ip", "netns", "add", SERVER_NS], check=True)
-        results = Bench(options, workdir).run()
+        results = [r | {"tcp_congestion": congestion} for r in Bench(options, workdir).run()]
+    print(f"TCP's congestion control: {congestion}\n")
     print(tables(results))
     if options.json:
         options.json.write_text(json.dumps(results, indent=1) + "\n")

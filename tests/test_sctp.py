@@ -209,12 +209,15 @@ async def test_the_window_survives_short_pauses_and_shrinks_to_ten_packets_after
     a.pc.channel.send(b"measure the round trip")
     assert await asyncio.wait_for(b.received.get(), 5) == b"measure the round trip"
     await until(lambda: not association._sent_queue)
-    wide = 80 * USERDATA_MAX_LENGTH
+    wide, low = 80 * USERDATA_MAX_LENGTH, 8 * USERDATA_MAX_LENGTH
     for idle_rtos, expected_packets in ((0.5, 80), (2.5, 20), (10, INITIAL_WINDOW_PACKETS)):
         association._cwnd = wide
+        association._ssthresh = low  # as an earlier loss leaves it
         association._window.data_sent_at -= idle_rtos * association._rto  # as if idle that long
         a.pc.channel.send(bytes(200_000))
         assert association._cwnd == expected_packets * USERDATA_MAX_LENGTH, idle_rtos
+        # After a pause that cost window, slow start regains up to 3/4 of it (as Linux TCP).
+        assert association._ssthresh == (low if idle_rtos < 1 else wide * 3 // 4), idle_rtos
         assert len(association._sent_queue) == min(expected_packets, INITIAL_WINDOW_PACKETS)
         assert await asyncio.wait_for(b.received.get(), 10) == bytes(200_000)
         await until(lambda: not association._sent_queue)
@@ -745,9 +748,12 @@ def test_the_window_policy_decides_without_an_association() -> None:
     packet = USERDATA_MAX_LENGTH
     control = WindowControl(packet, now=100.0)
     initial = INITIAL_WINDOW_PACKETS * packet
-    assert control.restart_window(64 * packet, now=100.5, rto=1.0) == 64 * packet  # short pause
-    assert control.restart_window(64 * packet, now=102.5, rto=1.0) == 16 * packet  # two RTOs
-    assert control.restart_window(64 * packet, now=200.0, rto=1.0) == initial  # the floor
+    low = 8 * packet  # a slow-start threshold left by an earlier loss
+    assert control.restart(64 * packet, low, now=100.5, rto=1.0) == (64 * packet, low)  # short
+    # Two RTOs: a quarter of the window, and slow start up to 3/4 of it (RFC 2861, as Linux).
+    assert control.restart(64 * packet, low, now=102.5, rto=1.0) == (16 * packet, 48 * packet)
+    assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
+    assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
     assert control.slow_start_extra(2 * packet) == packet
     assert control.slow_start_extra(packet) == 0
     assert control.reduced_threshold(20 * packet) == 14 * packet  # CUBIC's 0.7

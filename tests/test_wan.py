@@ -27,6 +27,7 @@ def wan(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     (["--program", "no/such/program.py"], "no such program"),
     (["--reps", "0"], "--reps must be at least 1"),
     (["--baseline", "/nonexistent"], "--baseline: no mpc-net checkout in /nonexistent"),
+    (["--tcp-congestion", "nosuch"], "--tcp-congestion nosuch: "),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = wan(*args, timeout=30)
@@ -37,9 +38,12 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> 
 def test_a_run_across_20_ms_compares_tcp_and_mpc_net(tmp_path) -> None:
     results = tmp_path / "wan.json"
     done = wan("--condition", "rtt=20", "--condition", "rtt=0,bw=20,loss=2",
-               "--program", "demos/auction.py", "--reps", "1", "--json", str(results))
+               "--program", "demos/auction.py", "--reps", "1", "--json", str(results),
+               "--tcp-congestion", "cubic")  # Linux's default, whatever this machine's is
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(results.read_text())
+    assert {f["tcp_congestion"] for f in figures} == {"cubic"}
+    assert "TCP's congestion control: cubic" in done.stdout
     assert [f["label"] for f in figures] == ["20 ms", "0 ms, 20 Mbit/s, 2 % loss"]
     delayed, lossy = figures
     log = done.stderr[-3000:]  # the progress lines, and a failed party's output
@@ -52,6 +56,25 @@ def test_a_run_across_20_ms_compares_tcp_and_mpc_net(tmp_path) -> None:
         assert figure["ratio"] is not None, log
         assert figure["lost_packets"] > 0 if figure is lossy else figure["lost_packets"] == 0
     assert "| demos/auction.py |" in done.stdout and "emulator overhead ms" in done.stdout
+
+
+def test_tcp_runs_use_the_chosen_congestion_control_on_every_socket(tmp_path) -> None:
+    """wan.py runs MPyC's TCP parties through harness/tcp_congestion.py: the program runs as
+    `__main__` with its own arguments, and its sockets, made or accepted, use the choice."""
+    program = tmp_path / "program.py"
+    program.write_text(
+        "import socket, sys\n"
+        "def used(s): return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)"
+        ".rstrip(b'\\0').decode()\n"
+        "listener = socket.create_server(('127.0.0.1', 0))\n"
+        "client = socket.create_connection(listener.getsockname())\n"
+        "accepted, _ = listener.accept()\n"
+        "print(__name__, sys.argv[1:], used(listener), used(client), used(accepted))\n")
+    wrapper = ROOT / "benchmarks" / "harness" / "tcp_congestion.py"
+    done = subprocess.run([sys.executable, str(wrapper), "reno", str(program), "-M1", "x"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["__main__", "['-M1',", "'x']", "reno", "reno", "reno"]
 
 
 def test_a_baseline_checkout_runs_as_a_third_variant(tmp_path) -> None:

@@ -6,13 +6,15 @@ beyond those in flight at a time, so a round of a few hundred kilobytes took man
 more than over TCP, which starts at 10 (RFC 6928). Here the window starts at 10 packets, as
 much may go out at once, slow start doubles it per round trip as TCP's does, and after an idle
 gap longer than the retransmission timeout it is halved per timeout but not below those 10
-packets (RFC 9260 7.2.1; Linux's restart window), so the short pauses between MPC rounds keep
-it open. RFC 9260's 1 s minimum retransmission timeout made every lost last packet of a round
-cost a second; like Linux TCP, the timeout is the smoothed round trip plus at least 200 ms (a
-peer may delay its SACK that long), 1 s before a round trip is measured (aiortc: 3 s), and it
-doubles on each expiry (6.3.3 E2, which aiortc leaves out) up to 3 s, as Chrome's dcsctp caps
-it. A timer that fires late because the party's own process stalled (computing, or not
-scheduled) lets the loop read what arrived first: the SACK it waits for is often there already.
+packets (RFC 9260 7.2.1; Linux's restart window), with the slow-start threshold raised to 3/4 of
+the window before (RFC 2861, as Linux), so the short pauses between MPC rounds keep it open and
+slow start regains most of what a long one took. RFC 9260's 1 s minimum retransmission timeout
+made every lost last packet of a round cost a second; like Linux TCP, the timeout is the
+smoothed round trip plus at least 200 ms (a peer may delay its SACK that long), 1 s before a
+round trip is measured (aiortc: 3 s), and it doubles on each expiry (6.3.3 E2, which aiortc
+leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
+own process stalled (computing, or not scheduled) lets the loop read what arrived first: the
+SACK it waits for is often there already.
 
 Losses are repaired sooner, as Linux TCP repairs them: a lost last chunk of a message gets a
 tail-loss probe two round trips on instead of the timeout (RFC 8985); a hole that only one SACK
@@ -142,16 +144,19 @@ class WindowControl:
         per window acknowledged."""
         return self.cubic.grown(window, acknowledged, now, srtt or 0.0)
 
-    def restart_window(self, window: int, now: float, rto: float) -> int:
-        """The window for sending after an idle time: halved per retransmission timeout without
-        data in flight, down to the initial window at the least (RFC 9260 7.2.1, with Linux's
-        restart window as floor)."""
+    def restart(self, window: int, threshold: int, now: float, rto: float) -> tuple[int, int]:
+        """The window and slow-start threshold for sending after an idle time: the window
+        halved per retransmission timeout without data in flight, down to the initial window at
+        the least (RFC 9260 7.2.1, with Linux's restart window as floor); the threshold first
+        raised to 3/4 of the window (RFC 2861, as Linux's tcp_cwnd_restart), so that slow start
+        regains most of what the pause took: a threshold left low by an earlier loss ended it
+        after each pause between MPC rounds soon after the round began."""
         idle = now - self.data_sent_at
         self.cubic.idle(idle)
         if idle > rto and window > self.initial_window:
             halvings = min(int(idle / rto), 32)
-            return max(self.initial_window, window >> halvings)
-        return window
+            return max(self.initial_window, window >> halvings), max(threshold, window * 3 // 4)
+        return window, threshold
 
     def rto(self, srtt: float, rttvar: float, rto_max: float) -> float:
         return min(rto_max, srtt + max(4 * rttvar, RTO_MARGIN))

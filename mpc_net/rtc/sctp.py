@@ -231,7 +231,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             return
         if self._outbound_queue and not self._sent_queue:
             # What it sends now ends the idle time.
-            self._cwnd = self._window.restart_window(self._cwnd, time.monotonic(), self._rto)
+            self._cwnd, self._ssthresh = self._window.restart(self._cwnd, self._ssthresh,
+                                                              time.monotonic(), self._rto)
         burst = self._window.burst(recovering=self._fast_recovery_exit is not None)
         window = min(self._flight_size + burst, self._cwnd)
         while self._outbound_queue and self._flight_size < window:
