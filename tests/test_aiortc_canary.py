@@ -274,7 +274,7 @@ assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 # aiortc's statistics likewise: getStats fails clearly, the program's `import aiortc.stats` works.
 media = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
          "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.jitterbuffer", "aiortc.rate",
-         "aiortc.stats")
+         "aiortc.stats", "aiortc.rtp")
 assert not [name for name in sys.modules if name.startswith(media)], sorted(sys.modules)
 import asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -329,6 +329,22 @@ rtp = b"\\x80\\x60\\x00\\x01" + bytes(8) + b"payload"
 sender = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
 receiver = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND))
 assert receiver.unprotect(sender.protect(rtp)) == rtp
+
+# RTP and RTCP: aiortc's DTLS transport tells them apart as aiortc.rtp does, never parses them;
+# RTP senders and receivers (stand-ins themselves) cannot configure its header extensions; the
+# program's own `import aiortc.rtp` parses RTP.
+assert type(dtls.rtp).__name__ == "_RtpStandIn"
+import aiortc.rtp
+assert aiortc.rtp is not dtls.rtp
+for packet in [b"", b"\\x80", *(bytes([0x80, second]) for second in range(256))]:
+    assert dtls.is_rtcp(packet) == aiortc.rtp.is_rtcp(packet), packet
+try:
+    dtls.rtp.HeaderExtensionsMap().configure(None)
+except RuntimeError as exc:
+    assert "mpc-net imports aiortc without aiortc.rtp" in str(exc), exc
+else:
+    raise AssertionError("the header extensions stand-in was configured")
+assert aiortc.rtp.RtpPacket.parse(rtp).payload == b"payload"
 """
 
 

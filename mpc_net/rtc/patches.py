@@ -13,7 +13,8 @@ names each private member relied on and fails when a release changes one):
   stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
   themselves, as are its statistics (getStats); each fails with a clear error if ever used.
   pylibsrtp, which aiortc's DTLS transport keys on every connection for RTP that data channels
-  never carry, is a stand-in that refuses every packet. Only aiortc holds the stand-ins: a
+  never carry, is a stand-in that refuses every packet, and aiortc.rtp, which parses RTP and
+  RTCP once unprotected, one that never parses them. Only aiortc holds the stand-ins: a
   later `import av`, `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say)
   loads the real one. cryptography's X.509 name module compiles, at import, a regular
   expression for parsing names written as text, which DTLS certificates never need; its Unicode
@@ -59,8 +60,11 @@ DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
 STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
                      "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.stats")
 # aiortc's DTLS transport keys SRTP (pylibsrtp, libsrtp with its own OpenSSL) on every
-# connection, for RTP that a data channel never carries: it gets a stand-in too (_SrtpStandIn).
+# connection, for RTP that a data channel never carries, and parses RTP and RTCP (aiortc.rtp)
+# only after SRTP has unprotected them: both get stand-ins of their own (_SrtpStandIn,
+# _RtpStandIn).
 SRTP_PACKAGE = "pylibsrtp"
+RTP_MODULE = "aiortc.rtp"
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -156,7 +160,7 @@ def lean_imports() -> Iterator[None]:
 class _LeanFinder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if _within(fullname, STOOD_IN_PACKAGES) or fullname == SRTP_PACKAGE:
+        if _within(fullname, STOOD_IN_PACKAGES) or fullname in _OWN_STAND_INS:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
         if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
@@ -171,7 +175,7 @@ class _LeanFinder:
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return _SrtpStandIn(spec.name) if spec.name == SRTP_PACKAGE else _StandIn(spec.name)
+        return _OWN_STAND_INS.get(spec.name, _StandIn)(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
         pass
@@ -237,6 +241,28 @@ class _SrtpStandIn(_StandIn):
         super().__init__(name)
         self.Error, self.Policy, self.Session = _SrtpError, _SrtpPolicy, _SrtpSession
 
+
+class _HeaderExtensionsMap:
+    def configure(self, parameters: object) -> None:
+        raise RuntimeError(f"{RTP_MODULE}.HeaderExtensionsMap: mpc-net imports aiortc without "
+                           f"{RTP_MODULE}, which its data channels never use")
+
+
+class _RtpStandIn(_StandIn):
+    """aiortc.rtp for aiortc's DTLS transport: each one makes a header extension map (configured
+    only by RTP senders and receivers), and tells SRTCP from SRTP by the packet type, as
+    aiortc.rtp does, for the SRTP stand-in to refuse either; RTP and RTCP are never parsed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.HeaderExtensionsMap = _HeaderExtensionsMap
+
+    @staticmethod
+    def is_rtcp(packet: bytes) -> bool:
+        return len(packet) >= 2 and 192 <= packet[1] <= 208  # tests/test_aiortc_canary.py
+
+
+_OWN_STAND_INS: dict[str, type[_StandIn]] = {SRTP_PACKAGE: _SrtpStandIn, RTP_MODULE: _RtpStandIn}
 
 _compile = re.compile
 
