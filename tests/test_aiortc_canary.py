@@ -258,15 +258,34 @@ before = list(sys.meta_path)
 import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request"} <= lazy, \
-    sorted(lazy)
-import dns.message, ifaddr, importlib.metadata, urllib.request
+assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request",
+        "calendar"} <= lazy, sorted(lazy)
+# email.utils: cryptography's RFC822Name loads it when it first parses an address; the program's
+# own `import email.utils` is the module itself.
+assert "email.utils" not in sys.modules and "email._parseaddr" not in sys.modules
+from cryptography import x509
+general_name = sys.modules["cryptography.x509.general_name"]
+assert type(sys.modules["email"].utils).__name__ == "_Forwarding"
+assert x509.RFC822Name("user@peer.example").value == "user@peer.example"
+for value in ("Name <user@peer.example>", "<>"):  # parseaddr finds a name, or no address
+    try:
+        x509.RFC822Name(value)
+    except ValueError as exc:
+        assert str(exc) == "Invalid rfc822name value", exc
+    else:
+        raise AssertionError(f"RFC822Name took {value!r}")
+import email.utils
+assert type(email.utils).__name__ == "module" and sys.modules["email.utils"] is email.utils
+assert general_name.parseaddr("A <a@b>") == email.utils.parseaddr("A <a@b>") == ("A", "a@b")
+
+import calendar, dns.message, ifaddr, importlib.metadata, urllib.request
+assert calendar.timegm((1970, 1, 2, 0, 0, 0)) == 86400
 query = dns.message.make_query("peer.local", "A")
 assert dns.message.from_wire(query.to_wire()).question == query.question
 assert any(adapter.ips for adapter in ifaddr.get_adapters())
 assert importlib.metadata.version("aiortc") == aiortc_version
 assert urllib.request.Request("http://peer.invalid/x").host == "peer.invalid"
-names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request")
+names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
 assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 
 # PyAV and aiortc's codecs, RTP sender and receiver: never loaded for aiortc; media fails
@@ -351,9 +370,10 @@ assert aiortc.rtp.RtpPacket.parse(rtp).payload == b"payload"
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
     # dnspython (mDNS candidates only), ifaddr (only without --local-address),
     # importlib.metadata (websockets' version) and urllib.request (websockets' proxy lookup, only
-    # where a proxy may be configured): not loaded by importing aiortc and websockets, and whole
-    # when used; PyAV and aiortc's codecs not at all. Fails if one of them starts
-    # using these at import.
+    # where a proxy may be configured), calendar (pyOpenSSL's X509Store.set_time) and email.utils
+    # (cryptography's RFC822Name): not loaded by importing aiortc and websockets, and whole when
+    # used; PyAV and aiortc's codecs not at all. Fails if one of them starts using these at
+    # import.
     program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)

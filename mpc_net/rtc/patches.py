@@ -19,7 +19,9 @@ names each private member relied on and fails when a release changes one):
   loads the real one. cryptography's X.509 name module compiles, at import, a regular
   expression for parsing names written as text, which DTLS certificates never need; its Unicode
   ranges took 15 ms, as much as the rest of the module: its expressions compile when first
-  used.
+  used. Its general names take `parseaddr` from email.utils (with most of email), only for
+  RFC822Name values, which DTLS certificates never have: email.utils loads when it is first
+  called. pyOpenSSL imports calendar for X509Store.set_time only: calendar loads on first use.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -52,7 +54,8 @@ STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
 
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
-DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
+# (calendar: pyOpenSSL's only for X509Store.set_time.)
+DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
 # code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
 # description with one is refused before aiortc sees it: sdp.check_media_sections), and its
@@ -65,6 +68,11 @@ STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtc
 # _RtpStandIn).
 SRTP_PACKAGE = "pylibsrtp"
 RTP_MODULE = "aiortc.rtp"
+# Modules that a module imported within takes functions from by name, and nothing else: those
+# functions load the module when first called (a forwarding stand-in, _Forwarding).
+# cryptography.x509's general names parse RFC822Name values with email.utils (with calendar and
+# most of email), a name type that DTLS certificates never have.
+FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",)}
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -140,8 +148,9 @@ def apply_process_patches() -> None:
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
     """Within: DEFERRED_MODULES imported for the first time load when first used, those of
-    STOOD_IN_PACKAGES not yet imported are stand-ins, out of sys.modules after, and
-    LAZY_PATTERN_MODULES compile their regular expressions when first used.
+    STOOD_IN_PACKAGES not yet imported are stand-ins, those of FORWARDED_FUNCTIONS forward
+    (both out of sys.modules after), and LAZY_PATTERN_MODULES compile their regular expressions
+    when first used.
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
@@ -153,7 +162,8 @@ def lean_imports() -> Iterator[None]:
     finally:
         sys.meta_path.remove(finder)
         # type(), not isinstance(), which would load a lazy module (and change sys.modules).
-        for name in [n for n, m in sys.modules.items() if issubclass(type(m), _StandIn)]:
+        stand_ins = (_StandIn, _Forwarding)
+        for name in [n for n, m in sys.modules.items() if issubclass(type(m), stand_ins)]:
             del sys.modules[name]
 
 
@@ -162,6 +172,8 @@ class _LeanFinder:
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if _within(fullname, STOOD_IN_PACKAGES) or fullname in _OWN_STAND_INS:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if fullname in FORWARDED_FUNCTIONS and fullname not in _Forwarding.loading:
+            return importlib.machinery.ModuleSpec(fullname, self)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
         if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
             return None
@@ -175,6 +187,8 @@ class _LeanFinder:
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        if spec.name in FORWARDED_FUNCTIONS:
+            return _Forwarding(spec.name)
         return _OWN_STAND_INS.get(spec.name, _StandIn)(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -202,6 +216,35 @@ class _StandIn(ModuleType):
                                    "__class_getitem__": classmethod(unavailable)})
         setattr(self, name, stand_in)
         return stand_in
+
+
+class _Forwarding(ModuleType):
+    """A module whose FORWARDED_FUNCTIONS load it when first called; reading any other name
+    loads it at once. Either way the module itself then takes its place in sys.modules."""
+
+    loading: set[str] = set()  # modules being loaded: the finder leaves them to the others
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name not in FORWARDED_FUNCTIONS[self.__name__]:
+            return getattr(self._module(), name)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self._module(), name)(*args, **kwargs)
+
+        forward.__name__ = forward.__qualname__ = name
+        setattr(self, name, forward)
+        return forward
+
+    def _module(self) -> ModuleType:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        _Forwarding.loading.add(self.__name__)
+        try:
+            return importlib.import_module(self.__name__)
+        finally:
+            _Forwarding.loading.discard(self.__name__)
 
 
 class _SrtpError(Exception):
