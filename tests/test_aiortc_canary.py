@@ -464,3 +464,45 @@ def test_rtp_and_rtcp_sent_to_a_party_are_dropped_and_its_channel_goes_on() -> N
     done = subprocess.run([sys.executable, "-c", _RTP_TO_A_DATA_CHANNEL], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
+
+
+# pyOpenSSL's deprecated functions, methods and class (made, subclassed, made wrongly).
+_DEPRECATIONS = """
+import sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+    assert "typing_extensions" not in sys.modules
+import warnings
+from OpenSSL import SSL, crypto
+warnings.simplefilter("always")
+uses = [lambda: crypto.get_elliptic_curves(), lambda: crypto.X509().set_version(2),
+        lambda: crypto.X509Name(crypto.X509().get_subject()),
+        lambda: type("Sub", (crypto.X509Name,), {}), lambda: crypto.X509Name(),
+        lambda: SSL.Context(SSL.TLS_METHOD).set_passwd_cb(lambda *args: b"")]
+for use in uses:
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            use()
+        except TypeError as exc:
+            print("TypeError", exc)
+    for w in caught:
+        print(w.category.__name__, w.message, w.filename, w.lineno)
+print(crypto.X509Name.__deprecated__, crypto.get_elliptic_curves.__deprecated__,
+      crypto.get_elliptic_curves.__name__, crypto.X509.set_version.__doc__ is not None)
+if sys.argv[1] == "party":
+    import typing_extensions
+    assert typing_extensions.deprecated is not crypto.deprecated
+    assert type(sys.modules["typing_extensions"]).__name__ == "module"
+"""
+
+
+def test_pyopenssl_deprecations_warn_as_with_typing_extensions() -> None:
+    # After a party's imports, pyOpenSSL's deprecated names (decorated with mpc-net's stand-in
+    # for typing_extensions.deprecated) warn as in a process without mpc-net: the same warnings,
+    # from the same lines; the program's own `import typing_extensions` is the module itself.
+    party, plain = (subprocess.run([sys.executable, "-c", _DEPRECATIONS, how], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    assert party.stdout == plain.stdout
+    assert party.stdout.count("DeprecationWarning") == 7, party.stdout

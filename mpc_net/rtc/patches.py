@@ -21,7 +21,8 @@ names each private member relied on and fails when a release changes one):
   ranges took 15 ms, as much as the rest of the module: its expressions compile when first
   used. Its general names take `parseaddr` from email.utils (with most of email), only for
   RFC822Name values, which DTLS certificates never have: email.utils loads when it is first
-  called. pyOpenSSL imports calendar for X509Store.set_time only: calendar loads on first use.
+  called. pyOpenSSL imports calendar for X509Store.set_time only: calendar loads on first use;
+  and typing_extensions only for `deprecated`, which mpc-net's stand-in does as it does.
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -37,12 +38,14 @@ switch before a party pays for importing them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.machinery
 import importlib.util
 import ipaddress
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -72,7 +75,9 @@ RTP_MODULE = "aiortc.rtp"
 # functions load the module when first called (a forwarding stand-in, _Forwarding).
 # cryptography.x509's general names parse RFC822Name values with email.utils (with calendar and
 # most of email), a name type that DTLS certificates never have.
-FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",)}
+# pyOpenSSL takes only `deprecated` from typing_extensions (for Python before 3.13): it gets
+# mpc-net's own (_Deprecated), and typing_extensions loads when another name is read.
+FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": ()}
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -187,6 +192,8 @@ class _LeanFinder:
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        if spec.name == "typing_extensions":
+            return _TypingExtensions(spec.name)
         if spec.name in FORWARDED_FUNCTIONS:
             return _Forwarding(spec.name)
         return _OWN_STAND_INS.get(spec.name, _StandIn)(spec.name)
@@ -245,6 +252,53 @@ class _Forwarding(ModuleType):
             return importlib.import_module(self.__name__)
         finally:
             _Forwarding.loading.discard(self.__name__)
+
+
+class _Deprecated:
+    """typing_extensions.deprecated (PEP 702), for pyOpenSSL's deprecated functions and classes:
+    a call, or making or subclassing the class, warns from the caller's line, as with it."""
+
+    def __init__(self, message: str, /, *, category: type[Warning] | None = DeprecationWarning,
+                 stacklevel: int = 1) -> None:
+        self.message, self.category, self.stacklevel = message, category, stacklevel
+
+    def __call__(self, deprecated: Any, /) -> Any:
+        deprecated.__deprecated__ = message = self.message
+        if self.category is None:
+            return deprecated
+        # A C function adds no frame: stacklevel counts from the wrapper's caller.
+        warn = functools.partial(warnings.warn, message, self.category, self.stacklevel + 1)
+        if not isinstance(deprecated, type):
+            @functools.wraps(deprecated)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                warn()
+                return deprecated(*args, **kwargs)
+
+            call.__deprecated__ = message  # type: ignore[attr-defined]
+            return call
+        make, subclassed = deprecated.__new__, deprecated.__dict__.get("__init_subclass__")
+
+        def new(cls: type, /, *args: Any, **kwargs: Any) -> Any:
+            if cls is deprecated:
+                warn()
+            if make is object.__new__ and cls.__init__ is not object.__init__:
+                return make(cls)  # object.__new__ takes no more arguments than that
+            return make(cls, *args, **kwargs)
+
+        def init_subclass(cls: type, **kwargs: Any) -> None:
+            warn()
+            if subclassed is None:
+                super(deprecated, cls).__init_subclass__(**kwargs)
+            else:
+                subclassed.__get__(None, cls)(**kwargs)
+
+        deprecated.__new__ = staticmethod(functools.wraps(make)(new))
+        deprecated.__init_subclass__ = classmethod(init_subclass)
+        return deprecated
+
+
+class _TypingExtensions(_Forwarding):
+    deprecated = _Deprecated
 
 
 class _SrtpError(Exception):
