@@ -506,3 +506,50 @@ def test_pyopenssl_deprecations_warn_as_with_typing_extensions() -> None:
     assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
     assert party.stdout == plain.stdout
     assert party.stdout.count("DeprecationWarning") == 7, party.stdout
+
+
+_SSH = """
+import sys
+import mpc_net.native.identity, mpc_net.native.peer, mpc_net.native.signaling
+ssh_name = "cryptography.hazmat.primitives.serialization.ssh"
+assert ssh_name not in sys.modules, "serialization's SSH formats were loaded"
+assert not [n for n in sys.modules if ".ciphers" in n or n == "bcrypt"], sorted(sys.modules)
+import warnings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import SSHCertificateBuilder, load_ssh_public_key
+ssh = sys.modules[ssh_name]
+assert all(getattr(serialization, name) is getattr(ssh, name)
+           for name in serialization.__all__ if hasattr(ssh, name))
+key = Ed25519PrivateKey.generate()
+public = key.public_key()
+text = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+assert load_ssh_public_key(text) == public
+private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+assert serialization.load_ssh_private_key(private, None).public_key() == public
+certificate = (SSHCertificateBuilder().public_key(public).serial(1).key_id(b"k")
+               .type(serialization.SSHCertificateType.USER).valid_principals([b"p"])
+               .valid_after(0).valid_before(2**32).sign(key))
+identity = serialization.load_ssh_public_identity(certificate.public_bytes())
+assert isinstance(identity, serialization.SSHCertificate) and identity.key_id == b"k"
+try:
+    serialization.load_ssh_nothing
+except AttributeError as exc:
+    assert "load_ssh_nothing" in str(exc), exc
+else:
+    raise AssertionError("serialization made up a name")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    serialization.load_pem_parameters
+assert [w.category.__name__ for w in caught] == ["CryptographyDeprecationWarning"], caught
+"""
+
+
+def test_ssh_formats_load_when_first_used() -> None:
+    # cryptography's serialization re-exports its SSH formats, which a party never uses: after
+    # a party's imports they (and cryptography's ciphers) are not loaded, and each of their
+    # names is cryptography's own when first read, whether by name or as an attribute.
+    done = subprocess.run([sys.executable, "-c", _SSH], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"

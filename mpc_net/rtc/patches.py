@@ -23,6 +23,8 @@ names each private member relied on and fails when a release changes one):
   RFC822Name values, which DTLS certificates never have: email.utils loads when it is first
   called. pyOpenSSL imports calendar for X509Store.set_time only: calendar loads on first use;
   and typing_extensions only for `deprecated`, which mpc-net's stand-in does as it does.
+  cryptography's serialization package re-exports its SSH formats (with its ciphers): they load
+  when one of their names is first read (native/identity.py imports it within, too).
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -78,6 +80,11 @@ RTP_MODULE = "aiortc.rtp"
 # pyOpenSSL takes only `deprecated` from typing_extensions (for Python before 3.13): it gets
 # mpc-net's own (_Deprecated), and typing_extensions loads when another name is read.
 FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": ()}
+# Packages whose names taken from one submodule load it when first read (PEP 562's module
+# __getattr__): cryptography's serialization re-exports its SSH key and certificate formats
+# (with its ciphers, for encrypted SSH keys), which mpc-net's PEM keys and DTLS never use.
+LAZY_NAME_SUBMODULES = {"cryptography.hazmat.primitives.serialization":
+                        "cryptography.hazmat.primitives.serialization.ssh"}
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
@@ -180,13 +187,16 @@ class _LeanFinder:
         if fullname in FORWARDED_FUNCTIONS and fullname not in _Forwarding.loading:
             return importlib.machinery.ModuleSpec(fullname, self)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
-        if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
+        lazy_names = fullname in LAZY_NAME_SUBMODULES
+        if not (lazy_patterns or lazy_names or _within(fullname, DEFERRED_MODULES)):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
         if lazy_patterns:
             spec.loader = _LazyPatternsLoader(spec.loader)
+        elif lazy_names:
+            spec.loader = _LazyNamesLoader(spec.loader, LAZY_NAME_SUBMODULES[fullname])
         else:
             spec.loader = importlib.util.LazyLoader(spec.loader)
         return spec
@@ -387,6 +397,51 @@ class _LazyPatternsLoader:
 
     def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
         return getattr(self.loader, name)
+
+
+class _LazyNamesLoader:
+    """Runs a package with one submodule standing in for names it takes from it (the
+    submodule's own import happens later), then gives the package a module __getattr__ that
+    imports the submodule when one of those names is first read."""
+
+    def __init__(self, loader: Any, submodule: str) -> None:
+        self.loader, self.submodule = loader, submodule
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        submodule, taken = self.submodule, _TakenNames(self.submodule)
+        sys.modules[submodule] = taken
+        try:
+            self.loader.exec_module(module)
+        finally:
+            if sys.modules.get(submodule) is taken:
+                del sys.modules[submodule]
+        names = {name for name, value in vars(module).items() if value is _TakenNames.TAKEN}
+        for name in names:
+            delattr(module, name)
+
+        def take(name: str) -> Any:
+            if name not in names:
+                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            value = getattr(importlib.import_module(submodule), name)
+            setattr(module, name, value)
+            return value
+
+        module.__getattr__ = take  # type: ignore[method-assign]
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
+        return getattr(self.loader, name)
+
+
+class _TakenNames(ModuleType):
+    TAKEN = object()  # what each name read from it is, while its package runs
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _TakenNames.TAKEN
 
 
 class _LazyPattern:
