@@ -1,6 +1,6 @@
 """Canary: each private member of aiortc and aioice that mpc-net relies on, by name and kind.
 
-aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py) reaches
+aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py, lean.py) reaches
 inside them. When a release renames or reshapes one of these members, this test names it, so
 that raising the pin is a decision: adapt mpc-net's code, or meanwhile run with
 MPC_NET_STOCK_SCTP=1, which leaves every member marked `sctp` unused. A second test keeps the

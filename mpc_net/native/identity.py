@@ -11,7 +11,7 @@ import stat
 
 from ..auth import Roster, RosterError, decode_public_key, encode_public_key
 from ..ed25519 import check_signature
-from ..rtc.patches import lean_imports
+from ..rtc.lean import lean_imports
 
 with lean_imports():  # serialization's SSH formats load on first use
     from cryptography.hazmat.primitives import serialization
