@@ -153,7 +153,8 @@ class _StandIn(ModuleType):
 
 class _Forwarding(ModuleType):
     """A module whose FORWARDED_FUNCTIONS load it when first called; reading any other name
-    loads it at once. Either way the module itself then takes its place in sys.modules."""
+    loads it at once. Either way the module itself then takes its place in sys.modules. Not
+    dunder names: the import system probes `__path__` on every `from ... import`."""
 
     loading: set[str] = set()  # modules being loaded: the finder leaves them to the others
 
