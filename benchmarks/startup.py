@@ -50,7 +50,7 @@ VARIANTS = {
     "party beyond mpyc.runtime, in one process": (("mpyc.runtime", *PARTY), True, 1),
     # With PyAV loaded, as aiortc's media modules would without their stand-ins.
     "party, with PyAV": (("av", *PARTY), True),
-    # As at first: what rtc/patches.py and mpc-net defer or stand in for imported first (aiortc
+    # As at first: what rtc/lean.py and mpc-net defer or stand in for imported first (aiortc
     # whole, with its codecs and pylibsrtp), collector on.
     "party, nothing deferred, collector on": (("av", "aiortc", "aioice", "importlib.metadata",
                                                "urllib.request", "tempfile", *PARTY), False),

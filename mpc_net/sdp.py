@@ -70,7 +70,7 @@ def candidate_types(sdp: str) -> list[str]:
 
 # mpc-net carries data channels only: an SCTP association over DTLS (RFC 8841). Any other
 # section (audio, video, RTP of any kind) would lead aiortc into its media code, which a party
-# runs on stand-ins (rtc/patches.py), so such a description is refused before aiortc sees it.
+# runs on stand-ins (rtc/lean.py), so such a description is refused before aiortc sees it.
 _MEDIA_LIKE = re.compile(r"[ \t]*m[ \t]*=", re.IGNORECASE)
 _DATA_CHANNEL_SECTION = re.compile(r"m=application \d+ (?:UDP|TCP)/DTLS/SCTP webrtc-datachannel")
 

@@ -1,6 +1,6 @@
 """Canary: each private member of aiortc and aioice that mpc-net relies on, by name and kind.
 
-aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py) reaches
+aiortc and aioice are pinned because mpc_net/rtc/ (sctp.py, acks.py, patches.py, lean.py) reaches
 inside them. When a release renames or reshapes one of these members, this test names it, so
 that raising the pin is a decision: adapt mpc-net's code, or meanwhile run with
 MPC_NET_STOCK_SCTP=1, which leaves every member marked `sctp` unused. A second test keeps the
@@ -258,15 +258,34 @@ before = list(sys.meta_path)
 import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request"} <= lazy, \
-    sorted(lazy)
-import dns.message, ifaddr, importlib.metadata, urllib.request
+assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request",
+        "calendar"} <= lazy, sorted(lazy)
+# email.utils: cryptography's RFC822Name loads it when it first parses an address; the program's
+# own `import email.utils` is the module itself.
+assert "email.utils" not in sys.modules and "email._parseaddr" not in sys.modules
+from cryptography import x509
+general_name = sys.modules["cryptography.x509.general_name"]
+assert type(sys.modules["email"].utils).__name__ == "_Forwarding"
+assert x509.RFC822Name("user@peer.example").value == "user@peer.example"
+for value in ("Name <user@peer.example>", "<>"):  # parseaddr finds a name, or no address
+    try:
+        x509.RFC822Name(value)
+    except ValueError as exc:
+        assert str(exc) == "Invalid rfc822name value", exc
+    else:
+        raise AssertionError(f"RFC822Name took {value!r}")
+import email.utils
+assert type(email.utils).__name__ == "module" and sys.modules["email.utils"] is email.utils
+assert general_name.parseaddr("A <a@b>") == email.utils.parseaddr("A <a@b>") == ("A", "a@b")
+
+import calendar, dns.message, ifaddr, importlib.metadata, urllib.request
+assert calendar.timegm((1970, 1, 2, 0, 0, 0)) == 86400
 query = dns.message.make_query("peer.local", "A")
 assert dns.message.from_wire(query.to_wire()).question == query.question
 assert any(adapter.ips for adapter in ifaddr.get_adapters())
 assert importlib.metadata.version("aiortc") == aiortc_version
 assert urllib.request.Request("http://peer.invalid/x").host == "peer.invalid"
-names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request")
+names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
 assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 
 # PyAV and aiortc's codecs, RTP sender and receiver: never loaded for aiortc; media fails
@@ -274,7 +293,7 @@ assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 # aiortc's statistics likewise: getStats fails clearly, the program's `import aiortc.stats` works.
 media = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
          "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.jitterbuffer", "aiortc.rate",
-         "aiortc.stats")
+         "aiortc.stats", "aiortc.rtp")
 assert not [name for name in sys.modules if name.startswith(media)], sorted(sys.modules)
 import asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -329,15 +348,32 @@ rtp = b"\\x80\\x60\\x00\\x01" + bytes(8) + b"payload"
 sender = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
 receiver = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND))
 assert receiver.unprotect(sender.protect(rtp)) == rtp
+
+# RTP and RTCP: aiortc's DTLS transport tells them apart as aiortc.rtp does, never parses them;
+# RTP senders and receivers (stand-ins themselves) cannot configure its header extensions; the
+# program's own `import aiortc.rtp` parses RTP.
+assert type(dtls.rtp).__name__ == "_RtpStandIn"
+import aiortc.rtp
+assert aiortc.rtp is not dtls.rtp
+for packet in [b"", b"\\x80", *(bytes([0x80, second]) for second in range(256))]:
+    assert dtls.is_rtcp(packet) == aiortc.rtp.is_rtcp(packet), packet
+try:
+    dtls.rtp.HeaderExtensionsMap().configure(None)
+except RuntimeError as exc:
+    assert "mpc-net imports aiortc without aiortc.rtp" in str(exc), exc
+else:
+    raise AssertionError("the header extensions stand-in was configured")
+assert aiortc.rtp.RtpPacket.parse(rtp).payload == b"payload"
 """
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
     # dnspython (mDNS candidates only), ifaddr (only without --local-address),
     # importlib.metadata (websockets' version) and urllib.request (websockets' proxy lookup, only
-    # where a proxy may be configured): not loaded by importing aiortc and websockets, and whole
-    # when used; PyAV and aiortc's codecs not at all. Fails if one of them starts
-    # using these at import.
+    # where a proxy may be configured), calendar (pyOpenSSL's X509Store.set_time) and email.utils
+    # (cryptography's RFC822Name): not loaded by importing aiortc and websockets, and whole when
+    # used; PyAV and aiortc's codecs not at all. Fails if one of them starts using these at
+    # import.
     program = f"aiortc_version = {aiortc.__version__!r}\n{_DEFERRED}"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
@@ -427,4 +463,93 @@ def test_rtp_and_rtcp_sent_to_a_party_are_dropped_and_its_channel_goes_on() -> N
     # that does not authenticate, and dropped, as with libsrtp's keys.
     done = subprocess.run([sys.executable, "-c", _RTP_TO_A_DATA_CHANNEL], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
+
+
+# pyOpenSSL's deprecated functions, methods and class (made, subclassed, made wrongly).
+_DEPRECATIONS = """
+import sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+    assert "typing_extensions" not in sys.modules
+import warnings
+from OpenSSL import SSL, crypto
+warnings.simplefilter("always")
+uses = [lambda: crypto.get_elliptic_curves(), lambda: crypto.X509().set_version(2),
+        lambda: crypto.X509Name(crypto.X509().get_subject()),
+        lambda: type("Sub", (crypto.X509Name,), {}), lambda: crypto.X509Name(),
+        lambda: SSL.Context(SSL.TLS_METHOD).set_passwd_cb(lambda *args: b"")]
+for use in uses:
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            use()
+        except TypeError as exc:
+            print("TypeError", exc)
+    for w in caught:
+        print(w.category.__name__, w.message, w.filename, w.lineno)
+print(crypto.X509Name.__deprecated__, crypto.get_elliptic_curves.__deprecated__,
+      crypto.get_elliptic_curves.__name__, crypto.X509.set_version.__doc__ is not None)
+if sys.argv[1] == "party":
+    import typing_extensions
+    assert typing_extensions.deprecated is not crypto.deprecated
+    assert type(sys.modules["typing_extensions"]).__name__ == "module"
+"""
+
+
+def test_pyopenssl_deprecations_warn_as_with_typing_extensions() -> None:
+    # After a party's imports, pyOpenSSL's deprecated names (decorated with mpc-net's stand-in
+    # for typing_extensions.deprecated) warn as in a process without mpc-net: the same warnings,
+    # from the same lines; the program's own `import typing_extensions` is the module itself.
+    party, plain = (subprocess.run([sys.executable, "-c", _DEPRECATIONS, how], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    assert party.stdout == plain.stdout
+    assert party.stdout.count("DeprecationWarning") == 7, party.stdout
+
+
+_SSH = """
+import sys
+import mpc_net.native.identity, mpc_net.native.peer, mpc_net.native.signaling
+ssh_name = "cryptography.hazmat.primitives.serialization.ssh"
+assert ssh_name not in sys.modules, "serialization's SSH formats were loaded"
+assert not [n for n in sys.modules if ".ciphers" in n or n == "bcrypt"], sorted(sys.modules)
+import warnings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import SSHCertificateBuilder, load_ssh_public_key
+ssh = sys.modules[ssh_name]
+assert all(getattr(serialization, name) is getattr(ssh, name)
+           for name in serialization.__all__ if hasattr(ssh, name))
+key = Ed25519PrivateKey.generate()
+public = key.public_key()
+text = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+assert load_ssh_public_key(text) == public
+private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+assert serialization.load_ssh_private_key(private, None).public_key() == public
+certificate = (SSHCertificateBuilder().public_key(public).serial(1).key_id(b"k")
+               .type(serialization.SSHCertificateType.USER).valid_principals([b"p"])
+               .valid_after(0).valid_before(2**32).sign(key))
+identity = serialization.load_ssh_public_identity(certificate.public_bytes())
+assert isinstance(identity, serialization.SSHCertificate) and identity.key_id == b"k"
+try:
+    serialization.load_ssh_nothing
+except AttributeError as exc:
+    assert "load_ssh_nothing" in str(exc), exc
+else:
+    raise AssertionError("serialization made up a name")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    serialization.load_pem_parameters
+assert [w.category.__name__ for w in caught] == ["CryptographyDeprecationWarning"], caught
+"""
+
+
+def test_ssh_formats_load_when_first_used() -> None:
+    # cryptography's serialization re-exports its SSH formats, which a party never uses: after
+    # a party's imports they (and cryptography's ciphers) are not loaded, and each of their
+    # names is cryptography's own when first read, whether by name or as an attribute.
+    done = subprocess.run([sys.executable, "-c", _SSH], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"

@@ -1,7 +1,7 @@
 """A remote description with an audio or video section: mpc-net carries data channels only.
 
 A party refuses such an offer or answer like any other bad one (one line naming the party), and
-never reaches aiortc's media code for it: that code runs on stand-ins (rtc/patches.py), and the
+never reaches aiortc's media code for it: that code runs on stand-ins (rtc/lean.py), and the
 codecs a party does not load must not be loaded by a stranger's offer either.
 """
 

@@ -9,11 +9,13 @@ import errno
 import os
 import stat
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from ..auth import Roster, RosterError, decode_public_key, encode_public_key
 from ..ed25519 import check_signature
+from ..rtc.lean import lean_imports
+
+with lean_imports():  # serialization's SSH formats load on first use
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 MAX_FILE_BYTES = 1 << 20
 

@@ -7,7 +7,8 @@ import logging
 import os
 
 from ..rtc.events import ChannelEventRelay
-from ..rtc.patches import apply_process_patches, lean_imports, tune_association, use_host_addresses
+from ..rtc.lean import lean_imports
+from ..rtc.patches import apply_process_patches, tune_association, use_host_addresses
 from ..signaling.protocol import SessionDescription
 from ..transport import ChannelEvents
 

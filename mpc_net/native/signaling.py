@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from ..rtc.patches import lean_imports
+from ..rtc.lean import lean_imports
 
 with lean_imports():
     from websockets.asyncio.client import ClientConnection, connect

@@ -3,22 +3,9 @@
 Three kinds of change, on aiortc 1.16 / aioice 0.13 (pinned; tests/test_aiortc_canary.py
 names each private member relied on and fails when a release changes one):
 
-- while aiortc and websockets are imported (`lean_imports`): aioice imports dnspython, which
-  only a peer with mDNS candidates (a browser hiding its addresses) needs, and ifaddr, which only
-  a party without --local-address needs; websockets imports importlib.metadata (and with it
-  email and zipfile) for a version string that a release never reads, and urllib.request (with
-  http.client and email) for a proxy lookup that a party makes only where a proxy may be
-  configured (native/signaling.py). These load when first used instead. aiortc's media modules
-  import PyAV, the largest import of all, which a data channel never touches: they get
-  stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver are stand-ins
-  themselves, as are its statistics (getStats); each fails with a clear error if ever used.
-  pylibsrtp, which aiortc's DTLS transport keys on every connection for RTP that data channels
-  never carry, is a stand-in that refuses every packet. Only aiortc holds the stand-ins: a
-  later `import av`, `import aiortc.codecs` or `import pylibsrtp` (by the MPyC program, say)
-  loads the real one. cryptography's X.509 name module compiles, at import, a regular
-  expression for parsing names written as text, which DTLS certificates never need; its Unicode
-  ranges took 15 ms, as much as the rest of the module: its expressions compile when first
-  used.
+- while aiortc and websockets are imported: what they import that data channels never use loads
+  when first used, or not at all (`lean.lean_imports`).
+
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
@@ -33,37 +20,15 @@ switch before a party pays for importing them.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.machinery
-import importlib.util
 import ipaddress
 import os
-import re
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aiortc import RTCSctpTransport
 
 STOCK_SCTP_VARIABLE = "MPC_NET_STOCK_SCTP"
-
-# Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
-# loaded on first use only.
-DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request")
-# Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
-# code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
-# description with one is refused before aiortc sees it: sdp.check_media_sections), and its
-# statistics, which only RTCPeerConnection.getStats makes (mpc-net's native peers never call it).
-STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
-                     "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.stats")
-# aiortc's DTLS transport keys SRTP (pylibsrtp, libsrtp with its own OpenSSL) on every
-# connection, for RTP that a data channel never carries: it gets a stand-in too (_SrtpStandIn).
-SRTP_PACKAGE = "pylibsrtp"
-# Modules whose own regular expressions compile when first used (only through their methods:
-# such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
-LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
 
 # Measured on aiortc 1.16: aiortc acknowledges every packet, and bursts overflow aioice's
 # 256 KiB receive buffer; the drops end in consent expiry. 4 MiB removed the drops.
@@ -131,151 +96,3 @@ def apply_process_patches() -> None:
     aioice.ice.get_host_addresses = host_addresses
     aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
     _applied = True
-
-
-@contextlib.contextmanager
-def lean_imports() -> Iterator[None]:
-    """Within: DEFERRED_MODULES imported for the first time load when first used, those of
-    STOOD_IN_PACKAGES not yet imported are stand-ins, out of sys.modules after, and
-    LAZY_PATTERN_MODULES compile their regular expressions when first used.
-
-    The standard library's LazyLoader: such a module runs its code when an attribute of it is
-    first read, then is an ordinary module, the same to everyone who imports it later.
-    """
-    finder = _LeanFinder()
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
-        # type(), not isinstance(), which would load a lazy module (and change sys.modules).
-        for name in [n for n, m in sys.modules.items() if issubclass(type(m), _StandIn)]:
-            del sys.modules[name]
-
-
-class _LeanFinder:
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if _within(fullname, STOOD_IN_PACKAGES) or fullname == SRTP_PACKAGE:
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        lazy_patterns = fullname in LAZY_PATTERN_MODULES
-        if not lazy_patterns and not _within(fullname, DEFERRED_MODULES):
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        if lazy_patterns:
-            spec.loader = _LazyPatternsLoader(spec.loader)
-        else:
-            spec.loader = importlib.util.LazyLoader(spec.loader)
-        return spec
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return _SrtpStandIn(spec.name) if spec.name == SRTP_PACKAGE else _StandIn(spec.name)
-
-    def exec_module(self, module: ModuleType) -> None:
-        pass
-
-
-def _within(fullname: str, names: tuple[str, ...]) -> bool:
-    return any(fullname == name or fullname.startswith(name + ".") for name in names)
-
-
-class _StandIn(ModuleType):
-    """A module of a stood-in package: each name read from it is a class that cannot be made."""
-
-    def __getattr__(self, name: str) -> type:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        module = self.__name__
-
-        def unavailable(cls: type, *args: object, **kwargs: object) -> None:
-            raise RuntimeError(f"{module}.{name}: mpc-net imports aiortc without {module}, "
-                               "which its data channels never use")
-
-        # Made, called or indexed (aiortc's CODECS[kind]): the same error.
-        stand_in = type(name, (), {"__module__": module, "__new__": unavailable,
-                                   "__class_getitem__": classmethod(unavailable)})
-        setattr(self, name, stand_in)
-        return stand_in
-
-
-class _SrtpError(Exception):
-    pass
-
-
-class _SrtpPolicy:
-    # libsrtp's values, as pylibsrtp's Policy has them (tests/test_aiortc_canary.py compares).
-    SRTP_PROFILE_AES128_CM_SHA1_80 = 1
-    SRTP_PROFILE_AES128_CM_SHA1_32 = 2
-    SRTP_PROFILE_AEAD_AES_128_GCM = 7
-    SRTP_PROFILE_AEAD_AES_256_GCM = 8
-    SSRC_UNDEFINED, SSRC_SPECIFIC, SSRC_ANY_INBOUND, SSRC_ANY_OUTBOUND = 0, 1, 2, 3
-
-    def __init__(self, key: bytes | None = None, ssrc_type: int = 0, ssrc_value: int = 0,
-                 srtp_profile: int = 1) -> None:
-        pass  # every profile is available, as in pylibsrtp's wheels: the handshake offers all
-
-
-class _SrtpSession:
-    def __init__(self, policy: _SrtpPolicy | None = None) -> None:
-        pass
-
-    def _refuse(self, *args: object) -> None:
-        raise _SrtpError("mpc-net imports aiortc without SRTP, which data channels never use")
-
-    # aiortc drops a packet whose unprotect fails, as one that does not authenticate.
-    protect = unprotect = protect_rtcp = unprotect_rtcp = add_stream = remove_stream = _refuse
-
-
-class _SrtpStandIn(_StandIn):
-    """pylibsrtp for aiortc's DTLS transport: it asks which protection profiles exist, at import,
-    and keys a session each way once connected; the keys go nowhere, and every RTP or RTCP
-    packet is refused (pylibsrtp.Error)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.Error, self.Policy, self.Session = _SrtpError, _SrtpPolicy, _SrtpSession
-
-
-_compile = re.compile
-
-
-class _LazyPatternsLoader:
-    """Runs a module with `re.compile`, called from its own code, deferred to first use."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        def compile_later(pattern: str, flags: int = 0) -> re.Pattern | _LazyPattern:
-            if sys._getframe(1).f_globals is not module.__dict__:  # another module's call
-                return _compile(pattern, flags)
-            return _LazyPattern(pattern, flags)
-
-        re.compile = compile_later  # type: ignore[assignment]
-        try:
-            self.loader.exec_module(module)
-        finally:
-            re.compile = _compile
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
-
-
-class _LazyPattern:
-    """A regular expression that compiles when one of its methods or attributes is first read."""
-
-    def __init__(self, pattern: str, flags: int) -> None:
-        self._source = pattern, flags
-        self._compiled: re.Pattern | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_source", "_compiled"):  # not set yet (a copy being made): no recursion
-            raise AttributeError(name)
-        if self._compiled is None:
-            self._compiled = _compile(*self._source)
-        return getattr(self._compiled, name)
