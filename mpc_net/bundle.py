@@ -52,6 +52,11 @@ PYODIDE_SKIP = ("console.html", "console-v2.html", "ffi.d.ts", "pyodide.d.ts")
 MPYC_WHEEL = "mpyc-0.11-py3-none-any.whl"
 MPYC_SHA256 = "059ffa3396089ebb77beb43ea2f8040f2a20f3fc7ff6d3c839df3b3f3c28d38e"
 
+# The wheels' files as one file, which a page writes into Python's site-packages from
+# JavaScript (webapp/sitefiles.mjs) rather than unpacking the wheels in Python: a JSON line of
+# [path, length] pairs, then the files' bytes in that order.
+SITE_FILES = "site-files.bin"
+
 # Below this saving a precompressed copy is not worth a second file (wheels are zips already).
 GZIP_MIN_SAVING = 0.1
 
@@ -175,6 +180,25 @@ def _record_digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
 
 
+def site_files(wheels: list[Path]) -> dict[str, bytes]:
+    """Every file of `wheels`, by path in site-packages (all of a pure wheel goes there)."""
+    files = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            for entry in archive.infolist():
+                if entry.filename.split("/")[0].endswith(".data"):
+                    raise BuildError(f"{wheel.name} has files outside site-packages")
+                if not entry.is_dir():
+                    files[entry.filename] = archive.read(entry)
+    return files
+
+
+def write_site_files(path: Path, files: dict[str, bytes]) -> None:
+    index = sorted(files)
+    path.write_bytes(json.dumps([[name, len(files[name])] for name in index]).encode() + b"\n"
+                     + b"".join(files[name] for name in index))
+
+
 def copy_pyodide(target: Path) -> None:
     target.mkdir()
     with tarfile.open(pyodide_tarball()) as tar:
@@ -198,8 +222,8 @@ def make_snapshot(bundle: Path, sources: Sources) -> str | None:
     options = subprocess.run([node, "--v8-options"], capture_output=True, text=True).stdout
     flags = [flag for flag in JSPI_FLAGS if flag in options][:1]
     name = f"snapshot-{sources.digest()[:16]}.bin"
-    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), str(bundle / name)],
-                          capture_output=True, text=True)
+    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), SITE_FILES,
+                           str(bundle / name)], capture_output=True, text=True)
     if done.returncode == NO_JSPI:
         return None
     if done.returncode != 0:
@@ -232,6 +256,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
         shutil.copy(mpyc_wheel(), wheels)
         write_wheel(wheels, "mpc-net", __version__, sources.package)
         write_wheel(wheels, "mpc-net-demos", __version__, sources.demos)
+        write_site_files(staging / SITE_FILES, site_files(sorted(wheels.glob("*.whl"))))
         for name, data in sources.webapp.items():
             (staging / name).write_bytes(data)
         snapshot = make_snapshot(staging, sources)
@@ -239,6 +264,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
             "pyodide": PYODIDE_VERSION,
             "version": __version__,
             "wheels": sorted(p.name for p in wheels.glob("*.whl")),
+            "siteFiles": SITE_FILES,  # their files, which the page writes (see SITE_FILES)
             # Where a page with internet access may load Pyodide's own packages (gmpy2 speeds
             # MPyC up); None: the bundle stays offline and MPyC runs on pure Python.
             "packagesUrl": packages_url,

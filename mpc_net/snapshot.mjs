@@ -1,16 +1,19 @@
 // Make a bundle's Pyodide memory snapshot (mpc_net/bundle.py runs this with Node):
 //
-//     node snapshot.mjs BUNDLE_DIR OUT_FILE
+//     node snapshot.mjs BUNDLE_DIR SITE_FILES OUT_FILE
 //
-// CPython started, the bundle's wheels unpacked and the page's Python module imported, so that a
-// page restores this memory instead of starting CPython inside WebAssembly and importing
-// mpc_net. Nothing secret is in it: it is made here, at build time, before any key exists.
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+// CPython started, the bundle's wheels' files written (SITE_FILES, as a page writes them) and the
+// page's Python module imported, so that a page restores this memory instead of starting CPython
+// inside WebAssembly and importing mpc_net. Nothing secret is in it: it is made here, at build
+// time, before any key exists.
+import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-const [bundleDir, outFile] = process.argv.slice(2);
+const [bundleDir, siteFiles, outFile] = process.argv.slice(2);
 const indexURL = `${bundleDir}/pyodide/`; // a path: Pyodide in Node reads files, not URLs
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+// The page's own code for it (mpc_net/webapp/, at the bundle's root).
+const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
 
 // Browser objects the page's modules take from `js` when imported, which Node lacks (crypto it
 // has, but its getter refuses Pyodide's proxy). Pyodide records each by its path from the
@@ -39,9 +42,7 @@ async function makeSnapshot() {
     process.exit(NO_JSPI);
   }
   const pyodide = await loadPyodide({ indexURL, jsglobals, _makeSnapshot: true });
-  for (const name of readdirSync(`${bundleDir}/wheels`).filter((n) => n.endsWith(".whl"))) {
-    pyodide.unpackArchive(new Uint8Array(readFileSync(`${bundleDir}/wheels/${name}`)), "wheel");
-  }
+  writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
   pyodide.pyimport("mpc_net.browser.page");
   // Node's `_` is this script's path on the build machine; a page has no use for it.
   pyodide.runPython("import os; os.environ.pop('_', None)");

@@ -1,7 +1,8 @@
-// Page glue for mpc-net's browser party: load Pyodide and our wheels, fill the form from the
-// link, and show what the Python side (mpc_net.browser.page) reports. Everything about rooms,
+// Page glue for mpc-net's browser party: load Pyodide and our wheels' files, fill the form from
+// the link, and show what the Python side (mpc_net.browser.page) reports. Everything about rooms,
 // keys, channels and MPyC happens in Python.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
+import { writeSiteFiles } from "./sitefiles.mjs";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -279,12 +280,12 @@ async function loadPython(bundle) {
     stderr: log,
   };
   // Fetched while Python starts.
-  const wheels = Promise.all(bundle.wheels.map(async (name) => {
-    const response = await fetch(`wheels/${name}`);
-    if (!response.ok) throw new Error(`wheels/${name}: HTTP ${response.status}`);
-    return response.arrayBuffer();
-  }));
-  wheels.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+  const siteFiles = (async () => {
+    const response = await fetch(bundle.siteFiles);
+    if (!response.ok) throw new Error(`${bundle.siteFiles}: HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  })();
+  siteFiles.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
   // The bundle's memory snapshot skips CPython's start and our imports. Only with JSPI, which
   // the snapshot's Python counts on; not with packages from a repository, which would be linked
   // into a restored Python untried; snapshot=off in the link starts Python afresh (to compare).
@@ -312,7 +313,8 @@ async function loadPython(bundle) {
         `${packagesUrl}; running on pure Python instead (slower, same results).`);
     }
   }
-  for (const wheel of await wheels) pyodide.unpackArchive(wheel, "wheel");
+  // Files are not in the snapshot: our wheels' files, written from JavaScript.
+  writeSiteFiles(pyodide, await siteFiles);
   timings.wheels = performance.now();
   page = pyodide.pyimport("mpc_net.browser.page");
   // Every page restores the same memory: give `random` a seed of this page's own.

@@ -200,7 +200,7 @@ NETWORK = {"offline": False, "latency": 20, "downloadThroughput": 10e6 / 8,
 
 
 # The page's own clock (window.mpcNet.timings), in the order a load passes them.
-PHASES = {"bundle": "bundle.json", "pyodide": "Pyodide started", "wheels": "wheels unpacked",
+PHASES = {"bundle": "bundle.json", "pyodide": "Pyodide started", "wheels": "wheels' files written",
           "imported": "mpc_net imported", "ready": "key loaded, ready"}
 
 

@@ -143,6 +143,39 @@ def test_our_wheels_are_the_installed_sources(tmp_path) -> None:
     assert (again / name).read_bytes() == (tmp_path / name).read_bytes()
 
 
+def test_the_site_files_are_the_wheels_files(tmp_path) -> None:
+    """What a page writes into site-packages is what unpacking the three wheels gives: every
+    path of each, dist-info included, with the same bytes, and nothing else."""
+    sources = builder.Sources.read()
+    shutil.copy(builder.mpyc_wheel(), tmp_path)
+    builder.write_wheel(tmp_path, "mpc-net", "0.1.0", sources.package)
+    builder.write_wheel(tmp_path, "mpc-net-demos", "0.1.0", sources.demos)
+    wheels = sorted(tmp_path.glob("*.whl"))
+    builder.write_site_files(tmp_path / "site", builder.site_files(wheels))
+    # Read as the page reads it: a JSON line of [path, length], then the bytes in that order.
+    head, _, data = (tmp_path / "site").read_bytes().partition(b"\n")
+    index = json.loads(head)
+    assert sum(length for _, length in index) == len(data)
+    written, offset = {}, 0
+    for path, length in index:
+        written[path], offset = data[offset:offset + length], offset + length
+    expected = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            expected |= {name: archive.read(name) for name in archive.namelist()}
+    assert written == expected and len(index) == len(expected)
+    assert written["mpc_net/web.py"] == (ROOT / "mpc_net" / "web.py").read_bytes()
+    assert {"mpyc-0.11.dist-info/METADATA", "mpc_net-0.1.0.dist-info/RECORD",
+            "mpc_net_demos/__init__.py", "mpyc/runtime.py"} <= set(written)
+
+
+def test_a_wheel_with_files_outside_site_packages_is_refused(tmp_path) -> None:
+    with zipfile.ZipFile(tmp_path / "x-1-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("x-1.data/scripts/x", b"#!python\n")
+    with pytest.raises(builder.BuildError, match="outside site-packages"):
+        builder.site_files([tmp_path / "x-1-py3-none-any.whl"])
+
+
 def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(bundle) -> None:
     """Built offline (the `bundle` fixture builds in a namespace without network)."""
     manifest = json.loads((bundle / "bundle.json").read_text())
@@ -150,6 +183,8 @@ def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(bundle) -> None:
     assert manifest["packagesUrl"] is None  # offline unless built with --packages-url
     wheels = manifest["wheels"]
     assert [w.split("-")[0] for w in wheels] == ["mpc_net", "mpc_net_demos", "mpyc"]
+    assert (bundle / manifest["siteFiles"]).is_file()  # their files, which the page writes
+    assert (bundle / f"{manifest['siteFiles']}.gz").is_file()  # inflated by the browser
     for name in wheels:
         assert (bundle / "wheels" / name).is_file()
     with zipfile.ZipFile(bundle / "wheels" / wheels[1]) as demos:

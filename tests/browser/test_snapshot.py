@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
+import mpc_net  # noqa: E402
 from mpc_net import bundle as builder  # noqa: E402
 
 from .conftest import WebServer  # noqa: E402
@@ -63,10 +64,60 @@ def test_a_node_without_jspi_makes_no_snapshot(bundle, tmp_path, monkeypatch) ->
 
 
 def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
-    (tmp_path / "pyodide").symlink_to(bundle / "pyodide")  # and no wheels
+    (tmp_path / "pyodide").symlink_to(bundle / "pyodide")  # and no site files
+    (tmp_path / "sitefiles.mjs").symlink_to(bundle / "sitefiles.mjs")
     with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
         builder.make_snapshot(tmp_path, builder.Sources.read())
-    assert "\n" not in str(failed.value) and "wheels" in str(failed.value)
+    assert "\n" not in str(failed.value) and builder.SITE_FILES in str(failed.value)
+
+
+# Start Python afresh in Node, write the bundle's site files with the page's code, then try
+# damaged ones: print what imports and importlib.metadata say, and each refusal.
+WRITE_SITE_FILES = """
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const [bundleDir, siteFiles] = process.argv.slice(2);
+const indexURL = `${bundleDir}/pyodide/`;
+const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
+const pyodide = await loadPyodide({ indexURL });
+writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
+console.log(pyodide.runPython(`
+import importlib.metadata, mpyc.runtime, mpc_net_demos, mpc_net.browser.demos
+' '.join(importlib.metadata.version(d) for d in ('mpyc', 'mpc-net', 'mpc-net-demos'))`));
+const encoder = new TextEncoder();
+for (const image of [
+  '[["../escaped.py", 1]]\\nx', '[["/tmp/escaped.py", 1]]\\nx',
+  '[["a/../../escaped.py", 1]]\\nx', '[[".hidden", 1]]\\nx', '[["a//b", 1]]\\nx',
+  '[["a\\\\\\\\b", 1]]\\nx', '[["a", 2]]\\nx', '[["a", -1]]\\nx',
+  '[["a", 1]]\\nxy', '[["a", 1]]', '{"a": 1}\\nx', '[["a"]]\\nx']) {
+  try {
+    writeSiteFiles(pyodide, encoder.encode(image));
+    console.log(`written: ${image}`);
+  } catch (e) {
+    console.log(`refused: ${e.message}`);
+  }
+}
+console.log(pyodide.runPython(`
+import os
+str([name for top in ('/lib', '/tmp', '/home') for _, _, names in os.walk(top)
+     for name in names if name in ('escaped.py', '.hidden', 'a')])`));
+"""
+
+
+def test_the_page_writes_the_wheels_files_and_only_plain_paths(bundle, tmp_path) -> None:
+    """The page's code for the site files, on the bundle's own (imports and package metadata
+    work, as after unpacking the wheels) and on damaged ones: a path that leaves site-packages
+    or a length that does not fit is refused, never written."""
+    script = tmp_path / "write.mjs"
+    script.write_text(WRITE_SITE_FILES)
+    done = subprocess.run(["node", str(script), str(bundle), builder.SITE_FILES],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()[-14:]
+    assert lines[0] == f"0.11 {mpc_net.__version__} {mpc_net.__version__}"
+    assert len(lines) == 14 and all(line.startswith("refused: ") for line in lines[1:13]), lines
+    assert lines[13] == "[]"
 
 
 def test_each_restored_python_draws_its_own_random_numbers(bundle, tmp_path) -> None:
