@@ -303,15 +303,9 @@ def data_tsns(packet: bytes) -> list[int]:
     return tsns
 
 
-async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | None]) -> tuple[
-        float, dict[int, int]]:
-    """Send a message of `fragments` DATA chunks from a to b, dropping the chunk at position k
-    (0: the first) on its first drops[k] sends (None: until the first retransmission timeout).
-    How long it took, and the sends of each chunk."""
-    association = a.pc._pc.sctp
-    await measure_round_trips(a, b)
-    if isinstance(association, PiggybackSctpTransport):
-        association._window.events.clear()
+def drop_chunks(association: RTCSctpTransport, drops: dict[int, int | None]) -> dict[int, int]:
+    """From now on, drop the chunk at position k (0: the next TSN) on its first drops[k] sends
+    (None: until the first retransmission timeout). The sends of each chunk, counted as they go."""
     first = association._local_tsn
     sends: dict[int, int] = {}
     dtls = association.transport
@@ -329,6 +323,19 @@ async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | N
         await send_data(data)
 
     dtls._send_data = lossy
+    return sends
+
+
+async def lossy_message(a: End, b: End, fragments: int, drops: dict[int, int | None]) -> tuple[
+        float, dict[int, int]]:
+    """Send a message of `fragments` DATA chunks from a to b, dropping the chunk at position k
+    (0: the first) on its first drops[k] sends (None: until the first retransmission timeout).
+    How long it took, and the sends of each chunk."""
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    if isinstance(association, PiggybackSctpTransport):
+        association._window.events.clear()
+    sends = drop_chunks(association, drops)
     message = bytes(range(256)) * (fragments * USERDATA_MAX_LENGTH // 256 - 1)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -403,20 +410,7 @@ async def test_a_lost_retransmission_amid_more_traffic_goes_again_at_the_timeout
     association = a.pc._pc.sctp
     await measure_round_trips(a, b)
     association._window.events.clear()
-    first = association._local_tsn
-    sends: dict[int, int] = {}
-    dtls = association.transport
-    send_data = dtls._send_data
-
-    async def lossy(data: bytes) -> None:
-        for tsn in data_tsns(data):
-            position = (tsn - first) % 2**32
-            sends[position] = sends.get(position, 0) + 1
-            if position == 30 and sends[position] <= 2:
-                return
-        await send_data(data)
-
-    dtls._send_data = lossy
+    sends = drop_chunks(association, {30: 2})
     message = bytes(10 * USERDATA_MAX_LENGTH - 100)
     loop = asyncio.get_running_loop()
     started = loop.time()
