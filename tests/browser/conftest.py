@@ -16,6 +16,8 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -34,10 +36,39 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          # With camera and microphone permission (PartyPage grants it), 127.0.0.1 candidates.
-         "--allow-loopback-in-peer-connection"]
+         "--allow-loopback-in-peer-connection",
+         # Its log on stderr, which chromium_launcher keeps: what a crashed page's report shows.
+         "--enable-logging=stderr"]
+# Each launched Chromium's log, and lines of it that say nothing about a crash.
+CHROMIUM_LOGS: list[Path] = []
+ROUTINE = re.compile(r"dtls_transport\.cc|dcsctp_transport\.cc|dbus|mdns_responder")
 
 WEB_SERVER = ("import argparse, sys; from mpc_net import web; p = argparse.ArgumentParser(); "
               "web.add_arguments(p); sys.exit(web.run(p.parse_args()))")
+
+
+def chromium_launcher(command: list[str], directory: Path) -> Path:
+    """A script that runs Chromium as `command` (in the namespace where the test wants it), with
+    its log kept in `directory`."""
+    log = directory / "chromium.log"
+    CHROMIUM_LOGS.append(log)
+    script = directory / "chromium"
+    script.write_text(f'#!/bin/sh\nexec {shlex.join(command)} "$@" 2>>{shlex.quote(str(log))}\n')
+    script.chmod(0o755)
+    return script
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test that failed on a crashed page reports the end of each Chromium's log."""
+    report = yield
+    if report.failed and "Target crashed" in str(report.longrepr):
+        for log in CHROMIUM_LOGS:
+            if log.exists():
+                lines = [line for line in log.read_text(errors="replace").splitlines()
+                         if not ROUTINE.search(line)]
+                report.sections.append((f"end of {log}", "\n".join(lines[-40:])))
+    return report
 
 
 class Loopback:
@@ -92,6 +123,9 @@ class WebServer:
         match = re.search(r"pages on (https?://\S+)/ and the room server on (wss?://\S+)", line)
         assert match, f"mpc-net web did not start: {line!r}"
         self.origin, self.url = match.groups()
+        # Read on: a server whose log fills an unread pipe stops answering (it blocks writing).
+        self.log: deque[str] = deque(maxlen=200)
+        threading.Thread(target=self.log.extend, args=(self.proc.stderr,), daemon=True).start()
 
     def close(self) -> None:
         self.proc.terminate()
@@ -131,12 +165,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def browser(loopback, playwright, tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium package (tests/run.sh installs it)")
-    executable = CHROMIUM
-    if loopback.sandbox is not None:
-        executable = tmp_path_factory.mktemp("chromium") / "chromium-in-namespace"
-        executable.write_text(f"#!/bin/sh\nexec {shlex.join(loopback.command(str(CHROMIUM)))} "
-                              '"$@"\n')
-        executable.chmod(0o755)
+    executable = chromium_launcher(loopback.command(str(CHROMIUM)),
+                                   tmp_path_factory.mktemp("chromium"))
     chromium = playwright.chromium.launch(executable_path=str(executable), args=FLAGS)
     yield chromium
     chromium.close()

@@ -47,6 +47,7 @@ from browser.conftest import (  # noqa: E402
     Loopback,
     Natives,
     WebServer,
+    chromium_launcher,
 )
 from browser.firefox import Firefox, install_driver  # noqa: E402
 from browser.party_page import READY, PartyPage  # noqa: E402
@@ -156,12 +157,7 @@ def main() -> int:
             servers["baseline"] = WebServer(loopback, Path(tmp) / "baseline", "--program",
                                             PING_PONG)
             baseline = {" (baseline)": servers["baseline"]}
-        executable = CHROMIUM
-        if sandbox is not None:
-            executable = Path(tmp) / "chromium"
-            executable.write_text(f"#!/bin/sh\nexec {' '.join(loopback.command(str(CHROMIUM)))}"
-                                  ' "$@"\n')
-            executable.chmod(0o755)
+        executable = chromium_launcher(loopback.command(str(CHROMIUM)), Path(tmp))
         try:
             if options.firefox:
                 install_driver()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shlex
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from certificates import make_server_certificate  # noqa: E402
 from nat.network import STUN_URL, Network, turn_url  # noqa: E402
 from nat.topology import SERVER, tail, wait_for  # noqa: E402
 
-from .conftest import CHROMIUM, DEMOS, FLAGS, Natives  # noqa: E402
+from .conftest import CHROMIUM, DEMOS, FLAGS, Natives, chromium_launcher  # noqa: E402
 from .party_page import PartyPage  # noqa: E402
 from helpers import program_lines  # noqa: E402
 
@@ -60,10 +59,8 @@ class BrowserNetwork:
     def page(self, playwright, directory: Path, query: dict[str, str]) -> PartyPage:
         """Chromium in party 0's namespace, trusting the test certificate, with the page open
         at a link with `query`."""
-        wrapper = directory / "chromium-in-party-0"
-        command = self.net.sandbox.command(str(CHROMIUM), ns=self.net.sites[0].ns)
-        wrapper.write_text(f"#!/bin/sh\nexec {shlex.join(command)} \"$@\"\n")
-        wrapper.chmod(0o755)
+        wrapper = chromium_launcher(
+            self.net.sandbox.command(str(CHROMIUM), ns=self.net.sites[0].ns), directory)
         self._browser = playwright.chromium.launch(
             executable_path=str(wrapper),
             args=[*FLAGS, "--ignore-certificate-errors-spki-list="

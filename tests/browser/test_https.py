@@ -4,8 +4,6 @@ cannot."""
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
 pytest.importorskip("playwright")
@@ -13,7 +11,14 @@ pytest.importorskip("playwright")
 from certificates import make_server_certificate  # noqa: E402
 from nat.topology import Sandbox  # noqa: E402
 
-from .conftest import CHROMIUM, FLAGS, Loopback, Natives, WebServer  # noqa: E402
+from .conftest import (  # noqa: E402
+    CHROMIUM,
+    FLAGS,
+    Loopback,
+    Natives,
+    WebServer,
+    chromium_launcher,
+)
 from .party_page import READY, PartyPage  # noqa: E402
 from .test_browser_parties import INPUTS, check_run  # noqa: E402
 
@@ -44,10 +49,8 @@ def certificate(tmp_path_factory):
 def lan_browser(lan, certificate, playwright, tmp_path_factory):
     """Chromium in the LAN namespace that accepts the test certificate (by its public key),
     as a browser accepts a certificate from a CA it trusts."""
-    executable = tmp_path_factory.mktemp("chromium") / "chromium-on-lan"
-    executable.write_text(f"#!/bin/sh\nexec {shlex.join(lan.command(str(CHROMIUM)))} "
-                          '"$@"\n')
-    executable.chmod(0o755)
+    executable = chromium_launcher(lan.command(str(CHROMIUM)),
+                                   tmp_path_factory.mktemp("chromium"))
     chromium = playwright.chromium.launch(
         executable_path=str(executable),
         args=[*FLAGS, f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"])
