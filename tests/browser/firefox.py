@@ -94,6 +94,8 @@ class FirefoxTab:
     """A page in a browser context of its own (own key store), like party_page.ChromiumTab;
     with an origin, requests beyond loopback are refused and reported."""
 
+    crashed = False  # a crashed tab fails the driver's requests instead
+
     def __init__(self, firefox: Firefox, origin: str | None) -> None:
         self._firefox = firefox
         self._id = firefox.request("open", origin=origin)

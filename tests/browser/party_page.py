@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from playwright.sync_api import Browser, ConsoleMessage, Request, Route
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .firefox import Firefox, FirefoxTab
@@ -28,10 +28,17 @@ class ChromiumTab:
             # Chromium offers 127.0.0.1 candidates only to pages allowed to enumerate devices.
             self.context.grant_permissions(["camera", "microphone"], origin=origin)
             self.context.route("**/*", self._only_loopback)
-        self.page = self.context.new_page()
         self._problems: list[str] = []
+        self.page = self.new_page()
+
+    def new_page(self) -> Page:
+        """The tab's page: a new one, as a crashed page cannot be loaded again."""
+        self.page = self.context.new_page()
+        self.crashed = False
+        self.page.on("crash", self._crash)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self._problems.append(f"uncaught: {exc}"))
+        return self.page
 
     def problems(self) -> list[str]:
         """Console errors, uncaught exceptions and requests beyond loopback since last asked."""
@@ -40,6 +47,10 @@ class ChromiumTab:
 
     def close(self) -> None:
         self.context.close()
+
+    def _crash(self, _page: object) -> None:
+        self.crashed = True
+        self._problems.append("the page crashed")
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -88,8 +99,12 @@ class PartyPage:
         self.restored = self.page.evaluate("window.mpcNet.restored")
 
     def make_idle(self) -> None:
-        """Reload a page that a failed test left in a run (it would wait for its peers)."""
-        if self.phase not in ("ready", "done", "failed"):
+        """Reload a page that a failed test left in a run (it would wait for its peers), or
+        that crashed (the next test gets a new renderer, the key survives in the context)."""
+        crashed = self.tab.crashed
+        if crashed:
+            self.page = self.tab.new_page()
+        if crashed or self.phase not in ("ready", "done", "failed"):
             self.open()
             self.wait_ready()
         self.problems()
