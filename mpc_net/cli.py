@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, run_command
+from . import __version__, run_command, web_arguments
 from .argtypes import Parser
 from .signaling.arguments import add_signal_arguments
 
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                     "a computation by opening a link. The first start builds the app's bundle "
                     "for the installed mpc-net into a per-user cache (needs npm and the package "
                     "registries once; --bundle DIR serves a bundle built elsewhere).")
-    _web_module().add_arguments(web)
+    web_arguments.add_arguments(web)  # not web.py: a party never loads the room server
 
     signal = commands.add_parser(
         "signal", help="run a room server (signaling only, never MPC data)",
