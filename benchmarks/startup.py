@@ -35,10 +35,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What `mpc-net run -I i` imports before its first connection (cli.py, party.py, mesh/).
-PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signaling.protocol",
-         "mpc_net.mesh", "mpc_net.native.signaling", "mpc_net.native.party", "mpyc.runtime",
-         "mpc_net.native.peer")
+# What `mpc-net run -I i` imports before its first connection: its command line's parser (made
+# as cli.main makes it: "module:function" calls the function), party.py, mesh/, aiortc.
+PARTY = ("mpc_net.cli", "mpc_net.cli:_parser", "mpc_net.ice", "mpc_net.native.identity",
+         "mpc_net.signaling.protocol", "mpc_net.mesh", "mpc_net.native.signaling",
+         "mpc_net.native.party", "mpyc.runtime", "mpc_net.native.peer")
 
 # The modules, whether the cyclic garbage collector is off while importing them, and how many of
 # them are imported before the clocks start (0: all timed).
@@ -58,15 +59,22 @@ VARIANTS = {
 }
 
 _MEASURE = """
-import gc, sys, time
+import gc, importlib, sys, time
 if sys.argv[1] == "off":
     gc.disable()
+
+def load(name):
+    module, _, function = name.partition(":")
+    module = importlib.import_module(module)
+    if function:
+        getattr(module, function)()
+
 untimed = int(sys.argv[2])
 for name in sys.argv[3:3 + untimed]:
-    __import__(name)
+    load(name)
 wall, cpu = time.perf_counter(), time.process_time()
 for name in sys.argv[3 + untimed:]:
-    __import__(name)
+    load(name)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
@@ -83,11 +91,10 @@ def measure(variant: tuple, env: dict[str, str], checkout: Path = ROOT) -> tuple
 
 def where(runs: int, env: dict[str, str]) -> None:
     """The largest self import times, by package, of what a party imports beyond MPyC."""
-    code = ("import gc; gc.disable(); import mpyc.runtime; "
-            + "; ".join(f"import {name}" for name in PARTY))
     samples: list[collections.Counter[str]] = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", _MEASURE, "off", "1",
+                               "mpyc.runtime", *PARTY],
                               env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                               capture_output=True, text=True, check=True)
         lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
