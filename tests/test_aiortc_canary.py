@@ -553,3 +553,46 @@ def test_ssh_formats_load_when_first_used() -> None:
     done = subprocess.run([sys.executable, "-c", _SSH], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
+
+
+_DATACLASSES = """
+import dataclasses, inspect, re, sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+from mpc_net.rtc.lean import LAZY_DATACLASS_MODULES
+import aiortc.rtcrtpparameters as p
+import websockets.proxy
+print(type(vars(p.RTCRtpCodecCapability)["__init__"]).__name__)
+# First uses of each kind, before anything else reads the classes: a subclass that is no
+# dataclass made first, a dataclass subclass before its base, a match statement, equality.
+print(repr(p.RTCRtpDecodingParameters(ssrc=1, payloadType=96)))
+print(repr(p.RTCRtpReceiveParameters(muxId="m")))
+match p.RTCRtcpFeedback("nack", "pli"):
+    case p.RTCRtcpFeedback(kind, value):
+        print("matched", kind, value)
+print(p.RTCRtpRtxParameters(5) == p.RTCRtpRtxParameters(5), p.RTCRtpRtxParameters(5) != 5)
+codec = p.RTCRtpCodecParameters("audio/opus", 48000, 2)
+print(str(codec), repr(dataclasses.replace(codec, payloadType=111)), dataclasses.asdict(codec))
+print(websockets.proxy.Proxy.__hash__, dataclasses.fields(websockets.proxy.Proxy)[0].name)
+for name in LAZY_DATACLASS_MODULES:
+    module = sys.modules[name]
+    for cls in sorted(vars(module).values(), key=str):
+        if isinstance(cls, type) and cls.__module__ == name and dataclasses.is_dataclass(cls):
+            described = (cls, inspect.signature(cls), cls.__doc__, cls.__dataclass_params__,
+                         cls.__match_args__, cls.__hash__, dataclasses.fields(cls),
+                         sorted(n for n in vars(cls) if n.startswith("__")))
+            print(re.sub(" at 0x[0-9a-f]+", "", repr(described)))
+"""
+
+
+def test_dataclasses_made_when_first_used_are_as_those_made_at_import() -> None:
+    # After a party's imports, the dataclasses of LAZY_DATACLASS_MODULES are generated when
+    # first used, and then are as those generated at import (a process without mpc-net).
+    party, plain = (subprocess.run([sys.executable, "-c", _DATACLASSES, how], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    kind, *made = party.stdout.splitlines()
+    assert (kind, plain.stdout.splitlines()[0]) == ("_Ungenerated", "function")
+    assert made == plain.stdout.splitlines()[1:]
+    assert len(made) > 20

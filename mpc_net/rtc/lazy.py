@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import importlib.machinery
 import re
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -96,3 +99,66 @@ class _LazyPattern:
         if self._compiled is None:
             self._compiled = _compile(*self._source)
         return getattr(self._compiled, name)
+
+
+_dataclass = dataclasses.dataclass
+
+
+class LazyDataclassesLoader:
+    """Runs a module with each dataclass it declares made one when first used: its class is
+    made as written, and its dataclass methods and fields are generated (as `dataclasses` does
+    at import, compiling each method) when one of them, or its fields, is first read."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        def dataclass(cls: type | None = None, /, **options: Any) -> Any:
+            if cls is None:
+                return functools.partial(dataclass, **options)
+            # Another module's (a nested import's), or with options (frozen: other methods): now.
+            if cls.__module__ != module.__name__ or options:
+                return _dataclass(cls, **options)
+            for name in _DATACLASS_NAMES:
+                if name not in cls.__dict__:
+                    setattr(cls, name, _Ungenerated(cls, name))
+            return cls
+
+        outer, dataclasses.dataclass = dataclasses.dataclass, dataclass
+        try:
+            self.loader.exec_module(module)
+        finally:
+            dataclasses.dataclass = outer
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
+        return getattr(self.loader, name)
+
+
+# What `dataclasses` sets on a class (without options) that its first use reads: making one,
+# printing, comparing or hashing one, a match statement, dataclasses.fields (and a subclass's
+# dataclass). (Its docstring, made from the signature if it has none, is made then too.)
+_DATACLASS_NAMES = ("__init__", "__repr__", "__eq__", "__hash__", "__match_args__",
+                    "__dataclass_fields__", "__dataclass_params__")
+_generating = threading.RLock()  # aiortc's classes may first be used in two threads at once
+
+
+class _Ungenerated:
+    """One of _DATACLASS_NAMES of a class not yet a dataclass: read, it makes the class one."""
+
+    __slots__ = ("cls", "name")
+
+    def __init__(self, cls: type, name: str) -> None:
+        self.cls, self.name = cls, name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        cls = self.cls
+        with _generating:
+            if cls.__dict__.get(self.name) is self:  # not made a dataclass meanwhile
+                for name in _DATACLASS_NAMES:
+                    if isinstance(cls.__dict__.get(name), _Ungenerated):
+                        delattr(cls, name)
+                _dataclass(cls)
+        return getattr(owner if instance is None else instance, self.name)

@@ -25,6 +25,9 @@ to them), modules imported for the first time load when first used, or never:
   re-exports its SSH formats (with its ciphers): they load when one of their names is first
   read (native/identity.py imports it within, too).
 - pyOpenSSL takes only `deprecated` from typing_extensions: mpc-net's stand-in does as it does.
+- aiortc's RTP parameters, SCTP stream resets, SSRC descriptions and ICE servers, and websockets'
+  proxy settings, are dataclasses that a data channel never makes (but for three): each is
+  made a dataclass (its methods compiled) when first used.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
-from .lazy import LazyNamesLoader, LazyPatternsLoader
+from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
 
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
@@ -72,14 +75,21 @@ LAZY_NAME_SUBMODULES = {"cryptography.hazmat.primitives.serialization":
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
 LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
+# Modules whose dataclasses become dataclasses when first used (each compiles three or four
+# methods with exec): most of those of aiortc's RTP parameters, SCTP transport (stream resets),
+# SDP (SSRC descriptions) and configuration (ICE servers, only with --ice), and websockets'
+# proxy settings, are never made on a data channel's way. The others of aiortc and websockets
+# are made on every connection, so it would only move them.
+LAZY_DATACLASS_MODULES = ("aiortc.rtcrtpparameters", "aiortc.rtcsctptransport", "aiortc.sdp",
+                          "aiortc.rtcconfiguration", "websockets.proxy")
 
 
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
     """Within: DEFERRED_MODULES imported for the first time load when first used, those of
     STOOD_IN_PACKAGES not yet imported are stand-ins, those of FORWARDED_FUNCTIONS forward
-    (both out of sys.modules after), and LAZY_PATTERN_MODULES compile their regular expressions
-    when first used.
+    (both out of sys.modules after), LAZY_PATTERN_MODULES compile their regular expressions
+    and LAZY_DATACLASS_MODULES generate their dataclasses when first used (rtc/lazy.py).
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
@@ -105,12 +115,16 @@ class _LeanFinder:
             return importlib.machinery.ModuleSpec(fullname, self)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
         lazy_names = fullname in LAZY_NAME_SUBMODULES
-        if not (lazy_patterns or lazy_names or _within(fullname, DEFERRED_MODULES)):
+        lazy_classes = fullname in LAZY_DATACLASS_MODULES
+        if not (lazy_patterns or lazy_names or lazy_classes
+                or _within(fullname, DEFERRED_MODULES)):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        if lazy_patterns:
+        if lazy_classes:
+            spec.loader = LazyDataclassesLoader(spec.loader)
+        elif lazy_patterns:
             spec.loader = LazyPatternsLoader(spec.loader)
         elif lazy_names:
             spec.loader = LazyNamesLoader(spec.loader, LAZY_NAME_SUBMODULES[fullname])
