@@ -258,8 +258,7 @@ before = list(sys.meta_path)
 import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request",
-        "calendar"} <= lazy, sorted(lazy)
+assert {"ifaddr", "importlib.metadata", "urllib.request", "calendar"} <= lazy, sorted(lazy)
 # email.utils: cryptography's RFC822Name loads it when it first parses an address; the program's
 # own `import email.utils` is the module itself.
 assert "email.utils" not in sys.modules and "email._parseaddr" not in sys.modules
@@ -278,6 +277,21 @@ import email.utils
 assert type(email.utils).__name__ == "module" and sys.modules["email.utils"] is email.utils
 assert general_name.parseaddr("A <a@b>") == email.utils.parseaddr("A <a@b>") == ("A", "a@b")
 
+# aioice.mdns (with dnspython): loaded for the first remote candidate whose name may be an mDNS
+# one, and then it answers; aioice.ice's annotation with its protocol class is a placeholder.
+import aioice.ice
+assert not [name for name in sys.modules if name.startswith(("dns", "aioice.mdns"))]
+for name in ("192.0.2.1", "2001:db8::1", "peer.example", "local", "x.localhost"):
+    assert aioice.ice.mdns.is_mdns_hostname(name) is False, name
+assert not [name for name in sys.modules if name.startswith(("dns", "aioice.mdns"))]
+assert aioice.ice.mdns.is_mdns_hostname("a-1.local") is True
+assert type(sys.modules["aioice.mdns"]).__name__ == "module" and "dns.message" in sys.modules
+import aioice.mdns
+names = ("a-1.local", "a.b.local", "a.local" + chr(10))  # "$" matches before a last newline
+assert [aioice.ice.mdns.is_mdns_hostname(n) for n in names] \\
+    == [aioice.mdns.is_mdns_hostname(n) for n in names] == [True, False, True]
+assert aioice.ice.mdns.MDnsProtocol is aioice.mdns.MDnsProtocol
+assert aioice.ice.mdns.create_mdns_hostname().endswith(".local")
 import calendar, dns.message, ifaddr, importlib.metadata, urllib.request
 assert calendar.timegm((1970, 1, 2, 0, 0, 0)) == 86400
 query = dns.message.make_query("peer.local", "A")
@@ -368,7 +382,7 @@ assert aiortc.rtp.RtpPacket.parse(rtp).payload == b"payload"
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
-    # dnspython (mDNS candidates only), ifaddr (only without --local-address),
+    # aioice.mdns with dnspython (mDNS candidates only), ifaddr (only without --local-address),
     # importlib.metadata (websockets' version) and urllib.request (websockets' proxy lookup, only
     # where a proxy may be configured), calendar (pyOpenSSL's X509Store.set_time) and email.utils
     # (cryptography's RFC822Name): not loaded by importing aiortc and websockets, and whole when

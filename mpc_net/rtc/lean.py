@@ -3,8 +3,9 @@
 Within `lean_imports` (on aiortc 1.16 / aioice 0.13; rtc/patches.py has mpc-net's other changes
 to them), modules imported for the first time load when first used, or never:
 
-- aioice imports dnspython, which only a peer with mDNS candidates (a browser hiding its
-  addresses) needs, and ifaddr, which only a party without --local-address needs; websockets
+- aioice's mDNS module (with dnspython), which only a peer with mDNS candidates (a browser
+  hiding its addresses) needs, loads when a candidate's name is one; aioice imports ifaddr,
+  which only a party without --local-address needs; websockets
   imports importlib.metadata (with email and zipfile) for a version string that a release never
   reads, and urllib.request (with http.client and email) for a proxy lookup that a party makes
   only where a proxy may be configured (native/signaling.py); pyOpenSSL imports calendar for
@@ -47,7 +48,7 @@ from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
 # (calendar: pyOpenSSL's only for X509Store.set_time.)
-DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
+DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
 # code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
 # description with one is refused before aiortc sees it: sdp.check_media_sections), and its
@@ -66,7 +67,9 @@ RTP_MODULE = "aiortc.rtp"
 # most of email), a name type that DTLS certificates never have.
 # pyOpenSSL takes only `deprecated` from typing_extensions (for Python before 3.13): it gets
 # mpc-net's own (_Deprecated), and typing_extensions loads when another name is read.
-FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": ()}
+# aioice.ice asks aioice.mdns (with dnspython) whether each remote candidate's name is an mDNS
+# one, and annotates with its protocol class: _Mdns answers, and loads it for a name that may be.
+FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": (), "aioice.mdns": ()}
 # Packages whose names taken from one submodule load it when first read (PEP 562's module
 # __getattr__): cryptography's serialization re-exports its SSH key and certificate formats
 # (with its ciphers, for encrypted SSH keys), which mpc-net's PEM keys and DTLS never use.
@@ -133,10 +136,8 @@ class _LeanFinder:
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        if spec.name == "typing_extensions":
-            return _TypingExtensions(spec.name)
         if spec.name in FORWARDED_FUNCTIONS:
-            return _Forwarding(spec.name)
+            return _FORWARDING_KINDS.get(spec.name, _Forwarding)(spec.name)
         return _OWN_STAND_INS.get(spec.name, _StandIn)(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -241,6 +242,24 @@ class _Deprecated:
 
 class _TypingExtensions(_Forwarding):
     deprecated = _Deprecated
+
+
+class _Mdns(_Forwarding):
+    """aioice.mdns for aioice.ice: its protocol class, read for an annotation at import, is a
+    placeholder then; a name that does not end in ".local" is no mDNS name (aioice's pattern
+    ends in it, and "$" matches before a last newline too)."""
+
+    def is_mdns_hostname(self, name: str) -> bool:
+        return name.endswith((".local", ".local\n")) and self._module().is_mdns_hostname(name)
+
+    @property
+    def MDnsProtocol(self) -> type:  # noqa: N802 (aioice's name)
+        if any(type(finder) is _LeanFinder for finder in sys.meta_path):
+            return type("MDnsProtocol", (), {"__module__": self.__name__})
+        return self._module().MDnsProtocol
+
+
+_FORWARDING_KINDS = {"typing_extensions": _TypingExtensions, "aioice.mdns": _Mdns}
 
 
 class _SrtpError(Exception):
