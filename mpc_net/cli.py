@@ -11,12 +11,14 @@ from pathlib import Path
 
 from . import __version__, run_command, web_arguments
 from .argtypes import Parser
+from .rtc.lean import lean_imports
 from .signaling.arguments import add_signal_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
-                     "between parties connected peer-to-peer over WebRTC data channels.")
+    with lean_imports():  # argparse imports shutil (the terminal's width), which bz2 and lzma
+        parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
+                        "between parties connected peer-to-peer over WebRTC data channels.")
     parser.add_argument("--version", action="version", version=f"mpc-net {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=Parser)
