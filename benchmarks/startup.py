@@ -91,10 +91,15 @@ def measure(variant: tuple, env: dict[str, str], checkout: Path = ROOT) -> tuple
 
 def where(runs: int, env: dict[str, str]) -> None:
     """The largest self import times, by package, of what a party imports beyond MPyC."""
+    # import statements: importlib.import_module's own module gets no line of -X importtime.
+    steps = []
+    for name in PARTY:
+        module, _, function = name.partition(":")
+        steps.append(f"import {module}" + (f"; {module}.{function}()" if function else ""))
+    code = "import gc; gc.disable(); import mpyc.runtime; " + "; ".join(steps)
     samples: list[collections.Counter[str]] = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-c", _MEASURE, "off", "1",
-                               "mpyc.runtime", *PARTY],
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
                               env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                               capture_output=True, text=True, check=True)
         lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
