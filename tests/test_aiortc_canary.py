@@ -429,6 +429,34 @@ def test_x509_names_parse_the_same_with_their_patterns_compiled_on_first_use() -
     assert len(parsed) == len(_NAMES) and sum(line.startswith("ValueError") for line in parsed) == 3
 
 
+# (aiortc's patterns take no IPv6 literal.)
+_URIS = ["stun:stun.example:3478", "stun:[2001:db8::1]", "turn:turn.example?transport=tcp",
+         "turns:turn.example:5349", "stun:host:99999x", "turn:", "http://x"]
+_PARSE_URIS = """
+import sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+import aiortc.rtcicetransport as ice
+print(type(ice.STUN_REGEX).__name__, type(ice.TURN_REGEX).__name__)
+for uri in sys.argv[2:]:
+    try:
+        print(ice.parse_stun_turn_uri(uri))
+    except ValueError as exc:
+        print("ValueError", exc)
+"""
+
+
+def test_stun_and_turn_urls_parse_the_same_with_their_patterns_compiled_on_first_use() -> None:
+    # As the X.509 names above, for aiortc's ICE transport (used only with --ice).
+    party, plain = (subprocess.run([sys.executable, "-c", _PARSE_URIS, how, *_URIS], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    kinds, *parsed = party.stdout.splitlines()
+    assert (kinds, plain.stdout.splitlines()[0]) == ("_LazyPattern _LazyPattern", "Pattern Pattern")
+    assert parsed == plain.stdout.splitlines()[1:] and len(parsed) == len(_URIS)
+    assert sum(line.startswith("ValueError") for line in parsed) == 4
+
 _RTP_TO_A_DATA_CHANNEL = """
 import asyncio
 import mpc_net.native.peer

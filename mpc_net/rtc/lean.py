@@ -79,7 +79,8 @@ LAZY_NAME_SUBMODULES = {"cryptography.hazmat.primitives.serialization":
                         "cryptography.hazmat.primitives.serialization.ssh"}
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
-LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
+# aiortc's ICE transport parses STUN and TURN URLs (only with --ice) with its own.
+LAZY_PATTERN_MODULES = ("cryptography.x509.name", "aiortc.rtcicetransport")
 # Modules whose dataclasses become dataclasses when first used (each compiles three or four
 # methods with exec): most of those of aiortc's RTP parameters, SCTP transport (stream resets),
 # SDP (SSRC descriptions) and configuration (ICE servers, only with --ice), and websockets'
