@@ -28,8 +28,8 @@ to them), modules imported for the first time load when first used, or never:
   read (native/identity.py imports it within, too).
 - pyOpenSSL takes only `deprecated` from typing_extensions: mpc-net's stand-in does as it does.
 - aiortc's RTP parameters, SCTP stream resets, SSRC descriptions and ICE servers, and websockets'
-  proxy settings, are dataclasses that a data channel never makes (but for three): each is
-  made a dataclass (its methods compiled) when first used.
+  proxy settings: 21 dataclasses of which a data channel makes 5 (each on every connection).
+  Each is made a dataclass (its methods compiled) when first used.
 """
 
 from __future__ import annotations
