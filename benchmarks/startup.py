@@ -12,14 +12,14 @@ output to the exit of the command (every party has ended, the room server has cl
 Where the time goes: with --where, `python -X importtime` of a party's imports after
 `import mpyc.runtime`, the self time of each package summed (medians over --runs processes).
 
-Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git archive main` of
-it unpacked), the variants that import mpc-net also run from DIR, interleaved with the others,
-and show as "(baseline)" rows.
+Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git worktree add
+--detach DIR main`), the variants that import mpc-net also run from DIR, interleaved with the
+others, and show as "(baseline)" rows; repeated (one checkout per step), as "(DIR)" rows.
 
 "party beyond mpyc.runtime, in one process" times only what a party imports after MPyC, in the
 process that imported MPyC first: steadier under load than the difference of two medians.
 
-Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR]
+Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR ...]
 """
 
 from __future__ import annotations
@@ -141,16 +141,19 @@ def main() -> None:
     parser.add_argument("--end-runs", type=int, default=5, help="local-mode runs for the end")
     parser.add_argument("--where", action="store_true",
                         help="also where a party's import time goes, by package")
-    parser.add_argument("--baseline", type=Path, metavar="DIR",
-                        help="another checkout of mpc-net to compare with, interleaved")
+    parser.add_argument("--baseline", type=Path, metavar="DIR", action="append", default=[],
+                        help="another checkout of mpc-net to compare with, interleaved "
+                             "(repeatable)")
     options = parser.parse_args()
-    if options.baseline is not None and not (options.baseline / "mpc_net").is_dir():
-        parser.error(f"--baseline: no mpc_net package in {options.baseline}")
+    for baseline in options.baseline:
+        if not (baseline / "mpc_net").is_dir():
+            parser.error(f"--baseline: no mpc_net package in {baseline}")
     runs = options.runs
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     runners = {name: (variant, ROOT) for name, variant in VARIANTS.items()}
-    if options.baseline is not None:
-        runners.update({f"{name} (baseline)": (variant, options.baseline.resolve())
+    for baseline in options.baseline:
+        label = "baseline" if len(options.baseline) == 1 else str(baseline)
+        runners.update({f"{name} ({label})": (variant, baseline.resolve())
                         for name, variant in VARIANTS.items() if "mpc_net.cli" in variant[0]})
     for variant, checkout in runners.values():
         measure(variant, env, checkout)  # writes the bytecode caches
