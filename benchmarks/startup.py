@@ -12,14 +12,14 @@ output to the exit of the command (every party has ended, the room server has cl
 Where the time goes: with --where, `python -X importtime` of a party's imports after
 `import mpyc.runtime`, the self time of each package summed (medians over --runs processes).
 
-Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git archive main` of
-it unpacked), the variants that import mpc-net also run from DIR, interleaved with the others,
-and show as "(baseline)" rows.
+Before and after: with --baseline DIR (another checkout of mpc-net, e.g. `git worktree add
+--detach DIR main`), the variants that import mpc-net also run from DIR, interleaved with the
+others, and show as "(baseline)" rows; repeated (one checkout per step), as "(DIR)" rows.
 
 "party beyond mpyc.runtime, in one process" times only what a party imports after MPyC, in the
 process that imported MPyC first: steadier under load than the difference of two medians.
 
-Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR]
+Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR ...]
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What `mpc-net run -I i` imports before its first connection (cli.py, party.py, mesh/).
-PARTY = ("mpc_net.cli", "mpc_net.ice", "mpc_net.native.identity", "mpc_net.signaling.protocol",
-         "mpc_net.mesh", "mpc_net.native.signaling", "mpc_net.native.party", "mpyc.runtime",
-         "mpc_net.native.peer")
+# What `mpc-net run -I i` imports before its first connection: its command line's parser (made
+# as cli.main makes it: "module:function" calls the function), party.py, mesh/, aiortc.
+PARTY = ("mpc_net.cli", "mpc_net.cli:_parser", "mpc_net.ice", "mpc_net.native.identity",
+         "mpc_net.signaling.protocol", "mpc_net.mesh", "mpc_net.native.signaling",
+         "mpc_net.native.party", "mpyc.runtime", "mpc_net.native.peer")
 
 # The modules, whether the cyclic garbage collector is off while importing them, and how many of
 # them are imported before the clocks start (0: all timed).
@@ -58,15 +59,22 @@ VARIANTS = {
 }
 
 _MEASURE = """
-import gc, sys, time
+import gc, importlib, sys, time
 if sys.argv[1] == "off":
     gc.disable()
+
+def load(name):
+    module, _, function = name.partition(":")
+    module = importlib.import_module(module)
+    if function:
+        getattr(module, function)()
+
 untimed = int(sys.argv[2])
 for name in sys.argv[3:3 + untimed]:
-    __import__(name)
+    load(name)
 wall, cpu = time.perf_counter(), time.process_time()
 for name in sys.argv[3 + untimed:]:
-    __import__(name)
+    load(name)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
@@ -83,8 +91,12 @@ def measure(variant: tuple, env: dict[str, str], checkout: Path = ROOT) -> tuple
 
 def where(runs: int, env: dict[str, str]) -> None:
     """The largest self import times, by package, of what a party imports beyond MPyC."""
-    code = ("import gc; gc.disable(); import mpyc.runtime; "
-            + "; ".join(f"import {name}" for name in PARTY))
+    # import statements: importlib.import_module's own module gets no line of -X importtime.
+    steps = []
+    for name in PARTY:
+        module, _, function = name.partition(":")
+        steps.append(f"import {module}" + (f"; {module}.{function}()" if function else ""))
+    code = "import gc; gc.disable(); import mpyc.runtime; " + "; ".join(steps)
     samples: list[collections.Counter[str]] = []
     for _ in range(runs):
         done = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
@@ -129,16 +141,19 @@ def main() -> None:
     parser.add_argument("--end-runs", type=int, default=5, help="local-mode runs for the end")
     parser.add_argument("--where", action="store_true",
                         help="also where a party's import time goes, by package")
-    parser.add_argument("--baseline", type=Path, metavar="DIR",
-                        help="another checkout of mpc-net to compare with, interleaved")
+    parser.add_argument("--baseline", type=Path, metavar="DIR", action="append", default=[],
+                        help="another checkout of mpc-net to compare with, interleaved "
+                             "(repeatable)")
     options = parser.parse_args()
-    if options.baseline is not None and not (options.baseline / "mpc_net").is_dir():
-        parser.error(f"--baseline: no mpc_net package in {options.baseline}")
+    for baseline in options.baseline:
+        if not (baseline / "mpc_net").is_dir():
+            parser.error(f"--baseline: no mpc_net package in {baseline}")
     runs = options.runs
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     runners = {name: (variant, ROOT) for name, variant in VARIANTS.items()}
-    if options.baseline is not None:
-        runners.update({f"{name} (baseline)": (variant, options.baseline.resolve())
+    for baseline in options.baseline:
+        label = "baseline" if len(options.baseline) == 1 else str(baseline)
+        runners.update({f"{name} ({label})": (variant, baseline.resolve())
                         for name, variant in VARIANTS.items() if "mpc_net.cli" in variant[0]})
     for variant, checkout in runners.values():
         measure(variant, env, checkout)  # writes the bytecode caches

@@ -9,14 +9,16 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, run_command
+from . import __version__, run_command, web_arguments
 from .argtypes import Parser
+from .rtc.lean import lean_imports
 from .signaling.arguments import add_signal_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
-                     "between parties connected peer-to-peer over WebRTC data channels.")
+    with lean_imports():  # argparse imports shutil (the terminal's width), which bz2 and lzma
+        parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
+                        "between parties connected peer-to-peer over WebRTC data channels.")
     parser.add_argument("--version", action="version", version=f"mpc-net {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=Parser)
@@ -59,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                     "a computation by opening a link. The first start builds the app's bundle "
                     "for the installed mpc-net into a per-user cache (needs npm and the package "
                     "registries once; --bundle DIR serves a bundle built elsewhere).")
-    _web_module().add_arguments(web)
+    web_arguments.add_arguments(web)  # not web.py: a party never loads the room server
 
     signal = commands.add_parser(
         "signal", help="run a room server (signaling only, never MPC data)",

@@ -17,7 +17,8 @@ from .values import Value
 
 ENVIRONMENT_VARIABLE = "MPC_NET_ICE"
 
-_URL = re.compile(
+# Compiled when first used (re's cache): most runs name no ICE server.
+_URL = (
     r"(?P<scheme>stuns?|turns?):"
     r"(?:(?P<user>[^:@/?]+):(?P<password>[^@/?]*)@)?"
     r"(?P<host>\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9.-]+)"
@@ -37,7 +38,7 @@ def parse_url(text: str, *, credentials: bool = True) -> dict:
 
     With credentials=False a TURN URL must come without them (the room server adds its own).
     """
-    match = _URL.fullmatch(text.strip())
+    match = re.fullmatch(_URL, text.strip())
     if match is None:
         raise IceConfigError(f"malformed ICE server URL {text!r}; expected {USAGE}")
     scheme, host, port, transport = match.group("scheme", "host", "port", "transport")

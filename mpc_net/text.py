@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 MAX_REMOTE_CHARS = 500
 
 
@@ -11,6 +9,8 @@ def printable(text: str, limit: int = MAX_REMOTE_CHARS) -> str:
     """`text` with every control or format character (terminal escape sequences, line breaks,
     bidirectional overrides) shown as a Python escape, cut to `limit` characters: a peer or room
     server cannot drive the terminal or forge log lines through what mpc-net prints."""
+    import unicodedata  # (a large table; only for what a peer or room server sent)
+
     if len(text) > limit:
         text = text[:limit] + "…"
     return "".join(c if unicodedata.category(c)[0] != "C" else ascii(c)[1:-1] for c in text)

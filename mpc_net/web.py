@@ -25,20 +25,14 @@ from websockets.http11 import Request, Response
 
 from .bundle import BuildError, installed_bundle
 from .ice import IceConfigError, parse_urls
-from .signaling.arguments import (
-    add_limit_arguments,
-    add_listen_arguments,
-    limits_from,
-    start_logging,
-    tls_from,
-)
+from .signaling.arguments import limits_from, start_logging, tls_from
 from .signaling.keepalive import KeepAliveConnection, asks_for_websocket
 from .signaling.logs import event
 from .signaling.server import OPEN_TIMEOUT, SHUTDOWN_MESSAGE, RoomServer, serve_until_signal
+from .web_arguments import BUNDLE_VARIABLE, add_arguments  # noqa: F401 (web.add_arguments)
 
 logger = logging.getLogger("mpc_net.web")
 
-BUNDLE_VARIABLE = "MPC_NET_WEB_BUNDLE"
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -298,19 +292,6 @@ class WebServer(RoomServer):
     def announce(self) -> None:
         logger.info("pages on %s and the room server on %s", self.page_url, self.url,
                     extra=event("listening", url=self.url, pages=self.page_url))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_listen_arguments(parser, 8000, "TCP port for the pages and the room server")
-    parser.add_argument("--bundle", type=Path,
-                        help="a browser bundle from `python wasm/build.py` (default: "
-                             f"${BUNDLE_VARIABLE}, else one built for this installation on "
-                             "first use and kept in ~/.cache/mpc-net; building needs npm and "
-                             "the package registries once)")
-    parser.add_argument("--program", action="append", default=[], metavar="FILE",
-                        help="an MPyC program the pages offer, under its file name, which a "
-                             "link names with program=NAME (repeatable)")
-    add_limit_arguments(parser)
 
 
 def run(options: argparse.Namespace) -> int:

@@ -258,8 +258,7 @@ before = list(sys.meta_path)
 import mpc_net.native.peer, mpc_net.native.signaling
 assert sys.meta_path == before, "lean_imports left its finder installed"
 lazy = {name for name, module in sys.modules.items() if type(module).__name__ == "_LazyModule"}
-assert {"dns.message", "dns.zone", "ifaddr", "importlib.metadata", "urllib.request",
-        "calendar"} <= lazy, sorted(lazy)
+assert {"ifaddr", "importlib.metadata", "urllib.request", "calendar"} <= lazy, sorted(lazy)
 # email.utils: cryptography's RFC822Name loads it when it first parses an address; the program's
 # own `import email.utils` is the module itself.
 assert "email.utils" not in sys.modules and "email._parseaddr" not in sys.modules
@@ -278,6 +277,21 @@ import email.utils
 assert type(email.utils).__name__ == "module" and sys.modules["email.utils"] is email.utils
 assert general_name.parseaddr("A <a@b>") == email.utils.parseaddr("A <a@b>") == ("A", "a@b")
 
+# aioice.mdns (with dnspython): loaded for the first remote candidate whose name may be an mDNS
+# one, and then it answers; aioice.ice's annotation with its protocol class is a placeholder.
+import aioice.ice
+assert not [name for name in sys.modules if name.startswith(("dns", "aioice.mdns"))]
+for name in ("192.0.2.1", "2001:db8::1", "peer.example", "local", "x.localhost"):
+    assert aioice.ice.mdns.is_mdns_hostname(name) is False, name
+assert not [name for name in sys.modules if name.startswith(("dns", "aioice.mdns"))]
+assert aioice.ice.mdns.is_mdns_hostname("a-1.local") is True
+assert type(sys.modules["aioice.mdns"]).__name__ == "module" and "dns.message" in sys.modules
+import aioice.mdns
+names = ("a-1.local", "a.b.local", "a.local" + chr(10))  # "$" matches before a last newline
+assert [aioice.ice.mdns.is_mdns_hostname(n) for n in names] \\
+    == [aioice.mdns.is_mdns_hostname(n) for n in names] == [True, False, True]
+assert aioice.ice.mdns.MDnsProtocol is aioice.mdns.MDnsProtocol
+assert aioice.ice.mdns.create_mdns_hostname().endswith(".local")
 import calendar, dns.message, ifaddr, importlib.metadata, urllib.request
 assert calendar.timegm((1970, 1, 2, 0, 0, 0)) == 86400
 query = dns.message.make_query("peer.local", "A")
@@ -368,7 +382,7 @@ assert aiortc.rtp.RtpPacket.parse(rtp).payload == b"payload"
 
 
 def test_what_aioice_imports_but_a_connection_rarely_needs_loads_on_first_use() -> None:
-    # dnspython (mDNS candidates only), ifaddr (only without --local-address),
+    # aioice.mdns with dnspython (mDNS candidates only), ifaddr (only without --local-address),
     # importlib.metadata (websockets' version) and urllib.request (websockets' proxy lookup, only
     # where a proxy may be configured), calendar (pyOpenSSL's X509Store.set_time) and email.utils
     # (cryptography's RFC822Name): not loaded by importing aiortc and websockets, and whole when
@@ -414,6 +428,34 @@ def test_x509_names_parse_the_same_with_their_patterns_compiled_on_first_use() -
     assert parsed == plain.stdout.splitlines()[1:]
     assert len(parsed) == len(_NAMES) and sum(line.startswith("ValueError") for line in parsed) == 3
 
+
+# (aiortc's patterns take no IPv6 literal.)
+_URIS = ["stun:stun.example:3478", "stun:[2001:db8::1]", "turn:turn.example?transport=tcp",
+         "turns:turn.example:5349", "stun:host:99999x", "turn:", "http://x"]
+_PARSE_URIS = """
+import sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+import aiortc.rtcicetransport as ice
+print(type(ice.STUN_REGEX).__name__, type(ice.TURN_REGEX).__name__)
+for uri in sys.argv[2:]:
+    try:
+        print(ice.parse_stun_turn_uri(uri))
+    except ValueError as exc:
+        print("ValueError", exc)
+"""
+
+
+def test_stun_and_turn_urls_parse_the_same_with_their_patterns_compiled_on_first_use() -> None:
+    # As the X.509 names above, for aiortc's ICE transport (used only with --ice).
+    party, plain = (subprocess.run([sys.executable, "-c", _PARSE_URIS, how, *_URIS], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    kinds, *parsed = party.stdout.splitlines()
+    assert (kinds, plain.stdout.splitlines()[0]) == ("_LazyPattern _LazyPattern", "Pattern Pattern")
+    assert parsed == plain.stdout.splitlines()[1:] and len(parsed) == len(_URIS)
+    assert sum(line.startswith("ValueError") for line in parsed) == 4
 
 _RTP_TO_A_DATA_CHANNEL = """
 import asyncio
@@ -553,3 +595,46 @@ def test_ssh_formats_load_when_first_used() -> None:
     done = subprocess.run([sys.executable, "-c", _SSH], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0, f"{VERSIONS}: {done.stderr}"
+
+
+_DATACLASSES = """
+import dataclasses, inspect, re, sys
+if sys.argv[1] == "party":
+    import mpc_net.native.peer, mpc_net.native.signaling
+from mpc_net.rtc.lean import LAZY_DATACLASS_MODULES
+import aiortc.rtcrtpparameters as p
+import websockets.proxy
+print(type(vars(p.RTCRtpCodecCapability)["__init__"]).__name__)
+# First uses of each kind, before anything else reads the classes: a subclass that is no
+# dataclass made first, a dataclass subclass before its base, a match statement, equality.
+print(repr(p.RTCRtpDecodingParameters(ssrc=1, payloadType=96)))
+print(repr(p.RTCRtpReceiveParameters(muxId="m")))
+match p.RTCRtcpFeedback("nack", "pli"):
+    case p.RTCRtcpFeedback(kind, value):
+        print("matched", kind, value)
+print(p.RTCRtpRtxParameters(5) == p.RTCRtpRtxParameters(5), p.RTCRtpRtxParameters(5) != 5)
+codec = p.RTCRtpCodecParameters("audio/opus", 48000, 2)
+print(str(codec), repr(dataclasses.replace(codec, payloadType=111)), dataclasses.asdict(codec))
+print(websockets.proxy.Proxy.__hash__, dataclasses.fields(websockets.proxy.Proxy)[0].name)
+for name in LAZY_DATACLASS_MODULES:
+    module = sys.modules[name]
+    for cls in sorted(vars(module).values(), key=str):
+        if isinstance(cls, type) and cls.__module__ == name and dataclasses.is_dataclass(cls):
+            described = (cls, inspect.signature(cls), cls.__doc__, cls.__dataclass_params__,
+                         cls.__match_args__, cls.__hash__, dataclasses.fields(cls),
+                         sorted(n for n in vars(cls) if n.startswith("__")))
+            print(re.sub(" at 0x[0-9a-f]+", "", repr(described)))
+"""
+
+
+def test_dataclasses_made_when_first_used_are_as_those_made_at_import() -> None:
+    # After a party's imports, the dataclasses of LAZY_DATACLASS_MODULES are generated when
+    # first used, and then are as those generated at import (a process without mpc-net).
+    party, plain = (subprocess.run([sys.executable, "-c", _DATACLASSES, how], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    kind, *made = party.stdout.splitlines()
+    assert (kind, plain.stdout.splitlines()[0]) == ("_Ungenerated", "function")
+    assert made == plain.stdout.splitlines()[1:]
+    assert len(made) > 20

@@ -1,5 +1,8 @@
 """The start and end of a party process.
 
+What it imports: a party started as `mpc-net run` loads neither the room server's side nor the
+web app's (its command line's parser is made without them), nor what mpc-net defers or stands
+in for until a run uses it.
 Start: a party decides for itself whether the room server is reached through a proxy (the
 environment's *_proxy variables), so that websockets' lookup, and urllib.request with it, loads
 only where a proxy may be configured; behind a proxy the room server is still reached.
@@ -10,6 +13,7 @@ exit), and the program's own garbage is still finalized at exit.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +158,38 @@ def test_a_socks_proxy_that_cannot_be_used_is_one_line(tmp_path) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"mpc-net: cannot connect to room server {url}: "), done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+# What the party process holds when the program starts: every module, and whether it is one that
+# loads when first used (lean.py's and the standard library's LazyLoader).
+_MODULES = """
+import json, sys
+lazy = {n: type(m).__name__ == "_LazyModule" for n, m in sys.modules.items()}
+from mpyc.runtime import mpc
+mpc.run(mpc.start())
+if mpc.pid == 0:
+    print("modules", json.dumps(lazy))
+mpc.run(mpc.shutdown())
+import bz2, lzma  # loaded lazily for shutil (argparse's): whole when used
+assert bz2.decompress(bz2.compress(b"x")) == lzma.decompress(lzma.compress(b"x")) == b"x"
+"""
+# Run only by `mpc-net signal` and `mpc-net web`, or when a run uses them (a proxy, a report, a
+# media section, getStats, websockets' version, mDNS, an archive, text from elsewhere to print),
+# or never (PyAV, SRTP): not imported, or imported to load when first used.
+_NOT_RUN = ("mpc_net.web", "mpc_net.bundle", "mpc_net.signaling.server",
+            "mpc_net.signaling.keepalive", "websockets.server", "websockets.asyncio.server",
+            "importlib.metadata", "urllib.request", "http.client", "email.message", "tempfile",
+            "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "bz2", "lzma",
+            "unicodedata")
+
+
+def test_a_party_loads_neither_the_room_servers_side_nor_what_it_defers(tmp_path) -> None:
+    script = tmp_path / "modules.py"
+    script.write_text(_MODULES)
+    env = {n: v for n, v in os.environ.items() if not n.lower().endswith("_proxy")}
+    done = mpc_net("run", str(script), "-M2", "--log-dir", str(tmp_path / "logs"), env=env)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("modules "))
+    lazy = json.loads(line.removeprefix("modules "))
+    assert "mpc_net.native.peer" in lazy and "aiortc" in lazy  # the snapshot is a party's
+    assert [name for name in _NOT_RUN if not lazy.get(name, True)] == []

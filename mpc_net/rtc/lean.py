@@ -3,12 +3,14 @@
 Within `lean_imports` (on aiortc 1.16 / aioice 0.13; rtc/patches.py has mpc-net's other changes
 to them), modules imported for the first time load when first used, or never:
 
-- aioice imports dnspython, which only a peer with mDNS candidates (a browser hiding its
-  addresses) needs, and ifaddr, which only a party without --local-address needs; websockets
+- aioice's mDNS module (with dnspython), which only a peer with mDNS candidates (a browser
+  hiding its addresses) needs, loads when a candidate's name is one; aioice imports ifaddr,
+  which only a party without --local-address needs; websockets
   imports importlib.metadata (with email and zipfile) for a version string that a release never
   reads, and urllib.request (with http.client and email) for a proxy lookup that a party makes
   only where a proxy may be configured (native/signaling.py); pyOpenSSL imports calendar for
-  X509Store.set_time only. These load when first used.
+  X509Store.set_time only; shutil, which argparse uses to find the terminal's width (cli.py),
+  imports bz2 and lzma for archives only. These load when first used.
 - aiortc's media modules import PyAV, the largest import of all, which a data channel never
   touches: they get stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver
   are stand-ins themselves, as are its statistics (getStats); each fails with a clear error if
@@ -25,6 +27,9 @@ to them), modules imported for the first time load when first used, or never:
   re-exports its SSH formats (with its ciphers): they load when one of their names is first
   read (native/identity.py imports it within, too).
 - pyOpenSSL takes only `deprecated` from typing_extensions: mpc-net's stand-in does as it does.
+- aiortc's RTP parameters, SCTP stream resets, SSRC descriptions and ICE servers, and websockets'
+  proxy settings: 21 dataclasses of which a data channel makes 5 (each on every connection).
+  Each is made a dataclass (its methods compiled) when first used.
 """
 
 from __future__ import annotations
@@ -33,17 +38,19 @@ import contextlib
 import functools
 import importlib.machinery
 import importlib.util
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
+from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
+
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
 # (calendar: pyOpenSSL's only for X509Store.set_time.)
-DEFERRED_MODULES = ("dns", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
+# (bz2, lzma: shutil's, for archives only; argparse finds the terminal's width with shutil.)
+DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar", "bz2", "lzma")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
 # code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
 # description with one is refused before aiortc sees it: sdp.check_media_sections), and its
@@ -62,7 +69,9 @@ RTP_MODULE = "aiortc.rtp"
 # most of email), a name type that DTLS certificates never have.
 # pyOpenSSL takes only `deprecated` from typing_extensions (for Python before 3.13): it gets
 # mpc-net's own (_Deprecated), and typing_extensions loads when another name is read.
-FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": ()}
+# aioice.ice asks aioice.mdns (with dnspython) whether each remote candidate's name is an mDNS
+# one, and annotates with its protocol class: _Mdns answers, and loads it for a name that may be.
+FORWARDED_FUNCTIONS = {"email.utils": ("parseaddr",), "typing_extensions": (), "aioice.mdns": ()}
 # Packages whose names taken from one submodule load it when first read (PEP 562's module
 # __getattr__): cryptography's serialization re-exports its SSH key and certificate formats
 # (with its ciphers, for encrypted SSH keys), which mpc-net's PEM keys and DTLS never use.
@@ -70,15 +79,23 @@ LAZY_NAME_SUBMODULES = {"cryptography.hazmat.primitives.serialization":
                         "cryptography.hazmat.primitives.serialization.ssh"}
 # Modules whose own regular expressions compile when first used (only through their methods:
 # such a pattern is no re.Pattern). tests/test_aiortc_canary.py checks that they still parse.
-LAZY_PATTERN_MODULES = ("cryptography.x509.name",)
+# aiortc's ICE transport parses STUN and TURN URLs (only with --ice) with its own.
+LAZY_PATTERN_MODULES = ("cryptography.x509.name", "aiortc.rtcicetransport")
+# Modules whose dataclasses become dataclasses when first used (each compiles three or four
+# methods with exec): most of those of aiortc's RTP parameters, SCTP transport (stream resets),
+# SDP (SSRC descriptions) and configuration (ICE servers, only with --ice), and websockets'
+# proxy settings, are never made on a data channel's way. The others of aiortc and websockets
+# are made on every connection, so it would only move them.
+LAZY_DATACLASS_MODULES = ("aiortc.rtcrtpparameters", "aiortc.rtcsctptransport", "aiortc.sdp",
+                          "aiortc.rtcconfiguration", "websockets.proxy")
 
 
 @contextlib.contextmanager
 def lean_imports() -> Iterator[None]:
     """Within: DEFERRED_MODULES imported for the first time load when first used, those of
     STOOD_IN_PACKAGES not yet imported are stand-ins, those of FORWARDED_FUNCTIONS forward
-    (both out of sys.modules after), and LAZY_PATTERN_MODULES compile their regular expressions
-    when first used.
+    (both out of sys.modules after), LAZY_PATTERN_MODULES compile their regular expressions
+    and LAZY_DATACLASS_MODULES generate their dataclasses when first used (rtc/lazy.py).
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
@@ -104,24 +121,26 @@ class _LeanFinder:
             return importlib.machinery.ModuleSpec(fullname, self)
         lazy_patterns = fullname in LAZY_PATTERN_MODULES
         lazy_names = fullname in LAZY_NAME_SUBMODULES
-        if not (lazy_patterns or lazy_names or _within(fullname, DEFERRED_MODULES)):
+        lazy_classes = fullname in LAZY_DATACLASS_MODULES
+        if not (lazy_patterns or lazy_names or lazy_classes
+                or _within(fullname, DEFERRED_MODULES)):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return None
-        if lazy_patterns:
-            spec.loader = _LazyPatternsLoader(spec.loader)
+        if lazy_classes:
+            spec.loader = LazyDataclassesLoader(spec.loader)
+        elif lazy_patterns:
+            spec.loader = LazyPatternsLoader(spec.loader)
         elif lazy_names:
-            spec.loader = _LazyNamesLoader(spec.loader, LAZY_NAME_SUBMODULES[fullname])
+            spec.loader = LazyNamesLoader(spec.loader, LAZY_NAME_SUBMODULES[fullname])
         else:
             spec.loader = importlib.util.LazyLoader(spec.loader)
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        if spec.name == "typing_extensions":
-            return _TypingExtensions(spec.name)
         if spec.name in FORWARDED_FUNCTIONS:
-            return _Forwarding(spec.name)
+            return _FORWARDING_KINDS.get(spec.name, _Forwarding)(spec.name)
         return _OWN_STAND_INS.get(spec.name, _StandIn)(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -228,6 +247,24 @@ class _TypingExtensions(_Forwarding):
     deprecated = _Deprecated
 
 
+class _Mdns(_Forwarding):
+    """aioice.mdns for aioice.ice: its protocol class, read for an annotation at import, is a
+    placeholder then; a name that does not end in ".local" is no mDNS name (aioice's pattern
+    ends in it, and "$" matches before a last newline too)."""
+
+    def is_mdns_hostname(self, name: str) -> bool:
+        return name.endswith((".local", ".local\n")) and self._module().is_mdns_hostname(name)
+
+    @property
+    def MDnsProtocol(self) -> type:  # noqa: N802 (aioice's name)
+        if any(type(finder) is _LeanFinder for finder in sys.meta_path):
+            return type("MDnsProtocol", (), {"__module__": self.__name__})
+        return self._module().MDnsProtocol
+
+
+_FORWARDING_KINDS = {"typing_extensions": _TypingExtensions, "aioice.mdns": _Mdns}
+
+
 class _SrtpError(Exception):
     pass
 
@@ -287,90 +324,3 @@ class _RtpStandIn(_StandIn):
 
 
 _OWN_STAND_INS: dict[str, type[_StandIn]] = {SRTP_PACKAGE: _SrtpStandIn, RTP_MODULE: _RtpStandIn}
-
-_compile = re.compile
-
-
-class _LazyPatternsLoader:
-    """Runs a module with `re.compile`, called from its own code, deferred to first use."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        def compile_later(pattern: str, flags: int = 0) -> re.Pattern | _LazyPattern:
-            if sys._getframe(1).f_globals is not module.__dict__:  # another module's call
-                return _compile(pattern, flags)
-            return _LazyPattern(pattern, flags)
-
-        re.compile = compile_later  # type: ignore[assignment]
-        try:
-            self.loader.exec_module(module)
-        finally:
-            re.compile = _compile
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
-
-
-class _LazyNamesLoader:
-    """Runs a package with one submodule standing in for names it takes from it (the
-    submodule's own import happens later), then gives the package a module __getattr__ that
-    imports the submodule when one of those names is first read."""
-
-    def __init__(self, loader: Any, submodule: str) -> None:
-        self.loader, self.submodule = loader, submodule
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        submodule, taken = self.submodule, _TakenNames(self.submodule)
-        sys.modules[submodule] = taken
-        try:
-            self.loader.exec_module(module)
-        finally:
-            if sys.modules.get(submodule) is taken:
-                del sys.modules[submodule]
-        names = {name for name, value in vars(module).items() if value is _TakenNames.TAKEN}
-        for name in names:
-            delattr(module, name)
-
-        def take(name: str) -> Any:
-            if name not in names:
-                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
-            value = getattr(importlib.import_module(submodule), name)
-            setattr(module, name, value)
-            return value
-
-        module.__getattr__ = take  # type: ignore[method-assign]
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
-
-
-class _TakenNames(ModuleType):
-    TAKEN = object()  # what each name read from it is, while its package runs
-
-    def __getattr__(self, name: str) -> object:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _TakenNames.TAKEN
-
-
-class _LazyPattern:
-    """A regular expression that compiles when one of its methods or attributes is first read."""
-
-    def __init__(self, pattern: str, flags: int) -> None:
-        self._source = pattern, flags
-        self._compiled: re.Pattern | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_source", "_compiled"):  # not set yet (a copy being made): no recursion
-            raise AttributeError(name)
-        if self._compiled is None:
-            self._compiled = _compile(*self._source)
-        return getattr(self._compiled, name)
