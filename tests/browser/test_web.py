@@ -444,9 +444,11 @@ def test_a_plain_install_serves_the_page_it_builds_on_first_use(plain_install, l
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for name in ("web.py", "bundle.py", "browser/page.py"):
                 assert archive.read(f"mpc_net/{name}") == (installed / name).read_bytes()
-        status, headers, packed = fetch_in(origin + "/pyodide/pyodide.asm.wasm",
+        pyodide = json.loads(manifest)["pyodideDirectory"]
+        status, headers, packed = fetch_in(f"{origin}/{pyodide}/pyodide.asm.wasm",
                                            {"Accept-Encoding": "gzip"})
         assert (status, headers["Content-Encoding"]) == (200, "gzip")
+        assert headers["Cache-Control"] == web.IMMUTABLE  # named by its digest
         assert gzip.decompress(packed).startswith(b"\0asm")
     finally:
         proc.terminate()
