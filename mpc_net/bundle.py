@@ -46,6 +46,10 @@ PYODIDE_VERSION = "314.0.7"
 # npm's `dist.integrity` of pyodide-314.0.7.tgz.
 PYODIDE_INTEGRITY = ("sha512-0YvXxEhfEdpLfb/XkM2BFAeMROq0iMUX2bzzH9pOttyMcWkwq+HbE5uyuGD82LN7y2q+"
                      "SNvi/6V5JEsOlD2R1A==")
+# Pyodide's files go into a directory named by the pinned tarball's digest: `mpc-net web` lets
+# browsers keep such files for good (and Chromium its compiled WebAssembly with them).
+PYODIDE_DIRECTORY = ("pyodide-"
+                     + base64.b64decode(PYODIDE_INTEGRITY.removeprefix("sha512-")).hex()[:16])
 # Files of the npm package a page never needs.
 PYODIDE_SKIP = ("console.html", "console-v2.html", "ffi.d.ts", "pyodide.d.ts")
 
@@ -222,8 +226,8 @@ def make_snapshot(bundle: Path, sources: Sources) -> str | None:
     options = subprocess.run([node, "--v8-options"], capture_output=True, text=True).stdout
     flags = [flag for flag in JSPI_FLAGS if flag in options][:1]
     name = f"snapshot-{sources.digest()[:16]}.bin"
-    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), SITE_FILES,
-                           str(bundle / name)], capture_output=True, text=True)
+    done = subprocess.run([node, *flags, str(SNAPSHOT_SCRIPT), str(bundle), PYODIDE_DIRECTORY,
+                           SITE_FILES, str(bundle / name)], capture_output=True, text=True)
     if done.returncode == NO_JSPI:
         return None
     if done.returncode != 0:
@@ -250,7 +254,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        copy_pyodide(staging / "pyodide")
+        copy_pyodide(staging / PYODIDE_DIRECTORY)
         wheels = staging / "wheels"
         wheels.mkdir()
         shutil.copy(mpyc_wheel(), wheels)
@@ -262,6 +266,7 @@ def build(out: Path, packages_url: str | None = None, sources: Sources | None = 
         snapshot = make_snapshot(staging, sources)
         manifest = {
             "pyodide": PYODIDE_VERSION,
+            "pyodideDirectory": PYODIDE_DIRECTORY,
             "version": __version__,
             "wheels": sorted(p.name for p in wheels.glob("*.whl")),
             "siteFiles": SITE_FILES,  # their files, which the page writes (see SITE_FILES)

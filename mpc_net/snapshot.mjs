@@ -1,6 +1,6 @@
 // Make a bundle's Pyodide memory snapshot (mpc_net/bundle.py runs this with Node):
 //
-//     node snapshot.mjs BUNDLE_DIR SITE_FILES OUT_FILE
+//     node snapshot.mjs BUNDLE_DIR PYODIDE_DIRECTORY SITE_FILES OUT_FILE
 //
 // CPython started, the bundle's wheels' files written (SITE_FILES, as a page writes them) and the
 // page's Python module imported, so that a page restores this memory instead of starting CPython
@@ -9,8 +9,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-const [bundleDir, siteFiles, outFile] = process.argv.slice(2);
-const indexURL = `${bundleDir}/pyodide/`; // a path: Pyodide in Node reads files, not URLs
+const [bundleDir, pyodideDirectory, siteFiles, outFile] = process.argv.slice(2);
+const indexURL = `${bundleDir}/${pyodideDirectory}/`; // a path: Pyodide in Node reads files, not URLs
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
 // The page's own code for it (mpc_net/webapp/, at the bundle's root).
 const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);

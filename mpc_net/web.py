@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from http import HTTPStatus
 from pathlib import Path
@@ -66,6 +67,13 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+# A file of the bundle named by a digest of what it holds, or in a directory so named (the
+# bundle's memory snapshot, Pyodide's directory): other contents get another name, so browsers
+# may keep it and never ask again. Chromium also keeps the compiled WebAssembly of a response
+# beside it in its HTTP cache; a response it need not revalidate keeps it from load to load.
+DIGEST_NAMED = re.compile(r"[\w.]*-[0-9a-f]{16}(\.[\w.]+)?")
+IMMUTABLE = "max-age=31536000, immutable"
 
 # Longer paths name no file of a bundle; refusing them early keeps them away from the OS.
 MAX_PATH = 1024
@@ -209,14 +217,17 @@ class StaticFiles:
             return None
         text = {"Content-Type": "text/plain; charset=utf-8"}
         try:
-            path = self._file(bundle_path(request.path))
+            segments = bundle_path(request.path)
+            path = self._file(segments)
         except BadPath:
             return respond(connection, HTTPStatus.BAD_REQUEST, b"Bad request\n", text)
         if path is None:
             return respond(connection, HTTPStatus.NOT_FOUND, b"Not found\n", text)
+        named_by_digest = any(DIGEST_NAMED.fullmatch(segment) for segment in segments)
         headers = {"Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-                   # Revalidate every time: cheap on a 304; a rebuilt bundle is never stale.
-                   "Cache-Control": "no-cache",
+                   # Others revalidate every time: cheap on a 304; a rebuilt bundle is never
+                   # stale.
+                   "Cache-Control": IMMUTABLE if named_by_digest else "no-cache",
                    "Vary": "Accept-Encoding"}
         try:
             stat = path.stat()

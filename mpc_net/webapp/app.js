@@ -1,7 +1,6 @@
 // Page glue for mpc-net's browser party: load Pyodide and our wheels' files, fill the form from
 // the link, and show what the Python side (mpc_net.browser.page) reports. Everything about rooms,
 // keys, channels and MPyC happens in Python.
-import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { writeSiteFiles } from "./sitefiles.mjs";
 
 const params = new URLSearchParams(location.search);
@@ -241,7 +240,7 @@ function trampolineSlot(module) {
 }
 
 // Pyodide restored from the bundle's snapshot, or null (said in the log) if that fails.
-async function restoreSnapshot(options, name) {
+async function restoreSnapshot(loadPyodide, options, name) {
   try {
     const response = await fetch(name);
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
@@ -254,7 +253,7 @@ async function restoreSnapshot(options, name) {
       settings.preRun = [...(settings.preRun || []), (module) => {
         trampoline = module.HEAP32[trampolineSlot(module)];
       }];
-      return (await import("./pyodide/pyodide.asm.mjs")).default(settings);
+      return (await import(`${options.indexURL}pyodide.asm.mjs`)).default(settings);
     };
     const pyodide = await loadPyodide({
       ...options, createPyodideModule, _loadSnapshot: response.arrayBuffer() });
@@ -273,8 +272,11 @@ async function loadPython(bundle) {
     delete WebAssembly.promising;
   }
   const packagesUrl = params.get("packages") || bundle.packagesUrl;
+  // Pyodide's directory is named by its digest, so that browsers keep its files for good.
+  const indexURL = new URL(`${bundle.pyodideDirectory}/`, location.href).href;
+  const { loadPyodide } = await import(`${indexURL}pyodide.mjs`);
   const options = {
-    indexURL: new URL("pyodide/", location.href).href,
+    indexURL,
     ...(packagesUrl ? { packageBaseUrl: packagesUrl } : {}),
     stdout: log,
     stderr: log,
@@ -291,7 +293,7 @@ async function loadPython(bundle) {
   // into a restored Python untried; snapshot=off in the link starts Python afresh (to compare).
   const restore = bundle.snapshot && typeof WebAssembly.Suspending === "function" &&
     !packagesUrl && params.get("snapshot") !== "off";
-  const restored = restore && await restoreSnapshot(options, bundle.snapshot);
+  const restored = restore && await restoreSnapshot(loadPyodide, options, bundle.snapshot);
   window.mpcNet.restored = !!restored;
   const pyodide = restored || await loadPyodide(options);
   timings.pyodide = performance.now();

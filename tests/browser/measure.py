@@ -177,7 +177,8 @@ def main() -> int:
                     ping_pongs(browser, {"": server, **baseline}, natives, options.runs,
                                STARTS[options.start])
                 elif not options.no_page_load:
-                    page_loads(browser, servers, options.runs)
+                    page_loads(browser, servers, options.runs,
+                               WarmProfiles(playwright, executable, Path(tmp)))
                 if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
                             STARTS[options.start], servers.get("baseline"))
@@ -242,9 +243,72 @@ def page_load(browser, url: str, network: dict | None,
     return len(requests), received, decoded, ready, connections, steps
 
 
-def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
+# Times WebAssembly.instantiateStreaming in the page (Pyodide compiles its WebAssembly with it):
+# [start, end] in ms since navigation start, in window.wasmTimes. A script of the tools, so
+# not under the page's Content-Security-Policy.
+TIME_WASM = """(() => {
+  const instantiate = WebAssembly.instantiateStreaming;
+  window.wasmTimes = [];
+  WebAssembly.instantiateStreaming = async (...args) => {
+    const start = performance.now();
+    const result = await instantiate.apply(WebAssembly, args);
+    window.wasmTimes.push([start, performance.now()]);
+    return result;
+  };
+})()"""
+
+
+def compiled(page) -> str:
+    """When the page's WebAssembly was compiled, and how long it took."""
+    times = page.evaluate("window.wasmTimes")
+    return ", ".join(f"instantiateStreaming {a / 1000:.2f} to {b / 1000:.2f}" for a, b in times)
+
+
+class WarmProfiles:
+    """Browsers that loaded the page before: a Chromium profile on disk per party (HTTP cache
+    and code cache, which Playwright's fresh contexts lack, being off the record), each warmed
+    by one load of the page, then all three loading at once, as three people who used the page
+    before."""
+
+    def __init__(self, playwright, executable: Path, tmp: Path) -> None:
+        self.playwright, self.executable, self.tmp = playwright, executable, tmp
+
+    def launch(self, key: str, party: int, origin: str, query: str):
+        """The party's browser (its profile warmed first if new) and a blank page in it."""
+        directory = self.tmp / f"profile-{key}-{party}"
+        new = not directory.exists()
+        context = self.playwright.chromium.launch_persistent_context(
+            str(directory), executable_path=str(self.executable), args=FLAGS)
+        context.add_init_script(TIME_WASM)
+        page = context.pages[0] if context.pages else context.new_page()
+        if new:
+            page.goto(f"{origin}/{query}")
+            page.wait_for_selector(READY, state="attached", timeout=READY_SECONDS * 1000)
+            page.goto("about:blank")
+        return context, page
+
+    def load_three(self, key: str, origin: str, query: str) -> tuple[list[float], list[str]]:
+        """Three warm browsers loading the page at once: each page's ready time, and lines
+        with each one's steps."""
+        launched = [self.launch(key, party, origin, query) for party in range(3)]
+        for _, page in launched:
+            page.goto(f"{origin}/{query}", wait_until="commit")
+        readies, lines = [], []
+        for context, page in launched:
+            page.wait_for_selector(READY, state="attached", timeout=READY_SECONDS * 1000)
+            readies.append(page.evaluate("window.mpcNet.timings.ready") / 1000)
+            lines.append(f"ready {readies[-1]:.2f}: {phases(page)}; {compiled(page)}")
+            context.close()
+        cache = self.tmp / f"profile-{key}-0" / "Default" / "Code Cache" / "wasm"
+        stored = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+        lines.append(f"(party 0's profile holds {stored / 1e6:.1f} MB of compiled WebAssembly)")
+        return readies, lines
+
+
+def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProfiles) -> None:
     """First loads with and without the memory snapshot, taking turns, then `runs` rounds of
-    three pages loading at once, with and without it in turn."""
+    three pages loading at once, with and without it in turn: three fresh browser contexts,
+    and three browsers that loaded the page before."""
     print("first page load (all files the page fetches):")
     print("  encoding, start   requests  connections  received bytes  decoded bytes  "
           "ready on loopback  ready at 10 Mbit/s, 20 ms")
@@ -262,17 +326,34 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int) -> None:
         print(f"  {label:<16}  {text}")
     # The baseline's bundle (--baseline) is gzipped as well.
     rounds = {name: server for name, server in servers.items() if name != "none"}
+    table: dict[str, list[str]] = {}  # the slowest of the three in each round, and the load
     for round_ in range(runs):
         for (start, query), (name, server) in itertools.product(STARTS.items(), rounds.items()):
+            load = os.getloadavg()[0]
             pages = [PartyPage(browser, server.origin) for _ in range(3)]
             for page in pages:
+                page.tab.context.add_init_script(TIME_WASM)
                 page.open(query)
             print(f"three fresh contexts loading at once ({name}, {start}, round {round_ + 1}), "
-                  f"seconds (load average {os.getloadavg()[0]:.1f}):")
+                  f"seconds (load average {load:.1f}):")
             for page in pages:
                 page.wait_ready(READY_SECONDS)
-                print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}")
+                print(f"  ready {page.ready_seconds:.2f}: {phases(page.page)}; "
+                      f"{compiled(page.page)}")
                 page.close()
+            table.setdefault(f"fresh contexts, {name}, {start}", []).append(
+                f"{max(page.ready_seconds for page in pages):.2f} [{load:.1f}]")
+            load = os.getloadavg()[0]
+            print(f"three browsers that loaded the page before, at once ({name}, {start}, "
+                  f"round {round_ + 1}), seconds (load average {load:.1f}):")
+            readies, lines = warm.load_three(f"{name}-{start}", server.origin, query)
+            for line in lines:
+                print(f"  {line}")
+            table.setdefault(f"loaded before, {name}, {start}", []).append(
+                f"{max(readies):.2f} [{load:.1f}]")
+    print("three pages loading at once: the last one ready, seconds [load average before]:")
+    for label, values in sorted(table.items()):
+        print(f"  {label:<34}  {', '.join(values)}")
     print()
 
 

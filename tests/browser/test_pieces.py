@@ -191,11 +191,12 @@ def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(bundle) -> None:
         assert {f"mpc_net_demos/{d.name}.py" for d in DEMOS} <= set(demos.namelist())
     for name in ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
                  "pyodide-lock.json"):
-        assert (bundle / "pyodide" / name).is_file()
+        assert (bundle / manifest["pyodideDirectory"] / name).is_file()
     for name in ("index.html", "app.js", "style.css"):
         assert (bundle / name).is_file()
     # Precompressed where it pays: the WebAssembly, not the zip of the standard library.
-    wasm = bundle / "pyodide" / "pyodide.asm.wasm"
-    assert gzip.decompress((bundle / "pyodide" / "pyodide.asm.wasm.gz").read_bytes()) == \
-        wasm.read_bytes()
-    assert not (bundle / "pyodide" / "python_stdlib.zip.gz").exists()
+    pyodide = bundle / builder.PYODIDE_DIRECTORY
+    assert manifest["pyodideDirectory"] == pyodide.name
+    assert gzip.decompress((pyodide / "pyodide.asm.wasm.gz").read_bytes()) == \
+        (pyodide / "pyodide.asm.wasm").read_bytes()
+    assert not (pyodide / "python_stdlib.zip.gz").exists()

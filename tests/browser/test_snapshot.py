@@ -23,7 +23,8 @@ RESTORE = """
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 const [bundleDir, snapshot, reseed] = process.argv.slice(2);
-const indexURL = `${bundleDir}/pyodide/`;
+const { pyodideDirectory } = JSON.parse(readFileSync(`${bundleDir}/bundle.json`));
+const indexURL = `${bundleDir}/${pyodideDirectory}/`;
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
 const pyodide = await loadPyodide({
   indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
@@ -64,7 +65,8 @@ def test_a_node_without_jspi_makes_no_snapshot(bundle, tmp_path, monkeypatch) ->
 
 
 def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
-    (tmp_path / "pyodide").symlink_to(bundle / "pyodide")  # and no site files
+    pyodide = builder.PYODIDE_DIRECTORY
+    (tmp_path / pyodide).symlink_to(bundle / pyodide)  # and no site files
     (tmp_path / "sitefiles.mjs").symlink_to(bundle / "sitefiles.mjs")
     with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
         builder.make_snapshot(tmp_path, builder.Sources.read())
@@ -77,7 +79,8 @@ WRITE_SITE_FILES = """
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 const [bundleDir, siteFiles] = process.argv.slice(2);
-const indexURL = `${bundleDir}/pyodide/`;
+const { pyodideDirectory } = JSON.parse(readFileSync(`${bundleDir}/bundle.json`));
+const indexURL = `${bundleDir}/${pyodideDirectory}/`;
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
 const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
 const pyodide = await loadPyodide({ indexURL });

@@ -127,6 +127,43 @@ async def test_precompressed_files_go_to_clients_that_accept_gzip(site: Path) ->
         assert (status, body, headers.get("Content-Encoding")) == (200, edited, None)
 
 
+async def test_only_files_named_by_their_digest_are_kept_for_good(site: Path) -> None:
+    """The bundle's snapshot and Pyodide's directory carry a digest of what they hold: browsers
+    keep them without asking again. Any other file is revalidated on every load (a 304 when
+    unchanged), so a rebuilt bundle is never stale."""
+    digest = "0123456789abcdef"
+    (site / f"pyodide-{digest}").mkdir()
+    (site / f"pyodide-{digest}" / "pyodide.asm.wasm").write_bytes(b"\0asm\1\0\0\0")
+    snapshot = site / f"snapshot-{digest}.bin"
+    snapshot.write_bytes(bytes(1000))
+    snapshot.with_name(snapshot.name + ".gz").write_bytes(gzip.compress(bytes(1000)))
+    for name in (f"snapshot-{digest}0.bin", f"snapshot-{digest.upper()}.bin",
+                 f"snapshot{digest}.bin", "snapshot-0123.bin", "site-files.bin"):
+        (site / name).write_bytes(b"x")
+    async with web.WebServer("127.0.0.1", 0, site, {"p.py": "pass\n"}) as server:
+        origin = server.page_url.rstrip("/")
+        for path in (f"/pyodide-{digest}/pyodide.asm.wasm", f"/snapshot-{digest}.bin"):
+            for accept in ("gzip", "identity"):
+                status, headers, _ = await asyncio.to_thread(fetch, origin + path,
+                                                             {"Accept-Encoding": accept})
+                assert (status, headers["Cache-Control"]) == (200, web.IMMUTABLE), path
+                assert "ETag" in headers
+        for path in ("/", "/pyodide/pyodide.asm.wasm", f"/snapshot-{digest}0.bin",
+                     f"/snapshot-{digest.upper()}.bin", f"/snapshot{digest}.bin",
+                     "/snapshot-0123.bin", "/site-files.bin", "/programs.json", "/programs/p.py"):
+            status, headers, _ = await asyncio.to_thread(fetch, origin + path)
+            assert (status, headers["Cache-Control"]) == (200, "no-cache"), path
+            if path.startswith("/programs"):
+                continue
+            status, again, body = await asyncio.to_thread(fetch, origin + path,
+                                                          {"If-None-Match": headers["ETag"]})
+            assert (status, body, again["Cache-Control"]) == (304, b"", "no-cache"), path
+        # Answers that are no file are never kept.
+        for path in (f"/snapshot-{digest}.js", f"/pyodide-{digest}/missing.wasm"):
+            status, headers, _ = await asyncio.to_thread(fetch, origin + path)
+            assert (status, headers.get("Cache-Control")) == (404, None), path
+
+
 async def read_response(reader: asyncio.StreamReader, head_only: bool = False,
                         ) -> tuple[int, dict[str, str], bytes]:
     head = (await reader.readuntil(b"\r\n\r\n")).decode("iso-8859-1").split("\r\n")
@@ -407,9 +444,11 @@ def test_a_plain_install_serves_the_page_it_builds_on_first_use(plain_install, l
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for name in ("web.py", "bundle.py", "browser/page.py"):
                 assert archive.read(f"mpc_net/{name}") == (installed / name).read_bytes()
-        status, headers, packed = fetch_in(origin + "/pyodide/pyodide.asm.wasm",
+        pyodide = json.loads(manifest)["pyodideDirectory"]
+        status, headers, packed = fetch_in(f"{origin}/{pyodide}/pyodide.asm.wasm",
                                            {"Accept-Encoding": "gzip"})
         assert (status, headers["Content-Encoding"]) == (200, "gzip")
+        assert headers["Cache-Control"] == web.IMMUTABLE  # named by its digest
         assert gzip.decompress(packed).startswith(b"\0asm")
     finally:
         proc.terminate()
