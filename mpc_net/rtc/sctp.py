@@ -106,17 +106,17 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
         recovering = self._fast_recovery_exit is not None
-        # RFC 9260 7.2.2: beyond the threshold the window grows only while it is in use.
-        avoiding = not slow_start and not recovering and self._flight_size >= cwnd
+        # RFC 9260 7.2.1-2: the window grows only while it is in use.
+        growing = not recovering and window.in_use(self._flight_size, cwnd, self._last_sacked_tsn)
         acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
-            if slow_start or avoiding else 0
+            if growing else 0
         await super()._receive_sack_chunk(chunk)
         if not recovering and self._fast_recovery_exit is not None:
             self._trace("fast retransmit")
             self._reduce_window(cwnd)  # CUBIC's reduction, where aiortc halved it
-        elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
-            self._cwnd += window.slow_start_extra(acknowledged)  # aiortc grew it by a packet
-        elif avoiding and acknowledged and self._fast_recovery_exit is None:
+        elif slow_start and acknowledged:
+            self._cwnd = cwnd + window.slow_start_growth(acknowledged)  # aiortc: one packet
+        elif acknowledged and self._fast_recovery_exit is None:
             self._cwnd = window.avoidance_window(cwnd, acknowledged, time.monotonic(), self._srtt)
             self._partial_bytes_acked = 0  # aiortc's Reno growth, replaced
         if chunk.gaps and self._retransmit_early():
@@ -227,7 +227,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         if self._retransmissions_possible or self._forward_tsn_chunk is not None:
             await super()._transmit()
             self._retransmissions_possible = any(c._retransmit for c in self._sent_queue)
-            self._arm_probe()
+            self._transmitted()
             return
         if self._outbound_queue and not self._sent_queue:
             # What it sends now ends the idle time.
@@ -244,6 +244,11 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             await self._send_chunk(chunk)
             if not self._t3_handle:
                 self._t3_start()
+        self._transmitted()
+
+    def _transmitted(self) -> None:
+        held_back = bool(self._outbound_queue) and self._flight_size >= self._cwnd
+        self._window.transmitted(held_back, self._sent_queue[-1].tsn if self._sent_queue else None)
         self._arm_probe()
 
     def _data_channel_send(self, channel: RTCDataChannel, data: bytes | str) -> None:
