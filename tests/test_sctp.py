@@ -226,6 +226,35 @@ async def test_the_last_round_trip_of_a_message_still_opens_the_window() -> None
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_an_open_window_goes_out_paced_in_bursts_of_ten_within_a_round_trip() -> None:
+    """A window of 100 packets, open from the round before, across a 40 ms path: ten packets
+    go at once (the burst limit), and the other ninety follow paced (Linux's pacing rate, two
+    windows per round trip in slow start) before the first SACK can come back. Without pacing
+    they waited for SACKs: ten more per SACK, the window used only after two or three round
+    trips."""
+    a, b = await connected()
+    delay_both_ways(a, b, 0.02)
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    in_flight_at_first_sack = []
+    receive_sack = association._receive_sack_chunk
+
+    async def watched(chunk) -> None:
+        if not in_flight_at_first_sack:
+            in_flight_at_first_sack.append(len(association._sent_queue))
+        await receive_sack(chunk)
+
+    association._receive_sack_chunk = watched
+    association._cwnd = 100 * USERDATA_MAX_LENGTH
+    association._srtt = 0.04  # the path's (the lone messages above measured their SACK delay)
+    message = bytes(150 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert len(association._sent_queue) == INITIAL_WINDOW_PACKETS
+    assert await asyncio.wait_for(b.received.get(), 10) == message
+    assert in_flight_at_first_sack == [100]
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 async def test_the_window_survives_short_pauses_and_shrinks_to_ten_packets_after_long_ones(
 ) -> None:
     a, b = await connected()
@@ -773,6 +802,10 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
     assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
     assert control.slow_start_growth(3 * packet) == 2 * packet  # RFC 3465's L = 2
+    # Bursts of ten paced at two windows per round trip in slow start, 1.2 beyond (Linux's).
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
+    assert control.pacing_delay(100 * packet, slow_start=False, srtt=0.06) == pytest.approx(0.005)
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=None) is None
     assert control.slow_start_growth(packet) == packet
     # The window counts as used while the SACKs acknowledge chunks sent when it held others
     # back (Linux's tcp_cwnd_validate), else only when the flight fills it (RFC 9260 7.2.1).

@@ -8,8 +8,12 @@ much may go out at once, slow start doubles it per round trip as TCP's does, and
 gap longer than the retransmission timeout it is halved per timeout but not below those 10
 packets (RFC 9260 7.2.1; Linux's restart window), with the slow-start threshold raised to 3/4 of
 the window before (RFC 2861, as Linux), so the short pauses between MPC rounds keep it open and
-slow start regains most of what a long one took. RFC 9260's 1 s minimum retransmission timeout
-made every lost last packet of a round cost a second; like Linux TCP, the timeout is the
+slow start regains most of what a long one took. Slow start goes on through a message's last
+round trip (the window counts as used while what it held back is acknowledged, as Linux's), and
+what an open window allows beyond one burst of 10 follows paced, not only as SACKs come, so
+the next round of an MPC program goes out in one round trip, as over TCP. RFC 9260's 1 s
+minimum retransmission timeout made every lost last packet of a round cost a second; like Linux
+TCP, the timeout is the
 smoothed round trip plus at least 200 ms (a peer may delay its SACK that long), 1 s before a
 round trip is measured (aiortc: 3 s), and it doubles on each expiry (6.3.3 E2, which aiortc
 leaves out) up to 3 s, as Chrome's dcsctp caps it. A timer that fires late because the party's
@@ -48,6 +52,13 @@ INITIAL_WINDOW_PACKETS = 10
 MAX_BURST_PACKETS = INITIAL_WINDOW_PACKETS
 # In fast recovery, as aiortc sends then.
 RECOVERY_BURST_PACKETS = 2
+# Where the burst limit holds back what the window allows (a window opened by the last round,
+# at the start of the next), the rest follows in bursts paced at this multiple of the window
+# per smoothed round trip, in slow start and beyond it: Linux TCP's pacing ratios
+# (tcp_pacing_ss_ratio, tcp_pacing_ca_ratio); RFC 9002 7.7 asks a sender to pace or to limit
+# bursts to the initial window, and this does both.
+PACING_GAIN_SLOW_START = 2.0
+PACING_GAIN = 1.2
 # The retransmission timeout is at least the smoothed round trip plus this: Linux TCP's minimum,
 # and the longest a peer may delay a SACK (RFC 9260 6.2). RFC 9260's RTO.Min is 1 s.
 RTO_MARGIN = 0.2
@@ -122,6 +133,14 @@ class WindowControl:
     def burst(self, recovering: bool) -> int:
         """How much one transmission may add to what is in flight."""
         return (RECOVERY_BURST_PACKETS if recovering else MAX_BURST_PACKETS) * self.packet
+
+    def pacing_delay(self, window: int, slow_start: bool, srtt: float | None) -> float | None:
+        """How long after a burst the next may go, when the burst limit held back what the
+        `window` allows (None: no round trip measured yet, so wait for SACKs)."""
+        if srtt is None:
+            return None
+        gain = PACING_GAIN_SLOW_START if slow_start else PACING_GAIN
+        return MAX_BURST_PACKETS * self.packet * srtt / (gain * window)
 
     def slow_start_growth(self, acknowledged: int) -> int:
         """How much a SACK acknowledging `acknowledged` bytes in slow start opens the window.

@@ -63,6 +63,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
     _retransmissions_possible: bool
     _first_tsn: int
     _probe_handle: asyncio.TimerHandle | None
+    _pacing_handle: asyncio.TimerHandle | None  # the next burst of a window held back
     _deferred: set[asyncio.TimerHandle]  # timers that waited for input already
 
     @classmethod
@@ -77,6 +78,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = None
+        association._pacing_handle = None
         association._deferred = set()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
@@ -233,6 +235,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             # What it sends now ends the idle time.
             self._cwnd, self._ssthresh = self._window.restart(self._cwnd, self._ssthresh,
                                                               time.monotonic(), self._rto)
+        started = self._loop.time()
         burst = self._window.burst(recovering=self._fast_recovery_exit is not None)
         window = min(self._flight_size + burst, self._cwnd)
         while self._outbound_queue and self._flight_size < window:
@@ -244,7 +247,23 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             await self._send_chunk(chunk)
             if not self._t3_handle:
                 self._t3_start()
+        if self._outbound_queue and self._flight_size < self._cwnd:
+            self._pace(started)
         self._transmitted()
+
+    def _pace(self, burst_started: float) -> None:
+        """Send what the burst limit held back in the window a little after the burst that
+        began at `burst_started` (unless a SACK sends it sooner), not only as SACKs come."""
+        if self._pacing_handle is not None or self._fast_recovery_exit is not None:
+            return
+        delay = self._window.pacing_delay(self._cwnd, self._cwnd <= self._ssthresh, self._srtt)
+        if delay is not None:
+            self._pacing_handle = self._loop.call_at(burst_started + delay, self._on_pacing_timer)
+
+    def _on_pacing_timer(self) -> None:
+        self._pacing_handle = None
+        if self._association_state == self.State.ESTABLISHED:
+            run_eagerly(self._transmit())
 
     def _transmitted(self) -> None:
         held_back = bool(self._outbound_queue) and self._flight_size >= self._cwnd
@@ -264,8 +283,9 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
 
     def _set_state(self, state: RTCSctpTransport.State) -> None:
         if state == self.State.CLOSED:
-            if self._probe_handle is not None:
-                self._probe_handle.cancel()
+            for handle in (self._probe_handle, self._pacing_handle):
+                if handle is not None:
+                    handle.cancel()
             if TRACE and self._association_state != state:
                 sent = (self._local_tsn - self._first_tsn) % SCTP_TSN_MODULO
                 sys.stderr.write(f"sctp: {sent} chunks sent, {dict(self._window.events)}, "
