@@ -227,11 +227,11 @@ async def test_the_last_round_trip_of_a_message_still_opens_the_window() -> None
 
 
 async def test_an_open_window_goes_out_paced_in_bursts_of_ten_within_a_round_trip() -> None:
-    """A window of 100 packets, open from the round before, across a 40 ms path: ten packets
-    go at once (the burst limit), and the other ninety follow paced (Linux's pacing rate, two
-    windows per round trip in slow start) before the first SACK can come back. Without pacing
-    they waited for SACKs: ten more per SACK, the window used only after two or three round
-    trips."""
+    """A window of 100 packets, open from the round before, across a 40 ms path: after the
+    pause, ten packets go at once (the burst limit), and the other ninety follow paced (Linux's
+    pacing rate, two windows per round trip in slow start) before the first SACK can come
+    back. Without pacing they waited for SACKs: ten more per SACK, the window used only after
+    two or three round trips."""
     a, b = await connected()
     delay_both_ways(a, b, 0.02)
     association = a.pc._pc.sctp
@@ -802,22 +802,31 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
     assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
     assert control.slow_start_growth(3 * packet) == 2 * packet  # RFC 3465's L = 2
-    # Bursts of ten paced at two windows per round trip in slow start, 1.2 beyond (Linux's).
+    # A flight after a pause (restart, above): bursts of ten paced at two windows per round
+    # trip in slow start, 1.2 beyond (Linux's rates), until its first SACK.
     assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
     assert control.pacing_delay(100 * packet, slow_start=False, srtt=0.06) == pytest.approx(0.005)
     assert control.pacing_delay(100 * packet, slow_start=True, srtt=None) is None
+    control.progress()
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) is None
+    control.restart(64 * packet, low, now=100.6, rto=1.0)
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
     assert control.slow_start_growth(packet) == packet
     # The window counts as used while the SACKs acknowledge chunks sent when it held others
     # back (Linux's tcp_cwnd_validate), else only when the flight fills it (RFC 9260 7.2.1).
-    assert not control.in_use(flight=5 * packet, window=10 * packet, cumulative_tsn=99)
-    assert control.in_use(flight=10 * packet, window=10 * packet, cumulative_tsn=99)
+    def in_use(flight: int, cumulative_tsn: int, slow_start: bool = True) -> bool:
+        return control.in_use(flight * packet, 10 * packet, cumulative_tsn, slow_start)
+
+    assert not in_use(5, cumulative_tsn=99) and in_use(10, cumulative_tsn=99)
     control.transmitted(held_back=False, last_tsn=110)
-    assert not control.in_use(flight=5 * packet, window=10 * packet, cumulative_tsn=99)
+    assert not in_use(5, cumulative_tsn=99)
     control.transmitted(held_back=True, last_tsn=2**32 - 2)  # across the wrap of TSNs
-    assert control.in_use(flight=packet, window=10 * packet, cumulative_tsn=2**32 - 9)
-    assert control.in_use(flight=packet, window=10 * packet, cumulative_tsn=2**32 - 3)
-    assert not control.in_use(flight=packet, window=10 * packet, cumulative_tsn=2**32 - 2)
-    assert not control.in_use(flight=packet, window=10 * packet, cumulative_tsn=2**32 - 9)
+    assert in_use(1, cumulative_tsn=2**32 - 9)
+    assert not in_use(1, cumulative_tsn=2**32 - 9, slow_start=False)  # only a full window
+    assert in_use(10, cumulative_tsn=2**32 - 9, slow_start=False)
+    assert in_use(1, cumulative_tsn=2**32 - 3)
+    assert not in_use(1, cumulative_tsn=2**32 - 2)
+    assert not in_use(1, cumulative_tsn=2**32 - 9)
     assert control.reduced_threshold(20 * packet) == 14 * packet  # CUBIC's 0.7
     assert control.reduced_threshold(5 * packet) == 4 * packet  # RFC 9260's floor
     assert control.backed_off(0.3) == 0.6 and control.backed_off(2.0) == 3.0  # as dcsctp caps

@@ -124,6 +124,7 @@ class WindowControl:
         self._before_timeouts: tuple[int, int] | None = None  # (window, threshold)
         self._unconfirmed: Counter[int] = Counter()  # retransmissions not reported duplicate
         self._held_back_through: int | None = None  # the last chunk sent with more held back
+        self._pacing = False  # a flight that began after a pause, not yet acknowledged
 
     def input_grace(self, late_by: float, deferred: bool) -> float | None:
         """How long a timer that fired `late_by` seconds late waits for input (None: it acts
@@ -136,8 +137,10 @@ class WindowControl:
 
     def pacing_delay(self, window: int, slow_start: bool, srtt: float | None) -> float | None:
         """How long after a burst the next may go, when the burst limit held back what the
-        `window` allows (None: no round trip measured yet, so wait for SACKs)."""
-        if srtt is None:
+        `window` allows (None: wait for SACKs). Only in a flight that began after a pause,
+        until its first SACK: from then on SACKs clock it out as before (pacing a steady flow
+        as well put bursts into a short queue that SACKs would have spread)."""
+        if srtt is None or not self._pacing:
             return None
         gain = PACING_GAIN_SLOW_START if slow_start else PACING_GAIN
         return MAX_BURST_PACKETS * self.packet * srtt / (gain * window)
@@ -166,14 +169,15 @@ class WindowControl:
         if held_back and last_tsn is not None:
             self._held_back_through = last_tsn
 
-    def in_use(self, flight: int, window: int, cumulative_tsn: int) -> bool:
-        """Whether the next SACK may grow the window: the flight fills it, or the SACK (the
-        last acknowledged being `cumulative_tsn`) acknowledges chunks sent while it held
-        others back."""
+    def in_use(self, flight: int, window: int, cumulative_tsn: int, slow_start: bool) -> bool:
+        """Whether the next SACK may grow the window: the flight fills it, or in slow start the
+        SACK (the last acknowledged being `cumulative_tsn`) acknowledges chunks sent while it
+        held others back. Beyond slow start only a full window grows (Linux grows there too,
+        but two of ours sharing a short queue then overflowed it twice as often)."""
         held = self._held_back_through
         if held is not None and not tsn_gt(held, cumulative_tsn):
             self._held_back_through = held = None
-        return flight >= window or held is not None
+        return flight >= window or (slow_start and held is not None)
 
     def reduced_threshold(self, window: int) -> int:
         """The slow-start threshold, and window, after a loss: CUBIC's 0.7 (RFC 9438) where RFC
@@ -196,6 +200,7 @@ class WindowControl:
         after each pause between MPC rounds soon after the round began."""
         idle = now - self.data_sent_at
         self.cubic.idle(idle)
+        self._pacing = True
         if idle > rto and window > self.initial_window:
             halvings = min(int(idle / rto), 32)
             return max(self.initial_window, window >> halvings), max(threshold, window * 3 // 4)
@@ -212,6 +217,7 @@ class WindowControl:
     def progress(self) -> None:
         """A SACK advanced the cumulative TSN."""
         self._timeouts_in_a_row = 0
+        self._pacing = False
 
     def note_window(self, window: int) -> None:
         self.largest_window = max(self.largest_window, window)

@@ -109,7 +109,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         slow_start = cwnd <= self._ssthresh
         recovering = self._fast_recovery_exit is not None
         # RFC 9260 7.2.1-2: the window grows only while it is in use.
-        growing = not recovering and window.in_use(self._flight_size, cwnd, self._last_sacked_tsn)
+        growing = not recovering and window.in_use(self._flight_size, cwnd,
+                                                   self._last_sacked_tsn, slow_start)
         acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
             if growing else 0
         await super()._receive_sack_chunk(chunk)
