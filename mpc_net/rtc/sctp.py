@@ -253,8 +253,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         self._transmitted()
 
     def _pace(self, burst_started: float) -> None:
-        """Send what the burst limit held back in the window a little after the burst that
-        began at `burst_started` (unless a SACK sends it sooner), not only as SACKs come."""
+        """Send what the burst limit held back soon after the burst begun at `burst_started`."""
         if self._pacing_handle is not None or self._fast_recovery_exit is not None:
             return
         delay = self._window.pacing_delay(self._cwnd, self._cwnd <= self._ssthresh, self._srtt)
