@@ -202,6 +202,59 @@ async def test_slow_start_grows_the_window_by_what_a_sack_acknowledges_up_to_two
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_the_last_round_trip_of_a_message_still_opens_the_window() -> None:
+    """A message of 150 packets from a fresh association across a 40 ms path: slow start goes
+    on while the SACKs for its last round trip come in, with nothing left to send, as Linux
+    TCP's does, so the next message finds a window of about 160 packets. RFC 9260's rule (grow
+    only on a SACK that finds the window full) stopped growing for that last round trip and
+    left 80-100: the next round of an MPC program needed two or three round trips, not one."""
+    a, b = await connected()
+    delay_both_ways(a, b, 0.02)
+    association = a.pc._pc.sctp
+    message = bytes(150 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 10) == message
+    await until(lambda: not association._sent_queue)
+    assert association._cwnd >= (INITIAL_WINDOW_PACKETS + 150 - 2) * USERDATA_MAX_LENGTH, \
+        association._cwnd // USERDATA_MAX_LENGTH
+    # A message that the window does not hold back grows nothing.
+    grown = association._cwnd
+    a.pc.channel.send(bytes(20 * USERDATA_MAX_LENGTH))
+    assert len(await asyncio.wait_for(b.received.get(), 10)) == 20 * USERDATA_MAX_LENGTH
+    await until(lambda: not association._sent_queue)
+    assert association._cwnd == grown
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_an_open_window_goes_out_paced_in_bursts_of_ten_within_a_round_trip() -> None:
+    """A window of 100 packets, open from the round before, across a 40 ms path: after the
+    pause, ten packets go at once (the burst limit), and the other ninety follow paced (Linux's
+    pacing rate, two windows per round trip in slow start) before the first SACK can come
+    back. Without pacing they waited for SACKs: ten more per SACK, the window used only after
+    two or three round trips."""
+    a, b = await connected()
+    delay_both_ways(a, b, 0.02)
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b)
+    in_flight_at_first_sack = []
+    receive_sack = association._receive_sack_chunk
+
+    async def watched(chunk) -> None:
+        if not in_flight_at_first_sack:
+            in_flight_at_first_sack.append(len(association._sent_queue))
+        await receive_sack(chunk)
+
+    association._receive_sack_chunk = watched
+    association._cwnd = 100 * USERDATA_MAX_LENGTH
+    association._srtt = 0.04  # the path's (the lone messages above measured their SACK delay)
+    message = bytes(150 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert len(association._sent_queue) == INITIAL_WINDOW_PACKETS
+    assert await asyncio.wait_for(b.received.get(), 10) == message
+    assert in_flight_at_first_sack == [100]
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 async def test_the_window_survives_short_pauses_and_shrinks_to_ten_packets_after_long_ones(
 ) -> None:
     a, b = await connected()
@@ -748,8 +801,32 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart(64 * packet, low, now=102.5, rto=1.0) == (16 * packet, 48 * packet)
     assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
     assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
-    assert control.slow_start_extra(2 * packet) == packet
-    assert control.slow_start_extra(packet) == 0
+    assert control.slow_start_growth(3 * packet) == 2 * packet  # RFC 3465's L = 2
+    # A flight after a pause (restart, above): bursts of ten paced at two windows per round
+    # trip in slow start, 1.2 beyond (Linux's rates), until its first SACK.
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
+    assert control.pacing_delay(100 * packet, slow_start=False, srtt=0.06) == pytest.approx(0.005)
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=None) is None
+    control.progress()
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) is None
+    control.restart(64 * packet, low, now=100.6, rto=1.0)
+    assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
+    assert control.slow_start_growth(packet) == packet
+    # The window counts as used while the SACKs acknowledge chunks sent when it held others
+    # back (Linux's tcp_cwnd_validate), else only when the flight fills it (RFC 9260 7.2.1).
+    def in_use(flight: int, cumulative_tsn: int, slow_start: bool = True) -> bool:
+        return control.in_use(flight * packet, 10 * packet, cumulative_tsn, slow_start)
+
+    assert not in_use(5, cumulative_tsn=99) and in_use(10, cumulative_tsn=99)
+    control.transmitted(held_back=False, last_tsn=110)
+    assert not in_use(5, cumulative_tsn=99)
+    control.transmitted(held_back=True, last_tsn=2**32 - 2)  # across the wrap of TSNs
+    assert in_use(1, cumulative_tsn=2**32 - 9)
+    assert not in_use(1, cumulative_tsn=2**32 - 9, slow_start=False)  # only a full window
+    assert in_use(10, cumulative_tsn=2**32 - 9, slow_start=False)
+    assert in_use(1, cumulative_tsn=2**32 - 3)
+    assert not in_use(1, cumulative_tsn=2**32 - 2)
+    assert not in_use(1, cumulative_tsn=2**32 - 9)
     assert control.reduced_threshold(20 * packet) == 14 * packet  # CUBIC's 0.7
     assert control.reduced_threshold(5 * packet) == 4 * packet  # RFC 9260's floor
     assert control.backed_off(0.3) == 0.6 and control.backed_off(2.0) == 3.0  # as dcsctp caps

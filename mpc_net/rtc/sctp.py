@@ -63,6 +63,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
     _retransmissions_possible: bool
     _first_tsn: int
     _probe_handle: asyncio.TimerHandle | None
+    _pacing_handle: asyncio.TimerHandle | None  # the next burst of a window held back
     _deferred: set[asyncio.TimerHandle]  # timers that waited for input already
 
     @classmethod
@@ -77,6 +78,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = None
+        association._pacing_handle = None
         association._deferred = set()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
@@ -106,17 +108,18 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         cwnd = self._cwnd
         slow_start = cwnd <= self._ssthresh
         recovering = self._fast_recovery_exit is not None
-        # RFC 9260 7.2.2: beyond the threshold the window grows only while it is in use.
-        avoiding = not slow_start and not recovering and self._flight_size >= cwnd
+        # RFC 9260 7.2.1-2: the window grows only while it is in use.
+        growing = not recovering and window.in_use(self._flight_size, cwnd,
+                                                   self._last_sacked_tsn, slow_start)
         acknowledged = newly_acknowledged(self._sent_queue, chunk.cumulative_tsn) \
-            if slow_start or avoiding else 0
+            if growing else 0
         await super()._receive_sack_chunk(chunk)
         if not recovering and self._fast_recovery_exit is not None:
             self._trace("fast retransmit")
             self._reduce_window(cwnd)  # CUBIC's reduction, where aiortc halved it
-        elif slow_start and self._cwnd == cwnd + USERDATA_MAX_LENGTH:
-            self._cwnd += window.slow_start_extra(acknowledged)  # aiortc grew it by a packet
-        elif avoiding and acknowledged and self._fast_recovery_exit is None:
+        elif slow_start and acknowledged:
+            self._cwnd = cwnd + window.slow_start_growth(acknowledged)  # aiortc: one packet
+        elif acknowledged and self._fast_recovery_exit is None:
             self._cwnd = window.avoidance_window(cwnd, acknowledged, time.monotonic(), self._srtt)
             self._partial_bytes_acked = 0  # aiortc's Reno growth, replaced
         if chunk.gaps and self._retransmit_early():
@@ -227,12 +230,13 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         if self._retransmissions_possible or self._forward_tsn_chunk is not None:
             await super()._transmit()
             self._retransmissions_possible = any(c._retransmit for c in self._sent_queue)
-            self._arm_probe()
+            self._transmitted()
             return
         if self._outbound_queue and not self._sent_queue:
             # What it sends now ends the idle time.
             self._cwnd, self._ssthresh = self._window.restart(self._cwnd, self._ssthresh,
                                                               time.monotonic(), self._rto)
+        started = self._loop.time()
         burst = self._window.burst(recovering=self._fast_recovery_exit is not None)
         window = min(self._flight_size + burst, self._cwnd)
         while self._outbound_queue and self._flight_size < window:
@@ -244,6 +248,26 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             await self._send_chunk(chunk)
             if not self._t3_handle:
                 self._t3_start()
+        if self._outbound_queue and self._flight_size < self._cwnd:
+            self._pace(started)
+        self._transmitted()
+
+    def _pace(self, burst_started: float) -> None:
+        """Send what the burst limit held back soon after the burst begun at `burst_started`."""
+        if self._pacing_handle is not None or self._fast_recovery_exit is not None:
+            return
+        delay = self._window.pacing_delay(self._cwnd, self._cwnd <= self._ssthresh, self._srtt)
+        if delay is not None:
+            self._pacing_handle = self._loop.call_at(burst_started + delay, self._on_pacing_timer)
+
+    def _on_pacing_timer(self) -> None:
+        self._pacing_handle = None
+        if self._association_state == self.State.ESTABLISHED:
+            run_eagerly(self._transmit())
+
+    def _transmitted(self) -> None:
+        held_back = bool(self._outbound_queue) and self._flight_size >= self._cwnd
+        self._window.transmitted(held_back, self._sent_queue[-1].tsn if self._sent_queue else None)
         self._arm_probe()
 
     def _data_channel_send(self, channel: RTCDataChannel, data: bytes | str) -> None:
@@ -259,8 +283,9 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
 
     def _set_state(self, state: RTCSctpTransport.State) -> None:
         if state == self.State.CLOSED:
-            if self._probe_handle is not None:
-                self._probe_handle.cancel()
+            for handle in (self._probe_handle, self._pacing_handle):
+                if handle is not None:
+                    handle.cancel()
             if TRACE and self._association_state != state:
                 sent = (self._local_tsn - self._first_tsn) % SCTP_TSN_MODULO
                 sys.stderr.write(f"sctp: {sent} chunks sent, {dict(self._window.events)}, "
