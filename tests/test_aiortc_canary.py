@@ -415,17 +415,24 @@ for text in sys.argv[2:]:
 """
 
 
+def party_and_plain(script: str, *args: str) -> tuple[str, str]:
+    """What `script` prints given "party" (it imports what a party does) and given "plain" (a
+    process without mpc-net)."""
+    party, plain = (subprocess.run([sys.executable, "-c", script, how, *args], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                    for how in ("party", "plain"))
+    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
+    return party.stdout, plain.stdout
+
+
 def test_x509_names_parse_the_same_with_their_patterns_compiled_on_first_use() -> None:
     # After a party's imports, cryptography.x509.name's patterns compile when first used, and
     # parse as those compiled at import (a process without mpc-net) do. Fails if the module
     # starts using one of them other than through its methods, or no longer has them.
-    party, plain = (subprocess.run([sys.executable, "-c", _PARSE, how, *_NAMES], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=60)
-                    for how in ("party", "plain"))
-    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
-    kind, *parsed = party.stdout.splitlines()
-    assert (kind, plain.stdout.splitlines()[0]) == ("_LazyPattern", "Pattern")
-    assert parsed == plain.stdout.splitlines()[1:]
+    party, plain = party_and_plain(_PARSE, *_NAMES)
+    kind, *parsed = party.splitlines()
+    assert (kind, plain.splitlines()[0]) == ("_LazyPattern", "Pattern")
+    assert parsed == plain.splitlines()[1:]
     assert len(parsed) == len(_NAMES) and sum(line.startswith("ValueError") for line in parsed) == 3
 
 
@@ -448,13 +455,10 @@ for uri in sys.argv[2:]:
 
 def test_stun_and_turn_urls_parse_the_same_with_their_patterns_compiled_on_first_use() -> None:
     # As the X.509 names above, for aiortc's ICE transport (used only with --ice).
-    party, plain = (subprocess.run([sys.executable, "-c", _PARSE_URIS, how, *_URIS], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=60)
-                    for how in ("party", "plain"))
-    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
-    kinds, *parsed = party.stdout.splitlines()
-    assert (kinds, plain.stdout.splitlines()[0]) == ("_LazyPattern _LazyPattern", "Pattern Pattern")
-    assert parsed == plain.stdout.splitlines()[1:] and len(parsed) == len(_URIS)
+    party, plain = party_and_plain(_PARSE_URIS, *_URIS)
+    kinds, *parsed = party.splitlines()
+    assert (kinds, plain.splitlines()[0]) == ("_LazyPattern _LazyPattern", "Pattern Pattern")
+    assert parsed == plain.splitlines()[1:] and len(parsed) == len(_URIS)
     assert sum(line.startswith("ValueError") for line in parsed) == 4
 
 _RTP_TO_A_DATA_CHANNEL = """
@@ -542,12 +546,9 @@ def test_pyopenssl_deprecations_warn_as_with_typing_extensions() -> None:
     # After a party's imports, pyOpenSSL's deprecated names (decorated with mpc-net's stand-in
     # for typing_extensions.deprecated) warn as in a process without mpc-net: the same warnings,
     # from the same lines; the program's own `import typing_extensions` is the module itself.
-    party, plain = (subprocess.run([sys.executable, "-c", _DEPRECATIONS, how], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=60)
-                    for how in ("party", "plain"))
-    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
-    assert party.stdout == plain.stdout
-    assert party.stdout.count("DeprecationWarning") == 7, party.stdout
+    party, plain = party_and_plain(_DEPRECATIONS)
+    assert party == plain
+    assert party.count("DeprecationWarning") == 7, party
 
 
 _SSH = """
@@ -630,11 +631,8 @@ for name in LAZY_DATACLASS_MODULES:
 def test_dataclasses_made_when_first_used_are_as_those_made_at_import() -> None:
     # After a party's imports, the dataclasses of LAZY_DATACLASS_MODULES are generated when
     # first used, and then are as those generated at import (a process without mpc-net).
-    party, plain = (subprocess.run([sys.executable, "-c", _DATACLASSES, how], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=60)
-                    for how in ("party", "plain"))
-    assert party.returncode == plain.returncode == 0, f"{VERSIONS}: {party.stderr}{plain.stderr}"
-    kind, *made = party.stdout.splitlines()
-    assert (kind, plain.stdout.splitlines()[0]) == ("_Ungenerated", "function")
-    assert made == plain.stdout.splitlines()[1:]
+    party, plain = party_and_plain(_DATACLASSES)
+    kind, *made = party.splitlines()
+    assert (kind, plain.splitlines()[0]) == ("_Ungenerated", "function")
+    assert made == plain.splitlines()[1:]
     assert len(made) > 20

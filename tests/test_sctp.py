@@ -156,20 +156,26 @@ async def test_plain_aiortc_on_the_other_end_exchanges_large_messages_both_ways(
     await asyncio.gather(ours.pc.close(), plain.pc.close())
 
 
+def watch_first_sack(association: RTCSctpTransport) -> list[int]:
+    """A list that gets how many chunks were in flight when the first SACK came."""
+    in_flight: list[int] = []
+    receive_sack = association._receive_sack_chunk
+
+    async def watched(chunk) -> None:
+        if not in_flight:
+            in_flight.append(len(association._sent_queue))
+        await receive_sack(chunk)
+
+    association._receive_sack_chunk = watched
+    return in_flight
+
+
 async def test_a_large_message_starts_with_ten_packets_at_once(sctp: str) -> None:
     """Before any SACK can come back, the first send puts the whole initial window on the wire:
     10 packets (aiortc: 3)."""
     a, b = await connected()
     association = a.pc._pc.sctp
-    in_flight_at_first_sack = []
-    receive_sack = association._receive_sack_chunk
-
-    async def watched(chunk) -> None:
-        if not in_flight_at_first_sack:
-            in_flight_at_first_sack.append(len(association._sent_queue))
-        await receive_sack(chunk)
-
-    association._receive_sack_chunk = watched
+    in_flight_at_first_sack = watch_first_sack(association)
     big = bytes(range(256)) * 400  # 100 KiB: far more than the initial window
     a.pc.channel.send(big)
     assert await asyncio.wait_for(b.received.get(), 10) == big
@@ -236,15 +242,7 @@ async def test_an_open_window_goes_out_paced_in_bursts_of_ten_within_a_round_tri
     delay_both_ways(a, b, 0.02)
     association = a.pc._pc.sctp
     await measure_round_trips(a, b)
-    in_flight_at_first_sack = []
-    receive_sack = association._receive_sack_chunk
-
-    async def watched(chunk) -> None:
-        if not in_flight_at_first_sack:
-            in_flight_at_first_sack.append(len(association._sent_queue))
-        await receive_sack(chunk)
-
-    association._receive_sack_chunk = watched
+    in_flight_at_first_sack = watch_first_sack(association)
     association._cwnd = 100 * USERDATA_MAX_LENGTH
     association._srtt = 0.04  # the path's (the lone messages above measured their SACK delay)
     message = bytes(150 * USERDATA_MAX_LENGTH)

@@ -16,8 +16,8 @@ from typing import Any
 _compile = re.compile
 
 
-class LazyPatternsLoader:
-    """Runs a module with `re.compile`, called from its own code, deferred to first use."""
+class _WrappingLoader:
+    """A module's own loader, run with something changed while the module's code runs."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
@@ -25,32 +25,39 @@ class LazyPatternsLoader:
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
+    def _exec_with(self, module: ModuleType, owner: object, name: str, value: Any) -> None:
+        """Run `module` with `owner.name` set to `value` meanwhile."""
+        outer = getattr(owner, name)
+        setattr(owner, name, value)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            setattr(owner, name, outer)
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
+        return getattr(self.loader, name)
+
+
+class LazyPatternsLoader(_WrappingLoader):
+    """Runs a module with `re.compile`, called from its own code, deferred to first use."""
+
     def exec_module(self, module: ModuleType) -> None:
         def compile_later(pattern: str, flags: int = 0) -> re.Pattern | _LazyPattern:
             if sys._getframe(1).f_globals is not module.__dict__:  # another module's call
                 return _compile(pattern, flags)
             return _LazyPattern(pattern, flags)
 
-        re.compile = compile_later  # type: ignore[assignment]
-        try:
-            self.loader.exec_module(module)
-        finally:
-            re.compile = _compile
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
+        self._exec_with(module, re, "compile", compile_later)
 
 
-class LazyNamesLoader:
+class LazyNamesLoader(_WrappingLoader):
     """Runs a package with one submodule standing in for names it takes from it (the
     submodule's own import happens later), then gives the package a module __getattr__ that
     imports the submodule when one of those names is first read."""
 
     def __init__(self, loader: Any, submodule: str) -> None:
-        self.loader, self.submodule = loader, submodule
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
+        super().__init__(loader)
+        self.submodule = submodule
 
     def exec_module(self, module: ModuleType) -> None:
         submodule, taken = self.submodule, _TakenNames(self.submodule)
@@ -72,9 +79,6 @@ class LazyNamesLoader:
             return value
 
         module.__getattr__ = take  # type: ignore[method-assign]
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
 
 
 class _TakenNames(ModuleType):
@@ -104,16 +108,10 @@ class _LazyPattern:
 _dataclass = dataclasses.dataclass
 
 
-class LazyDataclassesLoader:
+class LazyDataclassesLoader(_WrappingLoader):
     """Runs a module with each dataclass it declares made one when first used: its class is
     made as written, and its dataclass methods and fields are generated (as `dataclasses` does
     at import, compiling each method) when one of them, or its fields, is first read."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         def dataclass(cls: type | None = None, /, **options: Any) -> Any:
@@ -127,14 +125,7 @@ class LazyDataclassesLoader:
                     setattr(cls, name, _Ungenerated(cls, name))
             return cls
 
-        outer, dataclasses.dataclass = dataclasses.dataclass, dataclass
-        try:
-            self.loader.exec_module(module)
-        finally:
-            dataclasses.dataclass = outer
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the loader's interface
-        return getattr(self.loader, name)
+        self._exec_with(module, dataclasses, "dataclass", dataclass)
 
 
 # What `dataclasses` sets on a class (without options) that its first use reads: making one,
