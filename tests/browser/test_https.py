@@ -35,6 +35,10 @@ def lan():
     sandbox.run("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
     sandbox.run("ip", "address", "add", f"{LAN_ADDRESS}/24", "dev", "lan0")
     for interface in ("lan0", "lan1"):
+        # No IPv6 link-local address: one would turn valid a second or two after the link is
+        # up, and Chromium, seeing the network change, fails the requests then in flight
+        # (net::ERR_NETWORK_CHANGED) in the middle of a page's load.
+        sandbox.run("ip", "link", "set", interface, "addrgenmode", "none")
         sandbox.run("ip", "link", "set", interface, "up")
     yield Loopback(sandbox)
     sandbox.close()
