@@ -59,6 +59,18 @@ def test_nat_kinds_map_and_filter_as_named(network) -> None:
     assert public[0][1] == f"from-other-port {public[0][0]}", public
 
 
+def test_no_device_gets_an_ipv6_address_that_turns_valid_later(network) -> None:
+    """A link-local address turning valid a second after a link is up is a network change to
+    Chromium, which then fails the requests in flight; so none is made."""
+    net = network("cone", "public")
+    time.sleep(2.5)  # past IPv6 duplicate address detection, had an address been made
+    for ns in net.topology.namespaces:
+        shown = net.sandbox.run("ip", "-6", "-o", "address", "show", ns=ns, check=False)
+        assert shown.returncode == 0, shown.stderr
+        addresses = [line for line in shown.stdout.splitlines() if " lo " not in line]
+        assert addresses == [], f"{ns}: {addresses}"
+
+
 def test_coturn_serves_turn_over_udp_and_tcp_to_its_user_only(network) -> None:
     net = network("symmetric", "udp-blocked")
     net.start_coturn()

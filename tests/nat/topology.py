@@ -223,7 +223,7 @@ class Topology:
             f"ip -n {inet} link set lo up",
             f"ip -n {inet} link add br0 type bridge",
             f"ip -n {inet} addr add {SERVER}/24 dev br0",
-            f"ip -n {inet} link set br0 up",
+            *_link_up(inet, "br0"),
             f"ip -n {inet} neigh add {BLACKHOLE} lladdr 02:00:00:00:00:fe dev br0 nud permanent",
             f"ip -n {inet} route add default via {BLACKHOLE} dev br0",
         ]
@@ -233,9 +233,9 @@ class Topology:
             if r is None:  # on the bridge, with a public address
                 lines += [
                     f"ip -n {p} link add eth0 type veth peer name up{i} netns {inet}",
-                    f"ip -n {inet} link set up{i} master br0 up",
+                    *_link_up(inet, f"up{i}", "master br0"),
                     f"ip -n {p} addr add {site.address}/24 dev eth0",
-                    f"ip -n {p} link set eth0 up",
+                    *_link_up(p, "eth0"),
                 ]
                 continue
             lan = site.address.rsplit(".", 1)[0]
@@ -244,14 +244,14 @@ class Topology:
                 f"ip netns add {r}",
                 f"ip -n {r} link set lo up",
                 f"ip -n {r} link add wan type veth peer name up{i} netns {inet}",
-                f"ip -n {inet} link set up{i} master br0 up",
+                *_link_up(inet, f"up{i}", "master br0"),
                 f"ip -n {r} addr add {site.public}/24 dev wan",
-                f"ip -n {r} link set wan up",
+                *_link_up(r, "wan"),
                 f"ip -n {r} link add lan type veth peer name eth0 netns {p}",
                 f"ip -n {r} addr add {lan}.1/24 dev lan",
-                f"ip -n {r} link set lan up",
+                *_link_up(r, "lan"),
                 f"ip -n {p} addr add {site.address}/24 dev eth0",
-                f"ip -n {p} link set eth0 up",
+                *_link_up(p, "eth0"),
                 f"ip -n {p} route add default via {lan}.1",
                 f"ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1",
                 # A home router's firewall: nothing unsolicited comes in from the WAN.
@@ -265,6 +265,14 @@ class Topology:
             if site.kind == "udp-blocked":
                 lines.append(f"{ipt} -A FORWARD -i lan -p udp -j DROP")
         return "\n".join(lines) + "\n"
+
+
+def _link_up(ns: str, device: str, *options: str) -> list[str]:
+    """Bring a device up without an IPv6 link-local address: one would turn valid a second or
+    two later, and Chromium, seeing the network change, fails the requests then in flight
+    (net::ERR_NETWORK_CHANGED) in the middle of a test."""
+    return [f"ip -n {ns} link set {device} addrgenmode none",
+            " ".join(["ip", "-n", ns, "link", "set", device, *options, "up"])]
 
 
 def wait_for(predicate, what: str, timeout: float = 10, interval: float = 0.05):
