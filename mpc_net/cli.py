@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
+import gc
 import os
 import sys
-from pathlib import Path
 
-from . import __version__, run_command
+from . import __version__
 from .argtypes import Parser
-from .rtc.lean import lean_imports
 
 
 def _parser() -> argparse.ArgumentParser:
     """The command line; each command's options are added when that command is chosen (or
     its help asked for): `mpc-net run` makes and imports only its own."""
+    from . import run_command
+    from .rtc.lean import lean_imports
+
     with lean_imports():  # argparse imports shutil (the terminal's width), which bz2 and lzma
         parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
                         "between parties connected peer-to-peer over WebRTC data channels.")
@@ -100,6 +100,9 @@ def _web_module():
 
 def _bench(arguments: list[str]) -> int:
     """`mpc-net bench`: the harness in benchmarks/ of the checkout this package is in."""
+    import importlib
+    from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
     harness = root / "benchmarks" / "harness"
     if not (harness / "__init__.py").is_file():
@@ -179,6 +182,8 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
                      "(an open relay); require a join token, or accept that with "
                      "--turn-open-relay")
 
+    import asyncio
+
     start_logging(options)
     try:
         asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
@@ -194,12 +199,20 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Imports make many objects but no garbage: the collector stays off while a party imports
+    # (it is turned on, after gc.freeze(), once the imports are done: native/party.py, and
+    # run_command.py for local mode); the other commands turn it on once parsed.
+    gc.disable()
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     if argv[:1] == ["bench"]:  # the harness (in a checkout, not here) reads its arguments
         options = argparse.Namespace(command="bench", arguments=argv[1:])
     else:
         options = parser.parse_args(argv)
+    if options.command != "run":
+        gc.enable()
+    from . import run_command
+
     try:
         commands = {"run": lambda: run_command.run(_subparser(parser, "run"), options),
                     "signal": lambda: _signal(parser, options),
