@@ -9,6 +9,12 @@ start.
 End: `mpc-net run demos/auction.py -M3` (local mode), from MPyC's "Stop MPyC" line on party 0's
 output to the exit of the command (every party has ended, the room server has closed).
 
+Launch: what a user waits for before the program runs, imports or not. From a process's launch
+to its program's first line after `from mpyc.runtime import mpc`: `python PROGRAM` (MPyC alone)
+against a party, `mpc-net run PROGRAM -M2 -I0` with a room server on loopback (its checks, key,
+room join and the imports in its thread included; party 1 never comes, the program exits there).
+Wall-clock time, and the process's CPU time by then (all its threads).
+
 Where the time goes: with --where, `python -X importtime` of a party's imports after
 `import mpyc.runtime`, the self time of each package summed (medians over --runs processes).
 
@@ -19,7 +25,8 @@ others, and show as "(baseline)" rows; repeated (one checkout per step), as "(DI
 "party beyond mpyc.runtime, in one process" times only what a party imports after MPyC, in the
 process that imported MPyC first: steadier under load than the difference of two medians.
 
-Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--where] [--baseline DIR ...]
+Run: python benchmarks/startup.py [--runs 10] [--end-runs 5] [--launch-runs 10] [--where]
+[--baseline DIR ...]
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -135,10 +144,88 @@ def end_of_run(env: dict[str, str]) -> float:
     return time.perf_counter() - stopped
 
 
+_LAUNCHED = """
+import os, time
+from mpyc.runtime import mpc
+print("launched", time.time() - float(os.environ["STARTUP_LAUNCHED_AT"]), time.process_time())
+os._exit(0)  # (a party: party 1 never comes)
+"""
+
+
+def launch(runs: int, env: dict[str, str], checkouts: dict[str, Path]) -> None:
+    """Launch to the program's first line, MPyC alone and a party from each checkout."""
+    env = {n: v for n, v in env.items() if not n.lower().endswith("_proxy")}  # loopback only
+    with tempfile.TemporaryDirectory() as directory:
+        program, key, roster = (Path(directory, name) for name in ("launched.py", "0.key",
+                                                                    "roster.json"))
+        program.write_text(_LAUNCHED)
+        mpc_net = [sys.executable, "-m", "mpc_net"]
+        keys = [subprocess.run([*mpc_net, "keygen", "--out", f"{directory}/{i}.key"], cwd=ROOT,
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+                for i in range(2)]
+        subprocess.run([*mpc_net, "roster", *keys, "--out", str(roster)], cwd=ROOT, env=env,
+                       capture_output=True, check=True)
+        log = Path(directory, "signal.log")
+        with log.open("w") as sink, subprocess.Popen([*mpc_net, "signal", "--port", "0"],
+                                                     cwd=ROOT, env=env, stderr=sink) as server:
+            try:
+                url = _listening(log)
+                party = [*mpc_net, "run", str(program), "-M2", "-I0", "--signal", url, "--key",
+                         str(key), "--roster", str(roster)]
+                commands = {"MPyC alone": ([sys.executable, str(program)], ROOT)}
+                commands.update({f"party{label}": (party, checkout)
+                                 for label, checkout in checkouts.items()})
+                times = _launches(runs, env, commands)
+            finally:
+                server.terminate()
+    base_wall, base_cpu = (statistics.median(t[i] for t in times[next(iter(times))])
+                           for i in (0, 1))
+    print(f"\nLaunch to the program's first line after `from mpyc.runtime import mpc`, MPyC alone "
+          f"(`python PROGRAM`) and a party (`mpc-net run PROGRAM -M2 -I0`, a room server on "
+          f"loopback), median of {runs} (s)\n")
+    print("| process | wall | CPU | wall - MPyC alone | CPU - MPyC alone |\n|---|---|---|---|---|")
+    for name, samples in times.items():
+        wall, cpu = (statistics.median(t[i] for t in samples) for i in (0, 1))
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall - base_wall:+.3f} | "
+              f"{cpu - base_cpu:+.3f} |")
+
+
+def _listening(log: Path) -> str:
+    """The room server's URL, from the line it logs first."""
+    for _ in range(200):
+        found = re.search(r"listening on (\S+)", log.read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.05)
+    raise SystemExit(f"the room server did not start: {log.read_text().strip()}")
+
+
+def _launches(runs: int, env: dict[str, str], commands: dict[str, tuple[list[str], Path]]
+              ) -> dict[str, list[tuple[float, float]]]:
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    rooms = iter(range(1 << 30))
+    for run in range(runs + 1):  # the first: bytecode caches
+        for name, (command, checkout) in commands.items():
+            if "mpc_net" in command:
+                command = [*command, "--room", f"launch{next(rooms)}"]
+            done = subprocess.run(command, cwd=checkout, capture_output=True, text=True,
+                                  env={**env, "STARTUP_LAUNCHED_AT": repr(time.time())})
+            line = next((line for line in done.stdout.splitlines()
+                         if line.startswith("launched ")), None)
+            if line is None:
+                raise SystemExit(f"{name} did not start its program: {done.stderr.strip()}")
+            if run:
+                wall, cpu = line.split()[1:]
+                times[name].append((float(wall), float(cpu)))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="fresh processes per variant")
     parser.add_argument("--end-runs", type=int, default=5, help="local-mode runs for the end")
+    parser.add_argument("--launch-runs", type=int, default=10,
+                        help="launches to the program's first line, MPyC alone and a party")
     parser.add_argument("--where", action="store_true",
                         help="also where a party's import time goes, by package")
     parser.add_argument("--baseline", type=Path, metavar="DIR", action="append", default=[],
@@ -175,6 +262,11 @@ def main() -> None:
                   f"{cpu - base_cpu:+.3f} |")
     if options.where:
         where(runs, env)
+    if options.launch_runs:
+        checkouts = {"": ROOT}
+        checkouts.update({f" ({'baseline' if len(options.baseline) == 1 else b})": b.resolve()
+                          for b in options.baseline})
+        launch(options.launch_runs, env, checkouts)
     if options.end_runs:
         ends = [end_of_run(env) for _ in range(options.end_runs)]
         print(f"\nEnd of a local-mode run (auction, -M3), \"Stop MPyC\" to exit: median "

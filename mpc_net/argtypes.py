@@ -49,7 +49,34 @@ port = number(int, 0, maximum=65535)
 
 
 class Parser(argparse.ArgumentParser):
-    """Bad input ends in one line and exit code 2, never a usage dump or a traceback."""
+    """Bad input ends in one line and exit code 2, never a usage dump or a traceback.
+
+    `options(parser)`, if given, adds the parser's arguments when it is first used (parsed, or
+    its help or usage formatted): a command's subcommands that are not run then cost only their
+    name and description (and what their options import is not imported).
+    """
+
+    def __init__(self, *args: Any, options: Callable[[argparse.ArgumentParser], None] | None
+                 = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._options = options
+
+    def _add_options(self) -> None:
+        options, self._options = self._options, None
+        if options is not None:
+            options(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._add_options()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self._add_options()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_options()
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
+import gc
 import os
 import sys
-from pathlib import Path
 
-from . import __version__, run_command, web_arguments
+from . import __version__
 from .argtypes import Parser
-from .rtc.lean import lean_imports
-from .signaling.arguments import add_signal_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The command line; each command's options are added when that command is chosen (or
+    its help asked for): `mpc-net run` makes and imports only its own."""
+    from . import run_command
+    from .rtc.lean import lean_imports
+
     with lean_imports():  # argparse imports shutil (the terminal's width), which bz2 and lzma
         parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
                         "between parties connected peer-to-peer over WebRTC data channels.")
@@ -23,27 +24,50 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=Parser)
 
-    run = commands.add_parser("run", help="run an MPyC program over WebRTC",
+    commands.add_parser("run", help="run an MPyC program over WebRTC",
                               usage="%(prog)s [OPTIONS] SCRIPT [ARGS ...] [-- ARGS ...]",
                               description=run_command.RUN_DESCRIPTION,
                               epilog=run_command.RUN_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    run_command.add_arguments(run)
-
-    keygen = commands.add_parser(
-        "keygen", help="make an identity key",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              options=run_command.add_arguments)
+    commands.add_parser(
+        "keygen", help="make an identity key", options=_keygen_options,
         description="Write a new Ed25519 private key (readable by you only) and print its "
                     "public key as one line, for the roster.")
-    keygen.add_argument("--out", default="mpc-net.key", metavar="FILE",
-                        help="where to write the private key (default %(default)s)")
-    keygen.add_argument("--force", action="store_true", help="replace an existing file")
-
-    roster = commands.add_parser(
+    commands.add_parser(
         "roster", help="make or show a roster of the parties' public keys",
+        options=_roster_options,
         description="Write a roster: the public keys of all parties in party order (party 0 "
                     "first), each optionally named NAME=KEY. A key is the line `mpc-net keygen` "
                     "printed, or a file holding it, or a private key file. Every party must use "
                     "the same roster; its session id identifies it.")
+
+    # Listed here only: main() hands everything after `bench` to the harness's own parser.
+    commands.add_parser("bench", add_help=False, help="measure mpc-net against MPyC's own TCP "
+                        "transport (in a checkout of mpc-net; see 'mpc-net bench --help')")
+
+    commands.add_parser(
+        "web", help="serve the browser app and a room server on one port",
+        options=_web_options,
+        description="Serve the browser app and a room server on one port: people take part in "
+                    "a computation by opening a link. The first start builds the app's bundle "
+                    "for the installed mpc-net into a per-user cache (needs npm and the package "
+                    "registries once; --bundle DIR serves a bundle built elsewhere).")
+    commands.add_parser(
+        "signal", help="run a room server (signaling only, never MPC data)",
+        options=_signal_options,
+        description="Run a room server: parties meet in rooms and exchange session descriptions "
+                    "through it. It never sees MPC data. Stop it with Ctrl-C or SIGTERM.")
+    return parser
+
+
+def _keygen_options(keygen: argparse.ArgumentParser) -> None:
+    keygen.add_argument("--out", default="mpc-net.key", metavar="FILE",
+                        help="where to write the private key (default %(default)s)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing file")
+
+
+def _roster_options(roster: argparse.ArgumentParser) -> None:
     roster.add_argument("keys", nargs="*", metavar="[NAME=]KEY",
                         help="public key, or file with one, per party in party order")
     roster.add_argument("--out", metavar="FILE", help="where to write the roster")
@@ -51,24 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("--show", metavar="FILE",
                         help="print the parties and the session id of a roster file")
 
-    # Listed here only: main() hands everything after `bench` to the harness's own parser.
-    commands.add_parser("bench", add_help=False, help="measure mpc-net against MPyC's own TCP "
-                        "transport (in a checkout of mpc-net; see 'mpc-net bench --help')")
 
-    web = commands.add_parser(
-        "web", help="serve the browser app and a room server on one port",
-        description="Serve the browser app and a room server on one port: people take part in "
-                    "a computation by opening a link. The first start builds the app's bundle "
-                    "for the installed mpc-net into a per-user cache (needs npm and the package "
-                    "registries once; --bundle DIR serves a bundle built elsewhere).")
-    web_arguments.add_arguments(web)  # not web.py: a party never loads the room server
+def _web_options(web: argparse.ArgumentParser) -> None:
+    from . import web_arguments  # not web.py: the room server loads only for `mpc-net web`
 
-    signal = commands.add_parser(
-        "signal", help="run a room server (signaling only, never MPC data)",
-        description="Run a room server: parties meet in rooms and exchange session descriptions "
-                    "through it. It never sees MPC data. Stop it with Ctrl-C or SIGTERM.")
+    web_arguments.add_arguments(web)
+
+
+def _signal_options(signal: argparse.ArgumentParser) -> None:
+    from .signaling.arguments import add_signal_arguments
+
     add_signal_arguments(signal)
-    return parser
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -83,6 +100,9 @@ def _web_module():
 
 def _bench(arguments: list[str]) -> int:
     """`mpc-net bench`: the harness in benchmarks/ of the checkout this package is in."""
+    import importlib
+    from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
     harness = root / "benchmarks" / "harness"
     if not (harness / "__init__.py").is_file():
@@ -162,6 +182,8 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
                      "(an open relay); require a join token, or accept that with "
                      "--turn-open-relay")
 
+    import asyncio
+
     start_logging(options)
     try:
         asyncio.run(serve_until_signal(RoomServer(options.host, options.port,
@@ -177,12 +199,20 @@ def _signal(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Imports make many objects but no garbage: the collector stays off while a party imports
+    # (it is turned on, after gc.freeze(), once the imports are done: native/party.py, and
+    # run_command.py for local mode); the other commands turn it on once parsed.
+    gc.disable()
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     if argv[:1] == ["bench"]:  # the harness (in a checkout, not here) reads its arguments
         options = argparse.Namespace(command="bench", arguments=argv[1:])
     else:
         options = parser.parse_args(argv)
+    if options.command != "run":
+        gc.enable()
+    from . import run_command
+
     try:
         commands = {"run": lambda: run_command.run(_subparser(parser, "run"), options),
                     "signal": lambda: _signal(parser, options),

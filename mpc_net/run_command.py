@@ -193,8 +193,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def run(run: argparse.ArgumentParser, options: argparse.Namespace) -> int:
-    """`mpc-net run`: check everything, then run the program alone, locally or as a party."""
-    gc.disable()  # imports make many objects but no garbage; enabled again once they are done
+    """`mpc-net run`: check everything, then run the program alone, locally or as a party
+    (with the collector off until the imports are done: cli.main)."""
     from .runtime import MpycOptionError, check_mpyc_argv, import_mpyc, mpyc_argv
 
     script, rest = _program_arguments(options)

@@ -40,8 +40,23 @@ def test_signal_help_explains_every_option() -> None:
         assert option in done.stdout
 
 
+# Each command's options are added when it is chosen (argtypes.Parser's `options`): its help and
+# its checks are those of a parser made whole.
+@pytest.mark.parametrize("command, options", [
+    ("keygen", ("--out FILE", "--force")), ("roster", ("[NAME=]KEY", "--show FILE")),
+    ("web", ("--port PORT", "--bundle BUNDLE", "--program FILE", "--max-rooms"))])
+def test_every_commands_help_explains_its_options(command: str, options: tuple[str]) -> None:
+    done = mpc_net(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: mpc-net {command} ")
+    for option in options:
+        assert option in done.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--no-such-flag", "demos/auction.py"], "unrecognized arguments"),
+    (["keygen", "--no-such-flag"], "unrecognized arguments"),
+    (["roster", "--show"], "mpc-net roster: error: argument --show: expected one argument"),
     (["run"], "required: SCRIPT"),
     (["run", "demos/no_such_demo.py", "-M3"], "no such program"),
     (["run", "demos/auction.py", "-M", "three"], "not a number"),

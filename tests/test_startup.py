@@ -6,6 +6,7 @@ in for until a run uses it.
 Start: a party decides for itself whether the room server is reached through a proxy (the
 environment's *_proxy variables), so that websockets' lookup, and urllib.request with it, loads
 only where a proxy may be configured; behind a proxy the room server is still reached.
+Imports run with the cyclic garbage collector off, from the command's start.
 End: it freezes what it imported (no collection walks those objects again, nor the last one at
 exit), and the program's own garbage is still finalized at exit.
 """
@@ -62,6 +63,29 @@ def test_a_party_freezes_its_imports_and_still_finalizes_the_programs_garbage(
         # Frozen before the program ran, and collecting again (off while the party imported).
         assert f"total {parties * (parties + 1) // 2}, frozen True, collecting True" in output
         assert f"goodbye from party {pid}" in output
+
+
+# As the `mpc-net` script runs: importing its module imports little, and the collector's runs
+# are counted from main() to the program.
+_COUNTING = """
+import gc, sys
+from mpc_net.cli import main
+assert not {"mpc_net.run_command", "mpc_net.mesh", "asyncio", "json"} & sys.modules.keys()
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
+sys.collections_before_program = collections
+main()
+"""
+
+
+def test_the_collector_never_runs_while_mpc_net_imports(tmp_path) -> None:
+    script = tmp_path / "counted.py"
+    script.write_text("import sys\n"
+                      "print('collections', len(sys.collections_before_program))\n")
+    done = subprocess.run([sys.executable, "-c", _COUNTING, "run", str(script)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "collections 0"
 
 
 @pytest.fixture
@@ -173,10 +197,11 @@ mpc.run(mpc.shutdown())
 import bz2, lzma  # loaded lazily for shutil (argparse's): whole when used
 assert bz2.decompress(bz2.compress(b"x")) == lzma.decompress(lzma.compress(b"x")) == b"x"
 """
-# Run only by `mpc-net signal` and `mpc-net web`, or when a run uses them (a proxy, a report, a
-# media section, getStats, websockets' version, mDNS, an archive, text from elsewhere to print),
-# or never (PyAV, SRTP): not imported, or imported to load when first used.
-_NOT_RUN = ("mpc_net.web", "mpc_net.bundle", "mpc_net.signaling.server",
+# Run only by `mpc-net signal` and `mpc-net web` (their options too), or when a run uses them (a
+# proxy, a report, a media section, getStats, websockets' version, mDNS, an archive, text from
+# elsewhere to print), or never (PyAV, SRTP): not imported, or imported to load when first used.
+_NOT_RUN = ("mpc_net.web", "mpc_net.web_arguments", "mpc_net.signaling.arguments",
+            "mpc_net.signaling.limits", "mpc_net.bundle", "mpc_net.signaling.server",
             "mpc_net.signaling.keepalive", "websockets.server", "websockets.asyncio.server",
             "importlib.metadata", "urllib.request", "http.client", "email.message", "tempfile",
             "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "bz2", "lzma",

@@ -189,7 +189,7 @@ def _run(script: str, early: EarlyMesh | None) -> None:
         if early is not None:
             early.begin()
         gc.freeze()  # imported objects live until exit: no collection, nor the last, walks them
-        gc.enable()  # off while cli.py imported
+        gc.enable()  # off since cli.main, while the party imported
         runpy.run_path(script, run_name="__main__")
     finally:
         if early is not None:
