@@ -1079,6 +1079,22 @@ async def test_one_way_traffic_makes_a_sack_timer_per_delay_not_per_packet() -> 
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_a_transfer_moves_its_retransmission_timer_rather_than_making_one_per_sack(
+        ) -> None:
+    """aiortc restarts T3 at every SACK that acknowledges data, with a new timer each time;
+    a moved deadline keeps one timer (before: one per SACK, about one per two packets)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    association._loop = timers = TimerCount(association._loop, association._t3_expired)
+    message = bytes(200 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not association._sent_queue)
+    assert association._window.events["timeout"] == 0
+    assert 1 <= timers.made <= 10, timers.made
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1),
        st.lists(st.integers(-3, 6), min_size=1, max_size=40))
