@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import asyncio.selector_events
 import inspect
 import subprocess
 import sys
@@ -99,6 +100,12 @@ RELIED_ON: list[Member] = [
     *_attributes("RTCIceTransport", {"_recv": None}),
     *_attributes("aioice.Connection", {"_queue": asyncio.Queue}),
     *_attributes("aiortc.rtcdtlstransport", {"State": type}, kind="constant"),
+    # receive.py, send.py: DTLS records told from STUN by their first byte, and sent to the
+    # nominated pair's socket; acks.py: the next TSN in order marked without aiortc's sorting.
+    *_attributes("aioice.Connection", {"_protocols": list}),
+    *_attributes("aioice.ice", {"StunProtocol": type}, kind="constant"),
+    *_attributes("RTCDtlsTransport", {"_ssl": None}),
+    *_methods("RTCSctpTransport", "method", {"_mark_received": ("tsn",)}),
     # native.py: the nominated candidate pair (selected_path); with either SCTP.
     Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),
     Member("aioice.Connection", "_nominated", "attribute", type=dict, sctp=False),
@@ -199,6 +206,12 @@ def test_aiortc_receives_through_the_hooks_that_receive_py_replaces() -> None:
     assert "self.receiver.data_received(" in inspect.getsource(aioice.ice.StunProtocol), VERSIONS
     assert "self.transport._recv()" in inspect.getsource(
         aiortc.rtcdtlstransport.RTCDtlsTransport._recv_next), VERSIONS
+    # receive.py also replaces datagram_received on aioice's protocols (asyncio looks it up at
+    # each datagram), and send.py does what _send_data and _write_ssl do, for one record.
+    assert "self._protocol.datagram_received(" in inspect.getsource(
+        asyncio.selector_events._SelectorDatagramTransport._read_ready)
+    assert "self._ssl.bio_read(1500)" in inspect.getsource(
+        aiortc.rtcdtlstransport.RTCDtlsTransport._write_ssl), VERSIONS
 
 
 def _private(name: str) -> bool:

@@ -14,12 +14,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 
+import aioice.ice
+import aioice.stun
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSctpTransport
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, SackChunk
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpc_net.native.peer import NativePeerConnection, use_host_addresses
-from mpc_net.rtc.acks import SACK_DELAY, _gap_blocks
+from mpc_net.rtc.acks import SACK_DELAY, DelayedAckSctpTransport, _gap_blocks
 from mpc_net.rtc.recovery import INITIAL_WINDOW_PACKETS, RTO_MARGIN
 from mpc_net.rtc.sctp import PiggybackSctpTransport, run_eagerly
 from mpc_net.signaling.protocol import SessionDescription
@@ -509,15 +513,15 @@ async def test_a_sack_late_past_the_probe_costs_no_window() -> None:
     await measure_round_trips(a, b)
     association._window.events.clear()
     window = association._cwnd
-    ice = b.pc._pc.sctp.transport.transport
-    send = ice._send
+    dtls = b.pc._pc.sctp.transport
+    send = dtls._send_data
     loop = asyncio.get_running_loop()
     late = 2 * association._srtt + SACK_DELAY + 0.05  # past the probe, before the timeout
 
     async def delayed(data: bytes) -> None:
         loop.call_later(late, lambda: asyncio.ensure_future(send(data)))
 
-    ice._send = delayed
+    dtls._send_data = delayed
     message = bytes(4 * USERDATA_MAX_LENGTH - 100)
     a.pc.channel.send(message)
     assert await asyncio.wait_for(b.received.get(), 5) == message
@@ -965,19 +969,165 @@ async def test_received_datagrams_skip_aioices_queue_once_connected(sctp: str) -
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_sent_packets_go_from_dtls_to_the_socket_past_aioices_layers(sctp: str) -> None:
+    """Once connected, each packet is encrypted and handed to the nominated pair's socket in
+    one step: the pair's `send_data` (behind aiortc's ICE transport and aioice's `sendto`) sees
+    none of a message's packets; as shipped, all of them."""
+    a, b = await connected()
+    protocol = a.pc._pc.sctp.transport.transport._connection._nominated[1].protocol
+    send_data = protocol.send_data
+    through_aioice = 0
+
+    async def counted(data: bytes, addr: tuple[str, int]) -> None:
+        nonlocal through_aioice
+        through_aioice += 1
+        await send_data(data, addr)
+
+    protocol.send_data = counted
+    message = bytes(20 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert through_aioice >= 20 if sctp == "stock" else through_aioice == 0, through_aioice
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+class RelayedPath:
+    """Stands in for a TURN allocation's protocol (which wraps each datagram for the server and
+    may wait for a channel binding); delivers through the real socket underneath."""
+
+    def __init__(self, protocol) -> None:
+        self._protocol = protocol
+        self.sent = 0
+
+    async def send_data(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent += 1
+        await self._protocol.send_data(data, addr)
+
+
+async def test_a_relayed_pair_still_sends_through_aioice() -> None:
+    a, b = await connected()
+    pair = a.pc._pc.sctp.transport.transport._connection._nominated[1]
+    pair.protocol = relayed = RelayedPath(pair.protocol)
+    message = bytes(20 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert relayed.sent >= 20, relayed.sent
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_received_dtls_records_skip_aioices_stun_parse_once_connected(sctp: str,
+                                                                           monkeypatch) -> None:
+    """aioice parses every datagram as STUN before it gives up and passes it on; once
+    connected, a datagram whose first byte says DTLS (RFC 7983) goes to DTLS at once."""
+    a, b = await connected()
+    await measure_round_trips(a, b, count=2)
+    parse = aioice.stun.parse_message
+    parsed = 0
+
+    def counted(data: bytes):
+        nonlocal parsed
+        parsed += 19 < data[0] < 64
+        return parse(data)
+
+    monkeypatch.setattr(aioice.ice.stun, "parse_message", counted)
+    for i in range(20):
+        a.pc.channel.send(b"ping %d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
+        b.pc.channel.send(b"pong %d" % i)
+        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+    assert parsed >= 40 if sctp == "stock" else parsed == 0, parsed
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+class TimerCount:
+    """An association's event loop, counting the timers made for one callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self.made = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._loop, name)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        self.made += callback == self._callback
+        return self._loop.call_at(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        self.made += callback == self._callback
+        return self._loop.call_later(delay, callback)
+
+
+async def test_one_way_traffic_makes_a_sack_timer_per_delay_not_per_packet() -> None:
+    """A receiver that owes a SACK for every odd packet keeps one timer waiting rather than
+    making and cancelling one per packet (before: one per two packets)."""
+    a, b = await connected()
+    association = b.pc._pc.sctp
+    association._loop = timers = TimerCount(association._loop, association._on_sack_timer)
+    count = 200
+    for i in range(count):
+        a.pc.channel.send(b"%d" % i)
+        await asyncio.sleep(0)
+    for i in range(count):
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert count // 2 <= b.packets <= count // 2 + 2, b.packets  # a SACK per two, as before
+    assert 1 <= timers.made <= count // 10, timers.made
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_transfer_moves_its_retransmission_timer_rather_than_making_one_per_sack(
+        ) -> None:
+    """aiortc restarts T3 at every SACK that acknowledges data, with a new timer each time;
+    a moved deadline keeps one timer (before: one per SACK, about one per two packets)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    association._loop = timers = TimerCount(association._loop, association._t3_expired)
+    message = bytes(200 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not association._sent_queue)
+    assert association._window.events["timeout"] == 0
+    assert 1 <= timers.made <= 10, timers.made
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1),
+       st.lists(st.integers(-3, 6), min_size=1, max_size=40))
+def test_marking_a_received_tsn_keeps_aiortcs_state(start: int, steps: list[int]) -> None:
+    """The shortcut for the next TSN in order leaves the cumulative TSN and the out-of-order
+    and duplicate TSNs as aiortc's own bookkeeping does, across the TSN wrap too."""
+    ours = object.__new__(DelayedAckSctpTransport)
+    theirs = object.__new__(RTCSctpTransport)
+    for association in (ours, theirs):
+        association._last_received_tsn = start
+        association._sack_misordered = set()
+        association._sack_duplicates = []
+    tsn = start
+    for step in steps:
+        tsn = (tsn + step) % 2**32
+        assert ours._mark_received(tsn) == theirs._mark_received(tsn)
+        assert (ours._last_received_tsn, ours._sack_misordered, ours._sack_duplicates) == (
+            theirs._last_received_tsn, theirs._sack_misordered, theirs._sack_duplicates)
+
+
 async def test_a_datagram_arriving_while_one_is_handled_waits_behind_it() -> None:
     """b's handling of a datagram has to wait (its SACK cannot go out yet, as behind a TURN
     channel binding): what arrives meanwhile is handled after it, in order."""
     a, b = await connected()
-    ice = b.pc._pc.sctp.transport.transport
-    send = ice._send
+    dtls = b.pc._pc.sctp.transport
+    send = dtls._send_data
     gate = asyncio.get_running_loop().create_future()
 
     async def held(data: bytes) -> None:
         await asyncio.shield(gate)
         await send(data)
 
-    ice._send = held
+    dtls._send_data = held
     a.pc.channel.send(b"0")
     a.pc.channel.send(b"1")  # the second packet makes b send a SACK at once, which waits
     await asyncio.sleep(0.05)

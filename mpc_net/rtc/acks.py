@@ -43,12 +43,25 @@ _COMMON_HEADER = 12
 class DelayedAckSctpTransport(RTCSctpTransport):
     """aiortc's association, acknowledging late and inside DATA packets where it can."""
 
+    # The SACK timer is not made and cancelled per packet: one timer waits, and when it fires
+    # early for a SACK owed since (one sent meanwhile, another owed later), it waits again.
     _sack_timer: asyncio.TimerHandle | None
+    _sack_due: float | None  # loop time by which the SACK now owed goes out (None: none owed)
     _packets_unacknowledged: int
 
     def _start_delaying_acks(self) -> None:
         self._sack_timer = None
+        self._sack_due = None
         self._packets_unacknowledged = 0
+
+    def _mark_received(self, tsn: int) -> bool:
+        # aiortc sorts and filters its sets of out-of-order and duplicate TSNs for every chunk;
+        # the next TSN in order with neither outstanding just advances the cumulative TSN.
+        if (tsn == tsn_plus_one(self._last_received_tsn) and not self._sack_misordered
+                and not self._sack_duplicates):
+            self._last_received_tsn = tsn
+            return False
+        return super()._mark_received(tsn)
 
     async def _send_sack(self) -> None:
         # aiortc calls this after every received packet that needs acknowledging.
@@ -61,8 +74,10 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         )
         if urgent:
             await self._send_packet(bytes(self._take_sack()))
-        elif self._sack_timer is None:
-            self._sack_timer = self._loop.call_later(SACK_DELAY, self._on_sack_timer)
+        elif self._sack_due is None:
+            self._sack_due = self._loop.time() + SACK_DELAY
+            if self._sack_timer is None:
+                self._sack_timer = self._loop.call_at(self._sack_due, self._on_sack_timer)
 
     async def _send_chunk(self, chunk: Chunk) -> None:
         body = bytes(chunk)
@@ -73,8 +88,13 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         await self._send_packet(body)
 
     def _on_sack_timer(self) -> None:
-        self._sack_timer = None
-        if self._sack_needed and self._association_state == self.State.ESTABLISHED:
+        timer, self._sack_timer = self._sack_timer, None
+        due = self._sack_due
+        if due is None or not self._sack_needed:
+            return
+        if timer is not None and due > timer.when():  # owed since it was set: wait until due
+            self._sack_timer = self._loop.call_at(due, self._on_sack_timer)
+        elif self._association_state == self.State.ESTABLISHED:
             asyncio.ensure_future(self._send_delayed_sack())
 
     async def _send_delayed_sack(self) -> None:
@@ -89,6 +109,7 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         if self._sack_timer is not None:
             self._sack_timer.cancel()
             self._sack_timer = None
+        self._sack_due = None
 
     def _take_sack(self, limit: int | None = None) -> SackChunk | None:
         """The SACK for everything received so far, now owed to no one (None: over `limit`)."""
@@ -102,7 +123,7 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         self._sack_duplicates.clear()
         self._sack_needed = False
         self._packets_unacknowledged = 0
-        self._cancel_sack_timer()
+        self._sack_due = None  # its timer, if waiting, finds nothing owed or waits again
         return sack
 
     async def _send_packet(self, body: bytes) -> None:

@@ -9,8 +9,9 @@ names each private member relied on and fails when a release changes one):
 - process-wide, for every connection: aioice's host candidates (which addresses, and 127.0.0.1
   when nothing else exists) and its UDP receive buffers. Applied once, by `apply_process_patches`.
 - per association: delayed and piggybacked SACKs, cheaper reassembly (`acks.py`), the
-  congestion window and loss recovery (`recovery.py`), eager sends (`sctp.py`) and received
-  datagrams handled as they arrive (`receive.py`), installed by `tune_association`.
+  congestion window and loss recovery (`recovery.py`), eager sends (`sctp.py`), received
+  datagrams handled as they arrive (`receive.py`) and packets sent to the socket in one step
+  (`send.py`), installed by `tune_association`.
   MPC_NET_STOCK_SCTP=1 leaves them out, so that aiortc's SCTP runs as shipped: to tell an
   aiortc regression from one of ours, or to run an aiortc release whose internals moved.
 
@@ -61,9 +62,11 @@ def tune_association(association: RTCSctpTransport) -> None:
         return
     from .receive import DatagramReceiver
     from .sctp import PiggybackSctpTransport
+    from .send import DatagramSender
 
     PiggybackSctpTransport.adopt(association)
     DatagramReceiver(association.transport)
+    DatagramSender(association.transport)
 
 
 def use_host_addresses(addresses: list[str] | None) -> None:

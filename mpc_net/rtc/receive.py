@@ -12,6 +12,10 @@ one is still being handled (its handling had to wait, to send through a TURN ser
 behind it. Before that (the DTLS handshake), and whenever aiortc's task still has queued
 datagrams to handle, datagrams take aioice's queue as before. The end of the connection is
 aiortc's too: a closing DTLS peer or a failure makes its task see the connection lost.
+
+Once connected, aioice's sockets also stop trying to parse every datagram as STUN first: a
+datagram whose first byte says DTLS (20-63, RFC 7983's demultiplexing, as aiortc's own receive
+step tells DTLS from RTP) goes to DTLS at once; anything else still takes aioice's parse.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from aioice import Connection
+from aioice.ice import StunProtocol
 from aiortc import RTCDataChannel, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State
 
@@ -41,6 +47,7 @@ class DatagramReceiver:
         self._held: bytes | None = None  # the datagram that the next receive step takes
         self._backlog: deque[tuple[bytes, int]] | None = None  # None: none being handled
         self._task_waiting = False  # aiortc's task waits on aioice's queue, having handled all
+        self._demultiplexing = False  # aioice's sockets hand DTLS records straight here
         ice._recv = self._next_datagram
         self._connection.data_received = self.data_received
 
@@ -51,9 +58,25 @@ class DatagramReceiver:
         elif (self._dtls._state is State.CONNECTED and self._task_waiting
               and self._connection._queue.empty()):
             self._backlog = deque()
+            if not self._demultiplexing:
+                self._demultiplex()
             run_eagerly(self._handle(data))
         else:
             self._queued(data, component)
+
+    def _demultiplex(self) -> None:
+        """Tell DTLS records from STUN on aioice's sockets by their first byte from now on."""
+        self._demultiplexing = True
+        for protocol in self._connection._protocols:
+            if type(protocol) is StunProtocol:  # not a TURN allocation's
+                protocol.datagram_received = partial(self._datagram_received, protocol)
+
+    def _datagram_received(self, protocol: StunProtocol, data: bytes,
+                           addr: tuple[str, int]) -> None:
+        if data and 19 < data[0] < 64:
+            self.data_received(data, protocol.local_candidate.component)
+        else:
+            StunProtocol.datagram_received(protocol, data, addr)
 
     async def _handle(self, data: bytes) -> None:
         try:

@@ -33,7 +33,7 @@ from aiortc.rtcsctptransport import (
     SackChunk,
 )
 
-from .acks import SACK_DELAY, DelayedAckSctpTransport
+from .acks import SACK_DELAY
 from .recovery import (
     NOT_FAST_RETRANSMITTED_AGAIN,
     RTO_INITIAL,
@@ -43,6 +43,7 @@ from .recovery import (
     probe_target,
     tsn_gt,
 )
+from .timers import MovedT3SctpTransport
 
 logger = logging.getLogger("mpc_net.native")
 
@@ -51,7 +52,7 @@ logger = logging.getLogger("mpc_net.native")
 TRACE = os.environ.get("MPC_NET_SCTP_TRACE") == "1"
 
 
-class PiggybackSctpTransport(DelayedAckSctpTransport):
+class PiggybackSctpTransport(MovedT3SctpTransport):
     """aiortc's association, acknowledging late and inside DATA packets where it can, with a
     congestion window and retransmission timeout fit for MPC rounds.
 
@@ -77,8 +78,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
             association._rto = RTO_INITIAL
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
-        association._probe_handle = None
-        association._pacing_handle = None
+        association._probe_handle = association._pacing_handle = None
         association._deferred = set()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
@@ -142,8 +142,7 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         window.note_window(self._cwnd)
 
     def _retransmit_early(self) -> bool:
-        """Mark the holes that RFC 5827's early retransmit finds as lost; whether there were
-        any."""
+        """Mark the holes RFC 5827's early retransmit finds as lost; whether there were any."""
         lost = early_losses(self._sent_queue, bool(self._outbound_queue))
         for sent in lost:
             sent._misses = 0
@@ -205,6 +204,8 @@ class PiggybackSctpTransport(DelayedAckSctpTransport):
         return later
 
     def _t3_expired(self) -> None:
+        if self._t3_moved():
+            return
         later = self._input_first(self._t3_handle, self._t3_expired)
         if later is not None:
             self._t3_handle = later
