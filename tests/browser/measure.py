@@ -490,9 +490,20 @@ class PingPongs:
         self.rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]],
                                              "-".join((*pair, port)))
                         for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
+        # Party 0's page's main thread (where Python runs): its CPU time, steadier than round
+        # trips on a busy machine; the renderer's other threads compile WebAssembly meanwhile.
+        self.renderer = self.pages[0].tab.context.new_cdp_session(self.pages[0].page)
+        self.renderer.send("Performance.enable")
+
+    def cpu_seconds(self) -> float:
+        """The CPU time party 0's page's main thread has taken so far."""
+        metrics = self.renderer.send("Performance.getMetrics")["metrics"]
+        return next(m["value"] for m in metrics if m["name"] == "ThreadTime")
 
     def run(self, rounds: int) -> dict[str, str]:
-        """Each setting's median (mean) round trip in milliseconds."""
+        """Each setting's median (mean) round trip in milliseconds, and with a page as party 0
+        its main thread's CPU time per round trip (the run's whole: connecting, warming up and
+        the end included)."""
         results = {"JavaScript only, page to page": f"{js_ping_pong(self.pages, rounds):.3f}"}
         for (zero, one), path in self.rosters.items():
             room = f"ping-{zero}-{one}-{time.time()}"
@@ -501,16 +512,20 @@ class PingPongs:
                                         str(rounds), parties=2)
                      for i, kind in enumerate(kinds) if kind == "native"]
             pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
-            for i, page in enumerate(pages):
+            for page in pages:
                 page.open(self.query)
                 page.wait_ready(READY_SECONDS)
+            cpu = self.cpu_seconds()
+            for i, page in enumerate(pages):
                 page.join(room, i, 2, path.read_text(), PING_PONG.name)
             for page in pages:
                 assert page.wait_finished() == "done", page.error
+            cpu = (self.cpu_seconds() - cpu) / (2 * rounds) * 1000
             outputs = [proc.communicate(timeout=300)[0] for proc in procs]
             text = "\n".join(pages[0].outputs) if pages else outputs[0]
             median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
-            results[f"MPyC, {zero} to {one}"] = f"{median_ms} ({mean_ms})"
+            results[f"MPyC, {zero} to {one}"] = (f"{median_ms} ({mean_ms})"
+                                                 + (f" cpu {cpu:.2f}" if pages else ""))
         return results
 
     def close(self) -> None:
@@ -524,7 +539,8 @@ def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: i
     settings = {label: PingPongs(browser, server, natives, query)
                 for label, server in servers.items()}
     print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
-          "milliseconds, median (mean) over each run's round trips; load average before each:")
+          "milliseconds, median (mean) over each run's round trips, and with a page as party 0 "
+          "its main thread's CPU time over the run per round trip; load average before each:")
     results: dict[str, list[str]] = {}
     for _ in range(runs):
         for label, setting in settings.items():
