@@ -22,9 +22,9 @@ channel's own round trip between two pages in JavaScript alone (no Python).
 
 `--connect` times what people wait for while their parties connect (connecting.py): from the
 last party's Join (the last page's click, or the last native party's start) to all parties
-connected, for three pages and three native parties taking turns (and a baseline's pages), in a
-run of the first of `--demos`; then where the first run's time went (the pages' first since
-they loaded) and the last's, step by step, in each page and each native party.
+connected, for three pages (just loaded, and running again) and three native parties taking
+turns (and a baseline's pages), in a run of the first of `--demos`; then where the last round's
+time went, step by step, in each page and each native party.
 """
 
 from __future__ import annotations
@@ -598,31 +598,35 @@ def connect_natives(natives: Natives, url: str, roster: Path, demo: str, room: s
 
 def connect_times(browser, servers: dict[str, WebServer], natives: Natives, runs: int, demo: str,
                   query: str) -> None:
-    """`runs` rounds of each server's pages and native parties connecting, taking turns."""
-    settings = {f"pages{label}": traced_pages(browser, server, natives, query)
+    """`runs` rounds of each server's pages and native parties connecting, taking turns: the
+    pages once just loaded (as people mostly run them) and once more."""
+    settings = {label: traced_pages(browser, server, natives, query)
                 for label, server in servers.items()}
     url = next(iter(servers.values())).url
     native_roster = natives.roster(natives.public_keys, "measure-natives")
     waits: dict[str, list[float]] = {}
-    loads, shown = [], {}  # the first run's steps (the pages' first run) and the last's
+    loads, shown = [], {}  # the last round's steps
     for run in range(runs):
         loads.append(os.getloadavg()[0])
         room = f"connect-{demo}-{run}-{int(time.time())}"
         for k, (label, (pages, roster)) in enumerate(settings.items()):
-            wait, steps = connect_pages(pages, roster, demo, f"{room}-{k}")
-            waits.setdefault(label, []).append(wait)
-            if run in (0, runs - 1):
-                shown[f"{label}, run {run + 1}"] = steps
-        wait, steps = connect_natives(natives, url, native_roster, demo, f"{room}-n")
+            for page in pages:
+                page.open(query)
+            for page in pages:
+                page.wait_ready(READY_SECONDS)
+            for again in ("first run after load", "run again"):
+                row = f"pages{label}, {again}"
+                wait, shown[row] = connect_pages(pages, roster, demo, f"{room}-{k}-{again[0]}")
+                waits.setdefault(row, []).append(wait)
+        wait, shown["native parties"] = connect_natives(natives, url, native_roster, demo,
+                                                        f"{room}-n")
         waits.setdefault("native parties", []).append(wait)
-        if run in (0, runs - 1):
-            shown[f"native parties, run {run + 1}"] = steps
     print(f"connecting, {demo}: from the last Join (a page's click, a native party's start) to "
           f"all parties connected, seconds (load average {min(loads):.1f}-{max(loads):.1f}):")
     for label, values in waits.items():
-        print(f"  {label:<22} median {statistics.median(values):.3f}: "
+        print(f"  {label:<44} median {statistics.median(values):.3f}: "
               f"{', '.join(f'{v:.3f}' for v in values)}")
-    print("the first and the last run, step by step (seconds after the last Join):")
+    print("the last round, step by step (seconds after the last Join):")
     for label, parties in shown.items():
         for i, lines in enumerate(parties):
             print(f"  {label}, party {i}:")
