@@ -18,7 +18,8 @@ time, and the totals of WebAssembly (Python), JavaScript, the browser's own work
 
 `--ping-pong` times one MPyC round trip (pingpong.py: a small message from party 0 to party 1
 and back) between two pages, a page and a native party, and two native parties, beside a data
-channel's own round trip between two pages in JavaScript alone (no Python).
+channel's own round trip between two pages in JavaScript alone (no Python); with a page as party
+0, also the CPU time of its main thread per round trip (steadier than round trips under load).
 
 `--connect` times what people wait for while their parties connect (connecting.py): from the
 last party's Join (the last page's click, or the last native party's start) to all parties
