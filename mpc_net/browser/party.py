@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import io
 import logging
 import runpy
@@ -23,14 +22,13 @@ from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
 
-# The standard library's modules that MPyC imports, imported with this module and so held by the
-# bundle's memory snapshot: a page's first run imported them with MPyC, 1.5 s and more (a
-# restored Python has none of them; later runs keep them, as only MPyC is imported afresh).
+# The standard library's modules that MPyC imports, which the bundle's memory snapshot holds
+# (mpc_net/snapshot.mjs imports them): a restored page's first run imported them with MPyC,
+# 1.5 s and more; later runs keep them, as only MPyC is imported afresh. A page that starts
+# Python afresh imports them in its first run, as before, rather than before it is ready.
 MPYC_STANDARD_LIBRARY = ("argparse", "configparser", "datetime", "decimal", "fractions",
                          "gettext", "hashlib", "hmac", "numbers", "pickle", "platform", "secrets",
                          "statistics")
-for _name in MPYC_STANDARD_LIBRARY:
-    importlib.import_module(_name)
 
 
 class LineWriter(io.TextIOBase):
