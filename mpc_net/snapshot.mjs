@@ -3,9 +3,9 @@
 //     node snapshot.mjs BUNDLE_DIR PYODIDE_DIRECTORY SITE_FILES OUT_FILE
 //
 // CPython started, the bundle's wheels' files written (SITE_FILES, as a page writes them) and the
-// page's Python module imported, so that a page restores this memory instead of starting CPython
-// inside WebAssembly and importing mpc_net. Nothing secret is in it: it is made here, at build
-// time, before any key exists.
+// page's Python module imported, with the standard library's modules that MPyC imports, so that
+// a page restores this memory instead of starting CPython inside WebAssembly and importing
+// mpc_net. Nothing secret is in it: it is made here, at build time, before any key exists.
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -44,6 +44,12 @@ async function makeSnapshot() {
   const pyodide = await loadPyodide({ indexURL, jsglobals, _makeSnapshot: true });
   writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
   pyodide.pyimport("mpc_net.browser.page");
+  // And the standard library's modules that MPyC imports, so that a run imports MPyC alone
+  // (MPyC itself makes secrets when imported: never in the snapshot).
+  pyodide.runPython(`import importlib
+from mpc_net.browser.party import MPYC_STANDARD_LIBRARY
+for name in MPYC_STANDARD_LIBRARY:
+    importlib.import_module(name)`);
   // Node's `_` is this script's path on the build machine; a page has no use for it.
   pyodide.runPython("import os; os.environ.pop('_', None)");
   writeFileSync(outFile, pyodide.makeMemorySnapshot());

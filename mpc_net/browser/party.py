@@ -22,6 +22,14 @@ from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
 from .status import PeerBoard
 
+# The standard library's modules that MPyC imports, which the bundle's memory snapshot holds
+# (mpc_net/snapshot.mjs imports them): a restored page's first run imported them with MPyC,
+# 1.5 s and more; later runs keep them, as only MPyC is imported afresh. A page that starts
+# Python afresh imports them in its first run, as before, rather than before it is ready.
+MPYC_STANDARD_LIBRARY = ("argparse", "configparser", "datetime", "decimal", "fractions",
+                         "gettext", "hashlib", "hmac", "numbers", "pickle", "platform", "secrets",
+                         "statistics")
+
 
 class LineWriter(io.TextIOBase):
     """A text stream that hands each complete line to `emit`."""

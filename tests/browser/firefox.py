@@ -125,6 +125,9 @@ class FirefoxPage:
     def evaluate(self, expression: str, arg: Any = None) -> Any:
         return self._do("evaluate", source=expression, arg=arg)
 
+    def add_init_script(self, script: str) -> None:
+        self._do("init", source=script)
+
     def wait_for_selector(self, selector: str, state: str = "attached",
                           timeout: float = 30_000) -> None:
         assert state == "attached", "the driver waits until an element is in the document"

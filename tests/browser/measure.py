@@ -18,7 +18,14 @@ time, and the totals of WebAssembly (Python), JavaScript, the browser's own work
 
 `--ping-pong` times one MPyC round trip (pingpong.py: a small message from party 0 to party 1
 and back) between two pages, a page and a native party, and two native parties, beside a data
-channel's own round trip between two pages in JavaScript alone (no Python).
+channel's own round trip between two pages in JavaScript alone (no Python); with a page as party
+0, also the CPU time of its main thread per round trip (steadier than round trips under load).
+
+`--connect` times what people wait for while their parties connect (connecting.py): from the
+last party's Join (the last page's click, or the last native party's start) to all parties
+connected, for three pages (just loaded, and running again) and three native parties taking
+turns (and a baseline's pages), in a run of the first of `--demos`; then where the last round's
+time went, step by step, in each page and each native party.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
 from nat.topology import Sandbox, SandboxError  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from browser import connecting  # noqa: E402
 from browser.conftest import (  # noqa: E402
     CHROMIUM,
     FLAGS,
@@ -118,6 +126,9 @@ def main() -> int:
     parser.add_argument("--ping-pong", action="store_true",
                         help="time one round trip: JavaScript alone, and MPyC between pages, "
                              "a page and a native party, and native parties")
+    parser.add_argument("--connect", action="store_true",
+                        help="time connecting as people wait for it: pages and native parties "
+                             "in turn, and where a page's time goes")
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
                         help="also time the bundle of another checkout of mpc-net (e.g. "
                              "`git archive` of an older commit, unpacked) in the page loads, "
@@ -126,8 +137,8 @@ def main() -> int:
     parser.add_argument("--start", choices=STARTS, default="snapshot",
                         help="how the pages of the demo runs start Python (default snapshot)")
     options = parser.parse_args()
-    if options.firefox and (options.profile or options.page_load_only):
-        parser.error("--profile and --page-load-only are for Chromium only")
+    if options.firefox and (options.profile or options.page_load_only or options.ping_pong):
+        parser.error("--profile, --page-load-only and --ping-pong are for Chromium only")
     if options.baseline and options.profile:
         parser.error("--baseline goes with the page loads, the demos' table and --ping-pong")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
@@ -163,6 +174,10 @@ def main() -> int:
                 install_driver()
                 firefox = Firefox(loopback)
                 try:
+                    if options.connect:
+                        connect_times(firefox, {"": server, **baseline}, natives, options.runs,
+                                      options.demos.split(",")[0], STARTS[options.start])
+                        return 0
                     measure(firefox, server, natives, options.runs, options.demos.split(","),
                             STARTS[options.start], servers.get("baseline"))
                 finally:
@@ -173,6 +188,10 @@ def main() -> int:
                                                      args=FLAGS)
                 if options.profile:
                     profile(browser, server, natives, options.profile)
+                elif options.connect:
+                    connect_times(browser, {"": server, **baseline}, natives, options.runs,
+                                  options.demos.split(",")[0], STARTS[options.start])
+                    return 0
                 elif options.ping_pong:
                     ping_pongs(browser, {"": server, **baseline}, natives, options.runs,
                                STARTS[options.start])
@@ -472,9 +491,20 @@ class PingPongs:
         self.rosters = {pair: natives.roster([keys[pair[0]][0], keys[pair[1]][1]],
                                              "-".join((*pair, port)))
                         for pair in (("page", "page"), ("page", "native"), ("native", "native"))}
+        # Party 0's page's main thread (where Python runs): its CPU time, steadier than round
+        # trips on a busy machine; the renderer's other threads compile WebAssembly meanwhile.
+        self.renderer = self.pages[0].tab.context.new_cdp_session(self.pages[0].page)
+        self.renderer.send("Performance.enable")
+
+    def cpu_seconds(self) -> float:
+        """The CPU time party 0's page's main thread has taken so far."""
+        metrics = self.renderer.send("Performance.getMetrics")["metrics"]
+        return next(m["value"] for m in metrics if m["name"] == "ThreadTime")
 
     def run(self, rounds: int) -> dict[str, str]:
-        """Each setting's median (mean) round trip in milliseconds."""
+        """Each setting's median (mean) round trip in milliseconds, and with a page as party 0
+        its main thread's CPU time per round trip (the run's whole: connecting, warming up and
+        the end included)."""
         results = {"JavaScript only, page to page": f"{js_ping_pong(self.pages, rounds):.3f}"}
         for (zero, one), path in self.rosters.items():
             room = f"ping-{zero}-{one}-{time.time()}"
@@ -483,16 +513,20 @@ class PingPongs:
                                         str(rounds), parties=2)
                      for i, kind in enumerate(kinds) if kind == "native"]
             pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
-            for i, page in enumerate(pages):
+            for page in pages:
                 page.open(self.query)
                 page.wait_ready(READY_SECONDS)
+            cpu = self.cpu_seconds()
+            for i, page in enumerate(pages):
                 page.join(room, i, 2, path.read_text(), PING_PONG.name)
             for page in pages:
                 assert page.wait_finished() == "done", page.error
+            cpu = (self.cpu_seconds() - cpu) / (2 * rounds) * 1000
             outputs = [proc.communicate(timeout=300)[0] for proc in procs]
             text = "\n".join(pages[0].outputs) if pages else outputs[0]
             median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
-            results[f"MPyC, {zero} to {one}"] = f"{median_ms} ({mean_ms})"
+            results[f"MPyC, {zero} to {one}"] = (f"{median_ms} ({mean_ms})"
+                                                 + (f" cpu {cpu:.2f}" if pages else ""))
         return results
 
     def close(self) -> None:
@@ -506,7 +540,8 @@ def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: i
     settings = {label: PingPongs(browser, server, natives, query)
                 for label, server in servers.items()}
     print(f"one round trip (party 0 to party 1 and back, {rounds} after {rounds} to warm up), "
-          "milliseconds, median (mean) over each run's round trips; load average before each:")
+          "milliseconds, median (mean) over each run's round trips, and with a page as party 0 "
+          "its main thread's CPU time over the run per round trip; load average before each:")
     results: dict[str, list[str]] = {}
     for _ in range(runs):
         for label, setting in settings.items():
@@ -517,6 +552,90 @@ def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: i
         print(f"  {label:<42}  {', '.join(values)}")
     for setting in settings.values():
         setting.close()
+
+
+def traced_pages(browser, server: WebServer, natives: Natives, query: str,
+                 ) -> tuple[list[PartyPage], str]:
+    """Three loaded pages that trace their connecting steps, and the roster of their keys."""
+    pages = [PartyPage(browser, server.origin) for _ in range(3)]
+    for page in pages:
+        page.page.add_init_script(connecting.TRACE)
+        page.open(query)
+    for page in pages:
+        page.wait_ready(READY_SECONDS)
+    roster = natives.roster([page.public_key for page in pages], f"connect-{id(pages)}")
+    return pages, roster.read_text()
+
+
+def connect_pages(pages: list[PartyPage], roster: str, demo: str, room: str,
+                  ) -> tuple[float, list[list[tuple[float, str]]]]:
+    """Three pages joining `room` one after another: seconds from the last Join to all
+    connected, and each page's steps (seconds after the last Join)."""
+    for page in pages:
+        page.page.evaluate("window.connectTrace.length = 0")
+    browser_run(pages, roster, demo, room)
+    traces = [page.page.evaluate("window.connectTrace") for page in pages]
+    joins, connected = zip(*map(connecting.page_times, traces), strict=True)
+    return (connecting.waited(joins, connected),
+            [connecting.steps(trace, max(joins)) for trace in traces])
+
+
+def connect_natives(natives: Natives, url: str, roster: Path, demo: str, room: str,
+                    ) -> tuple[float, list[list[tuple[float, str]]]]:
+    """Three native parties started one after another: seconds from the last start to all
+    connected, and each one's log lines with the time each came (after the last start)."""
+    starts, logs = [], []
+    for i in range(3):
+        starts.append(time.time())
+        proc = natives.start(demo, i, i, room, url, roster, *DEMO_ARGS[demo])
+        logs.append((proc, connecting.TimedLines(proc.stderr)))
+    for proc, log in logs:
+        assert proc.wait(timeout=300) == 0, log.text()
+        proc.stdout.read()
+    connected = [log.first("connected to all") for _, log in logs]
+    return (connecting.waited(starts, connected),
+            [[(at - max(starts), line.strip()) for at, line in log.lines] for _, log in logs])
+
+
+def connect_times(browser, servers: dict[str, WebServer], natives: Natives, runs: int, demo: str,
+                  query: str) -> None:
+    """`runs` rounds of each server's pages and native parties connecting, taking turns: the
+    pages once just loaded (as people mostly run them) and once more."""
+    settings = {label: traced_pages(browser, server, natives, query)
+                for label, server in servers.items()}
+    url = next(iter(servers.values())).url
+    native_roster = natives.roster(natives.public_keys, "measure-natives")
+    waits: dict[str, list[float]] = {}
+    loads, shown = [], {}  # the last round's steps
+    for run in range(runs):
+        loads.append(os.getloadavg()[0])
+        room = f"connect-{demo}-{run}-{int(time.time())}"
+        for k, (label, (pages, roster)) in enumerate(settings.items()):
+            for page in pages:
+                page.open(query)
+            for page in pages:
+                page.wait_ready(READY_SECONDS)
+            for again in ("first run after load", "run again"):
+                row = f"pages{label}, {again}"
+                wait, shown[row] = connect_pages(pages, roster, demo, f"{room}-{k}-{again[0]}")
+                waits.setdefault(row, []).append(wait)
+        wait, shown["native parties"] = connect_natives(natives, url, native_roster, demo,
+                                                        f"{room}-n")
+        waits.setdefault("native parties", []).append(wait)
+    print(f"connecting, {demo}: from the last Join (a page's click, a native party's start) to "
+          f"all parties connected, seconds (load average {min(loads):.1f}-{max(loads):.1f}):")
+    for label, values in waits.items():
+        print(f"  {label:<44} median {statistics.median(values):.3f}: "
+              f"{', '.join(f'{v:.3f}' for v in values)}")
+    print("the last round, step by step (seconds after the last Join):")
+    for label, parties in shown.items():
+        for i, lines in enumerate(parties):
+            print(f"  {label}, party {i}:")
+            for at, what in lines:
+                print(f"    {at:7.3f}  {what}")
+    for pages, _ in settings.values():
+        for page in pages:
+            page.close()
 
 
 def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list[str],

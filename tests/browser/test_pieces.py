@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import time
 import zipfile
 
 import pytest
@@ -19,6 +22,7 @@ from mpc_net.signaling import protocol
 from mpc_net.signaling.protocol import ErrorCode, SignalingError
 from mpc_net.signaling.session import SignalingSession
 
+from . import connecting
 from helpers import ROOT
 
 SDP = """v=0\r
@@ -164,6 +168,10 @@ def test_the_site_files_are_the_wheels_files(tmp_path) -> None:
         with zipfile.ZipFile(wheel) as archive:
             expected |= {name: archive.read(name) for name in archive.namelist()}
     assert written == expected and len(index) == len(expected)
+    assert builder.read_site_files(tmp_path / "site") == written  # as the build reads it back
+    (tmp_path / "site").write_bytes((tmp_path / "site").read_bytes()[:-1])
+    with pytest.raises(builder.BuildError, match="does not hold the files its index lists"):
+        builder.read_site_files(tmp_path / "site")
     assert written["mpc_net/web.py"] == (ROOT / "mpc_net" / "web.py").read_bytes()
     assert {"mpyc-0.11.dist-info/METADATA", "mpc_net-0.1.0.dist-info/RECORD",
             "mpc_net_demos/__init__.py", "mpyc/runtime.py"} <= set(written)
@@ -200,3 +208,44 @@ def test_the_built_bundle_holds_pyodide_our_wheels_and_the_app(bundle) -> None:
     assert gzip.decompress((pyodide / "pyodide.asm.wasm.gz").read_bytes()) == \
         (pyodide / "pyodide.asm.wasm").read_bytes()
     assert not (pyodide / "python_stdlib.zip.gz").exists()
+
+
+def test_connecting_counts_from_the_last_join_to_the_last_party_connected() -> None:
+    """measure.py --connect: a page's times are its last Join and the first "All parties
+    connected" after it; the parties wait from the last Join of all to the last connected."""
+    connected = "status: All parties connected; computing."
+    trace = [[1000.0, connecting.JOINED], [1400.0, connected],  # an earlier run
+             [2000.0, connecting.JOINED], [2080.0, "pc0: candidate host 127.0.0.1"],
+             [2050.0, "pc0: candidate host 127.0.0.1"], [2090.0, "pc0: candidate host ::1"],
+             [2600.0, connected], [2900.0, connected]]
+    assert connecting.page_times(trace) == (2.0, 2.6)
+    assert connecting.waited([1.0, 2.0, 1.5], [2.6, 2.7, 2.5]) == pytest.approx(0.7)
+    steps = connecting.steps(trace, 2.0)
+    assert [label for _, label in steps] == [
+        connecting.JOINED, connected, connecting.JOINED, "pc0: candidate host 127.0.0.1 x2",
+        "pc0: candidate host ::1", connected, connected]
+    assert [round(at, 3) for at, _ in steps] == [-1.0, -0.6, 0.0, 0.05, 0.09, 0.6, 0.9]
+
+
+def test_connecting_times_a_native_partys_lines_as_they_come() -> None:
+    read, write = os.pipe()
+    with open(read) as pipe, open(write, "w") as writer:
+        lines = connecting.TimedLines(pipe)
+        before = time.time()
+        writer.write("joined room\n")
+        writer.flush()
+        time.sleep(0.05)
+        writer.write("connected to all 2 peers\n")
+        writer.close()
+        assert lines.text() == "joined room\nconnected to all 2 peers\n"
+        assert before <= lines.first("joined") <= lines.first("connected to all") - 0.04
+        with pytest.raises(StopIteration):
+            lines.first("never said")
+
+
+def test_the_connect_trace_is_a_script() -> None:
+    """TRACE runs before the page's own scripts; a syntax error would only show as a trace
+    that is not there."""
+    done = subprocess.run(["node", "--check"], input=connecting.TRACE, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

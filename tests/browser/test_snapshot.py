@@ -3,6 +3,7 @@ not fit, and each restored Python draws random numbers of its own."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -45,8 +46,11 @@ def test_the_snapshot_is_named_by_the_sources_it_was_made_from(bundle) -> None:
     assert (bundle / name).stat().st_size > 1_000_000
     assert (bundle / f"{name}.gz").is_file()  # served compressed: a fifth of the size
     script = builder.Sources(sources.package, sources.demos, sources.webapp,
-                             sources.snapshot_script + b"\n")
+                             sources.snapshot_script + b"\n", sources.bytecode_script)
     assert script.digest() != sources.digest()
+    compiler = builder.Sources(sources.package, sources.demos, sources.webapp,
+                               sources.snapshot_script, sources.bytecode_script + b"\n")
+    assert compiler.digest() != sources.digest()
 
 
 def test_without_node_the_bundle_has_no_snapshot(bundle, tmp_path, monkeypatch) -> None:
@@ -71,6 +75,72 @@ def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_
     with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
         builder.make_snapshot(tmp_path, builder.Sources.read())
     assert "\n" not in str(failed.value) and builder.SITE_FILES in str(failed.value)
+
+
+# Start Python afresh in Node, write the bundle's site files with the page's code, and import
+# MPyC as a run does: print the modules of site-packages compiled from source meanwhile, and
+# those imported.
+IMPORT_MPYC = """
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const [bundleDir, siteFiles] = process.argv.slice(2);
+const { pyodideDirectory } = JSON.parse(readFileSync(`${bundleDir}/bundle.json`));
+const indexURL = `${bundleDir}/${pyodideDirectory}/`;
+const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
+const pyodide = await loadPyodide({ indexURL });
+writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
+console.log(pyodide.runPython(`
+import importlib.machinery, site, sys
+compiled = []
+to_code = importlib.machinery.SourceFileLoader.source_to_code
+def recorded(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return to_code(self, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = recorded
+sys.argv = ['prog.py', '-M3', '-I0']
+import mpyc.runtime, mpyc.statistics, mpyc.seclists
+root = site.getsitepackages()[0]
+imported = [m.__name__ for m in sys.modules.values() if getattr(m, '__file__', '') and
+            m.__file__.startswith(root)]
+str(([p for p in compiled if p.startswith(root)], sorted(imported)))`));
+"""
+
+
+def test_a_run_imports_mpyc_from_the_bundles_bytecode(bundle, tmp_path) -> None:
+    """Pyodide writes no bytecode, and each run imports MPyC afresh: from the bytecode the
+    build compiled with the bundle's Pyodide, never from source (which took a page half a
+    second and more of its connecting)."""
+    script = tmp_path / "import.mjs"
+    script.write_text(IMPORT_MPYC)
+    done = subprocess.run(["node", str(script), str(bundle), builder.SITE_FILES],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    compiled, imported = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert compiled == []
+    assert {"mpyc.runtime", "mpyc.sectypes", "mpyc.statistics", "mpyc.seclists"} <= set(imported)
+    files = builder.read_site_files(bundle / builder.SITE_FILES)
+    sources = {path for path in files if path.endswith(".py")}
+    bytecode = {path for path in files if path.endswith(".pyc")}
+    # MPyC's modules have theirs (mpc_net's are in the snapshot's memory), of the page's Python.
+    assert {path for path in sources if path.startswith("mpyc/")} == {
+        path.replace("__pycache__/", "").rsplit(".", 2)[0] + ".py" for path in bytecode}
+    assert all(".cpython-" in path for path in bytecode)
+
+
+def test_without_node_the_bundle_has_no_bytecode(bundle, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert builder.compile_bytecode(bundle) == {}
+
+
+def test_bytecode_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
+    pyodide = builder.PYODIDE_DIRECTORY
+    (tmp_path / pyodide).symlink_to(bundle / pyodide)  # and no site files
+    (tmp_path / "sitefiles.mjs").symlink_to(bundle / "sitefiles.mjs")
+    with pytest.raises(builder.BuildError, match="cannot compile the bundle's Python") as failed:
+        builder.compile_bytecode(tmp_path)
+    assert "\n" not in str(failed.value) and builder.SITE_FILES in str(failed.value)
+    assert not (tmp_path / "bytecode.tmp").exists()
 
 
 # Start Python afresh in Node, write the bundle's site files with the page's code, then try
@@ -152,6 +222,42 @@ def test_the_snapshot_holds_no_mpyc(bundle, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     modules = done.stdout.strip().splitlines()[-2]
     assert modules.startswith("[") and "mpyc" not in modules, done.stdout
+
+
+# Restore the snapshot in Node as a page does, then import MPyC as a run does: print the
+# modules, other than MPyC's, that this imported (the snapshot lacked them).
+RESTORE_AND_IMPORT = """
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const [bundleDir] = process.argv.slice(2);
+const { pyodideDirectory, siteFiles, snapshot } = JSON.parse(
+  readFileSync(`${bundleDir}/bundle.json`));
+const indexURL = `${bundleDir}/${pyodideDirectory}/`;
+const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
+const pyodide = await loadPyodide({
+  indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
+writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
+pyodide.pyimport("mpc_net.browser.page");
+console.log(pyodide.runPython(`
+import sys
+held = set(sys.modules)
+sys.argv = ['prog.py', '-M3', '-I0']
+import mpyc.runtime, mpyc.statistics, mpyc.seclists
+str(sorted(m for m in set(sys.modules) - held if m.split('.')[0] != 'mpyc'))`));
+"""
+
+
+def test_the_snapshot_holds_the_standard_library_mpyc_imports(bundle, tmp_path) -> None:
+    """A restored page's first run imported the standard library's modules that MPyC uses
+    (C extensions among them) with MPyC: 1.5 s and more of its connecting. The snapshot holds
+    them all, so the run imports only MPyC."""
+    script = tmp_path / "restore.mjs"
+    script.write_text(RESTORE_AND_IMPORT)
+    done = subprocess.run(["node", str(script), str(bundle)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
 def test_a_page_restores_the_snapshot_and_starts_afresh_without_a_good_one(

@@ -73,6 +73,10 @@ const ops = {
     await page.goto(url, { waitUntil: "load" });
   },
   evaluate: ({ page, source, arg }) => evaluate(page, source, arg),
+  // A script that each later document of the tab runs before its own.
+  init: async ({ page, source }) => {
+    await page.evaluateOnNewDocument(source);
+  },
   wait: async ({ page, selector, timeout }) => {
     await page.waitForSelector(selector, { timeout });
   },
