@@ -94,6 +94,15 @@ async def measure_round_trips(a: End, b: End, count: int = 20) -> None:
     await until(lambda: not a.pc._pc.sctp._sent_queue)
 
 
+async def ping_pong(a: End, b: End, count: int) -> None:
+    """Messages to and fro, one at a time: a ping from a, b's pong, count times."""
+    for i in range(count):
+        a.pc.channel.send(b"ping %d" % i)
+        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
+        b.pc.channel.send(b"pong %d" % i)
+        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+
+
 async def connected(plain_answerer: bool = False) -> tuple[End, End]:
     offerer = NativePeerConnection([])
     answerer = PlainPeerConnection() if plain_answerer else NativePeerConnection([])
@@ -960,11 +969,7 @@ async def test_received_datagrams_skip_aioices_queue_once_connected(sctp: str) -
         put_nowait(item)
 
     queue.put_nowait = counted
-    for i in range(50):
-        a.pc.channel.send(b"ping %d" % i)
-        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
-        b.pc.channel.send(b"pong %d" % i)
-        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+    await ping_pong(a, b, 50)
     assert queued >= 50 if sctp == "stock" else queued == 0, queued
     await asyncio.gather(a.pc.close(), b.pc.close())
 
@@ -1032,11 +1037,7 @@ async def test_received_dtls_records_skip_aioices_stun_parse_once_connected(sctp
         return parse(data)
 
     monkeypatch.setattr(aioice.ice.stun, "parse_message", counted)
-    for i in range(20):
-        a.pc.channel.send(b"ping %d" % i)
-        assert await asyncio.wait_for(b.received.get(), 5) == b"ping %d" % i
-        b.pc.channel.send(b"pong %d" % i)
-        assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
+    await ping_pong(a, b, 20)
     assert parsed >= 40 if sctp == "stock" else parsed == 0, parsed
     await asyncio.gather(a.pc.close(), b.pc.close())
 

@@ -77,10 +77,10 @@ def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_
     assert "\n" not in str(failed.value) and builder.SITE_FILES in str(failed.value)
 
 
-# Start Python afresh in Node, write the bundle's site files with the page's code, and import
-# MPyC as a run does: print the modules of site-packages compiled from source meanwhile, and
-# those imported.
-IMPORT_MPYC = """
+# A Node script's start: Pyodide started afresh from a bundle, and the bundle's site files
+# written as the page writes them (the script's arguments: the bundle's directory, and the
+# site files' name in it).
+PYODIDE_WITH_SITE_FILES = """\
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 const [bundleDir, siteFiles] = process.argv.slice(2);
@@ -90,6 +90,13 @@ const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).hre
 const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
 const pyodide = await loadPyodide({ indexURL });
 writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
+"""
+
+
+# Start Python afresh in Node, write the bundle's site files with the page's code, and import
+# MPyC as a run does: print the modules of site-packages compiled from source meanwhile, and
+# those imported.
+IMPORT_MPYC = PYODIDE_WITH_SITE_FILES + """
 console.log(pyodide.runPython(`
 import importlib.machinery, site, sys
 compiled = []
@@ -145,16 +152,7 @@ def test_bytecode_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_pa
 
 # Start Python afresh in Node, write the bundle's site files with the page's code, then try
 # damaged ones: print what imports and importlib.metadata say, and each refusal.
-WRITE_SITE_FILES = """
-import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
-const [bundleDir, siteFiles] = process.argv.slice(2);
-const { pyodideDirectory } = JSON.parse(readFileSync(`${bundleDir}/bundle.json`));
-const indexURL = `${bundleDir}/${pyodideDirectory}/`;
-const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
-const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
-const pyodide = await loadPyodide({ indexURL });
-writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
+WRITE_SITE_FILES = PYODIDE_WITH_SITE_FILES + """
 console.log(pyodide.runPython(`
 import importlib.metadata, mpyc.runtime, mpc_net_demos, mpc_net.browser.demos
 ' '.join(importlib.metadata.version(d) for d in ('mpyc', 'mpc-net', 'mpc-net-demos'))`));
