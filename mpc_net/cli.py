@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["bench"]:  # the harness (in a checkout, not here) reads its arguments
         options = argparse.Namespace(command="bench", arguments=argv[1:])
     else:
-        options = parser.parse_args(argv)
+        options, unknown = parser.parse_known_args(argv)
+        if unknown:  # named by the command they were given to, whose help lists its options
+            _subparser(parser, options.command).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
     if options.command != "run":
         gc.enable()
     from . import run_command

@@ -54,8 +54,10 @@ def test_every_commands_help_explains_its_options(command: str, options: tuple[s
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--no-such-flag", "demos/auction.py"], "unrecognized arguments"),
-    (["keygen", "--no-such-flag"], "unrecognized arguments"),
+    (["run", "--no-such-flag", "demos/auction.py"],
+     "mpc-net run: error: unrecognized arguments: --no-such-flag (see 'mpc-net run --help')"),
+    (["keygen", "--no-such-flag"], "mpc-net keygen: error: unrecognized arguments: "
+     "--no-such-flag (see 'mpc-net keygen --help')"),
     (["roster", "--show"], "mpc-net roster: error: argument --show: expected one argument"),
     (["run"], "required: SCRIPT"),
     (["run", "demos/no_such_demo.py", "-M3"], "no such program"),
