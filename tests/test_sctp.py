@@ -103,6 +103,17 @@ async def ping_pong(a: End, b: End, count: int) -> None:
         assert await asyncio.wait_for(a.received.get(), 5) == b"pong %d" % i
 
 
+async def send_one_way(a: End, b: End, count: int) -> None:
+    """count messages from a to b, one per turn of the loop (a packet each); returns once b
+    has them all and a has seen all of them acknowledged."""
+    for i in range(count):
+        a.pc.channel.send(b"%d" % i)
+        await asyncio.sleep(0)
+    for i in range(count):
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+
+
 async def connected(plain_answerer: bool = False) -> tuple[End, End]:
     offerer = NativePeerConnection([])
     answerer = PlainPeerConnection() if plain_answerer else NativePeerConnection([])
@@ -140,12 +151,7 @@ async def test_a_reply_carries_the_acknowledgement(sctp: str) -> None:
 async def test_one_way_traffic_is_acknowledged_every_second_packet_and_a_lone_one_soon() -> None:
     a, b = await connected()
     count = 200
-    for i in range(count):
-        a.pc.channel.send(b"%d" % i)
-        await asyncio.sleep(0)
-    for i in range(count):
-        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await until(lambda: not a.pc._pc.sctp._sent_queue)  # all of it acknowledged
+    await send_one_way(a, b, count)
     assert count // 2 <= b.packets <= count // 2 + 2, b.packets
     before = b.packets
     a.pc.channel.send(b"alone")
@@ -1069,12 +1075,7 @@ async def test_one_way_traffic_makes_a_sack_timer_per_delay_not_per_packet() -> 
     association = b.pc._pc.sctp
     association._loop = timers = TimerCount(association._loop, association._on_sack_timer)
     count = 200
-    for i in range(count):
-        a.pc.channel.send(b"%d" % i)
-        await asyncio.sleep(0)
-    for i in range(count):
-        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
-    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    await send_one_way(a, b, count)
     assert count // 2 <= b.packets <= count // 2 + 2, b.packets  # a SACK per two, as before
     assert 1 <= timers.made <= count // 10, timers.made
     await asyncio.gather(a.pc.close(), b.pc.close())
