@@ -58,7 +58,8 @@ RELIED_ON: list[Member] = [
     # sctp.py, acks.py: PiggybackSctpTransport overrides or calls these on aiortc's association.
     *_methods("RTCSctpTransport", "coroutine", {
         "_send_sack": (), "_send_chunk": ("chunk",), "_receive_sack_chunk": ("chunk",),
-        "_transmit": (), "_data_channel_flush": ()}),
+        "_transmit": (), "_data_channel_flush": (),
+        "_send": ("stream_id", "pp_id", "user_data", "expiry", "max_retransmits", "ordered")}),
     *_methods("RTCSctpTransport", "method", {
         "_t3_expired": (), "_t3_start": (), "_get_inbound_stream": ("stream_id",),
         "_update_rto": ("R",),
@@ -70,15 +71,17 @@ RELIED_ON: list[Member] = [
         "_loop": asyncio.AbstractEventLoop, "_forward_tsn_chunk": None, "_sent_queue": deque,
         "_fast_recovery_exit": _OPTIONAL_INT, "_flight_size": int, "_cwnd": int,
         "_outbound_queue": deque, "_t3_handle": None, "_inbound_streams": dict,
-        "_remote_max_message_size": int, "_data_channel_queue": deque,
+        "_remote_max_message_size": int, "_data_channel_queue": deque, "_data_channels": dict,
         "_last_received_tsn": _OPTIONAL_INT, "_advertised_rwnd": int, "_local_port": int,
         "_remote_port": _OPTIONAL_INT, "_remote_verification_tag": int, "_rto": (int, float),
         "_srtt": _OPTIONAL_FLOAT, "_rttvar": _OPTIONAL_FLOAT, "_last_sacked_tsn": int,
         "_local_tsn": int, "_fast_recovery_transmit": bool, "_partial_bytes_acked": int}),
     *_attributes("RTCSctpTransport.State", {"ESTABLISHED": sctp_module.RTCSctpTransport.State,
-                                            "CLOSED": sctp_module.RTCSctpTransport.State}),
+                                            "CLOSED": sctp_module.RTCSctpTransport.State,
+                                            "COOKIE_ECHOED": sctp_module.RTCSctpTransport.State}),
     *_methods("RTCDtlsTransport", "coroutine", {"_send_data": ("data",)}),
-    *_methods("RTCDataChannel", "method", {"_addBufferedAmount": ("amount",)}),
+    *_methods("RTCDataChannel", "method", {"_addBufferedAmount": ("amount",),
+                                           "_setReadyState": ("state",)}),
     *_attributes("DataChunk", {"_retransmit": None, "_sent_count": None, "_sent_time": None,
                                "_acked": None, "_book_size": None, "_misses": None},
                 kind="annotated"),
@@ -92,6 +95,7 @@ RELIED_ON: list[Member] = [
         "SCTP_DATA_LAST_FRAG": int, "SCTP_DATA_FIRST_FRAG": int, "SCTP_MAX_PACKET_LENGTH": int,
         "SCTP_RTO_MAX": (int, float),
         "SCTP_TSN_MODULO": int, "USERDATA_MAX_LENGTH": int, "WEBRTC_BINARY": int,
+        "WEBRTC_DCEP": int,
         "Chunk": type, "DataChunk": type, "InboundStream": type, "SackChunk": type,
         "crc32c": None, "tsn_plus_one": None}, kind="constant"),
     # receive.py: datagrams handed to aiortc's receive step as they arrive.

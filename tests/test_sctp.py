@@ -1280,7 +1280,7 @@ async def test_associations_share_a_capped_link_fairly_and_keep_its_queue_short(
 async def connect_losing(lost: int, by: tuple[str, ...]) -> tuple[End, End, float]:
     """Connect two peers while the first SCTP packet of chunk type `lost` that each end named
     in `by` ("offerer", "answerer") sends is lost; both ends, and the seconds until both
-    channels were open."""
+    associations were established (a channel may open earlier, with the COOKIE ECHO)."""
     offerer, answerer = NativePeerConnection([]), NativePeerConnection([])
     dropped = [drop_first(pc._pc.sctp, lambda data: data[12] == lost)
                for pc, name in ((offerer, "offerer"), (answerer, "answerer")) if name in by]
@@ -1288,6 +1288,8 @@ async def connect_losing(lost: int, by: tuple[str, ...]) -> tuple[End, End, floa
     started = loop.time()
     await offerer.accept_answer(await answerer.accept_offer(await offerer.create_offer()))
     await asyncio.wait_for(asyncio.gather(offerer.opened, answerer.opened), 10)
+    await until(lambda: all(pc._pc.sctp._association_state == RTCSctpTransport.State.ESTABLISHED
+                            for pc in (offerer, answerer)), 10)
     took = loop.time() - started
     assert all(dropped)
     a, b = End(offerer), End(answerer)
@@ -1319,3 +1321,33 @@ async def test_a_set_up_packet_lost_by_both_ends_costs_a_second(lost: int) -> No
     a, b, took = await connect_losing(lost, ("offerer", "answerer"))
     assert 1.0 <= took < 2.5, took
     await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+@pytest.mark.parametrize("plain_answerer", [False, True],
+                         ids=["mpc-net answerer", "plain aiortc answerer"])
+async def test_the_first_message_goes_right_after_the_cookie_echo(plain_answerer: bool) -> None:
+    """The end that sends the COOKIE ECHO opens its negotiated channel then, and what it writes
+    leaves before the COOKIE ACK is back (RFC 9260 5.1): a round trip sooner than aiortc, which
+    opens the channel only once established. The answerer's INIT is lost, so that the offerer's
+    set-up is the one that completes; plain aiortc takes the early DATA too."""
+    offerer = NativePeerConnection([])
+    answerer = PlainPeerConnection() if plain_answerer else NativePeerConnection([])
+    drop_first(answerer._pc.sctp, lambda data: data[12] == 1)  # its INIT
+    association = offerer._pc.sctp
+    dtls = association.transport
+    send_data = dtls._send_data
+    states_at_data: list[RTCSctpTransport.State] = []
+
+    async def watched(data: bytes) -> None:
+        if data_tsns(data):
+            states_at_data.append(association._association_state)
+        await send_data(data)
+
+    dtls._send_data = watched
+    offerer.channel.on("open", lambda: offerer.channel.send(b"first"))
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+    answerer.channel.on("message", received.put_nowait)
+    await offerer.accept_answer(await answerer.accept_offer(await offerer.create_offer()))
+    assert await asyncio.wait_for(received.get(), 5) == b"first"
+    assert states_at_data[0] == RTCSctpTransport.State.COOKIE_ECHOED, states_at_data
+    await asyncio.gather(offerer.close(), answerer.close())

@@ -1,6 +1,6 @@
 """mpc-net's SCTP association: aiortc's, with delayed and piggybacked SACKs (`acks.py`), a
 congestion window and loss recovery fit for MPC rounds (`recovery.py` decides, this class runs
-the timers and sends), and eager sends.
+the timers and sends), eager sends, and DATA right after the COOKIE ECHO (`cookie_echo.py`).
 
 Sending starts at once: aiortc hands every message to a new task, which runs only on the next
 turn of the event loop; here the message goes out within the `send` call unless the path has to
@@ -34,6 +34,7 @@ from aiortc.rtcsctptransport import (
 )
 
 from .acks import SACK_DELAY
+from .cookie_echo import CookieEchoDataSctpTransport
 from .recovery import (
     NOT_FAST_RETRANSMITTED_AGAIN,
     RTO_INITIAL,
@@ -52,7 +53,7 @@ logger = logging.getLogger("mpc_net.native")
 TRACE = os.environ.get("MPC_NET_SCTP_TRACE") == "1"
 
 
-class PiggybackSctpTransport(MovedT3SctpTransport):
+class PiggybackSctpTransport(CookieEchoDataSctpTransport, MovedT3SctpTransport):
     """aiortc's association, acknowledging late and inside DATA packets where it can, with a
     congestion window and retransmission timeout fit for MPC rounds.
 
