@@ -7,8 +7,8 @@ COOKIE ECHO; the peer processes the COOKIE ECHO first (it comes first) and the D
 an association. So here that side's negotiated channels open as the COOKIE ECHO leaves, and
 mpc-net's handshake (HELLO and AUTH, which need nothing but the two certificates' fingerprints
 from the session descriptions) goes in the same flight: the peer can answer it with its own and
-with RESUME at once, and the channel links a round trip sooner. Chrome's dcsctp sends DATA with
-its COOKIE ECHO the same way; a plain aiortc peer takes it too (tests/test_sctp.py).
+with RESUME at once, and the channel links a round trip sooner. Chromium, Firefox and plain
+aiortc peers take it (tests/browser, tests/test_sctp.py).
 
 Only messages on negotiated channels go early (they need no DCEP open, whose stream id depends
 on the DTLS role); the rest waits for the COOKIE ACK as before. A lost COOKIE ECHO is sent again
