@@ -28,6 +28,7 @@ from aiortc.rtcsctptransport import (
     tsn_plus_one,
 )
 
+from .deadline import wait_again
 from .recovery import tsn_gt
 
 # How long a SACK may wait for DATA to ride on. Long enough for an MPyC party to answer a round
@@ -92,9 +93,8 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         due = self._sack_due
         if due is None or not self._sack_needed:
             return
-        if timer is not None and due > timer.when():  # owed since it was set: wait until due
-            self._sack_timer = self._loop.call_at(due, self._on_sack_timer)
-        elif self._association_state == self.State.ESTABLISHED:
+        self._sack_timer = wait_again(self._loop, timer, due, self._on_sack_timer)
+        if self._sack_timer is None and self._association_state == self.State.ESTABLISHED:
             asyncio.ensure_future(self._send_delayed_sack())
 
     async def _send_delayed_sack(self) -> None:
