@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.acks import SACK_DELAY, DelayedAckSctpTransport, _gap_blocks
-from mpc_net.rtc.recovery import INITIAL_WINDOW_PACKETS, RTO_MARGIN
+from mpc_net.rtc.recovery import INITIAL_WINDOW_PACKETS, MOST_PACKETS_PER_SACK, RTO_MARGIN
 from mpc_net.rtc.sctp import PiggybackSctpTransport, run_eagerly
 from mpc_net.signaling.protocol import SessionDescription
 
@@ -164,6 +164,21 @@ async def test_one_way_traffic_is_acknowledged_every_second_packet_and_a_lone_on
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_a_receiver_behind_its_sender_reads_what_waits_and_acknowledges_every_fourth(
+        ) -> None:
+    """A message's packets go out in bursts within one turn of the loop, so they wait in the
+    receiver's socket; it reads them in one wake-up each and acknowledges every fourth packet
+    (before: one datagram per wake-up and a SACK for every second packet, 100 for 200)."""
+    a, b = await connected()
+    count = 200
+    message = bytes(count * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert count // MOST_PACKETS_PER_SACK <= b.packets <= count // 3, b.packets
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 async def test_plain_aiortc_on_the_other_end_exchanges_large_messages_both_ways(sctp: str) -> None:
     ours, plain = await connected(plain_answerer=True)
     big = bytes(range(256)) * 800  # 200 KiB, within both ends' message size
@@ -240,8 +255,10 @@ async def test_the_last_round_trip_of_a_message_still_opens_the_window() -> None
     a.pc.channel.send(message)
     assert await asyncio.wait_for(b.received.get(), 10) == message
     await until(lambda: not association._sent_queue)
-    assert association._cwnd >= (INITIAL_WINDOW_PACKETS + 150 - 2) * USERDATA_MAX_LENGTH, \
-        association._cwnd // USERDATA_MAX_LENGTH
+    # All but the last burst: it held nothing back (up to two SACKs' worth of packets).
+    last_burst = 2 * MOST_PACKETS_PER_SACK
+    assert association._cwnd >= (INITIAL_WINDOW_PACKETS + 150 - last_burst) \
+        * USERDATA_MAX_LENGTH, association._cwnd // USERDATA_MAX_LENGTH
     # A message that the window does not hold back grows nothing.
     grown = association._cwnd
     a.pc.channel.send(bytes(20 * USERDATA_MAX_LENGTH))
@@ -818,7 +835,9 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart(64 * packet, low, now=102.5, rto=1.0) == (16 * packet, 48 * packet)
     assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
     assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
-    assert control.slow_start_growth(3 * packet) == 2 * packet  # RFC 3465's L = 2
+    # By what a SACK acknowledges, up to the four packets one of ours may stand for.
+    assert control.slow_start_growth(3 * packet) == 3 * packet
+    assert control.slow_start_growth(6 * packet) == 4 * packet
     # A flight after a pause (restart, above): bursts of ten paced at two windows per round
     # trip in slow start, 1.2 beyond (Linux's rates), until its first SACK.
     assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
@@ -1130,15 +1149,16 @@ async def test_a_datagram_arriving_while_one_is_handled_waits_behind_it() -> Non
         await send(data)
 
     dtls._send_data = held
-    a.pc.channel.send(b"0")
-    a.pc.channel.send(b"1")  # the second packet makes b send a SACK at once, which waits
+    first = [b"%d" % i for i in range(MOST_PACKETS_PER_SACK)]
+    for message in first:  # read in one go: the last makes b send a SACK at once, which waits
+        a.pc.channel.send(message)
     await asyncio.sleep(0.05)
-    for i in range(2, 6):
+    for i in range(len(first), 8):
         a.pc.channel.send(b"%d" % i)
     await asyncio.sleep(0.05)
-    assert [b.received.get_nowait() for _ in range(b.received.qsize())] == [b"0", b"1"]
+    assert [b.received.get_nowait() for _ in range(b.received.qsize())] == first
     gate.set_result(None)
-    for i in range(2, 6):
+    for i in range(len(first), 8):
         assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
     await until(lambda: not a.pc._pc.sctp._sent_queue)
     await asyncio.gather(a.pc.close(), b.pc.close())

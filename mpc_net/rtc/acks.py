@@ -7,6 +7,14 @@ channel message costs two UDP datagrams, and every datagram costs tens of micros
 (at most 200 ms, and at least every second DATA packet gets one), and section 6.10 lets it
 bundle the SACK with DATA it sends anyway. MPyC's traffic flows both ways in every round, so the
 acknowledgement nearly always rides on the next message back.
+
+A receiver that falls behind its sender (a bulk transfer, with the parties' CPU the bottleneck)
+finds several datagrams waiting in its socket and reads them in one go (`receive.py`). Then a
+SACK goes for every fourth packet and at the end of the batch, rather than for every second:
+the SACKs are about a third of a sender's CPU per packet, and the peer's SACK only tells it
+what it would learn a few hundred microseconds later anyway. As Linux TCP acknowledges what one
+wake-up of its receive path took in (GRO); RFC 9260 6.2's every second packet is a SHOULD. A
+receiver that keeps up reads one datagram at a time and acknowledges as before.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from aiortc.rtcsctptransport import (
 )
 
 from .deadline import wait_again
-from .recovery import tsn_gt
+from .recovery import MOST_PACKETS_PER_SACK, tsn_gt
 
 # How long a SACK may wait for DATA to ride on. Long enough for an MPyC party to answer a round
 # (well under a millisecond to a few), short next to aiortc's 1 s minimum retransmission timeout.
@@ -49,11 +57,25 @@ class DelayedAckSctpTransport(RTCSctpTransport):
     _sack_timer: asyncio.TimerHandle | None
     _sack_due: float | None  # loop time by which the SACK now owed goes out (None: none owed)
     _packets_unacknowledged: int
+    _reading: bool  # datagrams that waited in the socket are being read in one go
 
     def _start_delaying_acks(self) -> None:
         self._sack_timer = None
         self._sack_due = None
         self._packets_unacknowledged = 0
+        self._reading = False
+
+    def reading_started(self) -> None:
+        """The receive path reads what waits in the socket: SACKs for every fourth packet."""
+        self._reading = True
+
+    async def reading_ended(self) -> None:
+        """The socket is empty (or the batch long enough): what is owed by every second packet
+        goes now."""
+        self._reading = False
+        if (self._sack_needed and self._packets_unacknowledged >= PACKETS_PER_SACK
+                and self._association_state == self.State.ESTABLISHED):
+            await self._send_packet(bytes(self._take_sack()))
 
     def _mark_received(self, tsn: int) -> bool:
         # aiortc sorts and filters its sets of out-of-order and duplicate TSNs for every chunk;
@@ -68,7 +90,8 @@ class DelayedAckSctpTransport(RTCSctpTransport):
         # aiortc calls this after every received packet that needs acknowledging.
         self._packets_unacknowledged += 1
         urgent = (
-            self._packets_unacknowledged >= PACKETS_PER_SACK
+            self._packets_unacknowledged >= (MOST_PACKETS_PER_SACK if self._reading
+                                             else PACKETS_PER_SACK)
             or self._sack_misordered  # a gap: the sender needs it for fast retransmit
             or self._sack_duplicates  # our last SACK may have been lost
             or self._association_state != self.State.ESTABLISHED
