@@ -1116,6 +1116,20 @@ async def test_a_transfer_moves_its_retransmission_timer_rather_than_making_one_
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_one_way_traffic_moves_its_probe_timer_rather_than_making_one_per_sack() -> None:
+    """Each transmission and SACK with nothing more to send sets the tail-loss probe's time
+    anew; a moved deadline keeps one timer (before: one per message sent and per SACK)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b, count=2)  # the probe waits for a measured round trip
+    association._loop = timers = TimerCount(association._loop, association._on_probe_timer)
+    count = 200
+    await send_one_way(a, b, count)
+    assert association._window.events["probe"] == 0
+    assert 1 <= timers.made <= count // 10, timers.made  # made anew when it must come sooner
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1),
        st.lists(st.integers(-3, 6), min_size=1, max_size=40))
