@@ -9,12 +9,12 @@ bundle the SACK with DATA it sends anyway. MPyC's traffic flows both ways in eve
 acknowledgement nearly always rides on the next message back.
 
 A receiver that falls behind its sender (a bulk transfer, with the parties' CPU the bottleneck)
-finds several datagrams waiting in its socket and reads them in one go (`receive.py`). Then a
-SACK goes for every fourth packet and at the end of the batch, rather than for every second:
-the SACKs are about a third of a sender's CPU per packet, and the peer's SACK only tells it
-what it would learn a few hundred microseconds later anyway. As Linux TCP acknowledges what one
-wake-up of its receive path took in (GRO); RFC 9260 6.2's every second packet is a SHOULD. A
-receiver that keeps up reads one datagram at a time and acknowledges as before.
+has datagrams waiting in its socket: then a SACK goes for every fourth packet, and for every
+second once the socket is empty, so that the SACK for the end of a burst is not delayed. The
+SACKs were about a third of a sender's CPU per packet, and with more datagrams waiting the
+SACK for two packets tells the sender nothing it would not learn a moment later. RFC 9260 6.2's
+every second packet is a SHOULD; Linux TCP acknowledges what one pass of its receive path took
+in (GRO) likewise. A receiver that keeps up acknowledges as before.
 """
 
 from __future__ import annotations
@@ -57,25 +57,16 @@ class DelayedAckSctpTransport(RTCSctpTransport):
     _sack_timer: asyncio.TimerHandle | None
     _sack_due: float | None  # loop time by which the SACK now owed goes out (None: none owed)
     _packets_unacknowledged: int
-    _reading: bool  # datagrams that waited in the socket are being read in one go
+
+    @staticmethod
+    def datagrams_waiting() -> bool:
+        """Whether datagrams wait in the socket to be read (`receive.py` tells; else no)."""
+        return False
 
     def _start_delaying_acks(self) -> None:
         self._sack_timer = None
         self._sack_due = None
         self._packets_unacknowledged = 0
-        self._reading = False
-
-    def reading_started(self) -> None:
-        """The receive path reads what waits in the socket: SACKs for every fourth packet."""
-        self._reading = True
-
-    async def reading_ended(self) -> None:
-        """The socket is empty (or the batch long enough): what is owed by every second packet
-        goes now."""
-        self._reading = False
-        if (self._sack_needed and self._packets_unacknowledged >= PACKETS_PER_SACK
-                and self._association_state == self.State.ESTABLISHED):
-            await self._send_packet(bytes(self._take_sack()))
 
     def _mark_received(self, tsn: int) -> bool:
         # aiortc sorts and filters its sets of out-of-order and duplicate TSNs for every chunk;
@@ -89,12 +80,13 @@ class DelayedAckSctpTransport(RTCSctpTransport):
     async def _send_sack(self) -> None:
         # aiortc calls this after every received packet that needs acknowledging.
         self._packets_unacknowledged += 1
+        owed = self._packets_unacknowledged
         urgent = (
-            self._packets_unacknowledged >= (MOST_PACKETS_PER_SACK if self._reading
-                                             else PACKETS_PER_SACK)
+            owed >= MOST_PACKETS_PER_SACK
             or self._sack_misordered  # a gap: the sender needs it for fast retransmit
             or self._sack_duplicates  # our last SACK may have been lost
             or self._association_state != self.State.ESTABLISHED
+            or (owed >= PACKETS_PER_SACK and not self.datagrams_waiting())
         )
         if urgent:
             await self._send_packet(bytes(self._take_sack()))
