@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from mpc_net.native.peer import NativePeerConnection, use_host_addresses
 from mpc_net.rtc.acks import SACK_DELAY, DelayedAckSctpTransport, _gap_blocks
-from mpc_net.rtc.recovery import INITIAL_WINDOW_PACKETS, RTO_MARGIN
+from mpc_net.rtc.recovery import INITIAL_WINDOW_PACKETS, MOST_PACKETS_PER_SACK, RTO_MARGIN
 from mpc_net.rtc.sctp import PiggybackSctpTransport, run_eagerly
 from mpc_net.signaling.protocol import SessionDescription
 
@@ -104,12 +104,11 @@ async def ping_pong(a: End, b: End, count: int) -> None:
 
 
 async def send_one_way(a: End, b: End, count: int) -> None:
-    """count messages from a to b, one per turn of the loop (a packet each); returns once b
-    has them all and a has seen all of them acknowledged."""
+    """count messages from a to b (a packet each), each once b has the one before: a receiver
+    that keeps up, with no datagram waiting in its socket when it decides on a SACK; returns
+    once a has seen all of them acknowledged."""
     for i in range(count):
         a.pc.channel.send(b"%d" % i)
-        await asyncio.sleep(0)
-    for i in range(count):
         assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
     await until(lambda: not a.pc._pc.sctp._sent_queue)
 
@@ -161,6 +160,20 @@ async def test_one_way_traffic_is_acknowledged_every_second_packet_and_a_lone_on
     await until(lambda: not a.pc._pc.sctp._sent_queue)
     assert asyncio.get_running_loop().time() - sent >= SACK_DELAY / 2
     assert b.packets == before + 1
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_receiver_behind_its_sender_acknowledges_every_fourth_packet() -> None:
+    """A message's packets go out in bursts within one turn of the loop, so they wait in the
+    receiver's socket; while they do, it acknowledges every fourth packet (before: a SACK for
+    every second, 100 for 200)."""
+    a, b = await connected()
+    count = 200
+    message = bytes(count * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert count // MOST_PACKETS_PER_SACK <= b.packets <= count // 3, b.packets
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
@@ -240,8 +253,10 @@ async def test_the_last_round_trip_of_a_message_still_opens_the_window() -> None
     a.pc.channel.send(message)
     assert await asyncio.wait_for(b.received.get(), 10) == message
     await until(lambda: not association._sent_queue)
-    assert association._cwnd >= (INITIAL_WINDOW_PACKETS + 150 - 2) * USERDATA_MAX_LENGTH, \
-        association._cwnd // USERDATA_MAX_LENGTH
+    # All but the last burst: it held nothing back (up to two SACKs' worth of packets).
+    last_burst = 2 * MOST_PACKETS_PER_SACK
+    assert association._cwnd >= (INITIAL_WINDOW_PACKETS + 150 - last_burst) \
+        * USERDATA_MAX_LENGTH, association._cwnd // USERDATA_MAX_LENGTH
     # A message that the window does not hold back grows nothing.
     grown = association._cwnd
     a.pc.channel.send(bytes(20 * USERDATA_MAX_LENGTH))
@@ -818,7 +833,9 @@ def test_the_window_policy_decides_without_an_association() -> None:
     assert control.restart(64 * packet, low, now=102.5, rto=1.0) == (16 * packet, 48 * packet)
     assert control.restart(64 * packet, 80 * packet, now=102.5, rto=1.0)[1] == 80 * packet
     assert control.restart(64 * packet, low, now=200.0, rto=1.0)[0] == initial  # the floor
-    assert control.slow_start_growth(3 * packet) == 2 * packet  # RFC 3465's L = 2
+    # By what a SACK acknowledges, up to the four packets one of ours may stand for.
+    assert control.slow_start_growth(3 * packet) == 3 * packet
+    assert control.slow_start_growth(6 * packet) == 4 * packet
     # A flight after a pause (restart, above): bursts of ten paced at two windows per round
     # trip in slow start, 1.2 beyond (Linux's rates), until its first SACK.
     assert control.pacing_delay(100 * packet, slow_start=True, srtt=0.04) == pytest.approx(0.002)
@@ -1097,6 +1114,25 @@ async def test_a_transfer_moves_its_retransmission_timer_rather_than_making_one_
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 
+async def test_one_way_traffic_moves_its_probe_timer_rather_than_making_one_per_sack() -> None:
+    """Each transmission and SACK with nothing more to send sets the tail-loss probe's time
+    anew; a moved deadline keeps one timer (before: one per message sent and per SACK)."""
+    a, b = await connected()
+    association = a.pc._pc.sctp
+    await measure_round_trips(a, b, count=2)  # the probe waits for a measured round trip
+    association._loop = timers = TimerCount(association._loop, association._on_probe_timer)
+    count = 200
+    for i in range(count):  # one per turn of the loop: flights overlap, never drain
+        a.pc.channel.send(b"%d" % i)
+        await asyncio.sleep(0)
+    for i in range(count):
+        assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
+    await until(lambda: not association._sent_queue)
+    assert association._window.events["probe"] == 0
+    assert 1 <= timers.made <= count // 10, timers.made  # made anew when it must come sooner
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1),
        st.lists(st.integers(-3, 6), min_size=1, max_size=40))
@@ -1130,15 +1166,16 @@ async def test_a_datagram_arriving_while_one_is_handled_waits_behind_it() -> Non
         await send(data)
 
     dtls._send_data = held
-    a.pc.channel.send(b"0")
-    a.pc.channel.send(b"1")  # the second packet makes b send a SACK at once, which waits
+    first = [b"%d" % i for i in range(MOST_PACKETS_PER_SACK)]
+    for message in first:  # read in one go: the last makes b send a SACK at once, which waits
+        a.pc.channel.send(message)
     await asyncio.sleep(0.05)
-    for i in range(2, 6):
+    for i in range(len(first), 8):
         a.pc.channel.send(b"%d" % i)
     await asyncio.sleep(0.05)
-    assert [b.received.get_nowait() for _ in range(b.received.qsize())] == [b"0", b"1"]
+    assert [b.received.get_nowait() for _ in range(b.received.qsize())] == first
     gate.set_result(None)
-    for i in range(2, 6):
+    for i in range(len(first), 8):
         assert await asyncio.wait_for(b.received.get(), 5) == b"%d" % i
     await until(lambda: not a.pc._pc.sctp._sent_queue)
     await asyncio.gather(a.pc.close(), b.pc.close())

@@ -65,7 +65,7 @@ def tune_association(association: RTCSctpTransport) -> None:
     from .send import DatagramSender
 
     PiggybackSctpTransport.adopt(association)
-    DatagramReceiver(association.transport)
+    DatagramReceiver(association.transport, association)
     DatagramSender(association.transport)
 
 

@@ -50,6 +50,11 @@ from .cubic import Cubic
 # flight (RFC 9260's Max.Burst, 4 there): dcsctp's cwnd_mtus_initial, TCP's initial window.
 INITIAL_WINDOW_PACKETS = 10
 MAX_BURST_PACKETS = INITIAL_WINDOW_PACKETS
+# The most packets one of our SACKs stands for: every second, and every fourth while datagrams
+# wait in the receiver's socket (`acks.py`); slow start grows the window by what a SACK
+# acknowledges up to this many packets (RFC 3465's L), so that it doubles per round trip either
+# way, and a SACK lets out at most twice this, within one burst.
+MOST_PACKETS_PER_SACK = 4
 # In fast recovery, as aiortc sends then.
 RECOVERY_BURST_PACKETS = 2
 # Where the burst limit holds back what the window allows (a window opened by the last round,
@@ -149,10 +154,11 @@ class WindowControl:
         """How much a SACK acknowledging `acknowledged` bytes in slow start opens the window.
 
         RFC 9260 grows the window by one packet per SACK; with a SACK for every second packet
-        that is 1.5x per round trip. Like TCP with delayed ACKs (RFC 3465, L = 2), up to two
-        packets per SACK: doubling, as TCP and dcsctp's slow_start_tcp_style do.
+        that is 1.5x per round trip. Like TCP (RFC 3465, whose L is 2 for delayed ACKs; Linux
+        grows by all that an ACK acknowledges), by what it acknowledges, up to the packets one
+        of our SACKs may stand for: doubling, as TCP and dcsctp's slow_start_tcp_style do.
         """
-        return min(acknowledged, 2 * self.packet)
+        return min(acknowledged, MOST_PACKETS_PER_SACK * self.packet)
 
     # The window in use. RFC 9260 grows the window only while it is fully used: for a SACK that
     # arrives with the flight at least the window. At the end of a message the flight drains

@@ -35,6 +35,7 @@ from aiortc.rtcsctptransport import (
 
 from .acks import SACK_DELAY
 from .cookie_echo import CookieEchoDataSctpTransport
+from .deadline import wait_again
 from .recovery import (
     NOT_FAST_RETRANSMITTED_AGAIN,
     RTO_INITIAL,
@@ -65,6 +66,7 @@ class PiggybackSctpTransport(CookieEchoDataSctpTransport, MovedT3SctpTransport):
     _retransmissions_possible: bool
     _first_tsn: int
     _probe_handle: asyncio.TimerHandle | None
+    _probe_due: float | None  # loop time the running probe timer was moved to (None: its own)
     _pacing_handle: asyncio.TimerHandle | None  # the next burst of a window held back
     _deferred: set[asyncio.TimerHandle]  # timers that waited for input already
 
@@ -80,6 +82,7 @@ class PiggybackSctpTransport(CookieEchoDataSctpTransport, MovedT3SctpTransport):
         association._retransmissions_possible = False
         association._first_tsn = association._local_tsn
         association._probe_handle = association._pacing_handle = None
+        association._probe_due = None
         association._deferred = set()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
@@ -167,15 +170,27 @@ class PiggybackSctpTransport(CookieEchoDataSctpTransport, MovedT3SctpTransport):
         self._partial_bytes_acked = 0
 
     def _arm_probe(self) -> None:
-        if self._probe_handle is not None:
-            self._probe_handle.cancel()
-            self._probe_handle = None
+        # At every SACK of a flight's last round trip: the deadline moves later, and a timer
+        # made and cancelled each time cost as much as T3's did (`timers.py`).
         delay = self._window.probe_delay(self._srtt, SACK_DELAY, bool(self._outbound_queue),
                                          self._fast_recovery_exit is not None, self._sent_queue)
-        if delay is not None:
-            self._probe_handle = self._loop.call_later(delay, self._on_probe_timer)
+        due = None if delay is None else self._loop.time() + delay
+        handle = self._probe_handle
+        if handle is not None and due is not None and handle.when() <= due:
+            self._probe_due = due
+            return
+        if handle is not None:
+            handle.cancel()
+        self._probe_handle = None if due is None else self._loop.call_at(due,
+                                                                         self._on_probe_timer)
+        self._probe_due = None
 
     def _on_probe_timer(self) -> None:
+        due, self._probe_due = self._probe_due, None
+        later = wait_again(self._loop, self._probe_handle, due, self._on_probe_timer)
+        if later is not None:
+            self._probe_handle = later
+            return
         self._probe_handle = self._input_first(self._probe_handle, self._on_probe_timer)
         if self._probe_handle is not None:
             return

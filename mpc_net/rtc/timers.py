@@ -10,6 +10,7 @@ until it. It expires at the same moment as aiortc's would.
 from __future__ import annotations
 
 from .acks import DelayedAckSctpTransport
+from .deadline import wait_again
 
 
 class MovedT3SctpTransport(DelayedAckSctpTransport):
@@ -34,8 +35,8 @@ class MovedT3SctpTransport(DelayedAckSctpTransport):
     def _t3_moved(self) -> bool:
         """Whether T3 fired before the deadline a restart moved it to; then it waits again."""
         due, self._t3_due = self._t3_due, None
-        handle = self._t3_handle
-        if due is None or handle is None or due <= handle.when():
+        later = wait_again(self._loop, self._t3_handle, due, self._t3_expired)
+        if later is None:
             return False
-        self._t3_handle = self._loop.call_at(due, self._t3_expired)
+        self._t3_handle = later
         return True
