@@ -194,18 +194,17 @@ mpc.run(mpc.start())
 if mpc.pid == 0:
     print("modules", json.dumps(lazy))
 mpc.run(mpc.shutdown())
-import bz2, lzma  # loaded lazily for shutil (argparse's): whole when used
-assert bz2.decompress(bz2.compress(b"x")) == lzma.decompress(lzma.compress(b"x")) == b"x"
 """
 # Run only by `mpc-net signal` and `mpc-net web` (their options too), or when a run uses them (a
-# proxy, a report, a media section, getStats, websockets' version, mDNS, an archive, text from
-# elsewhere to print), or never (PyAV, SRTP): not imported, or imported to load when first used.
+# proxy, a report, a media section, getStats, websockets' version, mDNS, text from elsewhere to
+# print), or never (PyAV, SRTP, shutil: the command line finds the terminal's width without it):
+# not imported, or imported to load when first used.
 _NOT_RUN = ("mpc_net.web", "mpc_net.web_arguments", "mpc_net.signaling.arguments",
             "mpc_net.signaling.limits", "mpc_net.bundle", "mpc_net.signaling.server",
             "mpc_net.signaling.keepalive", "websockets.server", "websockets.asyncio.server",
             "importlib.metadata", "urllib.request", "http.client", "email.message", "tempfile",
-            "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "bz2", "lzma",
-            "unicodedata")
+            "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "shutil", "bz2",
+            "lzma", "unicodedata")
 
 
 def test_a_party_loads_neither_the_room_servers_side_nor_what_it_defers(tmp_path) -> None:

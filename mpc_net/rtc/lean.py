@@ -9,8 +9,7 @@ to them), modules imported for the first time load when first used, or never:
   imports importlib.metadata (with email and zipfile) for a version string that a release never
   reads, and urllib.request (with http.client and email) for a proxy lookup that a party makes
   only where a proxy may be configured (native/signaling.py); pyOpenSSL imports calendar for
-  X509Store.set_time only; shutil, which argparse uses to find the terminal's width (cli.py),
-  imports bz2 and lzma for archives only. These load when first used.
+  X509Store.set_time only. These load when first used.
 - aiortc's media modules import PyAV, the largest import of all, which a data channel never
   touches: they get stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver
   are stand-ins themselves, as are its statistics (getStats); each fails with a clear error if
@@ -49,8 +48,7 @@ from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
 # (calendar: pyOpenSSL's only for X509Store.set_time.)
-# (bz2, lzma: shutil's, for archives only; argparse finds the terminal's width with shutil.)
-DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar", "bz2", "lzma")
+DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar")
 # Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
 # code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
 # description with one is refused before aiortc sees it: sdp.check_media_sections), and its
