@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -54,11 +57,17 @@ class Parser(argparse.ArgumentParser):
     `options(parser)`, if given, adds the parser's arguments when it is first used (parsed, or
     its help or usage formatted): a command's subcommands that are not run then cost only their
     name and description (and what their options import is not imported).
+
+    Its help is as wide as argparse makes it, but the width is found once, here, and without
+    shutil: argparse imports shutil (and bz2 and lzma with it, for archives) to find it
+    for every formatter it makes, one per option added, and a party needs shutil for nothing.
     """
 
     def __init__(self, *args: Any, options: Callable[[argparse.ArgumentParser], None] | None
-                 = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+                 = None, formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
+                 **kwargs: Any) -> None:
+        formatter = functools.partial(formatter_class, width=_terminal_columns() - 2)
+        super().__init__(*args, formatter_class=formatter, **kwargs)  # type: ignore[arg-type]
         self._options = options
 
     def _add_options(self) -> None:
@@ -80,3 +89,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _terminal_columns() -> int:
+    """The columns of the terminal, as shutil.get_terminal_size() finds them: $COLUMNS, else
+    the terminal on standard output, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80

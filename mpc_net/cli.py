@@ -15,11 +15,9 @@ def _parser() -> argparse.ArgumentParser:
     """The command line; each command's options are added when that command is chosen (or
     its help asked for): `mpc-net run` makes and imports only its own."""
     from . import run_command
-    from .rtc.lean import lean_imports
 
-    with lean_imports():  # argparse imports shutil (the terminal's width), which bz2 and lzma
-        parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
-                        "between parties connected peer-to-peer over WebRTC data channels.")
+    parser = Parser(prog="mpc-net", description="Run MPyC secure multiparty computations "
+                    "between parties connected peer-to-peer over WebRTC data channels.")
     parser.add_argument("--version", action="version", version=f"mpc-net {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=Parser)

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from .argtypes import Parser, number, positive_float, positive_int
 from .config import ConfigError, PartyOptions
@@ -250,8 +251,9 @@ def run(run: argparse.ArgumentParser, options: argparse.Namespace) -> int:
 
 
 def _run_local(script: str, rest: list[str], parties: int,
-               options: argparse.Namespace) -> int:
-    """Local mode: a room server and every party here, each party a process of its own."""
+               options: argparse.Namespace) -> NoReturn:
+    """Local mode: a room server and every party here, each party a process of its own; exits
+    with the run's exit code (local.run_local)."""
     from .local import run_local
 
     party_options = [f"--peer-timeout={options.peer_timeout}",
@@ -263,8 +265,14 @@ def _run_local(script: str, rest: list[str], parties: int,
                      f"--connect-timeout={options.connect_timeout}",
                      "--native-only",  # every party is a process of ours
                      *(["-v"] * options.verbose), *(["-q"] if options.quiet else [])]
-    return asyncio.run(run_local(script, rest, parties, party_options, options.log_dir,
+    code = asyncio.run(run_local(script, rest, parties, party_options, options.log_dir,
                                  options.peer_timeout + 5, options.stats_json))
+    # Every party has ended and what run_local made is removed; no program ran here: exit
+    # without the interpreter's teardown of all that this process imported (the room server,
+    # websockets, MPyC's options), the last step of every local run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _party_options(options: argparse.Namespace, program_hash: bytes) -> PartyOptions:

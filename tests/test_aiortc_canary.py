@@ -319,16 +319,16 @@ assert urllib.request.Request("http://peer.invalid/x").host == "peer.invalid"
 names = ("dns.message", "ifaddr", "importlib.metadata", "urllib.request", "calendar")
 assert "_LazyModule" not in {type(sys.modules[name]).__name__ for name in names}
 
-# PyAV and aiortc's codecs, RTP sender and receiver: never loaded for aiortc; media fails
-# clearly; the program's own `import av` is PyAV, its `import aiortc.codecs` aiortc's codecs.
+# PyAV and aiortc's media tracks, codecs, RTP sender and receiver: never loaded for aiortc;
+# media fails clearly; the program's own `import av` is PyAV, its `import aiortc.codecs`
+# aiortc's codecs, its `import aiortc.mediastreams` aiortc's media tracks.
 # aiortc's statistics likewise: getStats fails clearly, the program's `import aiortc.stats` works.
-media = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
-         "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.jitterbuffer", "aiortc.rate",
-         "aiortc.stats", "aiortc.rtp")
+media = ("av", "aiortc.mediastreams", "aiortc.codecs", "aiortc.rtcrtpreceiver",
+         "aiortc.rtcrtpsender", "aiortc.rtcrtptransceiver", "aiortc.events",
+         "aiortc.jitterbuffer", "aiortc.rate", "aiortc.stats", "aiortc.rtp")
 assert not [name for name in sys.modules if name.startswith(media)], sorted(sys.modules)
 import asyncio
-from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.mediastreams import AudioFrame
+from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection
 from aiortc.rtcpeerconnection import CODECS, RTCRtpSender
 
 async def stats():
@@ -338,7 +338,7 @@ async def stats():
     finally:
         await pc.close()
 
-for use in (AudioFrame, lambda: CODECS["audio"], lambda: RTCRtpSender("audio", None),
+for use in (AudioStreamTrack, lambda: CODECS["audio"], lambda: RTCRtpSender("audio", None),
             lambda: asyncio.run(stats())):
     try:
         use()
@@ -349,8 +349,11 @@ for use in (AudioFrame, lambda: CODECS["audio"], lambda: RTCRtpSender("audio", N
         raise AssertionError(f"a stand-in worked: {use}")
 import aiortc.stats
 assert "RTCStatsReport" in repr(type(aiortc.stats.RTCStatsReport()))
+import aiortc.mediastreams
+assert aiortc.mediastreams.AudioStreamTrack is not AudioStreamTrack
+assert aiortc.mediastreams.AudioStreamTrack().kind == "audio"
 import av
-assert av.AudioFrame is not AudioFrame and av.AudioFrame(format="s16", layout="mono", samples=4)
+assert av.AudioFrame(format="s16", layout="mono", samples=4)
 import aiortc.codecs
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters

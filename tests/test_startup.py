@@ -194,18 +194,17 @@ mpc.run(mpc.start())
 if mpc.pid == 0:
     print("modules", json.dumps(lazy))
 mpc.run(mpc.shutdown())
-import bz2, lzma  # loaded lazily for shutil (argparse's): whole when used
-assert bz2.decompress(bz2.compress(b"x")) == lzma.decompress(lzma.compress(b"x")) == b"x"
 """
 # Run only by `mpc-net signal` and `mpc-net web` (their options too), or when a run uses them (a
-# proxy, a report, a media section, getStats, websockets' version, mDNS, an archive, text from
-# elsewhere to print), or never (PyAV, SRTP): not imported, or imported to load when first used.
+# proxy, a report, a media section, getStats, websockets' version, mDNS, text from elsewhere to
+# print), or never (PyAV, SRTP, shutil: the command line finds the terminal's width without it):
+# not imported, or imported to load when first used.
 _NOT_RUN = ("mpc_net.web", "mpc_net.web_arguments", "mpc_net.signaling.arguments",
             "mpc_net.signaling.limits", "mpc_net.bundle", "mpc_net.signaling.server",
             "mpc_net.signaling.keepalive", "websockets.server", "websockets.asyncio.server",
             "importlib.metadata", "urllib.request", "http.client", "email.message", "tempfile",
-            "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "bz2", "lzma",
-            "unicodedata")
+            "av", "aiortc.codecs", "aiortc.stats", "pylibsrtp", "dns.message", "shutil", "bz2",
+            "lzma", "unicodedata")
 
 
 def test_a_party_loads_neither_the_room_servers_side_nor_what_it_defers(tmp_path) -> None:
@@ -218,3 +217,36 @@ def test_a_party_loads_neither_the_room_servers_side_nor_what_it_defers(tmp_path
     lazy = json.loads(line.removeprefix("modules "))
     assert "mpc_net.native.peer" in lazy and "aiortc" in lazy  # the snapshot is a party's
     assert [name for name in _NOT_RUN if not lazy.get(name, True)] == []
+
+
+# As the `mpc-net` script runs, with an exit handler of the process's own that the interpreter's
+# teardown would run.
+_TEARDOWN = """
+import atexit, sys
+atexit.register(lambda: print("torn down", file=sys.stderr))
+from mpc_net.cli import main
+main()
+"""
+_ENDING = """
+import sys
+from mpyc.runtime import mpc
+mpc.run(mpc.start())
+mpc.run(mpc.shutdown())
+print(f"party {mpc.pid} done", flush=False)
+sys.exit(int(sys.argv[1]) if mpc.pid == 1 else 0)
+"""
+
+
+@pytest.mark.parametrize("party_1_exits, code", [(0, 0), (3, 1)])
+def test_the_local_mode_parent_skips_the_interpreters_teardown(tmp_path, party_1_exits: int,
+                                                                code: int) -> None:
+    # It runs no program and has ended every party and removed what it made by then: its
+    # teardown (of the room server, websockets, MPyC's options) would only delay the exit.
+    script = tmp_path / "ending.py"
+    script.write_text(_ENDING)
+    done = subprocess.run([sys.executable, "-c", _TEARDOWN, "run", str(script), "-M2", "--",
+                           str(party_1_exits)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == code, done.stderr
+    assert done.stdout.splitlines()[-1] == "party 0 done"
+    assert "torn down" not in done.stderr

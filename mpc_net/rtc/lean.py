@@ -9,16 +9,15 @@ to them), modules imported for the first time load when first used, or never:
   imports importlib.metadata (with email and zipfile) for a version string that a release never
   reads, and urllib.request (with http.client and email) for a proxy lookup that a party makes
   only where a proxy may be configured (native/signaling.py); pyOpenSSL imports calendar for
-  X509Store.set_time only; shutil, which argparse uses to find the terminal's width (cli.py),
-  imports bz2 and lzma for archives only. These load when first used.
-- aiortc's media modules import PyAV, the largest import of all, which a data channel never
-  touches: they get stand-ins for PyAV's names, and aiortc's codecs and RTP sender and receiver
-  are stand-ins themselves, as are its statistics (getStats); each fails with a clear error if
-  ever used. pylibsrtp, which aiortc's DTLS transport keys on every connection for RTP that
+  X509Store.set_time only. These load when first used.
+- aiortc's media modules (media tracks, codecs, RTP sender and receiver) import PyAV, the
+  largest import of all, which a data channel never touches: they are stand-ins, so PyAV is
+  never imported, as are aiortc's statistics (getStats); each fails with a clear error if ever
+  used. pylibsrtp, which aiortc's DTLS transport keys on every connection for RTP that
   data channels never carry, is a stand-in that refuses every packet, and aiortc.rtp, which
   parses RTP and RTCP once unprotected, one that never parses them. Only aiortc holds the
-  stand-ins: a later `import av`, `import aiortc.codecs` or `import pylibsrtp` (by the MPyC
-  program, say) loads the real one.
+  stand-ins: a later `import aiortc.mediastreams`, `import aiortc.codecs` or `import pylibsrtp`
+  (by the MPyC program, say) loads the real one.
 - cryptography's X.509 name module compiles, at import, a regular expression for names written
   as text, which DTLS certificates never need (its Unicode ranges took 15 ms, as much as the
   rest of the module): its expressions compile when first used. Its general names take
@@ -49,14 +48,15 @@ from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
 # loaded on first use only.
 # (calendar: pyOpenSSL's only for X509Store.set_time.)
-# (bz2, lzma: shutil's, for archives only; argparse finds the terminal's width with shutil.)
-DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar", "bz2", "lzma")
-# Packages and modules that aiortc's import gets stand-ins for: PyAV, and aiortc's own media
-# code (codecs, RTP sender and receiver) that only audio and video sections lead to (a remote
-# description with one is refused before aiortc sees it: sdp.check_media_sections), and its
-# statistics, which only RTCPeerConnection.getStats makes (mpc-net's native peers never call it).
-STOOD_IN_PACKAGES = ("av", "aiortc.codecs", "aiortc.rtcrtpreceiver", "aiortc.rtcrtpsender",
-                     "aiortc.rtcrtptransceiver", "aiortc.events", "aiortc.stats")
+DEFERRED_MODULES = ("ifaddr", "importlib.metadata", "urllib.request", "calendar")
+# Packages and modules that aiortc's import gets stand-ins for: its own media code (media
+# tracks, codecs, RTP sender and receiver: all that imports PyAV) that only audio and video
+# sections and addTrack lead to (a remote description with one is refused before aiortc sees
+# it: sdp.check_media_sections), and its statistics, which only RTCPeerConnection.getStats makes
+# (mpc-net's native peers never call it).
+STOOD_IN_PACKAGES = ("aiortc.mediastreams", "aiortc.codecs", "aiortc.rtcrtpreceiver",
+                     "aiortc.rtcrtpsender", "aiortc.rtcrtptransceiver", "aiortc.events",
+                     "aiortc.stats")
 # aiortc's DTLS transport keys SRTP (pylibsrtp, libsrtp with its own OpenSSL) on every
 # connection, for RTP that a data channel never carries, and parses RTP and RTCP (aiortc.rtp)
 # only after SRTP has unprotected them: both get stand-ins of their own (_SrtpStandIn,
