@@ -214,3 +214,18 @@ def test_a_browser_without_jspi_and_without_its_extra_packages(
         check_run([page], expected("auction", *args), screenshots, "no-jspi", procs)
     finally:
         page.close()
+
+
+def test_the_busy_bar_animates_on_the_compositor_only(parties) -> None:
+    """While a program computes, the page's animations change only what the compositor can
+    (transform, opacity): one that moved `left` made the main thread, where Python runs, lay
+    out and paint every frame, a third of its time in a demo."""
+    page = parties[0].page
+    page.evaluate("document.getElementById('progress').hidden = false")
+    try:
+        properties = page.evaluate("""document.getAnimations().flatMap((animation) =>
+            animation.effect.getKeyframes().flatMap((frame) => Object.keys(frame)))""")
+    finally:
+        page.evaluate("document.getElementById('progress').hidden = true")
+    animated = set(properties) - {"offset", "computedOffset", "easing", "composite"}
+    assert animated and animated <= {"transform", "opacity"}, animated
