@@ -10,9 +10,12 @@ running callbacks schedule, until the queue is empty or BUDGET_SECONDS have pass
 browser delivers data channel messages, timers and input before the rest). Timers stay the
 loop's.
 
-Under JavaScript Promise integration a callback may suspend Python (`mpc.run` blocking at the
-top level of a program) and with it the task that runs the queue: so while callbacks remain, a
-further task is always scheduled to run them.
+Should a callback not return (SystemExit, or a suspension of Python under JavaScript Promise
+integration where the batch was entered so that it may suspend), the task that runs the queue
+ends with it: so while callbacks remain, a further task is always scheduled to run them.
+
+In a page each batch is entered by a plain call (`jsffi.plain_scheduler`), not as the loop's
+`call_soon` enters its callbacks (through `callPromising`, which costs a stack of its own).
 
 Importable outside Pyodide: it needs nothing but the loop's `call_soon` and `time`.
 """
@@ -31,12 +34,13 @@ BUDGET_SECONDS = 0.01
 
 
 class ReadyQueue:
-    """`call_soon` for `loop`, whose callbacks run in batches, each one task of the loop's own
-    `call_soon`."""
+    """`call_soon` for `loop`, whose callbacks run in batches, each one task of `schedule`
+    (by default the loop's own `call_soon`)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
         self._loop = loop
-        self._schedule = loop.call_soon  # the loop's own: one browser task each
+        self._schedule = schedule or loop.call_soon
         self._ready: deque[asyncio.Handle] = deque()
         self._scheduled = False
 
