@@ -10,9 +10,12 @@ running callbacks schedule, until the queue is empty or BUDGET_SECONDS have pass
 browser delivers data channel messages, timers and input before the rest). Timers stay the
 loop's.
 
-Under JavaScript Promise integration a callback may suspend Python (`mpc.run` blocking at the
-top level of a program) and with it the task that runs the queue: so while callbacks remain, a
-further task is always scheduled to run them.
+In a page each batch is entered by a plain call (`jsffi.plain_scheduler`), not as the loop's
+`call_soon` enters its callbacks (through `callPromising`, which costs a stack of its own, so
+that a callback may suspend Python under JavaScript Promise integration). So no callback of a
+batch suspends, and a batch ends when the queue is empty, past its budget, or when an exception
+that asyncio lets through (SystemExit) leaves a callback: only in the last two cases is a
+further task scheduled for the rest.
 
 Importable outside Pyodide: it needs nothing but the loop's `call_soon` and `time`.
 """
@@ -31,14 +34,17 @@ BUDGET_SECONDS = 0.01
 
 
 class ReadyQueue:
-    """`call_soon` for `loop`, whose callbacks run in batches, each one task of the loop's own
-    `call_soon`."""
+    """`call_soon` for `loop`, whose callbacks run in batches, each one task of `schedule`,
+    which must enter its callback so that it cannot suspend Python (a suspended batch would
+    hold the queue)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 schedule: Callable[[Callable[[], None]], object]) -> None:
         self._loop = loop
-        self._schedule = loop.call_soon  # the loop's own: one browser task each
+        self._schedule = schedule
         self._ready: deque[asyncio.Handle] = deque()
         self._scheduled = False
+        self._running = False  # what callbacks schedule joins the running batch
 
     def install(self) -> None:
         """Take over the loop's `call_soon` (asyncio's tasks and futures look it up on the
@@ -58,21 +64,23 @@ class ReadyQueue:
         return handle
 
     def _wake(self) -> None:
-        if not self._scheduled:
+        if not (self._scheduled or self._running):
             self._scheduled = True
             self._schedule(self._run_ready)
 
     def _run_ready(self) -> None:
         self._scheduled = False
+        self._running = True
         ready = self._ready
         deadline = self._loop.time() + BUDGET_SECONDS
-        while ready:
-            handle = ready.popleft()
+        try:
+            while ready:
+                handle = ready.popleft()
+                if not handle.cancelled():
+                    handle._run()
+                if self._loop.time() > deadline:
+                    break
+        finally:
+            self._running = False
             if ready:
-                # Should this callback suspend Python, the rest go on in the next task.
                 self._wake()
-            if not handle.cancelled():
-                handle._run()
-            if self._loop.time() > deadline:
-                self._wake()
-                return

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..mesh import Mesh, MeshConfig
 from ..runtime import BrowserRun, check_mpyc_argv, install, mpyc_argv
+from .jsffi import plain_scheduler
 from .loop import ReadyQueue
 from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
@@ -87,7 +88,8 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         return mesh
 
     _fresh_mpyc()
-    ready = ReadyQueue(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    ready = ReadyQueue(loop, plain_scheduler(loop))
     sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))

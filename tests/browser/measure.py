@@ -20,6 +20,10 @@ time, and the totals of WebAssembly (Python), JavaScript, the browser's own work
 and back) between two pages, a page and a native party, and two native parties, beside a data
 channel's own round trip between two pages in JavaScript alone (no Python); with a page as party
 0, also the CPU time of its main thread per round trip (steadier than round trips under load).
+With `--trace`, one ping-pong of a page with a native party runs under Chromium's tracing
+instead, and a table shows what the page's main thread ran per message it received: the tasks
+by where they were posted from (the data channel's message event, the loop's MessagePort
+messages, frames), and inside them Python's microtasks and `send()` (main_thread.py).
 
 `--connect` times what people wait for while their parties connect (connecting.py): from the
 last party's Join (the last page's click, or the last native party's start) to all parties
@@ -48,7 +52,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
 from nat.topology import Sandbox, SandboxError  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from browser import connecting  # noqa: E402
+from browser import connecting, main_thread  # noqa: E402
 from browser.conftest import (  # noqa: E402
     CHROMIUM,
     FLAGS,
@@ -126,6 +130,10 @@ def main() -> int:
     parser.add_argument("--ping-pong", action="store_true",
                         help="time one round trip: JavaScript alone, and MPyC between pages, "
                              "a page and a native party, and native parties")
+    parser.add_argument("--trace", action="store_true",
+                        help="with --ping-pong: trace a page's ping-pong with a native party "
+                             "(Chromium's trace events) and show where the page's main thread "
+                             "spends its time per message received")
     parser.add_argument("--connect", action="store_true",
                         help="time connecting as people wait for it: pages and native parties "
                              "in turn, and where a page's time goes")
@@ -139,6 +147,8 @@ def main() -> int:
     options = parser.parse_args()
     if options.firefox and (options.profile or options.page_load_only or options.ping_pong):
         parser.error("--profile, --page-load-only and --ping-pong are for Chromium only")
+    if options.trace and not options.ping_pong:
+        parser.error("--trace goes with --ping-pong")
     if options.baseline and options.profile:
         parser.error("--baseline goes with the page loads, the demos' table and --ping-pong")
     unknown = set(options.demos.split(",")) - DEMO_ARGS.keys()
@@ -192,6 +202,8 @@ def main() -> int:
                     connect_times(browser, {"": server, **baseline}, natives, options.runs,
                                   options.demos.split(",")[0], STARTS[options.start])
                     return 0
+                elif options.ping_pong and options.trace:
+                    trace_ping_pong(browser, server, natives, STARTS[options.start])
                 elif options.ping_pong:
                     ping_pongs(browser, {"": server, **baseline}, natives, options.runs,
                                STARTS[options.start])
@@ -506,28 +518,33 @@ class PingPongs:
         its main thread's CPU time per round trip (the run's whole: connecting, warming up and
         the end included)."""
         results = {"JavaScript only, page to page": f"{js_ping_pong(self.pages, rounds):.3f}"}
-        for (zero, one), path in self.rosters.items():
-            room = f"ping-{zero}-{one}-{time.time()}"
-            kinds = (zero, one)
-            procs = [self.natives.start(PING_PONG, i, i, room, self.server.url, path,
-                                        str(rounds), parties=2)
-                     for i, kind in enumerate(kinds) if kind == "native"]
-            pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
-            for page in pages:
-                page.open(self.query)
-                page.wait_ready(READY_SECONDS)
-            cpu = self.cpu_seconds()
-            for i, page in enumerate(pages):
-                page.join(room, i, 2, path.read_text(), PING_PONG.name)
-            for page in pages:
-                assert page.wait_finished() == "done", page.error
-            cpu = (self.cpu_seconds() - cpu) / (2 * rounds) * 1000
-            outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-            text = "\n".join(pages[0].outputs) if pages else outputs[0]
-            median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
-            results[f"MPyC, {zero} to {one}"] = (f"{median_ms} ({mean_ms})"
-                                                 + (f" cpu {cpu:.2f}" if pages else ""))
+        for zero, one in self.rosters:
+            results[f"MPyC, {zero} to {one}"] = self.run_pair(rounds, zero, one)
         return results
+
+    def run_pair(self, rounds: int, zero: str, one: str) -> str:
+        """One run of party 0 of kind `zero` ("page" or "native") with party 1 of kind `one`:
+        its median (mean) round trip, and a page's main thread's CPU time per round trip."""
+        path = self.rosters[zero, one]
+        room = f"ping-{zero}-{one}-{time.time()}"
+        kinds = (zero, one)
+        procs = [self.natives.start(PING_PONG, i, i, room, self.server.url, path,
+                                    str(rounds), parties=2)
+                 for i, kind in enumerate(kinds) if kind == "native"]
+        pages = [self.pages[i] for i, kind in enumerate(kinds) if kind == "page"]
+        for page in pages:
+            page.open(self.query)
+            page.wait_ready(READY_SECONDS)
+        cpu = self.cpu_seconds()
+        for i, page in enumerate(pages):
+            page.join(room, i, 2, path.read_text(), PING_PONG.name)
+        for page in pages:
+            assert page.wait_finished() == "done", page.error
+        cpu = (self.cpu_seconds() - cpu) / (2 * rounds) * 1000
+        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+        text = "\n".join(pages[0].outputs) if pages else outputs[0]
+        median_ms, mean_ms = _ROUND_TRIP.search(text).groups()
+        return f"{median_ms} ({mean_ms})" + (f" cpu {cpu:.2f}" if pages else "")
 
     def close(self) -> None:
         for page in self.pages:
@@ -552,6 +569,23 @@ def ping_pongs(browser, servers: dict[str, WebServer], natives: Natives, runs: i
         print(f"  {label:<42}  {', '.join(values)}")
     for setting in settings.values():
         setting.close()
+
+
+def trace_ping_pong(browser, server: WebServer, natives: Natives, query: str,
+                    rounds: int = 300) -> None:
+    """A page's ping-pong with a native party under Chromium's tracing, and where the page's
+    main thread spent its time per message received (main_thread.py)."""
+    setting = PingPongs(browser, server, natives, query)
+    browser.start_tracing(page=setting.pages[0].page, categories=main_thread.CATEGORIES)
+    try:
+        result = setting.run_pair(rounds, "page", "native")
+    finally:
+        trace = browser.stop_tracing()
+        setting.close()
+    print(f"a page and a native party, traced: round trip {result} ms "
+          f"(load average {os.getloadavg()[0]:.1f}); the page's main thread:")
+    for line in main_thread.per_message(trace):
+        print(f"  {line}")
 
 
 def traced_pages(browser, server: WebServer, natives: Natives, query: str,

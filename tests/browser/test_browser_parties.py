@@ -214,3 +214,71 @@ def test_a_browser_without_jspi_and_without_its_extra_packages(
         check_run([page], expected("auction", *args), screenshots, "no-jspi", procs)
     finally:
         page.close()
+
+
+def test_the_busy_bar_animates_on_the_compositor_only(parties) -> None:
+    """While a program computes, the page's animations change only what the compositor can
+    (transform, opacity): one that moved `left` made the main thread, where Python runs, lay
+    out and paint every frame, a third of its time in a demo."""
+    page = parties[0].page
+    page.evaluate("document.getElementById('progress').hidden = false")
+    try:
+        properties = page.evaluate("""document.getAnimations().flatMap((animation) =>
+            animation.effect.getKeyframes().flatMap((frame) => Object.keys(frame)))""")
+    finally:
+        page.evaluate("document.getElementById('progress').hidden = true")
+    animated = set(properties) - {"offset", "computedOffset", "easing", "composite"}
+    assert animated and animated <= {"transform", "opacity"}, animated
+
+
+# Counts, in a page, the entries into Python through `callPromising` (each on a stack of its
+# own: Pyodide wraps its entry point with WebAssembly.promising once, at start) and the data
+# channel messages received.
+COUNT_ENTRIES = """(() => {
+  window.entries = { promising: 0, messages: 0 };
+  const promising = WebAssembly.promising;
+  if (promising) {
+    WebAssembly.promising = (f) => {
+      const entry = promising(f);
+      return function (...args) { window.entries.promising++; return entry.apply(this, args); };
+    };
+  }
+  const createDataChannel = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = createDataChannel.apply(this, args);
+    channel.addEventListener("message", () => { window.entries.messages++; });
+    return channel;
+  };
+})()"""
+
+
+def test_mpycs_callbacks_enter_python_without_a_stack_of_their_own(
+        browser, web, natives, expected, request) -> None:
+    """Pyodide's loop enters each callback through `callPromising` (under JSPI), so that it may
+    suspend Python: a stack made and switched to for each. The ready queue's batches of MPyC's
+    callbacks never suspend (the program's top level does, in a step of its own), and enter
+    by a plain call: fewer entries through `callPromising` than messages received."""
+    pages = [PartyPage(browser, web.origin) for _ in range(3)]
+    try:
+        for page in pages:
+            page.page.add_init_script(COUNT_ENTRIES)
+            page.open()
+        for page in pages:
+            page.wait_ready()
+        roster = roster_json(natives, [page.public_key for page in pages], "entries")
+        room = room_for(request)
+        values, args = INPUTS["sort"]
+        for i, page in enumerate(pages):
+            page.join(room, i, 3, roster, "sort", values[i])
+        for page in pages:
+            assert page.wait_finished() == "done", page.error
+            assert page.outputs == expected("sort", *args)
+        entries = [page.page.evaluate("window.entries") for page in pages]
+        for counts in entries:
+            assert counts["messages"] > 100, entries
+            # 2.4 per message when each batch was entered so; now what remains is the loop's
+            # own (timers, steps before the queue takes over), 0.3 to 0.5 per message.
+            assert counts["promising"] < counts["messages"], entries
+    finally:
+        for page in pages:
+            page.close()
