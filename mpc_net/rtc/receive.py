@@ -73,9 +73,11 @@ class DatagramReceiver:
         """Whether a datagram waits in the nominated pair's socket, read on a later turn."""
         pair = self._connection._nominated.get(COMPONENT)
         if pair is None or type(pair.protocol) is not StunProtocol:
-            return False  # not yet, or a TURN allocation: its socket carries other traffic too
+            return False  # not yet
+        # A relayed pair's StunProtocol sits on aioice's TURN transport, which has no socket of
+        # its own to ask (its allocation's socket carries other traffic too).
         socket = pair.protocol.transport.get_extra_info("socket")
-        return ioctl(socket.fileno(), FIONREAD, _NOTHING) != _NOTHING
+        return socket is not None and ioctl(socket.fileno(), FIONREAD, _NOTHING) != _NOTHING
 
     def data_received(self, data: bytes, component: int) -> None:
         """aioice's hook for a datagram that is not STUN."""
