@@ -96,7 +96,9 @@ class DatagramReceiver:
         """Tell DTLS records from STUN on aioice's sockets by their first byte from now on."""
         self._demultiplexing = True
         for protocol in self._connection._protocols:
-            if type(protocol) is StunProtocol:  # not a TURN allocation's
+            # A relayed candidate's StunProtocol too: its TURN transport hands it what the
+            # relay unwrapped, the same datagrams.
+            if type(protocol) is StunProtocol:
                 protocol.datagram_received = partial(self._datagram_received, protocol)
 
     def _datagram_received(self, protocol: StunProtocol, data: bytes,

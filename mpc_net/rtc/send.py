@@ -7,10 +7,12 @@ the DTLS transport's `_send_data` and `_write_ssl`, the ICE transport's `_send` 
 pair's protocol's `send_data`. None of them waits for anything on a direct UDP path; together
 they were a fifth of a sender's CPU time per packet in a bulk transfer.
 
-Once DTLS is connected and the nominated pair is a plain UDP socket (not a TURN allocation,
-whose `send_data` wraps each datagram and may wait for a channel binding), `DatagramSender`
-does what those layers do, in the same order: OpenSSL encrypts the packet into one record, the
-record goes to the pair's remote address through the socket's asyncio transport. Anything else,
+Once DTLS is connected and the nominated pair's protocol is aioice's `StunProtocol`,
+`DatagramSender` does what those layers do, in the same order: OpenSSL encrypts the packet into
+one record, the record goes to the pair's remote address through the protocol's transport,
+as `StunProtocol.send_data` sends it (a socket's asyncio transport; for a relayed candidate
+aioice's TURN transport, which wraps each datagram for the relay and may wait for a channel
+binding, in order, in tasks of its own). Anything else,
 and anything before or after that state, takes aiortc's own path. The DTLS transport's byte and
 packet counters (only its `getStats` reads them, which mpc-net's parties never call) do not count
 what this sends.
