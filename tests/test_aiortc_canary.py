@@ -16,6 +16,7 @@ import asyncio.selector_events
 import inspect
 import subprocess
 import sys
+import types
 from collections import deque
 from dataclasses import dataclass
 
@@ -109,6 +110,8 @@ RELIED_ON: list[Member] = [
     *_attributes("aioice.Connection", {"_protocols": list}),
     *_attributes("aioice.ice", {"StunProtocol": type}, kind="constant"),
     *_attributes("RTCDtlsTransport", {"_ssl": None}),
+    # send.py: the OpenSSL bindings aiortc's DTLS runs on, for their error class.
+    *_attributes("aiortc.rtcdtlstransport", {"SSL": types.ModuleType}, kind="constant"),
     *_methods("RTCSctpTransport", "method", {"_mark_received": ("tsn",)}),
     # native.py: the nominated candidate pair (selected_path); with either SCTP.
     Member("RTCIceTransport", "_connection", "attribute", type=aioice.Connection, sctp=False),

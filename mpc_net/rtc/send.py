@@ -23,8 +23,7 @@ from __future__ import annotations
 from aioice import Connection
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport
-from aiortc.rtcdtlstransport import State
-from OpenSSL import SSL
+from aiortc.rtcdtlstransport import SSL, State  # SSL: the OpenSSL bindings aiortc's DTLS uses
 
 # aiortc reads at most this much of a record from OpenSSL (RFC 9260 packets stay well below).
 RECORD_MAX = 1500
