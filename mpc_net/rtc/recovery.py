@@ -82,6 +82,11 @@ INPUT_GRACE = 0.02
 # that a run of timeouts while a peer stalls does not leave the association waiting longer
 # than mpc-net's liveness checks allow (nothing received for 10 s ends the run).
 MAX_BACKOFF = 3.0
+# A tail-loss probe waits at least this long beyond the peer's SACK delay, as Linux TCP adds a
+# minimum to its two round trips (tcp_schedule_loss_probe). On loopback two round trips are
+# under 2 ms, less than the event loops' timer latency at both ends: the delayed SACK of a lone
+# message came back after its probe in 2 of 3 runs, and each such probe is a needless duplicate.
+PROBE_MIN_WAIT = 0.01
 
 # The miss count of a chunk sent again: SACKs for chunks sent before the copy (still on their
 # way) report it missing, and aiortc fast-retransmitted it again after every three of them, a
@@ -318,7 +323,7 @@ class WindowControl:
         if (waiting or srtt is None or self.probe_tsn is not None or recovering
                 or probe_target(sent_queue) is None):
             return None
-        return 2 * srtt + sack_delay
+        return max(2 * srtt, PROBE_MIN_WAIT) + sack_delay
 
     def probe_answered(self, sack: Sack) -> bool:
         """Whether `sack` shows that the probe repaired a loss: it acknowledges beyond the
