@@ -17,6 +17,7 @@ from ..mesh import Mesh, MeshConfig, MeshError, PeerConnection
 from ..runtime import RunFailure, install
 from ..stats import ExitReason, RunStats, write
 from ..values import Value
+from .loop import PartyEventLoop
 
 logger = logging.getLogger("mpc_net.party")
 
@@ -69,7 +70,7 @@ class EarlyMesh:
     def __init__(self, config: MeshConfig, failure: RunFailure, stats: RunStats) -> None:
         from .signaling import SignalingClient  # websockets: before the thread's imports
 
-        self._loop = asyncio.new_event_loop()
+        self._loop = PartyEventLoop()
         self.mesh = Mesh(config, _new_peer_connection, failure, SignalingClient)
         self._failure = failure
         self._stats = stats
