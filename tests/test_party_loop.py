@@ -7,9 +7,9 @@ import asyncio
 import socket
 import time
 
-from helpers import mpc_net, program_lines
-
 from mpc_net.native.loop import PartyEventLoop
+
+from helpers import mpc_net, program_lines
 
 
 def burn(seconds: float) -> None:
