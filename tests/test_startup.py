@@ -7,6 +7,8 @@ Start: a party decides for itself whether the room server is reached through a p
 environment's *_proxy variables), so that websockets' lookup, and urllib.request with it, loads
 only where a proxy may be configured; behind a proxy the room server is still reached.
 Imports run with the cyclic garbage collector off, from the command's start.
+Dataclass methods: those that dataclasses generates for aiortc's and websockets' classes are
+compiled on a party's first start only, and kept as Python keeps bytecode (rtc/compiled.py).
 End: it freezes what it imported (no collection walks those objects again, nor the last one at
 exit), and the program's own garbage is still finalized at exit.
 """
@@ -250,3 +252,39 @@ def test_the_local_mode_parent_skips_the_interpreters_teardown(tmp_path, party_1
     assert done.returncode == code, done.stderr
     assert done.stdout.splitlines()[-1] == "party 0 done"
     assert "torn down" not in done.stderr
+
+
+# A party's imports, and a dataclass made on a connection's way (rtc/lazy.py): the source texts
+# that dataclasses compiled meanwhile (exec of a text: an audit event "compile" of "<string>";
+# dataclasses' texts define its __create_fn__),
+# and whether the cache holds what compiling each text makes (this script inherits no
+# __future__ flags, as dataclasses' exec does not).
+_GENERATED = """
+import marshal, sys
+compiled = []
+sys.addaudithook(lambda event, args: event == "compile" and args[1] == "<string>"
+                 and "__create_fn__" in str(args[0]) and compiled.append(args[0]))
+import mpc_net.native.peer, mpc_net.native.signaling, mpc_net.native.party
+from aiortc import RTCConfiguration
+RTCConfiguration()
+print("compiled", len(compiled))
+from mpc_net.rtc.compiled import CACHE_FILE
+with open(CACHE_FILE, "rb") as file:
+    codes = marshal.loads(file.read()[4:])
+assert all(compile(text, "<string>", "exec") == code for text, code in codes.items())
+print("kept", len(codes))
+"""
+
+
+def test_dataclass_methods_compile_on_the_first_start_only(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "bytecode")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    counts = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _GENERATED], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        counts.append(done.stdout.split())
+    first, second = counts
+    assert int(first[1]) > 30 and first[3] == first[1]  # aiortc's and websockets', all kept
+    assert second == ["compiled", "0", "kept", first[3]]

@@ -13,6 +13,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
+from .compiled import cached_methods
+
 _compile = re.compile
 
 
@@ -151,5 +153,6 @@ class _Ungenerated:
                 for name in _DATACLASS_NAMES:
                     if isinstance(cls.__dict__.get(name), _Ungenerated):
                         delattr(cls, name)
-                _dataclass(cls)
+                with cached_methods():
+                    _dataclass(cls)
         return getattr(owner if instance is None else instance, self.name)

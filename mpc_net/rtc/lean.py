@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
+from .compiled import cached_methods
 from .lazy import LazyDataclassesLoader, LazyNamesLoader, LazyPatternsLoader
 
 # Modules (and their submodules) that, when aiortc's or websockets' import brings them in, are
@@ -95,7 +96,8 @@ def lean_imports() -> Iterator[None]:
     """Within: DEFERRED_MODULES imported for the first time load when first used, those of
     STOOD_IN_PACKAGES not yet imported are stand-ins, those of FORWARDED_FUNCTIONS forward
     (both out of sys.modules after), LAZY_PATTERN_MODULES compile their regular expressions
-    and LAZY_DATACLASS_MODULES generate their dataclasses when first used (rtc/lazy.py).
+    and LAZY_DATACLASS_MODULES generate their dataclasses when first used (rtc/lazy.py); the
+    methods of the others' dataclasses come compiled from a cache (rtc/compiled.py).
 
     The standard library's LazyLoader: such a module runs its code when an attribute of it is
     first read, then is an ordinary module, the same to everyone who imports it later.
@@ -103,7 +105,8 @@ def lean_imports() -> Iterator[None]:
     finder = _LeanFinder()
     sys.meta_path.insert(0, finder)
     try:
-        yield
+        with cached_methods():
+            yield
     finally:
         sys.meta_path.remove(finder)
         # type(), not isinstance(), which would load a lazy module (and change sys.modules).
