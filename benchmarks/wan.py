@@ -26,6 +26,7 @@ import ast
 import dataclasses
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -335,13 +336,16 @@ class Bench:
                  "--local-address", party_address(i), *self.credentials[i]] for i in range(m)]
 
     def run_one(self, variant: str, words: list[str], seed: int, counters: Counter[str]
-                ) -> tuple[float | None, float | None, float | None]:
+                ) -> tuple[float | None, float | None, float | None, float]:
         """Party 0's elapsed time, the set-up time: from the last party's "Start MPyC runtime"
         to the last "All m parties connected", and from the last party's launch to that (what
         work before MPyC's start, imports and a room visit, adds or hides; None: the run
-        failed). Packets dropped by the parties' kernels and mpc-net's SCTP counters are added
-        to `counters`."""
+        failed), and the CPU time of all parties together (user and system, start-up
+        included: on a machine with fewer cores than parties, what the rounds wait for).
+        Packets dropped by the parties' kernels and mpc-net's SCTP counters are added to
+        `counters`."""
         self.network.ask(f"seed {seed}", "ok")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parties are waited for below
         drops_before = kernel_drops(self.parties)
         outputs = [self.workdir / f"party{i}.{variant}.out" for i in range(self.parties)]
         procs, launched = [], 0.0
@@ -358,6 +362,8 @@ class Bench:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime
         drops = {key: value - drops_before[key]
                  for key, value in kernel_drops(self.parties).items() if value > drops_before[key]}
         if drops:
@@ -374,7 +380,7 @@ class Bench:
             tail = outputs[failed[0]].read_text(errors="replace")[-1500:]
             progress(f"  {variant}: party {failed[0]} failed (exit {procs[failed[0]].returncode})"
                      f":\n{tail}")
-            return None, None, None
+            return None, None, None, cpu
         texts = [output.read_text(errors="replace") for output in outputs]
         stop = parse_stop(texts[0])
         times = [log_times(text) for text in texts]
@@ -382,7 +388,7 @@ class Bench:
         if all(start and connected for start, connected in times):
             setup = max(c for _, c in times) - max(s for s, _ in times)
             launch = max(c for _, c in times) - launched
-        return None if stop is None else stop[0], setup, launch
+        return None if stop is None else stop[0], setup, launch, cpu
 
     def run(self) -> list[dict]:
         results = []
@@ -405,11 +411,13 @@ class Bench:
                     setups: dict[str, list[float | None]] = {v: [] for v in variants}
                     launches: dict[str, list[float | None]] = {v: [] for v in variants}
                     counters: dict[str, Counter[str]] = {v: Counter() for v in variants}
+                    cpus: dict[str, list[float]] = {v: [] for v in variants}
                     before = json.loads(self.network.ask("stats"))
                     for rep in range(self.options.reps):
                         for variant in runs:
-                            elapsed, setup, launch = self.run_one(
+                            elapsed, setup, launch, cpu = self.run_one(
                                 variant, words, self.options.seed + rep, counters[variant])
+                            cpus[variant].append(cpu)
                             runs[variant].append(elapsed)
                             setups[variant].append(setup)
                             launches[variant].append(launch)
@@ -417,11 +425,12 @@ class Bench:
                                      + ("failed" if elapsed is None else f"{elapsed:.3f} s")
                                      + ("" if setup is None else f", set-up {setup:.3f} s")
                                      + ("" if launch is None else
-                                        f", launch to connected {launch:.3f} s"))
+                                        f", launch to connected {launch:.3f} s")
+                                     + f", parties' CPU {cpu:.2f} s")
                     after = json.loads(self.network.ask("stats"))
                     drops = {key: after[key] - before[key] for key in ("lost", "queue_drops")}
                     results.append(summarize(cond, measured, name, runs, setups, launches,
-                                             drops) | {"counters": counters})
+                                             drops) | {"counters": counters, "cpu_s": cpus})
             finally:
                 self.network.close()
         return results
@@ -507,6 +516,12 @@ def tables(results: list[dict]) -> str:
         lines.append(f"| {r['label']} | {r['program']} | {fmt(r['tcp_setup_s'], 3)} | "
                      f"{fmt(r['mpc_net_setup_s'], 3)} | {trips} | "
                      f"{fmt(r['tcp_launch_s'], 3)} / {fmt(r['mpc_net_launch_s'], 3)} |")
+    lines += ["", "| network | program | " + " | ".join(f"{variant} parties' CPU s"
+                                                     for variant in results[0]["cpu_s"])
+              + " |", "|---" * (len(results[0]["cpu_s"]) + 2) + "|"]
+    lines += [f"| {r['label']} | {r['program']} | "
+              + " | ".join(fmt(median(cpus)) for cpus in r["cpu_s"].values()) + " |"
+              for r in results]
     return "\n".join(lines)
 
 

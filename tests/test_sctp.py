@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -1042,6 +1043,66 @@ async def test_a_relayed_pair_still_sends_through_aioice() -> None:
     assert await asyncio.wait_for(b.received.get(), 5) == message
     await until(lambda: not a.pc._pc.sctp._sent_queue)
     assert relayed.sent >= 20, relayed.sent
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+class CountedSocket:
+    """The nominated pair's socket under asyncio's transport, counting the system calls that
+    send (each one datagram, or with UDP_SEGMENT several); `refuse` makes `sendmsg` fail as a
+    kernel or device without UDP segmentation offload does (EIO)."""
+
+    def __init__(self, sock, refuse: bool = False) -> None:
+        self._sock, self.refuse = sock, refuse
+        self.sendto_calls = self.sendmsg_calls = 0
+
+    def sendto(self, *args):
+        self.sendto_calls += 1
+        return self._sock.sendto(*args)
+
+    def sendmsg(self, *args):
+        self.sendmsg_calls += 1
+        if self.refuse:
+            raise OSError(errno.EIO, "no checksum offload")
+        return self._sock.sendmsg(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def count_send_calls(end: End, refuse: bool = False) -> CountedSocket:
+    transport = end.pc._pc.sctp.transport.transport._connection._nominated[1].protocol.transport
+    transport._sock = counted = CountedSocket(transport._sock, refuse)
+    return counted
+
+
+async def test_a_transmissions_packets_reach_the_kernel_in_one_system_call(sctp: str) -> None:
+    """The packets one transmission sends (the initial window, what each SACK lets out) go to
+    the socket together: one `sendmsg` with UDP segmentation offload for a run of packets of
+    one size, which the kernel cuts into the same datagrams. As shipped: a `sendto` each."""
+    a, b = await connected()
+    counted = count_send_calls(a)
+    message = bytes(40 * USERDATA_MAX_LENGTH)
+    a.pc.channel.send(message)
+    assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    calls = counted.sendto_calls + counted.sendmsg_calls
+    assert calls >= 40 if sctp == "stock" else calls <= 15, (counted.sendto_calls,
+                                                             counted.sendmsg_calls)
+    await asyncio.gather(a.pc.close(), b.pc.close())
+
+
+async def test_a_kernel_refusing_segmentation_gets_each_packet_by_itself() -> None:
+    """Where `sendmsg` with UDP_SEGMENT fails (an old kernel, a device without checksum offload),
+    the packets go one `sendto` each, and segmentation is not tried again."""
+    a, b = await connected()
+    counted = count_send_calls(a, refuse=True)
+    message = bytes(40 * USERDATA_MAX_LENGTH)
+    for _ in range(2):
+        a.pc.channel.send(message)
+        assert await asyncio.wait_for(b.received.get(), 5) == message
+    await until(lambda: not a.pc._pc.sctp._sent_queue)
+    assert counted.sendmsg_calls == 1 and counted.sendto_calls >= 80, (counted.sendmsg_calls,
+                                                                       counted.sendto_calls)
     await asyncio.gather(a.pc.close(), b.pc.close())
 
 

@@ -103,12 +103,15 @@ def _kill_group(pgid: int) -> None:
 
 def udp_counters() -> dict[str, int]:
     """The kernel's UDP counters for this network namespace: datagrams sent, and datagrams
-    dropped because a receive buffer was full. WebRTC is the only UDP traffic of a run."""
+    dropped because a receive buffer was full. WebRTC is the only UDP traffic of a run, and
+    all of it stays in the namespace (loopback): what was received or dropped was sent.
+    OutDatagrams counts a send call, which with UDP_SEGMENT is several datagrams."""
     try:
         with open("/proc/net/snmp") as f:
             rows = [line.split() for line in f if line.startswith("Udp:")]
     except OSError:
         return {"datagrams": 0, "drops": 0}
     values = dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
-    return {"datagrams": values["OutDatagrams"], "drops": values["RcvbufErrors"]}
+    return {"datagrams": values["InDatagrams"] + values["RcvbufErrors"],
+            "drops": values["RcvbufErrors"]}
 

@@ -66,7 +66,7 @@ def tune_association(association: RTCSctpTransport) -> None:
 
     PiggybackSctpTransport.adopt(association)
     DatagramReceiver(association.transport, association)
-    DatagramSender(association.transport)
+    DatagramSender(association.transport, association)
 
 
 def use_host_addresses(addresses: list[str] | None) -> None:

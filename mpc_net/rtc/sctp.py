@@ -243,7 +243,23 @@ class PiggybackSctpTransport(CookieEchoDataSctpTransport, MovedT3SctpTransport):
         assert self._srtt is not None and self._rttvar is not None
         self._rto = self._window.rto(self._srtt, self._rttvar, SCTP_RTO_MAX)
 
+    @staticmethod
+    def hold_datagrams() -> None:
+        """A transmission begins: its packets may wait for its end (`send.py` sends them
+        together; else each goes at once)."""
+
+    @staticmethod
+    def release_datagrams() -> None:
+        """A transmission ends: the packets it sent go."""
+
     async def _transmit(self) -> None:
+        self.hold_datagrams()
+        try:
+            await self._transmit_held()
+        finally:
+            self.release_datagrams()
+
+    async def _transmit_held(self) -> None:
         if self._retransmissions_possible or self._forward_tsn_chunk is not None:
             await super()._transmit()
             self._retransmissions_possible = any(c._retransmit for c in self._sent_queue)
