@@ -148,9 +148,12 @@ def main() -> int:
                              "`git archive` of an older commit, unpacked) in the page loads, "
                              "the demos' table (Chromium's or Firefox's) and --ping-pong, "
                              "taking turns")
-    parser.add_argument("--start", choices=STARTS, default="snapshot",
-                        help="how the pages of the demo runs start Python (default snapshot)")
+    parser.add_argument("--start", choices=STARTS,
+                        help="how the pages start Python: in the demo runs (default snapshot), "
+                             "and in the page loads' rounds of three (default both in turn)")
     options = parser.parse_args()
+    starts = [options.start] if options.start else list(STARTS)
+    options.start = options.start or "snapshot"
     if options.firefox and (options.profile or options.page_load_only or options.ping_pong):
         parser.error("--profile, --page-load-only and --ping-pong are for Chromium only")
     if options.trace and not options.ping_pong:
@@ -215,7 +218,7 @@ def main() -> int:
                                STARTS[options.start])
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs,
-                               WarmProfiles(playwright, executable, Path(tmp)))
+                               WarmProfiles(playwright, executable, Path(tmp)), starts)
                 if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
                             STARTS[options.start], servers.get("baseline"))
@@ -342,10 +345,11 @@ class WarmProfiles:
         return readies, lines
 
 
-def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProfiles) -> None:
+def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProfiles,
+               starts: list[str]) -> None:
     """First loads with and without the memory snapshot, taking turns, then `runs` rounds of
-    three pages loading at once, with and without it in turn: three fresh browser contexts,
-    and three browsers that loaded the page before."""
+    three pages loading at once, starting Python as `starts` say, in turn: three fresh browser
+    contexts, and three browsers that loaded the page before."""
     print("first page load (all files the page fetches):")
     print("  encoding, start   requests  connections  received bytes  decoded bytes  "
           "ready on loopback  ready at 10 Mbit/s, 20 ms")
@@ -365,7 +369,8 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProf
     rounds = {name: server for name, server in servers.items() if name != "none"}
     table: dict[str, list[str]] = {}  # the slowest of the three in each round, and the load
     for round_ in range(runs):
-        for (start, query), (name, server) in itertools.product(STARTS.items(), rounds.items()):
+        for start, (name, server) in itertools.product(starts, rounds.items()):
+            query = STARTS[start]
             load = os.getloadavg()[0]
             pages = [PartyPage(browser, server.origin) for _ in range(3)]
             for page in pages:
