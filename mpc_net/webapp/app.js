@@ -242,10 +242,6 @@ function trampolineSlot(module) {
 
 // Pyodide restored from the bundle's snapshot, or null (said in the log) if that fails.
 async function restoreSnapshot(loadPyodide, options, name) {
-  // Pyodide creates its module (this script, then its WebAssembly) only once it has the whole
-  // snapshot: so fetch and compile the script meanwhile rather than after.
-  const script = import(`${options.indexURL}pyodide.asm.mjs`);
-  script.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
   try {
     const response = await fetch(name);
     if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
@@ -258,7 +254,7 @@ async function restoreSnapshot(loadPyodide, options, name) {
       settings.preRun = [...(settings.preRun || []), (module) => {
         trampoline = module.HEAP32[trampolineSlot(module)];
       }];
-      return (await script).default(settings);
+      return (await import(`${options.indexURL}pyodide.asm.mjs`)).default(settings);
     };
     const pyodide = await loadPyodide({
       ...options, createPyodideModule,

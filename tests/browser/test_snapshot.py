@@ -354,31 +354,3 @@ def test_a_page_restores_the_snapshot_and_starts_afresh_without_a_good_one(
     finally:
         for server in servers:
             server.close()
-
-
-def test_a_page_fetches_pyodides_script_while_the_snapshot_arrives(browser, bundle, web) -> None:
-    """Pyodide creates its module only once it has the whole snapshot; a page that waited for
-    the snapshot before fetching Pyodide's script did one after the other. Here the snapshot is
-    held back until the script is asked for: only a page that asks for both at once loads."""
-    name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
-    held = []
-
-    def hold_snapshot(route) -> None:
-        held.append(route)
-
-    def release_snapshot(route) -> None:
-        route.continue_()
-        for snapshot in held:
-            snapshot.continue_()
-        held.clear()
-
-    page = PartyPage(browser, web.origin)
-    try:
-        page.page.route(f"**/{name}", hold_snapshot)
-        page.page.route("**/pyodide.asm.mjs", release_snapshot)
-        page.open()
-        page.wait_ready(timeout=60)
-        assert page.restored
-        assert page.problems() == []
-    finally:
-        page.close()
