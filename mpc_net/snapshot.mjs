@@ -12,8 +12,10 @@ import { pathToFileURL } from "node:url";
 const [bundleDir, pyodideDirectory, siteFiles, outFile] = process.argv.slice(2);
 const indexURL = `${bundleDir}/${pyodideDirectory}/`; // a path: Pyodide in Node reads files, not URLs
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
-// The page's own code for it (mpc_net/webapp/, at the bundle's root).
+// The page's own code for it (mpc_net/webapp/, at the bundle's root), and the snapshot's
+// stored form, which the page unpacks.
 const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
+const { packMemory } = await import(pathToFileURL(`${bundleDir}/memory.mjs`).href);
 
 // Browser objects the page's modules take from `js` when imported, which Node lacks (crypto it
 // has, but its getter refuses Pyodide's proxy). Pyodide records each by its path from the
@@ -52,7 +54,7 @@ for name in MPYC_STANDARD_LIBRARY:
     importlib.import_module(name)`);
   // Node's `_` is this script's path on the build machine; a page has no use for it.
   pyodide.runPython("import os; os.environ.pop('_', None)");
-  writeFileSync(outFile, pyodide.makeMemorySnapshot());
+  writeFileSync(outFile, packMemory(pyodide.makeMemorySnapshot()));
 }
 
 try {

@@ -1,6 +1,7 @@
 // Page glue for mpc-net's browser party: load Pyodide and our wheels' files, fill the form from
 // the link, and show what the Python side (mpc_net.browser.page) reports. Everything about rooms,
 // keys, channels and MPyC happens in Python.
+import { unpackMemory } from "./memory.mjs";
 import { writeSiteFiles } from "./sitefiles.mjs";
 
 const params = new URLSearchParams(location.search);
@@ -256,7 +257,8 @@ async function restoreSnapshot(loadPyodide, options, name) {
       return (await import(`${options.indexURL}pyodide.asm.mjs`)).default(settings);
     };
     const pyodide = await loadPyodide({
-      ...options, createPyodideModule, _loadSnapshot: response.arrayBuffer() });
+      ...options, createPyodideModule,
+      _loadSnapshot: response.arrayBuffer().then(unpackMemory) });
     pyodide._module.HEAP32[trampolineSlot(pyodide._module)] = trampoline;
     return pyodide;
   } catch (e) {

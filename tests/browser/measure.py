@@ -68,6 +68,12 @@ from helpers import DEMOS, ROOT, free_port  # noqa: E402
 
 DEMO_ARGS = {"auction": [], "stats": [], "sort": [], "secretsanta": [], "comparisons": ["200"]}
 READY_SECONDS = 300  # generous: three pages at once on a busy machine take minutes
+# Chromium (156) opens each new window, here each fresh browser context, with the omnibox's
+# popup as a page of its own (chrome://omnibox-popup.top-chrome): about 1.2 s of CPU per window,
+# beside the page's load. A person's browser did that when its window opened, not while the
+# page loads; so these Chromiums have no such popup, and a page's time is the page's.
+MEASURE_FLAGS = [*FLAGS, "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,"
+                         "WebUIOmniboxFullPopup"]
 _ELAPSED = re.compile(r"Stop MPyC -- elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _CONNECTED = re.compile(r"connected to all \d+ peers in ([\d.]+) s")
 
@@ -142,9 +148,12 @@ def main() -> int:
                              "`git archive` of an older commit, unpacked) in the page loads, "
                              "the demos' table (Chromium's or Firefox's) and --ping-pong, "
                              "taking turns")
-    parser.add_argument("--start", choices=STARTS, default="snapshot",
-                        help="how the pages of the demo runs start Python (default snapshot)")
+    parser.add_argument("--start", choices=STARTS,
+                        help="how the pages start Python: in the demo runs (default snapshot), "
+                             "and in the page loads' rounds of three (default both in turn)")
     options = parser.parse_args()
+    starts = [options.start] if options.start else list(STARTS)
+    options.start = options.start or "snapshot"
     if options.firefox and (options.profile or options.page_load_only or options.ping_pong):
         parser.error("--profile, --page-load-only and --ping-pong are for Chromium only")
     if options.trace and not options.ping_pong:
@@ -195,7 +204,7 @@ def main() -> int:
                 return 0
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(executable),
-                                                     args=FLAGS)
+                                                     args=MEASURE_FLAGS)
                 if options.profile:
                     profile(browser, server, natives, options.profile)
                 elif options.connect:
@@ -209,7 +218,7 @@ def main() -> int:
                                STARTS[options.start])
                 elif not options.no_page_load:
                     page_loads(browser, servers, options.runs,
-                               WarmProfiles(playwright, executable, Path(tmp)))
+                               WarmProfiles(playwright, executable, Path(tmp)), starts)
                 if not (options.page_load_only or options.profile or options.ping_pong):
                     measure(browser, server, natives, options.runs, options.demos.split(","),
                             STARTS[options.start], servers.get("baseline"))
@@ -309,7 +318,7 @@ class WarmProfiles:
         directory = self.tmp / f"profile-{key}-{party}"
         new = not directory.exists()
         context = self.playwright.chromium.launch_persistent_context(
-            str(directory), executable_path=str(self.executable), args=FLAGS)
+            str(directory), executable_path=str(self.executable), args=MEASURE_FLAGS)
         context.add_init_script(TIME_WASM)
         page = context.pages[0] if context.pages else context.new_page()
         if new:
@@ -336,10 +345,11 @@ class WarmProfiles:
         return readies, lines
 
 
-def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProfiles) -> None:
+def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProfiles,
+               starts: list[str]) -> None:
     """First loads with and without the memory snapshot, taking turns, then `runs` rounds of
-    three pages loading at once, with and without it in turn: three fresh browser contexts,
-    and three browsers that loaded the page before."""
+    three pages loading at once, starting Python as `starts` say, in turn: three fresh browser
+    contexts, and three browsers that loaded the page before."""
     print("first page load (all files the page fetches):")
     print("  encoding, start   requests  connections  received bytes  decoded bytes  "
           "ready on loopback  ready at 10 Mbit/s, 20 ms")
@@ -359,7 +369,8 @@ def page_loads(browser, servers: dict[str, WebServer], runs: int, warm: WarmProf
     rounds = {name: server for name, server in servers.items() if name != "none"}
     table: dict[str, list[str]] = {}  # the slowest of the three in each round, and the load
     for round_ in range(runs):
-        for (start, query), (name, server) in itertools.product(STARTS.items(), rounds.items()):
+        for start, (name, server) in itertools.product(starts, rounds.items()):
+            query = STARTS[start]
             load = os.getloadavg()[0]
             pages = [PartyPage(browser, server.origin) for _ in range(3)]
             for page in pages:

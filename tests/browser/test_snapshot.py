@@ -27,8 +27,9 @@ const [bundleDir, snapshot, reseed] = process.argv.slice(2);
 const { pyodideDirectory } = JSON.parse(readFileSync(`${bundleDir}/bundle.json`));
 const indexURL = `${bundleDir}/${pyodideDirectory}/`;
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
+const { unpackMemory } = await import(pathToFileURL(`${bundleDir}/memory.mjs`).href);
 const pyodide = await loadPyodide({
-  indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
+  indexURL, _loadSnapshot: unpackMemory(readFileSync(`${bundleDir}/${snapshot}`)) });
 const page = pyodide.pyimport("mpc_net.browser.page");
 if (reseed === "reseed") page.reseed();
 console.log(pyodide.runPython(
@@ -53,6 +54,67 @@ def test_the_snapshot_is_named_by_the_sources_it_was_made_from(bundle) -> None:
     assert compiler.digest() != sources.digest()
 
 
+# Pack and unpack memories with long and short runs of zeros, as the build and a page do;
+# print whether each came back whole, then the packed sizes, then what damaged ones gave.
+PACK = """
+import { pathToFileURL } from "node:url";
+const [bundleDir] = process.argv.slice(2);
+const { packMemory, unpackMemory } = await import(pathToFileURL(`${bundleDir}/memory.mjs`).href);
+const run = 65536;
+function memory(...parts) {  // [size, fill] pairs
+  const m = new Uint8Array(parts.reduce((sum, [n]) => sum + n, 0));
+  let at = 0;
+  for (const [n, fill] of parts) { m.fill(fill, at, at + n); at += n; }
+  return m;
+}
+const memories = [
+  memory([run, 0], [10, 7], [run - 1, 0], [5, 1], [3 * run, 0], [2, 9], [run, 0]),
+  memory([100, 3]), memory([run * 2, 0]), new Uint8Array(0)];
+const packed = memories.map(packMemory);
+console.log(memories.map((m, i) => String(unpackMemory(packed[i]).every((b, j) => b === m[j]) &&
+  unpackMemory(packed[i]).length === m.length)).join(" "));
+console.log(packed.map((p) => p.length - p.indexOf(10) - 1).join(" "));
+const good = packed[0];
+const head = new TextDecoder().decode(good.subarray(0, good.indexOf(10)));
+const body = good.subarray(good.indexOf(10) + 1);
+const join = (text, bytes) => {
+  const h = new TextEncoder().encode(text + "\\n");
+  const out = new Uint8Array(h.length + bytes.length);
+  out.set(h); out.set(bytes, h.length); return out;
+};
+for (const damaged of [
+    join(head, body.subarray(1)), join(head, new Uint8Array([...body, 0])),
+    join(head.replace(/\\[\\d+,/, "[-1,"), body),
+    join(JSON.stringify({ length: 10, pieces: [[5, 10]] }), new Uint8Array(10)),
+    join(JSON.stringify({ length: 30, pieces: [[10, 5], [0, 5]] }), new Uint8Array(10)),
+    join("[]", body)]) {
+  try { unpackMemory(damaged); console.log("unpacked"); } catch (e) { console.log("refused"); }
+}
+"""
+
+
+def test_the_snapshot_is_stored_without_its_long_runs_of_zeros(bundle, tmp_path) -> None:
+    """Half of Pyodide's memory is runs of zeros, which every page had inflated and copied: the
+    bundle stores the rest (the build packs, the page unpacks, both with webapp/memory.mjs),
+    and a page refuses a stored snapshot whose pieces do not fit."""
+    name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
+    stored = (bundle / name).read_bytes()
+    assert bytes(65536) not in stored
+    head = json.loads(stored[:stored.index(b"\n")])
+    assert len(stored) < 0.7 * head["length"]
+    script = tmp_path / "pack.mjs"
+    script.write_text(PACK)
+    done = subprocess.run(["node", str(script), str(bundle)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "true true true true"
+    # Kept: the 10 and 5 bytes with the shorter run of zeros between them, and the 2; all of
+    # the memory without zeros; nothing of one that is all zeros.
+    assert lines[1] == f"{10 + 65535 + 5 + 2} 100 0 0"
+    assert lines[2:] == ["refused"] * 6
+
+
 def test_without_node_the_bundle_has_no_snapshot(bundle, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert builder.make_snapshot(bundle, builder.Sources.read()) is None
@@ -71,7 +133,8 @@ def test_a_node_without_jspi_makes_no_snapshot(bundle, tmp_path, monkeypatch) ->
 def test_a_snapshot_that_cannot_be_made_fails_the_build_in_one_line(bundle, tmp_path) -> None:
     pyodide = builder.PYODIDE_DIRECTORY
     (tmp_path / pyodide).symlink_to(bundle / pyodide)  # and no site files
-    (tmp_path / "sitefiles.mjs").symlink_to(bundle / "sitefiles.mjs")
+    for module in ("sitefiles.mjs", "memory.mjs"):
+        (tmp_path / module).symlink_to(bundle / module)
     with pytest.raises(builder.BuildError, match="cannot make the memory snapshot") as failed:
         builder.make_snapshot(tmp_path, builder.Sources.read())
     assert "\n" not in str(failed.value) and builder.SITE_FILES in str(failed.value)
@@ -233,8 +296,9 @@ const { pyodideDirectory, siteFiles, snapshot } = JSON.parse(
 const indexURL = `${bundleDir}/${pyodideDirectory}/`;
 const { loadPyodide } = await import(pathToFileURL(`${indexURL}pyodide.mjs`).href);
 const { writeSiteFiles } = await import(pathToFileURL(`${bundleDir}/sitefiles.mjs`).href);
+const { unpackMemory } = await import(pathToFileURL(`${bundleDir}/memory.mjs`).href);
 const pyodide = await loadPyodide({
-  indexURL, _loadSnapshot: new Uint8Array(readFileSync(`${bundleDir}/${snapshot}`)) });
+  indexURL, _loadSnapshot: unpackMemory(readFileSync(`${bundleDir}/${snapshot}`)) });
 writeSiteFiles(pyodide, readFileSync(`${bundleDir}/${siteFiles}`));
 pyodide.pyimport("mpc_net.browser.page");
 console.log(pyodide.runPython(`
@@ -260,14 +324,15 @@ def test_the_snapshot_holds_the_standard_library_mpyc_imports(bundle, tmp_path) 
 
 def test_a_page_restores_the_snapshot_and_starts_afresh_without_a_good_one(
         browser, bundle, loopback, tmp_path) -> None:
-    """A snapshot that does not fit (here: its header damaged, as Pyodide's check of its build
-    finds one of another Pyodide) is said in the log and Python starts afresh; snapshot=off in
-    the link starts afresh too."""
+    """A snapshot that does not fit (here: the memory's header damaged, as Pyodide's check of
+    its build finds one of another Pyodide) is said in the log and Python starts afresh;
+    snapshot=off in the link starts afresh too."""
     broken = tmp_path / "bundle"
     shutil.copytree(bundle, broken)
     name = json.loads((bundle / "bundle.json").read_text())["snapshot"]
     damaged = bytearray((bundle / name).read_bytes())
-    damaged[:16] = bytes(16)
+    memory = damaged.index(b"\n") + 1  # after the index of its pieces (webapp/memory.mjs)
+    damaged[memory:memory + 16] = bytes(16)
     (broken / name).write_bytes(damaged)
     (broken / f"{name}.gz").unlink()
     servers = [WebServer(loopback, bundle), WebServer(loopback, broken)]
