@@ -212,3 +212,37 @@ def test_uninstall_gives_call_soon_back():
         assert loop.call_soon.__func__ is CountingLoop.call_soon
     finally:
         loop.close()
+
+
+def test_what_an_event_makes_ready_runs_before_its_listener_returns():
+    """A data channel's message resolves a future that MPyC's task awaits: the task's step
+    runs in the listener's own entry (`run_after`), not in a task posted for it, which in a
+    page is a second browser task and a second entry into Python per message."""
+    seen = []
+    loop = CountingLoop()
+    try:
+        queue = ReadyQueue(loop, loop.call_soon)
+        queue.install()
+        message = loop.create_future()
+
+        async def receiver():
+            seen.append(await message)
+            loop.call_soon(seen.append, "replied")
+
+        loop.create_task(receiver())
+        loop.run_until_complete(asyncio.sleep(0))  # the receiver awaits its message
+        before = loop.tasks
+
+        def listener():  # entered by the browser, as a timer is by the loop
+            try:
+                queue.run_after(lambda: message.set_result("message"))
+                seen.append("listener returned")
+            finally:
+                loop.stop()
+
+        loop.call_later(0, listener)
+        loop.run_forever()
+        assert seen == ["message", "replied", "listener returned"]
+        assert loop.tasks == before
+    finally:
+        loop.close()

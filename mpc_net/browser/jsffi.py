@@ -11,12 +11,22 @@ from typing import Any
 from js import MessageChannel, Object
 from pyodide.ffi import JsProxy, create_proxy, to_js
 
+from .loop import ReadyQueue
+
 logger = logging.getLogger("mpc_net.browser")
 
 
 def js_object(value: Any) -> Any:
     """A Python dict (nested lists and dicts too) as a plain JavaScript object."""
     return to_js(value, dict_converter=Object.fromEntries)
+
+
+def enter_loop(loop: Any) -> None:
+    """What Pyodide's loop does before each callback it runs, for an entry into Python that
+    runs the loop's callbacks: asyncio finds the running loop on the thread state, which a
+    suspended stack may have had as its own."""
+    loop._install_running_loop()
+    loop._install_asyncgen_hooks()
 
 
 @functools.cache  # one for the page's loop, whose proxy lives as long as the page
@@ -36,10 +46,7 @@ def plain_scheduler(loop: Any) -> Callable[[Callable[[], None]], None]:
     pending: deque[Callable[[], None]] = deque()
 
     def enter(_event: Any) -> None:
-        # What Pyodide's loop does before each callback it runs: asyncio finds the running
-        # loop on the thread state, which a suspended stack may have had as its own.
-        loop._install_running_loop()
-        loop._install_asyncgen_hooks()
+        enter_loop(loop)
         pending.popleft()()
 
     channel.port1.onmessage = create_proxy(enter)
@@ -52,6 +59,17 @@ def plain_scheduler(loop: Any) -> Callable[[Callable[[], None]], None]:
     return schedule
 
 
+def listener_entry(loop: Any, ready: ReadyQueue) -> Callable[[Callable[[], None]], None]:
+    """`Handlers`' entry for listeners whose work feeds MPyC (a data channel's events): the
+    work, then the callbacks it made ready, in the listener's own entry into Python."""
+
+    def entry(work: Callable[[], None]) -> None:
+        enter_loop(loop)
+        ready.run_after(work)
+
+    return entry
+
+
 class Handlers:
     """Python functions as event listeners of JavaScript objects, and taken off again.
 
@@ -60,18 +78,27 @@ class Handlers:
     connection state changes went unseen; as a listener it is called, in every browser.
     An exception in a handler would reach the page as an uncaught error; it is logged instead.
     `clear()` removes every listener before destroying its proxy, so the browser never calls a
-    destroyed proxy (which would be an uncaught error too).
+    destroyed proxy (which would be an uncaught error too). `entry(work)`, if given, runs each
+    handler's work (a ReadyQueue's `run_after`: what the handler makes ready runs in the same
+    entry into Python).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, entry: Callable[[Callable[[], None]], None] | None = None) -> None:
         self._installed: list[tuple[JsProxy, str, JsProxy]] = []
+        self._entry = entry
 
     def on(self, target: JsProxy, event: str, handler: Callable[[Any], None]) -> None:
-        def guarded(event_object: Any = None) -> None:
+        def run(event_object: Any) -> None:
             try:
                 handler(event_object)
             except Exception:
                 logger.exception("error in the %s handler", event)
+
+        def guarded(event_object: Any = None) -> None:
+            if self._entry is None:
+                run(event_object)
+            else:
+                self._entry(lambda: run(event_object))
 
         proxy = create_proxy(guarded)
         target.addEventListener(event, proxy)

@@ -17,6 +17,11 @@ batch suspends, and a batch ends when the queue is empty, past its budget, or wh
 that asyncio lets through (SystemExit) leaves a callback: only in the last two cases is a
 further task scheduled for the rest.
 
+A data channel's message is entered once: its listener gives the bytes to the transport and MPyC
+inside `run_after`, which runs the callbacks that made ready (MPyC's reaction to the message,
+its replies' writes and flush) before the listener returns, rather than posting a task to run
+them in a second entry. A page's message then costs one browser task and one entry into Python.
+
 Importable outside Pyodide: it needs nothing but the loop's `call_soon` and `time`.
 """
 
@@ -68,8 +73,24 @@ class ReadyQueue:
             self._scheduled = True
             self._schedule(self._run_ready)
 
+    def run_after(self, work: Callable[[], None]) -> None:
+        """`work` (an event listener's, entered from the browser), then, in the same entry, the
+        callbacks it made ready, as one batch. Inside a running batch (an event the browser
+        dispatches while Python calls it), `work` only: the running batch takes its callbacks."""
+        if self._running:
+            work()
+            return
+        self._running = True  # what `work` schedules waits for the batch below, not a task
+        try:
+            work()
+        finally:
+            self._run_batch()
+
     def _run_ready(self) -> None:
         self._scheduled = False
+        self._run_batch()
+
+    def _run_batch(self) -> None:
         self._running = True
         ready = self._ready
         deadline = self._loop.time() + BUDGET_SECONDS

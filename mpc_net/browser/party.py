@@ -17,7 +17,7 @@ from typing import Any
 
 from ..mesh import Mesh, MeshConfig
 from ..runtime import BrowserRun, check_mpyc_argv, install, mpyc_argv
-from .jsffi import plain_scheduler
+from .jsffi import listener_entry, plain_scheduler
 from .loop import ReadyQueue
 from .peer import BrowserPeerConnection
 from .signaling import BrowserSignalingClient
@@ -75,11 +75,15 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
     board = PeerBoard(ui, config.pid, config.parties)
     board.show_all()
     connections: list[BrowserPeerConnection] = []
+    loop = asyncio.get_running_loop()
+    ready = ReadyQueue(loop, plain_scheduler(loop))
+    # A message received runs MPyC's reaction to it in the listener's own entry into Python.
+    entry = listener_entry(loop, ready)
 
     def new_peer_connection(ice_servers: list[dict], *, relay_only: bool = False,
                             host_addresses: list[str] | None = None) -> BrowserPeerConnection:
         connections.append(BrowserPeerConnection(ice_servers, relay_only=relay_only,
-                                                 host_addresses=host_addresses))
+                                                 host_addresses=host_addresses, entry=entry))
         return connections[-1]
 
     async def connect() -> Mesh:
@@ -88,8 +92,6 @@ async def run_program(script: str, args: list[str], config: MeshConfig, ui: Any,
         return mesh
 
     _fresh_mpyc()
-    loop = asyncio.get_running_loop()
-    ready = ReadyQueue(loop, plain_scheduler(loop))
     sys.argv = mpyc_argv(script, args, config.parties, config.pid, config.mix32_64bit)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(contextlib.closing(LineWriter(ui.output)))

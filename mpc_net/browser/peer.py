@@ -8,6 +8,7 @@ DataChannelTransport, and those that come before it is bound are replayed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from js import RTCPeerConnection
 from pyodide.ffi import JsProxy, to_js
@@ -59,7 +60,9 @@ class BrowserPeerConnection:
     """One RTCPeerConnection with the single negotiated data channel mpc-net uses."""
 
     def __init__(self, ice_servers: list[dict], *, relay_only: bool = False,
-                 host_addresses: list[str] | None = None) -> None:
+                 host_addresses: list[str] | None = None,
+                 entry: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """`entry`: how the connection's and channel's listeners run their work (`Handlers`)."""
         # Chromium offers 127.0.0.1 only with --allow-loopback-in-peer-connection and camera and
         # microphone permission for the page; otherwise it hides addresses behind mDNS names.
         # So the chosen addresses filter what the browser gathers (None: keep it all).
@@ -80,7 +83,7 @@ class BrowserPeerConnection:
         # re-serialization and keeps one of several fingerprints; the handshake binds them all.
         self._remote_sdp = ""
         self._path: tuple[str, str] | None = None
-        self._handlers = Handlers()
+        self._handlers = Handlers(entry)
         self._handlers.on(js_channel, "open", lambda _: _settle(self.opened))
         self._handlers.on(js_channel, "message", self._on_message)
         self._handlers.on(js_channel, "close",

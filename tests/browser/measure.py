@@ -8,9 +8,11 @@ It uses the browser tests' set-up (bundle, `mpc-net web`, Debian's Chromium, a l
 namespace where possible) and prints what a first page load fetches (with the bundle's gzip
 copies and without them) and two tables of times. Times are MPyC's own "elapsed time" of party 0
 (from all parties connected to shutdown), medians over the runs; ratios matter more than
-absolute times on a shared machine. The first-load table takes turns with pages that restore the
-bundle's memory snapshot and pages that start Python afresh (`snapshot=off`); `--start` says which
-the demo runs use.
+absolute times on a shared machine. The same three pages run every demo and run in turn, so a
+page's first run of MPyC's code is also WebAssembly's first (V8 compiles a function lazily, on
+its first call, and optimizes it once hot): the demos' table shows each run's time too. The
+first-load table takes turns with pages that restore the bundle's memory snapshot and pages that
+start Python afresh (`snapshot=off`); `--start` says which the demo runs use.
 
 `--profile DEMO` runs DEMO once in three browsers with Chromium's sampling profiler (a DevTools
 session) on party 0 and prints where that party's time went: the heaviest functions by their own
@@ -703,7 +705,7 @@ def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list
 
     native_roster = natives.roster(natives.public_keys, "measure-natives")
     print("\ndemo (3 parties)       browsers  natives  MPyC TCP  browsers/natives  "
-          "connect: browsers  natives  load average")
+          "connect: browsers  natives  load average  browsers' runs in turn")
     for demo in demos:
         b: dict[str, list[float]] = {label: [] for label in browsers}
         bc: dict[str, list[float]] = {label: [] for label in browsers}
@@ -723,7 +725,8 @@ def measure(browser, server: WebServer, natives: Natives, runs: int, demos: list
             ratio = statistics.median(b[label]) / statistics.median(n)
             print(f"{demo + label:<22} {median(b[label]):>8}  {median(n):>7}  {median(t):>8}  "
                   f"{ratio:>16.1f}  {median(bc[label]):>17}  {median(nc):>7}  "
-                  f"{min(load):.1f}-{max(load):.1f}")
+                  f"{min(load):.1f}-{max(load):.1f}     "
+                  f"{', '.join(f'{seconds:.2f}' for seconds in b[label])}")
     for pages, _ in browsers.values():
         for page in pages:
             page.close()
