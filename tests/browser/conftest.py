@@ -38,12 +38,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          # With camera and microphone permission (PartyPage grants it), 127.0.0.1 candidates.
          "--allow-loopback-in-peer-connection",
          # Its log on stderr, which chromium_launcher keeps: what a crashed page's report shows.
-         "--enable-logging=stderr",
-         # Chromium (156) opens each new window, here each fresh browser context, with the
-         # omnibox's popup as a page of its own (chrome://omnibox-popup.top-chrome): about 1.2 s
-         # of CPU per window, beside the page's load (a person's browser did that when its
-         # window opened). Without it the suite's pages, and measure.py's, load alone.
-         "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"]
+         "--enable-logging=stderr"]
 # Each launched Chromium's log, and lines of it that say nothing about a crash.
 CHROMIUM_LOGS: list[Path] = []
 ROUTINE = re.compile(r"dtls_transport\.cc|dcsctp_transport\.cc|dbus|mdns_responder")

@@ -70,6 +70,12 @@ from helpers import DEMOS, ROOT, free_port  # noqa: E402
 
 DEMO_ARGS = {"auction": [], "stats": [], "sort": [], "secretsanta": [], "comparisons": ["200"]}
 READY_SECONDS = 300  # generous: three pages at once on a busy machine take minutes
+# Chromium (156) opens each new window, here each fresh browser context, with the omnibox's
+# popup as a page of its own (chrome://omnibox-popup.top-chrome): about 1.2 s of CPU per window,
+# beside the page's load. A person's browser did that when its window opened, not while the
+# page loads; so these Chromiums have no such popup, and a page's time is the page's.
+MEASURE_FLAGS = [*FLAGS, "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,"
+                         "WebUIOmniboxFullPopup"]
 _ELAPSED = re.compile(r"Stop MPyC -- elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _CONNECTED = re.compile(r"connected to all \d+ peers in ([\d.]+) s")
 
@@ -200,7 +206,7 @@ def main() -> int:
                 return 0
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(executable),
-                                                     args=FLAGS)
+                                                     args=MEASURE_FLAGS)
                 if options.profile:
                     profile(browser, server, natives, options.profile)
                 elif options.connect:
@@ -314,7 +320,7 @@ class WarmProfiles:
         directory = self.tmp / f"profile-{key}-{party}"
         new = not directory.exists()
         context = self.playwright.chromium.launch_persistent_context(
-            str(directory), executable_path=str(self.executable), args=FLAGS)
+            str(directory), executable_path=str(self.executable), args=MEASURE_FLAGS)
         context.add_init_script(TIME_WASM)
         page = context.pages[0] if context.pages else context.new_page()
         if new:
