@@ -51,7 +51,8 @@ UDP_SEGMENT = 103
 MOST_SEGMENTS = 64
 MOST_SEGMENTED_BYTES = 65000
 
-Path = tuple[asyncio.DatagramTransport, tuple]
+# Where a pair's datagrams go: the nominated pair's transport and the remote address.
+Destination = tuple[asyncio.DatagramTransport, tuple]
 
 
 class DatagramSender:
@@ -64,7 +65,7 @@ class DatagramSender:
         self._aiortc_send_data = dtls._send_data
         self._holding = 0  # transmissions under way, nested
         self._held: list[bytes] = []
-        self._held_path: Path | None = None  # where the held records go
+        self._held_to: Destination | None = None  # where the held records go
         self._segmenting = sys.platform == "linux"
         dtls._send_data = self.send_data
         association.hold_datagrams = self.hold  # type: ignore[method-assign]
@@ -100,16 +101,16 @@ class DatagramSender:
         if not self._holding:
             transport.sendto(record, pair.remote_addr)
             return
-        path = (transport, pair.remote_addr)
-        if self._held and path != self._held_path:
+        destination = (transport, pair.remote_addr)
+        if self._held and destination != self._held_to:
             self._flush()
-        self._held_path = path
+        self._held_to = destination
         self._held.append(record)
 
     def _flush(self) -> None:
         records, self._held = self._held, []
-        assert self._held_path is not None
-        transport, address = self._held_path
+        assert self._held_to is not None
+        transport, address = self._held_to
         start = 0
         if self._segmenting and transport.get_extra_info("socket") is not None:
             # A relayed candidate's TURN transport has no socket (nor room for segments).
